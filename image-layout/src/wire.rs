@@ -1,0 +1,133 @@
+//! The `--json` output of `edge-image`: each report is printed either as JSON or formatted for a person.
+//!
+//! Field names are an interface, documented in docs/cli.md; changing one is a breaking change.
+
+use serde::Serialize;
+
+/// `edge-image keygen`.
+#[derive(Debug, Serialize)]
+pub struct KeygenReport {
+    /// The key id.
+    pub key_id: String,
+    /// The secret key file.
+    pub secret_key: String,
+    /// The public key file.
+    pub public_key: String,
+}
+
+/// A payload as `inspect` and `build` show it.
+#[derive(Debug, Serialize)]
+pub struct PayloadReport {
+    /// Name.
+    pub name: String,
+    /// Raw size.
+    pub size_bytes: u64,
+    /// Chunk size.
+    pub chunk_size: u32,
+    /// Number of chunks.
+    pub n_chunks: u64,
+    /// Block size.
+    pub block_size: u32,
+    /// Delta frame size.
+    pub frame_size: u32,
+    /// Bytes of stored chunks (what a full install fetches for this payload, with its index).
+    pub chunks_bytes: u64,
+    /// Bytes of the delta section (delta index and frames).
+    pub delta_bytes: u64,
+    /// `size_bytes / chunks_bytes`.
+    pub compression_ratio: f64,
+}
+
+/// One signature record.
+#[derive(Debug, Serialize)]
+pub struct SignerReport {
+    /// The key id.
+    pub key_id: String,
+    /// `valid`, `invalid`, `untrusted` or `unchecked` (no keyring given).
+    pub status: &'static str,
+}
+
+/// `edge-image inspect` and `edge-image build`.
+#[derive(Debug, Serialize)]
+pub struct InspectReport {
+    /// Bundle size.
+    pub bundle_bytes: u64,
+    /// Bytes a full install reads.
+    pub full_install_bytes: u64,
+    /// blake3 of the manifest bytes.
+    pub manifest_blake3: String,
+    /// The manifest as signed.
+    pub manifest: crate::manifest::Manifest,
+    /// Per-payload figures.
+    pub payloads: Vec<PayloadReport>,
+    /// Signatures.
+    pub signers: Vec<SignerReport>,
+}
+
+/// `edge-image verify`.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    /// Always true when printed (a failure exits non-zero).
+    pub verified: bool,
+    /// Version.
+    pub version: String,
+    /// Security version.
+    pub security_version: u64,
+    /// Key ids whose signatures verified.
+    pub valid_signers: Vec<String>,
+    /// Chunks verified, all payloads.
+    pub chunks_verified: u64,
+    /// blake3 of the manifest bytes.
+    pub manifest_blake3: String,
+}
+
+/// `edge-image extract`.
+#[derive(Debug, Serialize)]
+pub struct ExtractReport {
+    /// The payload.
+    pub payload: String,
+    /// Bytes written.
+    pub size_bytes: u64,
+    /// Where.
+    pub output: String,
+}
+
+/// `edge-image sign`.
+#[derive(Debug, Serialize)]
+pub struct SignReport {
+    /// The key id that signed.
+    pub key_id: String,
+    /// Signatures now on the bundle.
+    pub n_signatures: usize,
+}
+
+/// `edge-image delta-plan`.
+#[derive(Debug, Serialize)]
+pub struct DeltaPlanReport {
+    /// The payload planned.
+    pub payload: String,
+    /// Its raw size.
+    pub image_bytes: u64,
+    /// Raw bytes reused from the old image.
+    pub reused_bytes: u64,
+    /// Raw bytes that come from the bundle.
+    pub fetched_raw_bytes: u64,
+    /// Head and index bytes read before planning.
+    pub metadata_bytes: u64,
+    /// Bytes of the coalesced ranges.
+    pub range_bytes: u64,
+    /// Everything fetched: metadata plus ranges.
+    pub fetch_bytes: u64,
+    /// What a full install of the same bundle reads, for comparison.
+    pub full_install_bytes: u64,
+    /// Chunks taken wholly from the old image.
+    pub chunks_local: u64,
+    /// Chunks assembled from old blocks and fetched frames.
+    pub chunks_frames: u64,
+    /// Chunks fetched whole.
+    pub chunks_whole: u64,
+    /// Number of ranges.
+    pub n_ranges: usize,
+    /// The ranges, `[start, end)` absolute offsets in the bundle.
+    pub ranges: Vec<[u64; 2]>,
+}
