@@ -46,6 +46,14 @@ impl AtomicFile {
         &self.tmp
     }
 
+    /// Renames over the destination without syncing: the file appears whole or not at all to every reader, but a
+    /// power cut soon after may lose it (what `zstd -d`, `cp` and `tar` give). For outputs that are not state.
+    pub fn commit_unsynced(mut self) -> Result<()> {
+        let file = self.file.take().expect("the file is present until commit");
+        drop(file);
+        fs::rename(&self.tmp, &self.dest).map_err(|source| Error::WriteFile { path: self.dest.clone(), source })
+    }
+
     /// fsync, rename over the destination, fsync the directory.
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("the file is present until commit");

@@ -25,7 +25,7 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
 /// Default and only block size the CLI offers: 4 KiB, the ext4 block.
 pub const DEFAULT_BLOCK_SIZE: u32 = 4096;
 /// Default delta frame size; docs/bundle-format.md, "Measurements".
-pub const DEFAULT_FRAME_SIZE: u32 = 4096;
+pub const DEFAULT_FRAME_SIZE: u32 = 8192;
 /// Default zstd level of the chunks.
 pub const DEFAULT_LEVEL: i32 = 3;
 /// Default zstd level of the delta frames; docs/bundle-format.md, "Measurements".
@@ -176,6 +176,7 @@ struct ChunkOut {
     idx: u64,
     raw_size: u32,
     raw_hash: [u8; 32],
+    stored_hash: [u8; 32],
     fingerprints: Vec<u64>,
     stored: Vec<u8>,
     frames: Vec<Vec<u8>>,
@@ -236,10 +237,12 @@ fn process_chunk(
             delta.compress(frame).map_err(cerr)?
         });
     }
+    let stored_hash = *blake3::hash(&stored).as_bytes();
     Ok(ChunkOut {
         idx,
         raw_size: raw.len() as u32,
         raw_hash,
+        stored_hash,
         fingerprints,
         stored,
         frames,
@@ -283,11 +286,15 @@ fn build_payload(
     let (job_tx, job_rx) = sync_channel::<(u64, Vec<u8>)>(threads);
     let job_rx: Arc<Mutex<Receiver<(u64, Vec<u8>)>>> = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = sync_channel::<Result<ChunkOut>>(threads * 2);
+    // Chunk buffers circulate between the reader and the workers instead of being allocated per chunk: fresh
+    // allocations of this size cost a page fault per page.
+    let (buf_tx, buf_rx) = sync_channel::<Vec<u8>>(threads * 4);
 
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
+            let buf_tx = buf_tx.clone();
             let name = name.as_str();
             s.spawn(move || {
                 let mut main = zstd::bulk::Compressor::new(opts.level)
@@ -301,6 +308,7 @@ fn build_payload(
                         .recv();
                     let Ok((idx, raw)) = job else { break };
                     let out = process_chunk(idx, &raw, opts, &mut main, &mut delta, name);
+                    let _ = buf_tx.try_send(raw);
                     if res_tx.send(out).is_err() {
                         break;
                     }
@@ -308,11 +316,13 @@ fn build_payload(
             });
         }
         drop(res_tx);
+        drop(buf_tx);
         let chunk_size = opts.chunk_size as usize;
         let reader_thread = s.spawn(move || -> Result<u64> {
             let mut total = 0u64;
             for idx in 0.. {
-                let mut buf = vec![0u8; chunk_size];
+                let mut buf = buf_rx.try_recv().unwrap_or_default();
+                buf.resize(chunk_size, 0);
                 let n = read_full(&mut *reader, &mut buf).map_err(|source| Error::ReadFile {
                     path: path.clone(),
                     source,
@@ -348,13 +358,12 @@ fn build_payload(
             };
             pending.insert(out.idx, out);
             while let Some(out) = pending.remove(&next) {
-                let stored_hash = *blake3::hash(&out.stored).as_bytes();
                 IndexEntry {
                     offset,
                     stored_size: out.stored.len() as u32,
                     raw_size: out.raw_size,
                     raw_hash: out.raw_hash,
-                    stored_hash,
+                    stored_hash: out.stored_hash,
                 }
                 .encode(&mut index);
                 offset += out.stored.len() as u64;
@@ -508,7 +517,7 @@ pub fn build(
     let mut metas = Vec::new();
     for (b, (index, chunks)) in built.iter().zip(payloads_meta) {
         let stored =
-            zstd::bulk::compress(&b.delta_index_raw, 19).map_err(|source| Error::Compress {
+            zstd::bulk::compress(&b.delta_index_raw, 3).map_err(|source| Error::Compress {
                 payload: b.name.clone(),
                 chunk_idx: 0,
                 source,

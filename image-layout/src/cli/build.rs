@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_size, default_value = "1M")]
     pub chunk_size: u32,
     /// Delta frame size (unit of delta fetches), a multiple of 4K dividing the chunk size.
-    #[arg(long, value_parser = parse_size, default_value = "4K")]
+    #[arg(long, value_parser = parse_size, default_value = "8K")]
     pub frame_size: u32,
     /// zstd level of the chunks.
     #[arg(long, default_value_t = writer::DEFAULT_LEVEL, allow_hyphen_values = true)]

@@ -28,6 +28,10 @@ pub struct Args {
     /// Distinct trusted keys that must have signed.
     #[arg(long, default_value_t = 1)]
     pub threshold: usize,
+    /// fsync the output before renaming it into place (off by default, like `zstd -d`: an extracted file is a
+    /// copy, not state; installs into a slot go through `edge-update`, which syncs and reads back).
+    #[arg(long)]
+    pub fsync: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -90,7 +94,11 @@ pub fn run(args: Args) -> Result<Output> {
     match file {
         Some(mut f) => {
             f.file().set_len(written).map_err(werr)?;
-            f.commit()?;
+            if args.fsync {
+                f.commit()?;
+            } else {
+                f.commit_unsynced()?;
+            }
         }
         None => stdout.flush().map_err(werr)?,
     }
