@@ -51,7 +51,10 @@ impl AtomicFile {
     pub fn commit_unsynced(mut self) -> Result<()> {
         let file = self.file.take().expect("the file is present until commit");
         drop(file);
-        fs::rename(&self.tmp, &self.dest).map_err(|source| Error::WriteFile { path: self.dest.clone(), source })
+        fs::rename(&self.tmp, &self.dest).map_err(|source| Error::WriteFile {
+            path: self.dest.clone(),
+            source,
+        })
     }
 
     /// fsync, rename over the destination, fsync the directory.

@@ -172,6 +172,9 @@ impl Spool {
     }
 }
 
+/// The workers' shared end of the job queue: (chunk index, raw bytes).
+type SharedJobs = Arc<Mutex<Receiver<(u64, Vec<u8>)>>>;
+
 struct ChunkOut {
     idx: u64,
     raw_size: u32,
@@ -284,7 +287,7 @@ fn build_payload(
     let mut size_bytes = 0u64;
 
     let (job_tx, job_rx) = sync_channel::<(u64, Vec<u8>)>(threads);
-    let job_rx: Arc<Mutex<Receiver<(u64, Vec<u8>)>>> = Arc::new(Mutex::new(job_rx));
+    let job_rx: SharedJobs = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = sync_channel::<Result<ChunkOut>>(threads * 2);
     // Chunk buffers circulate between the reader and the workers instead of being allocated per chunk: fresh
     // allocations of this size cost a page fault per page.
@@ -418,7 +421,7 @@ fn validate_options(opts: &BuildOptions) -> Result<()> {
         );
     }
     if !crate::format::CHUNK_SIZE_RANGE.contains(&opts.chunk_size)
-        || opts.chunk_size % opts.block_size != 0
+        || !opts.chunk_size.is_multiple_of(opts.block_size)
     {
         return bad(
             "chunk size",
@@ -428,9 +431,9 @@ fn validate_options(opts: &BuildOptions) -> Result<()> {
             ),
         );
     }
-    if opts.frame_size % opts.block_size != 0
+    if !opts.frame_size.is_multiple_of(opts.block_size)
         || opts.frame_size == 0
-        || opts.chunk_size % opts.frame_size != 0
+        || !opts.chunk_size.is_multiple_of(opts.frame_size)
     {
         return bad(
             "frame size",

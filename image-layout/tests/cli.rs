@@ -1,0 +1,328 @@
+//! `edge-image` as an operator meets it: real files in a temporary directory, stdout, stderr and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edge-image");
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        // A payload of 307,000 bytes: text, zeros and a tail that is not a whole block.
+        let mut data = Vec::new();
+        for i in 0..6000u32 {
+            data.extend_from_slice(
+                format!("entry {i} value {}\n", i.wrapping_mul(40503) % 977).as_bytes(),
+            );
+        }
+        data.resize(250_000, 0);
+        data.extend((0..57_000u32).map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8));
+        std::fs::write(env.path("rootfs.img"), &data).expect("payload");
+        std::fs::create_dir(env.path("ring")).expect("ring");
+        env
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run edge-image")
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("--json prints JSON")
+    }
+    fn key(&self, name: &str) {
+        self.ok(&["keygen", "-o", name]);
+        std::fs::copy(
+            self.path(&format!("{name}.pub")),
+            self.path(&format!("ring/{name}.pub")),
+        )
+        .expect("trust key");
+    }
+    fn build(&self, out: &str, extra: &[&str]) {
+        let mut args = vec![
+            "build",
+            "--payload",
+            "rootfs=rootfs.img",
+            "--version",
+            "2.1.0",
+            "--security-version",
+            "4",
+            "--compatible",
+            "qemu-x86_64",
+            "--chunk-size",
+            "64K",
+            "--key",
+            "a.key",
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+    /// Runs a verb on a copy of `bundle` changed by `edit`, and returns the exit code.
+    fn code_after(&self, bundle: &str, edit: impl Fn(&mut Vec<u8>), verb: &[&str]) -> i32 {
+        let mut b = std::fs::read(self.path(bundle)).expect("bundle");
+        edit(&mut b);
+        std::fs::write(self.path("bad.bundle"), b).expect("write copy");
+        let mut args = verb.to_vec();
+        args.insert(1, "bad.bundle");
+        self.run(&args).status.code().expect("exit code")
+    }
+}
+
+/// A change made to a copy of a bundle.
+type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+
+fn manifest_len(b: &[u8]) -> usize {
+    u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")) as usize
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites_it() {
+    let e = Env::new();
+    let j = e.json(&["keygen", "-o", "k", "--json"]);
+    assert_eq!(j["key_id"].as_str().expect("key id").len(), 16);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(e.path("k.key"))
+        .expect("k.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let before = std::fs::read(e.path("k.key")).expect("key");
+    let out = e.run(&["keygen", "-o", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(e.path("k.key")).expect("key"), before);
+}
+
+#[test]
+fn build_inspect_verify_extract_round_trip() {
+    let e = Env::new();
+    e.key("a");
+    std::fs::write(
+        e.path("stack.json"),
+        r#"{"kernel": "6.1.0-26", "k3s": "v1.31.2+k3s1"}"#,
+    )
+    .expect("stack");
+    e.build("b.bundle", &["--stack-info", "stack.json"]);
+    let j = e.json(&["inspect", "b.bundle", "--keyring", "ring", "--json"]);
+    assert_eq!(j["manifest"]["version"], "2.1.0");
+    assert_eq!(j["manifest"]["security_version"], 4);
+    assert_eq!(j["manifest"]["stack"]["k3s"], "v1.31.2+k3s1");
+    assert_eq!(j["payloads"][0]["n_chunks"], 5);
+    assert_eq!(j["payloads"][0]["size_bytes"], 307_000);
+    assert_eq!(j["signers"][0]["status"], "valid");
+    let human = e.ok(&["inspect", "b.bundle"]);
+    assert!(human.contains("security version:  4"), "{human}");
+    let v = e.json(&["verify", "b.bundle", "--keyring", "ring", "--json"]);
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["chunks_verified"], 5);
+    e.ok(&[
+        "extract",
+        "b.bundle",
+        "--payload",
+        "rootfs",
+        "-o",
+        "out.img",
+        "--keyring",
+        "ring",
+    ]);
+    assert_eq!(
+        std::fs::read(e.path("out.img")).expect("out"),
+        std::fs::read(e.path("rootfs.img")).expect("in")
+    );
+}
+
+#[test]
+fn extract_reads_the_bundle_from_stdin() {
+    let e = Env::new();
+    e.key("a");
+    e.build("b.bundle", &[]);
+    let bundle = std::fs::File::open(e.path("b.bundle")).expect("bundle");
+    let out = Command::new(BIN)
+        .args([
+            "extract",
+            "-",
+            "--payload",
+            "rootfs",
+            "-o",
+            "-",
+            "--keyring",
+            "ring",
+        ])
+        .current_dir(e.dir.path())
+        .stdin(bundle)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = std::fs::read(e.path("rootfs.img")).expect("in");
+    assert_eq!(&out.stdout[..data.len()], &data[..]);
+}
+
+#[test]
+fn tampered_copies_are_refused_with_distinct_exit_codes() {
+    let e = Env::new();
+    e.key("a");
+    e.build("b.bundle", &[]);
+    let verify = ["verify", "--keyring", "ring"];
+    let len = std::fs::read(e.path("b.bundle")).expect("bundle").len();
+    // The last byte is inside the delta frames; one in the middle is inside a stored chunk.
+    let cases: &[(&str, Edit, i32)] = &[
+        ("untouched", Box::new(|_| {}), 0),
+        ("bad magic", Box::new(|b| b[0] ^= 1), 3),
+        ("truncated", Box::new(|b| b.truncate(b.len() / 2)), 3),
+        (
+            "trailing garbage",
+            Box::new(|b| b.extend_from_slice(b"xx")),
+            3,
+        ),
+        ("manifest bit", Box::new(|b| b[40] ^= 4), 4),
+        (
+            "signature bit",
+            Box::new(|b| {
+                let at = 24 + manifest_len(b) + 20;
+                b[at] ^= 1
+            }),
+            4,
+        ),
+        ("chunk bit", Box::new(move |b| b[len / 5] ^= 0x10), 5),
+    ];
+    for (name, edit, code) in cases {
+        assert_eq!(e.code_after("b.bundle", edit, &verify), *code, "{name}");
+    }
+    // A nonexistent keyring is an operator error, not a bundle error.
+    assert_eq!(
+        e.run(&["verify", "b.bundle", "--keyring", "nowhere"])
+            .status
+            .code(),
+        Some(1)
+    );
+    // A tampered bundle is never extracted: no output file appears.
+    assert_eq!(
+        e.code_after(
+            "b.bundle",
+            |b| b[len / 5] ^= 0x10,
+            &["extract", "-o", "x.img", "--keyring", "ring"]
+        ),
+        5
+    );
+    assert!(!e.path("x.img").exists());
+}
+
+#[test]
+fn expired_bundle_is_refused() {
+    let e = Env::new();
+    e.key("a");
+    e.build(
+        "b.bundle",
+        &[
+            "--created",
+            "2020-01-01T00:00:00Z",
+            "--expires",
+            "2021-01-01T00:00:00+02:00",
+        ],
+    );
+    let out = e.run(&["verify", "b.bundle", "--keyring", "ring"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
+}
+
+#[test]
+fn threshold_signing_with_sign() {
+    let e = Env::new();
+    e.key("a");
+    e.key("b");
+    e.build("b.bundle", &[]);
+    let out = e.run(&[
+        "verify",
+        "b.bundle",
+        "--keyring",
+        "ring",
+        "--threshold",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let s = e.json(&["sign", "b.bundle", "--key", "b.key", "--json"]);
+    assert_eq!(s["n_signatures"], 2);
+    // Signing again with the same key replaces its signature rather than adding a second one.
+    assert_eq!(
+        e.json(&["sign", "b.bundle", "--key", "b.key", "--json"])["n_signatures"],
+        2
+    );
+    let v = e.json(&[
+        "verify",
+        "b.bundle",
+        "--keyring",
+        "ring",
+        "--threshold",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["valid_signers"].as_array().expect("signers").len(), 2);
+}
+
+#[test]
+fn delta_plan_against_an_old_image_fetches_only_what_changed() {
+    let e = Env::new();
+    e.key("a");
+    e.build("b.bundle", &[]);
+    // The old image: the same content moved by three blocks, with one block changed.
+    let new = std::fs::read(e.path("rootfs.img")).expect("in");
+    let mut old = vec![7u8; 3 * 4096];
+    old.extend_from_slice(&new);
+    old[3 * 4096 + 10 * 4096 + 5] ^= 0xff;
+    std::fs::write(e.path("old.img"), &old).expect("old");
+    let j = e.json(&[
+        "delta-plan",
+        "b.bundle",
+        "--have",
+        "old.img",
+        "--keyring",
+        "ring",
+        "--json",
+    ]);
+    let full = j["full_install_bytes"].as_u64().expect("full");
+    let fetch = j["fetch_bytes"].as_u64().expect("fetch");
+    assert!(fetch < full, "delta {fetch} not below full {full}");
+    // Block 10 changed and the short last block cannot be matched: both come from the bundle, nothing else.
+    // Block 10's frame is 8 KiB; the last frame holds only the short last block.
+    assert_eq!(j["fetched_raw_bytes"], 8192 + 307_000 % 4096);
+    assert_eq!(
+        j["reused_bytes"].as_u64().expect("reused") + j["fetched_raw_bytes"].as_u64().expect("raw"),
+        307_000
+    );
+    let human = e.ok(&["delta-plan", "b.bundle", "--have", "old.img"]);
+    assert!(human.contains("reuse"), "{human}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let e = Env::new();
+    assert_eq!(e.run(&["build"]).status.code(), Some(2));
+    assert_eq!(e.run(&["frobnicate"]).status.code(), Some(2));
+    let _ = Path::new(BIN);
+}
