@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the demo, the tests and the benchmark need on a fresh Debian 12 machine, and nothing when it is
+# already there. Sourced by scripts/demo.sh, scripts/test.sh and bench/run.sh.
+set -euo pipefail
+
+need_apt=()
+for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd; do
+    cmd=${pair%%:*} pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
+    command -v casync >/dev/null 2>&1 || need_apt+=(casync)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing: ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: no Rust toolchain: install rustup (https://rustup.rs) and run this again" >&2
+    exit 1
+fi
+for comp in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+        rustup component add "$comp"
+    fi
+done
