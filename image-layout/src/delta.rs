@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::format::{block_hash, chunk_hash_of_blocks, fingerprint};
+use crate::format::{chunk_hash, fingerprint};
 use crate::manifest::Payload;
 use crate::reader::{BundleAt, ChunkIndex, DeltaIndex, ReadAt};
 
@@ -43,7 +43,7 @@ impl HaveIndex {
             }
             // Only whole blocks can stand in for a block of the new image at the same size.
             for block in buf[..n].chunks_exact(bs) {
-                entries.push((fingerprint(&block_hash(block)), offset));
+                entries.push((fingerprint(block), offset));
                 offset += bs as u64;
             }
             if n < buf.len() {
@@ -336,9 +336,8 @@ pub fn apply<S: ReadAt>(
                         })?;
                     reused += bs as u64;
                 }
-                let hashes: Vec<[u8; 32]> = buf.chunks(bs).map(block_hash).collect();
                 stats.fetched_bytes += fetched;
-                if chunk_hash_of_blocks(&hashes) == planner.index.entries[c as usize].raw_hash {
+                if chunk_hash(&buf) == planner.index.entries[c as usize].raw_hash {
                     stats.reused_bytes += reused;
                     Some(buf)
                 } else {

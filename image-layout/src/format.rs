@@ -203,30 +203,45 @@ pub fn compress_bound(raw: u64) -> u64 {
     raw + (raw >> 8) + small
 }
 
-/// blake3 of one block: the leaf of the chunk hash; its first 8 bytes are the block's fingerprint.
-pub fn block_hash(block: &[u8]) -> [u8; 32] {
-    *blake3::hash(block).as_bytes()
+/// The fingerprint of a block: XXH3-64 (seed 0) of its bytes; docs/bundle-format.md, "Hashes".
+///
+/// Only a lookup key for finding the block in an old image: a false match costs a whole-chunk fetch, never a wrong
+/// byte, because every assembled chunk is checked against its chunk hash. XXH3 keeps indexing a whole running slot
+/// close to the speed of reading it, also on small ARM cores.
+pub fn fingerprint(block: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(block)
 }
 
-/// The fingerprint of a block: the first 8 bytes of its blake3 hash, little-endian.
-pub fn fingerprint(hash: &[u8; 32]) -> u64 {
-    le_u64(&hash[..8])
+/// The chunk hash: BLAKE3 in key-derivation mode with [`CHUNK_HASH_CONTEXT`] over the chunk's raw bytes;
+/// docs/bundle-format.md, "Hashes".
+pub fn chunk_hash(raw: &[u8]) -> [u8; 32] {
+    let mut h = ChunkHasher::new();
+    h.update(raw);
+    h.finalize()
 }
 
-/// The chunk hash: blake3 in key-derivation mode with [`CHUNK_HASH_CONTEXT`] over the concatenated block hashes of
-/// the chunk's blocks (the last block of a payload may be short); docs/bundle-format.md, "Hashes".
-pub fn chunk_hash_of_blocks<'a>(block_hashes: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key(CHUNK_HASH_CONTEXT);
-    for bh in block_hashes {
-        h.update(bh);
+/// The chunk hash computed over pieces that arrive in order (frames, or old blocks and fetched frames).
+pub struct ChunkHasher(blake3::Hasher);
+
+impl ChunkHasher {
+    /// An empty hasher.
+    pub fn new() -> ChunkHasher {
+        ChunkHasher(blake3::Hasher::new_derive_key(CHUNK_HASH_CONTEXT))
     }
-    *h.finalize().as_bytes()
+    /// Adds the next bytes of the chunk.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    /// The chunk hash.
+    pub fn finalize(&self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
 }
 
-/// The chunk hash of raw chunk bytes, cut into `block_size` blocks.
-pub fn chunk_hash(raw: &[u8], block_size: usize) -> [u8; 32] {
-    let hashes: Vec<[u8; 32]> = raw.chunks(block_size).map(block_hash).collect();
-    chunk_hash_of_blocks(&hashes)
+impl Default for ChunkHasher {
+    fn default() -> Self {
+        ChunkHasher::new()
+    }
 }
 
 /// Reads a little-endian u32 from exactly 4 bytes.
@@ -381,14 +396,18 @@ mod tests {
     }
 
     #[test]
-    fn chunk_hash_depends_on_block_order() {
+    fn chunk_hash_is_incremental_and_domain_separated() {
         let a = [1u8; 8192];
-        let mut b = a;
-        b[4096] = 2;
-        assert_ne!(chunk_hash(&a, 4096), chunk_hash(&b, 4096));
-        assert_eq!(
-            chunk_hash(&a, 4096),
-            chunk_hash_of_blocks(&[block_hash(&a[..4096]), block_hash(&a[4096..])])
-        );
+        let mut h = ChunkHasher::new();
+        h.update(&a[..100]);
+        h.update(&a[100..]);
+        assert_eq!(h.finalize(), chunk_hash(&a));
+        assert_ne!(chunk_hash(&a), *blake3::hash(&a).as_bytes());
+    }
+
+    #[test]
+    fn fingerprint_is_xxh3_64() {
+        // XXH3-64 of the empty input with seed 0, from the algorithm's reference implementation.
+        assert_eq!(fingerprint(b""), 0x2d06_8005_38d3_94c2);
     }
 }

@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    block_hash, chunk_hash_of_blocks, compress_bound, fingerprint, from_hex, le_u32, le_u64,
-    Header, IndexEntry, SignatureRecord, FINGERPRINT_LEN, FRAME_SIZE_LEN, HEADER_LEN,
-    INDEX_ENTRY_LEN, SIGNATURE_RECORD_LEN,
+    chunk_hash, compress_bound, fingerprint, from_hex, le_u32, le_u64, ChunkHasher, Header,
+    IndexEntry, SignatureRecord, FINGERPRINT_LEN, FRAME_SIZE_LEN, HEADER_LEN, INDEX_ENTRY_LEN,
+    SIGNATURE_RECORD_LEN,
 };
 use crate::keys::{check_signatures, require_threshold, Keyring, SignerCheck};
 use crate::manifest::{Manifest, Payload};
@@ -379,7 +379,7 @@ pub fn decode_chunk(p: &Payload, chunk_idx: u64, e: &IndexEntry, stored: &[u8]) 
         what: "chunk",
         idx: chunk_idx,
     })?;
-    if crate::format::chunk_hash(&raw, p.block_size as usize) != e.raw_hash {
+    if chunk_hash(&raw) != e.raw_hash {
         return Err(Error::ChunkHash {
             payload: p.name.clone(),
             chunk_idx,
@@ -511,7 +511,9 @@ impl<R: Read> StreamReader<R> {
             self.read_exact(&mut stored, &format!("payload {} delta index", p.name))?;
             let delta = DeltaIndex::parse(p, &stored)?;
             let per_chunk = (p.chunk_size / p.frame_size) as usize;
-            let mut block_hashes: Vec<[u8; 32]> = Vec::new();
+            let mut hasher = ChunkHasher::new();
+            let mut fps_ok = true;
+            let mut block_idx = 0usize;
             for (j, &size) in delta.frame_sizes.iter().enumerate() {
                 let mut buf = vec![0u8; size as usize];
                 self.read_exact(&mut buf, &format!("payload {} frame {j}", p.name))?;
@@ -525,25 +527,22 @@ impl<R: Read> StreamReader<R> {
                         idx: j as u64,
                     },
                 )?;
-                block_hashes.extend(raw.chunks(p.block_size as usize).map(block_hash));
+                hasher.update(&raw);
+                for block in raw.chunks(p.block_size as usize) {
+                    fps_ok &= fingerprint(block) == delta.fingerprints[block_idx];
+                    block_idx += 1;
+                }
                 let last = j + 1 == delta.frame_sizes.len();
                 if (j + 1) % per_chunk == 0 || last {
                     let chunk_idx = (j / per_chunk) as u64;
-                    let first_block = chunk_idx * u64::from(p.chunk_size / p.block_size);
-                    let fps = &delta.fingerprints
-                        [first_block as usize..first_block as usize + block_hashes.len()];
-                    let fp_ok = block_hashes
-                        .iter()
-                        .zip(fps)
-                        .all(|(h, fp)| fingerprint(h) == *fp);
                     let entry = &self.indexes[pi].entries[chunk_idx as usize];
-                    if !fp_ok || chunk_hash_of_blocks(&block_hashes) != entry.raw_hash {
+                    if !fps_ok || hasher.finalize() != entry.raw_hash {
                         return Err(Error::ChunkHash {
                             payload: p.name.clone(),
                             chunk_idx,
                         });
                     }
-                    block_hashes.clear();
+                    hasher = ChunkHasher::new();
                 }
             }
         }

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    block_hash, chunk_hash_of_blocks, fingerprint, to_hex, Header, IndexEntry, SignatureRecord,
-    FORMAT_VERSION, MAX_SIGNATURES, SIGNATURE_RECORD_LEN,
+    chunk_hash, fingerprint, to_hex, Header, IndexEntry, SignatureRecord, FORMAT_VERSION,
+    MAX_SIGNATURES, SIGNATURE_RECORD_LEN,
 };
 use crate::keys::SecretKey;
 use crate::manifest::{format_time, Algorithm, Area, Compression, Manifest, Payload, Section};
@@ -209,13 +209,12 @@ fn process_chunk(
 ) -> Result<ChunkOut> {
     let bs = opts.block_size as usize;
     let mut zero_blocks = Vec::with_capacity(raw.len().div_ceil(bs));
-    let mut hashes = Vec::with_capacity(raw.len().div_ceil(bs));
+    let mut fingerprints = Vec::with_capacity(raw.len().div_ceil(bs));
     for block in raw.chunks(bs) {
         zero_blocks.push(is_zero(block));
-        hashes.push(block_hash(block));
+        fingerprints.push(fingerprint(block));
     }
-    let fingerprints = hashes.iter().map(fingerprint).collect();
-    let raw_hash = chunk_hash_of_blocks(&hashes);
+    let raw_hash = chunk_hash(raw);
     let cerr = |source| Error::Compress {
         payload: payload.to_owned(),
         chunk_idx: idx,
