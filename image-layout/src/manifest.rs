@@ -369,3 +369,148 @@ impl Manifest {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Manifest {
+        let size = 3 * 65536 + 100;
+        let p = Payload {
+            name: "rootfs".into(),
+            size_bytes: size,
+            block_size: 4096,
+            chunk_size: 65536,
+            frame_size: 8192,
+            index: Section {
+                offset: 0,
+                size_bytes: 4 * 80,
+                blake3: "00".repeat(32),
+            },
+            chunks: Area {
+                offset: 320,
+                size_bytes: 1000,
+            },
+            delta_index: Section {
+                offset: 1320,
+                size_bytes: 50,
+                blake3: "11".repeat(32),
+            },
+            frames: Area {
+                offset: 1370,
+                size_bytes: 500,
+            },
+        };
+        Manifest {
+            format: 1,
+            name: "edge-stack".into(),
+            version: "1".into(),
+            security_version: 1,
+            compatible: "b".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            expires: None,
+            stack: serde_json::Value::Null,
+            compression: Compression {
+                algorithm: Algorithm::Zstd,
+                level: 3,
+                delta_level: 1,
+            },
+            payloads: vec![p],
+        }
+    }
+
+    fn check(edit: impl Fn(&mut Manifest), field: Option<&str>) {
+        let mut m = good();
+        edit(&mut m);
+        match (m.validate(), field) {
+            (Ok(()), None) => {}
+            (Err(Error::ManifestField { field: f, .. }), Some(want)) => assert_eq!(f, want),
+            (r, want) => panic!("expected {want:?}, got {r:?}"),
+        }
+        // Whatever validate says, parse says the same about the serialized form.
+        assert_eq!(Manifest::parse(&m.to_bytes()).is_ok(), field.is_none());
+    }
+
+    #[test]
+    fn manifest_rules() {
+        check(|_| {}, None);
+        check(|m| m.format = 2, Some("format"));
+        check(|m| m.created = "yesterday".into(), Some("created"));
+        check(
+            |m| m.expires = Some("2026-13-01T00:00:00Z".into()),
+            Some("expires"),
+        );
+        check(|m| m.stack = serde_json::json!([1, 2]), Some("stack"));
+        check(|m| m.payloads.clear(), Some("payloads"));
+        check(
+            |m| m.payloads[0].name = "root fs".into(),
+            Some("payloads[0].name"),
+        );
+        check(
+            |m| m.payloads[0].size_bytes = 0,
+            Some("payloads[0].size_bytes"),
+        );
+        check(
+            |m| m.payloads[0].size_bytes = 1 << 50,
+            Some("payloads[0].size_bytes"),
+        );
+        check(
+            |m| m.payloads[0].block_size = 3000,
+            Some("payloads[0].block_size"),
+        );
+        check(
+            |m| m.payloads[0].chunk_size = 131_072,
+            Some("payloads[0].index.size_bytes"),
+        );
+        check(
+            |m| m.payloads[0].chunk_size = 6000,
+            Some("payloads[0].chunk_size"),
+        );
+        check(
+            |m| m.payloads[0].frame_size = 12288,
+            Some("payloads[0].frame_size"),
+        );
+        check(
+            |m| m.payloads[0].index.size_bytes = 80,
+            Some("payloads[0].index.size_bytes"),
+        );
+        check(
+            |m| m.payloads[0].index.blake3 = "xyz".into(),
+            Some("payloads[0].index.blake3"),
+        );
+        check(
+            |m| m.payloads[0].chunks.offset = 321,
+            Some("payloads[0].chunks"),
+        );
+        check(
+            |m| m.payloads[0].chunks.size_bytes = u64::MAX / 2,
+            Some("payloads[0].chunks.size_bytes"),
+        );
+        check(
+            |m| m.payloads[0].frames.offset = 1000,
+            Some("payloads[0].frames"),
+        );
+        check(
+            |m| m.payloads[0].delta_index.size_bytes = 0,
+            Some("payloads[0].delta_index.size_bytes"),
+        );
+        check(
+            |m| {
+                let mut q = m.payloads[0].clone();
+                q.index.offset = 9;
+                m.payloads.push(q);
+            },
+            Some("payloads[1].name"),
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut v: serde_json::Value = serde_json::from_slice(&good().to_bytes()).expect("json");
+        v["surprise"] = serde_json::json!(1);
+        assert!(matches!(
+            Manifest::parse(&serde_json::to_vec(&v).expect("json")),
+            Err(Error::ParseManifest { .. })
+        ));
+    }
+}
