@@ -77,12 +77,36 @@ for i, p in enumerate(paths):
 print(f"rewrote {changed} of {len(paths)} files", file=sys.stderr)
 PY
 
+# mke2fs -d copies each inode's ctime from the source file, which is the time this script copied it; set every
+# in-use inode's ctime to the fixed time so that the images are the same bytes on every run.
+pin_ctimes() {
+    local img=$1
+    /sbin/dumpe2fs "$img" 2>/dev/null | python3 -c '
+import re, sys
+text = sys.stdin.read()
+per_group = int(re.search(r"^Inodes per group:\s+(\d+)", text, re.M).group(1))
+groups = re.split(r"^Group \d+:", text, flags=re.M)[1:]
+for g, body in enumerate(groups):
+    free = set()
+    m = re.search(r"^\s+Free inodes: (.*)$", body, re.M)
+    for part in (m.group(1).split(",") if m and m.group(1).strip() else []):
+        a, _, b = part.strip().partition("-")
+        free.update(range(int(a), int(b or a) + 1))
+    for ino in range(g * per_group + 1, (g + 1) * per_group + 1):
+        if ino not in free:
+            print(f"sif <{ino}> ctime 20240101000000")
+' >"$img.debugfs"
+    E2FSPROGS_FAKE_TIME=1704067200 /sbin/debugfs -w -f "$img.debugfs" "$img" >/dev/null 2>&1
+    rm -f "$img.debugfs"
+}
+
 for v in v1 v2; do
     find "$out/tree-$v" -exec touch -h -d '2024-01-01 00:00:00' {} +
     E2FSPROGS_FAKE_TIME=1704067200 mke2fs -q -F -t ext4 -b 4096 \
         -U 6f1c3b2a-0000-4000-8000-000000000001 \
         -E hash_seed=6f1c3b2a-0000-4000-8000-000000000002,root_owner=0:0 \
         -d "$out/tree-$v" "$out/$v.img" 256M
+    pin_ctimes "$out/$v.img"
 done
 echo "$target_mib" >"$out/target_mib"
 ls -l "$out"/v1.img "$out"/v2.img >&2
