@@ -10,3 +10,5 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --locked
+echo "== the fuzz target still builds (running it needs nightly: image-layout/fuzz/README.md)" >&2
+cargo check --quiet --manifest-path image-layout/fuzz/Cargo.toml

@@ -192,6 +192,16 @@ pub enum Error {
         /// The chunk.
         chunk_idx: u64,
     },
+    /// A block's fingerprint in the delta index does not match the block (the chunk itself is intact).
+    #[error(
+        "payload {payload}, delta index: fingerprint of block {block_idx} does not match the block"
+    )]
+    Fingerprint {
+        /// The payload.
+        payload: String,
+        /// The block.
+        block_idx: u64,
+    },
     /// Bytes follow the last section.
     #[error("trailing data after the last section at byte {offset}")]
     TrailingData {
@@ -263,7 +273,9 @@ impl Error {
             | Error::Decompress { .. }
             | Error::TrailingData { .. } => exit::MALFORMED,
             Error::NotEnoughSignatures { .. } | Error::BadSignature { .. } => exit::SIGNATURE,
-            Error::SectionHash { .. } | Error::ChunkHash { .. } => exit::HASH,
+            Error::SectionHash { .. } | Error::ChunkHash { .. } | Error::Fingerprint { .. } => {
+                exit::HASH
+            }
             Error::Expired { .. } => exit::EXPIRED,
         }
     }

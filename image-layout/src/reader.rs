@@ -25,15 +25,25 @@ use crate::manifest::{Manifest, Payload};
 pub trait ReadAt {
     /// Fills `buf` from `offset`, or fails (`UnexpectedEof` past the end).
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The source's length, when it is known cheaply (to report where a truncated bundle ends).
+    fn len_hint(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl ReadAt for File {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset)
     }
+    fn len_hint(&self) -> Option<u64> {
+        self.metadata().ok().map(|m| m.len())
+    }
 }
 
 impl ReadAt for [u8] {
+    fn len_hint(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let start =
             usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
@@ -48,11 +58,17 @@ impl ReadAt for Vec<u8> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.as_slice().read_exact_at(buf, offset)
     }
+    fn len_hint(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
+    }
+    fn len_hint(&self) -> Option<u64> {
+        (**self).len_hint()
     }
 }
 
@@ -102,10 +118,16 @@ fn read_section(r: &mut impl Read, buf: &mut [u8], offset: u64, section: &str) -
 fn read_section_at(src: &impl ReadAt, buf: &mut [u8], offset: u64, section: &str) -> Result<()> {
     src.read_exact_at(buf, offset)
         .map_err(|source| match source.kind() {
-            io::ErrorKind::UnexpectedEof => Error::Truncated {
-                section: section.to_owned(),
-                offset,
-            },
+            io::ErrorKind::UnexpectedEof => {
+                // Report where the bytes ran out, as the streaming reader does, when the source knows its length.
+                let end = src
+                    .len_hint()
+                    .map_or(offset, |len| len.clamp(offset, offset + buf.len() as u64));
+                Error::Truncated {
+                    section: section.to_owned(),
+                    offset: end,
+                }
+            }
             _ => Error::ReadBundle { offset, source },
         })
 }
@@ -437,10 +459,19 @@ impl<R: Read> StreamReader<R> {
     }
 
     /// Reads the next payload's chunk index and verifies it; returns the payload's position, or `None` after the
-    /// last. Chunks of the previous payload that were not consumed are read and checked first.
+    /// last. Chunks of the previous payload that were not consumed are read and checked against their stored hash
+    /// first (which pins their raw bytes too), without being decompressed.
     pub fn next_payload(&mut self) -> Result<Option<usize>> {
-        while self.current.is_some() {
-            self.next_stored()?;
+        while let Some((pi, _)) = self.current {
+            if let Some(c) = self.next_stored()? {
+                if *blake3::hash(&c.stored).as_bytes() != c.entry.stored_hash {
+                    let payload = self.verified.manifest.payloads[pi].name.clone();
+                    return Err(Error::ChunkHash {
+                        payload,
+                        chunk_idx: c.chunk_idx,
+                    });
+                }
+            }
         }
         let i = self.next_payload;
         let Some(p) = self.verified.manifest.payloads.get(i).cloned() else {
@@ -512,7 +543,7 @@ impl<R: Read> StreamReader<R> {
             let delta = DeltaIndex::parse(p, &stored)?;
             let per_chunk = (p.chunk_size / p.frame_size) as usize;
             let mut hasher = ChunkHasher::new();
-            let mut fps_ok = true;
+            let mut bad_fingerprint: Option<u64> = None;
             let mut block_idx = 0usize;
             for (j, &size) in delta.frame_sizes.iter().enumerate() {
                 let mut buf = vec![0u8; size as usize];
@@ -529,17 +560,27 @@ impl<R: Read> StreamReader<R> {
                 )?;
                 hasher.update(&raw);
                 for block in raw.chunks(p.block_size as usize) {
-                    fps_ok &= fingerprint(block) == delta.fingerprints[block_idx];
+                    if bad_fingerprint.is_none()
+                        && fingerprint(block) != delta.fingerprints[block_idx]
+                    {
+                        bad_fingerprint = Some(block_idx as u64);
+                    }
                     block_idx += 1;
                 }
                 let last = j + 1 == delta.frame_sizes.len();
                 if (j + 1) % per_chunk == 0 || last {
                     let chunk_idx = (j / per_chunk) as u64;
                     let entry = &self.indexes[pi].entries[chunk_idx as usize];
-                    if !fps_ok || hasher.finalize() != entry.raw_hash {
+                    if hasher.finalize() != entry.raw_hash {
                         return Err(Error::ChunkHash {
                             payload: p.name.clone(),
                             chunk_idx,
+                        });
+                    }
+                    if let Some(block_idx) = bad_fingerprint {
+                        return Err(Error::Fingerprint {
+                            payload: p.name.clone(),
+                            block_idx,
                         });
                     }
                     hasher = ChunkHasher::new();

@@ -85,7 +85,9 @@ pub fn run(args: Args) -> Result<Output> {
                 detail: format!("{epoch} out of range"),
             })?
         }
-        (None, None) => OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond"),
+        (None, None) => OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond"),
     };
     let mut opts = BuildOptions::new(
         &args.version,
