@@ -23,6 +23,7 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v casync >/dev/null || missing+=(casync)
 command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || missing+=(e2fsprogs)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing ${missing[*]}; run as root or install them first" >&2
@@ -147,6 +148,19 @@ for p in (out_img, out2_img):
         sys.exit(f"{p} differs from {v2}")
 rm(out_img, out2_img)
 
+# Peak memory (resident set) of one run of each, as GNU time reports it: informational, no target. (A child forked
+# from this python process would inherit its high-water mark across exec; GNU time is a small parent.)
+def peak_rss(argv, clean):
+    rm(*clean)
+    r = run(["/usr/bin/time", "-f", "%M", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return int(r.stderr.strip().splitlines()[-1]) * 1024
+
+rss = {
+    "build": (peak_rss(build, [bundle]), peak_rss(zstd_c, [v2zst])),
+    "extract": (peak_rss(extract, [out_img]), peak_rss(zstd_d, [out2_img])),
+}
+rm(out_img, out2_img)
+
 # 4. Delta bytes: ours.
 log("delta-plan")
 plan = edge_json("delta-plan", bundle, "--have", v1, "--keyring", ring)
@@ -211,6 +225,8 @@ rows = [
     fig("v2 blocks differing from v1 at the same offset", "blocks", n_same_offset_diff, n_blocks, None),
     fig("v2 blocks missing from v1 entirely", "blocks", n_missing, n_blocks, None),
     fig("delta bytes vs full install bytes", "bytes", fetch, full_install, None),
+    fig(f"peak memory of build vs zstd -T2 -{level}", "bytes", *rss["build"], None),
+    fig("peak memory of extract vs zstd -dc", "bytes", *rss["extract"], None),
 ]
 
 
