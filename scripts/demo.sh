@@ -12,6 +12,16 @@ mkdir -p "$dir"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+# Runs a command that must fail with the given exit code, and says what that code means.
+refused() {
+    local want=$1 meaning=$2
+    shift 2
+    printf '$ %s\n' "$*"
+    local code=0
+    "$@" || code=$?
+    echo "exit code $code ($want: $meaning)"
+    [ "$code" = "$want" ]
+}
 
 step "build edge-image"
 cargo build --release --locked -p image-layout
@@ -52,22 +62,12 @@ step "a tampered copy (one byte overwritten inside a chunk) is refused"
 cp v2.bundle tampered.bundle
 size=$(stat -c %s tampered.bundle)
 printf '\x01' | dd of=tampered.bundle bs=1 seek=$((size / 4)) conv=notrunc status=none
-set +e
-"$img" verify tampered.bundle --keyring ring
-code=$?
-set -e
-echo "exit code $code (5: a hash does not match)"
-[ "$code" = 5 ]
+refused 5 "a hash does not match" "$img" verify tampered.bundle --keyring ring
 
 step "a bundle signed by a key the node does not trust is refused"
 "$img" keygen -o keys/stranger >/dev/null
 "$img" build --payload rootfs=pair/v2.img --version 6.6.6 --security-version 9 --compatible qemu-x86_64 \
     --key keys/stranger.key -o stranger.bundle >/dev/null
-set +e
-"$img" verify stranger.bundle --keyring ring
-code=$?
-set -e
-echo "exit code $code (4: no trusted signature)"
-[ "$code" = 4 ]
+refused 4 "no trusted signature" "$img" verify stranger.bundle --keyring ring
 
 step "done: everything is in $dir"

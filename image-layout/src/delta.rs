@@ -52,19 +52,12 @@ impl HaveIndex {
         }
         entries.sort_unstable();
         entries.dedup_by_key(|e| e.0);
-        Ok(HaveIndex {
-            block_size,
-            entries,
-            len: offset,
-        })
+        Ok(HaveIndex { block_size, entries, len: offset })
     }
 
     /// The offset of a block with this fingerprint, if any.
     pub fn lookup(&self, fp: u64) -> Option<u64> {
-        self.entries
-            .binary_search_by_key(&fp, |e| e.0)
-            .ok()
-            .map(|i| self.entries[i].1)
+        self.entries.binary_search_by_key(&fp, |e| e.0).ok().map(|i| self.entries[i].1)
     }
 
     /// The block size it was built with.
@@ -149,18 +142,10 @@ impl<'a> Planner<'a> {
         if have.block_size != payload.block_size {
             return Err(Error::InvalidArgument {
                 what: "old image index",
-                detail: format!(
-                    "block size {} but the payload's is {}",
-                    have.block_size, payload.block_size
-                ),
+                detail: format!("block size {} but the payload's is {}", have.block_size, payload.block_size),
             });
         }
-        Ok(Planner {
-            payload,
-            index,
-            delta,
-            have,
-        })
+        Ok(Planner { payload, index, delta, have })
     }
 
     /// The plan for one chunk: local where every block is old, else the cheaper of its needed frames or itself.
@@ -170,8 +155,7 @@ impl<'a> Planner<'a> {
         let blocks_per_frame = u64::from(p.frame_size / p.block_size);
         let first = chunk_idx * blocks_per_chunk;
         let last = (first + blocks_per_chunk).min(p.n_blocks());
-        let block_len =
-            |b: u64| (p.size_bytes - b * u64::from(p.block_size)).min(u64::from(p.block_size));
+        let block_len = |b: u64| (p.size_bytes - b * u64::from(p.block_size)).min(u64::from(p.block_size));
         let local: Vec<Option<u64>> = (first..last)
             .map(|b| {
                 // A short last block cannot be matched by a whole old block; it is fetched with its frame.
@@ -193,10 +177,7 @@ impl<'a> Planner<'a> {
         let source = if frames.is_empty() {
             ChunkSource::Local
         } else {
-            let frames_cost: u64 = frames
-                .iter()
-                .map(|&f| u64::from(self.delta.frame_sizes[f as usize]))
-                .sum();
+            let frames_cost: u64 = frames.iter().map(|&f| u64::from(self.delta.frame_sizes[f as usize])).sum();
             let whole_cost = u64::from(self.index.entries[chunk_idx as usize].stored_size);
             if whole_cost <= frames_cost {
                 ChunkSource::Whole
@@ -204,21 +185,12 @@ impl<'a> Planner<'a> {
                 ChunkSource::Frames(frames)
             }
         };
-        ChunkPlan {
-            chunk_idx,
-            source,
-            local,
-        }
+        ChunkPlan { chunk_idx, source, local }
     }
 
     /// Plans every chunk and adds up what is fetched and reused; `metadata_bytes` is what the node reads before
     /// planning (the bundle's head and this payload's indexes).
-    pub fn summarize<S: ReadAt>(
-        &self,
-        bundle: &BundleAt<S>,
-        pi: usize,
-        coalesce_gap: u64,
-    ) -> PlanSummary {
+    pub fn summarize<S: ReadAt>(&self, bundle: &BundleAt<S>, pi: usize, coalesce_gap: u64) -> PlanSummary {
         let p = self.payload;
         let v = bundle.verified();
         let mut s = PlanSummary {
@@ -246,10 +218,7 @@ impl<'a> Planner<'a> {
                     s.fetched_raw_bytes += fetched;
                     s.reused_bytes += raw - fetched;
                     ranges.extend(
-                        frames
-                            .iter()
-                            .map(|&f| bundle.frame_range(pi, self.delta, f))
-                            .filter(|r| !r.is_empty()),
+                        frames.iter().map(|&f| bundle.frame_range(pi, self.delta, f)).filter(|r| !r.is_empty()),
                     );
                 }
             }
@@ -330,10 +299,7 @@ pub fn apply<S: ReadAt>(
                     }
                     let off = l.expect("a block outside fetched frames is local");
                     old.read_exact_at(&mut buf[i * bs..(i + 1) * bs], off)
-                        .map_err(|source| Error::ReadFile {
-                            path: "old image".into(),
-                            source,
-                        })?;
+                        .map_err(|source| Error::ReadFile { path: "old image".into(), source })?;
                     reused += bs as u64;
                 }
                 stats.fetched_bytes += fetched;
@@ -354,10 +320,7 @@ pub fn apply<S: ReadAt>(
                 bundle.read_chunk(pi, planner.index, c)?
             }
         };
-        out.write_all(&raw).map_err(|source| Error::WriteFile {
-            path: out_name.into(),
-            source,
-        })?;
+        out.write_all(&raw).map_err(|source| Error::WriteFile { path: out_name.into(), source })?;
     }
     Ok(stats)
 }

@@ -76,9 +76,7 @@ pub enum Error {
     #[error("not an edge-image bundle (bad magic)")]
     BadMagic,
     /// The header names a format version this reader does not know.
-    #[error(
-        "bundle format version {found} is not supported (this reader knows version {supported})"
-    )]
+    #[error("bundle format version {found} is not supported (this reader knows version {supported})")]
     UnsupportedVersion {
         /// The version in the header.
         found: u16,
@@ -193,9 +191,7 @@ pub enum Error {
         chunk_idx: u64,
     },
     /// A block's fingerprint in the delta index does not match the block (the chunk itself is intact).
-    #[error(
-        "payload {payload}, delta index: fingerprint of block {block_idx} does not match the block"
-    )]
+    #[error("payload {payload}, delta index: fingerprint of block {block_idx} does not match the block")]
     Fingerprint {
         /// The payload.
         payload: String,
@@ -273,9 +269,7 @@ impl Error {
             | Error::Decompress { .. }
             | Error::TrailingData { .. } => exit::MALFORMED,
             Error::NotEnoughSignatures { .. } | Error::BadSignature { .. } => exit::SIGNATURE,
-            Error::SectionHash { .. } | Error::ChunkHash { .. } | Error::Fingerprint { .. } => {
-                exit::HASH
-            }
+            Error::SectionHash { .. } | Error::ChunkHash { .. } | Error::Fingerprint { .. } => exit::HASH,
             Error::Expired { .. } => exit::EXPIRED,
         }
     }

@@ -73,54 +73,30 @@ impl Header {
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
         if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
         }
         let flags = u16::from_le_bytes([b[10], b[11]]);
         if flags != 0 {
-            return Err(Error::HeaderField {
-                field: "flags",
-                value: flags.into(),
-                range: "0..=0",
-            });
+            return Err(Error::HeaderField { field: "flags", value: flags.into(), range: "0..=0" });
         }
         let manifest_len = le_u32(&b[12..16]);
         if manifest_len == 0 || manifest_len > MAX_MANIFEST_LEN {
-            return Err(Error::HeaderField {
-                field: "manifest_len",
-                value: manifest_len.into(),
-                range: "1..=1048576",
-            });
+            return Err(Error::HeaderField { field: "manifest_len", value: manifest_len.into(), range: "1..=1048576" });
         }
         let n_signatures = le_u32(&b[16..20]);
         if n_signatures > MAX_SIGNATURES {
-            return Err(Error::HeaderField {
-                field: "n_signatures",
-                value: n_signatures.into(),
-                range: "0..=32",
-            });
+            return Err(Error::HeaderField { field: "n_signatures", value: n_signatures.into(), range: "0..=32" });
         }
         let reserved = le_u32(&b[20..24]);
         if reserved != 0 {
-            return Err(Error::HeaderField {
-                field: "reserved",
-                value: reserved.into(),
-                range: "0..=0",
-            });
+            return Err(Error::HeaderField { field: "reserved", value: reserved.into(), range: "0..=0" });
         }
-        Ok(Header {
-            manifest_len,
-            n_signatures,
-        })
+        Ok(Header { manifest_len, n_signatures })
     }
 
     /// Bytes from the start of the bundle to the start of the body.
     pub fn body_start(&self) -> u64 {
-        HEADER_LEN as u64
-            + u64::from(self.manifest_len)
-            + u64::from(self.n_signatures) * SIGNATURE_RECORD_LEN as u64
+        HEADER_LEN as u64 + u64::from(self.manifest_len) + u64::from(self.n_signatures) * SIGNATURE_RECORD_LEN as u64
     }
 }
 
@@ -195,11 +171,7 @@ impl IndexEntry {
 
 /// The most bytes zstd may need to store `raw` bytes (ZSTD_COMPRESSBOUND).
 pub fn compress_bound(raw: u64) -> u64 {
-    let small = if raw < (128 << 10) {
-        ((128 << 10) - raw) >> 11
-    } else {
-        0
-    };
+    let small = if raw < (128 << 10) { ((128 << 10) - raw) >> 11 } else { 0 };
     raw + (raw >> 8) + small
 }
 
@@ -289,11 +261,7 @@ mod tests {
     use super::*;
 
     fn check_header(mutate: impl Fn(&mut [u8; HEADER_LEN]), expected: fn(&Result<Header>) -> bool) {
-        let mut b = Header {
-            manifest_len: 100,
-            n_signatures: 2,
-        }
-        .encode();
+        let mut b = Header { manifest_len: 100, n_signatures: 2 }.encode();
         mutate(&mut b);
         let r = Header::decode(&b);
         assert!(expected(&r), "{r:?}");
@@ -301,86 +269,28 @@ mod tests {
 
     #[test]
     fn header_cases() {
-        check_header(
-            |_| {},
-            |r| {
-                matches!(
-                    r,
-                    Ok(Header {
-                        manifest_len: 100,
-                        n_signatures: 2
-                    })
-                )
-            },
-        );
+        check_header(|_| {}, |r| matches!(r, Ok(Header { manifest_len: 100, n_signatures: 2 })));
         check_header(|b| b[0] ^= 1, |r| matches!(r, Err(Error::BadMagic)));
-        check_header(
-            |b| b[8] = 2,
-            |r| matches!(r, Err(Error::UnsupportedVersion { found: 2, .. })),
-        );
-        check_header(
-            |b| b[10] = 1,
-            |r| matches!(r, Err(Error::HeaderField { field: "flags", .. })),
-        );
+        check_header(|b| b[8] = 2, |r| matches!(r, Err(Error::UnsupportedVersion { found: 2, .. })));
+        check_header(|b| b[10] = 1, |r| matches!(r, Err(Error::HeaderField { field: "flags", .. })));
         check_header(
             |b| b[12..16].copy_from_slice(&0u32.to_le_bytes()),
-            |r| {
-                matches!(
-                    r,
-                    Err(Error::HeaderField {
-                        field: "manifest_len",
-                        ..
-                    })
-                )
-            },
+            |r| matches!(r, Err(Error::HeaderField { field: "manifest_len", .. })),
         );
         check_header(
             |b| b[12..16].copy_from_slice(&u32::MAX.to_le_bytes()),
-            |r| {
-                matches!(
-                    r,
-                    Err(Error::HeaderField {
-                        field: "manifest_len",
-                        ..
-                    })
-                )
-            },
+            |r| matches!(r, Err(Error::HeaderField { field: "manifest_len", .. })),
         );
         check_header(
             |b| b[16..20].copy_from_slice(&33u32.to_le_bytes()),
-            |r| {
-                matches!(
-                    r,
-                    Err(Error::HeaderField {
-                        field: "n_signatures",
-                        ..
-                    })
-                )
-            },
+            |r| matches!(r, Err(Error::HeaderField { field: "n_signatures", .. })),
         );
-        check_header(
-            |b| b[23] = 1,
-            |r| {
-                matches!(
-                    r,
-                    Err(Error::HeaderField {
-                        field: "reserved",
-                        ..
-                    })
-                )
-            },
-        );
+        check_header(|b| b[23] = 1, |r| matches!(r, Err(Error::HeaderField { field: "reserved", .. })));
     }
 
     #[test]
     fn index_entry_round_trips() {
-        let e = IndexEntry {
-            offset: 7,
-            stored_size: 9,
-            raw_size: 4096,
-            raw_hash: [3; 32],
-            stored_hash: [4; 32],
-        };
+        let e = IndexEntry { offset: 7, stored_size: 9, raw_size: 4096, raw_hash: [3; 32], stored_hash: [4; 32] };
         let mut v = Vec::new();
         e.encode(&mut v);
         assert_eq!(v.len(), INDEX_ENTRY_LEN);

@@ -18,27 +18,15 @@ impl AtomicFile {
     /// Creates `.NAME.tmp.PID` in the destination's directory.
     pub fn create(dest: &Path) -> Result<AtomicFile> {
         let dir = parent_dir(dest);
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let file = File::create(&tmp).map_err(|source| Error::WriteFile {
-            path: tmp.clone(),
-            source,
-        })?;
-        Ok(AtomicFile {
-            file: Some(file),
-            tmp,
-            dest: dest.to_owned(),
-        })
+        let file = File::create(&tmp).map_err(|source| Error::WriteFile { path: tmp.clone(), source })?;
+        Ok(AtomicFile { file: Some(file), tmp, dest: dest.to_owned() })
     }
 
     /// The open temporary file.
     pub fn file(&mut self) -> &mut File {
-        self.file
-            .as_mut()
-            .expect("the file is present until commit")
+        self.file.as_mut().expect("the file is present until commit")
     }
 
     /// The temporary path (for error messages).
@@ -51,10 +39,7 @@ impl AtomicFile {
     pub fn commit_unsynced(mut self) -> Result<()> {
         let file = self.file.take().expect("the file is present until commit");
         drop(file);
-        fs::rename(&self.tmp, &self.dest).map_err(|source| Error::WriteFile {
-            path: self.dest.clone(),
-            source,
-        })
+        fs::rename(&self.tmp, &self.dest).map_err(|source| Error::WriteFile { path: self.dest.clone(), source })
     }
 
     /// fsync, rename over the destination, fsync the directory.

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 use crate::error::{Error, Result};
-use crate::format::{
-    from_hex, to_hex, SignatureRecord, KEY_ID_CONTEXT, KEY_ID_LEN, SIGNING_DOMAIN,
-};
+use crate::format::{from_hex, to_hex, SignatureRecord, KEY_ID_CONTEXT, KEY_ID_LEN, SIGNING_DOMAIN};
 
 const SECRET_PREFIX: &str = "edge-image-secret-key-v1:";
 const PUBLIC_PREFIX: &str = "edge-image-public-key-v1:";
@@ -47,49 +45,34 @@ pub struct SecretKey {
 impl SecretKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> SecretKey {
-        SecretKey {
-            key: SigningKey::generate(&mut rand_core::OsRng),
-        }
+        SecretKey { key: SigningKey::generate(&mut rand_core::OsRng) }
     }
 
     /// A key from a 32-byte seed (test vectors use a fixed one).
     pub fn from_seed(seed: [u8; 32]) -> SecretKey {
-        SecretKey {
-            key: SigningKey::from_bytes(&seed),
-        }
+        SecretKey { key: SigningKey::from_bytes(&seed) }
     }
 
     /// Reads a secret key file.
     pub fn load(path: &Path) -> Result<SecretKey> {
-        let text = fs::read_to_string(path).map_err(|source| Error::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
         let seed = text
             .trim()
             .strip_prefix(SECRET_PREFIX)
             .and_then(from_hex::<32>)
-            .ok_or_else(|| Error::ParseKey {
-                path: path.to_owned(),
-                kind: "secret",
-            })?;
+            .ok_or_else(|| Error::ParseKey { path: path.to_owned(), kind: "secret" })?;
         Ok(SecretKey::from_seed(seed))
     }
 
     /// The public half.
     pub fn public(&self) -> PublicKey {
-        PublicKey {
-            key: self.key.verifying_key(),
-        }
+        PublicKey { key: self.key.verifying_key() }
     }
 
     /// Signs manifest bytes (the domain string is prepended here).
     pub fn sign_manifest(&self, manifest: &[u8]) -> SignatureRecord {
         let sig = self.key.sign(&signed_message(manifest));
-        SignatureRecord {
-            key_id: self.public().id().0,
-            signature: sig.to_bytes(),
-        }
+        SignatureRecord { key_id: self.public().id().0, signature: sig.to_bytes() }
     }
 
     /// Writes `NAME.key` (mode 0600, never over an existing file) and `NAME.pub`.
@@ -101,30 +84,21 @@ impl SecretKey {
                 return Err(Error::KeyExists { path: p.clone() });
             }
         }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&secret_path)
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::KeyExists {
-                    path: secret_path.clone(),
-                },
-                _ => Error::WriteFile {
-                    path: secret_path.clone(),
-                    source,
-                },
+        let mut f =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secret_path).map_err(|source| {
+                match source.kind() {
+                    std::io::ErrorKind::AlreadyExists => Error::KeyExists { path: secret_path.clone() },
+                    _ => Error::WriteFile { path: secret_path.clone(), source },
+                }
             })?;
         let werr = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::WriteFile { path, source }
         };
-        writeln!(f, "{SECRET_PREFIX}{}", to_hex(self.key.as_bytes()))
-            .map_err(werr(&secret_path))?;
+        writeln!(f, "{SECRET_PREFIX}{}", to_hex(self.key.as_bytes())).map_err(werr(&secret_path))?;
         f.sync_all().map_err(werr(&secret_path))?;
         let mut f = crate::fsutil::AtomicFile::create(&public_path)?;
-        writeln!(f, "{PUBLIC_PREFIX}{}", to_hex(self.public().key.as_bytes()))
-            .map_err(werr(&public_path))?;
+        writeln!(f, "{PUBLIC_PREFIX}{}", to_hex(self.public().key.as_bytes())).map_err(werr(&public_path))?;
         f.commit()?;
         Ok((secret_path, public_path))
     }
@@ -139,22 +113,14 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads a public key file.
     pub fn load(path: &Path) -> Result<PublicKey> {
-        let text = fs::read_to_string(path).map_err(|source| Error::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
         let bytes = text
             .trim()
             .strip_prefix(PUBLIC_PREFIX)
             .and_then(from_hex::<32>)
-            .ok_or_else(|| Error::ParseKey {
-                path: path.to_owned(),
-                kind: "public",
-            })?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| Error::ParseKey {
-            path: path.to_owned(),
-            kind: "public",
-        })?;
+            .ok_or_else(|| Error::ParseKey { path: path.to_owned(), kind: "public" })?;
+        let key =
+            VerifyingKey::from_bytes(&bytes).map_err(|_| Error::ParseKey { path: path.to_owned(), kind: "public" })?;
         Ok(PublicKey { key })
     }
 
@@ -179,34 +145,21 @@ impl Keyring {
     /// Every `*.pub` file in a directory (or a single `.pub` file).
     pub fn load(path: &Path) -> Result<Keyring> {
         if path.is_file() {
-            return Ok(Keyring {
-                keys: vec![PublicKey::load(path)?],
-            });
+            return Ok(Keyring { keys: vec![PublicKey::load(path)?] });
         }
-        let rd = fs::read_dir(path).map_err(|source| Error::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
+        let rd = fs::read_dir(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
         let mut files = Vec::new();
         for entry in rd {
-            let entry = entry.map_err(|source| Error::ReadFile {
-                path: path.to_owned(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "pub") {
                 files.push(p);
             }
         }
         files.sort();
-        let keys = files
-            .iter()
-            .map(|p| PublicKey::load(p))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = files.iter().map(|p| PublicKey::load(p)).collect::<Result<Vec<_>>>()?;
         if keys.is_empty() {
-            return Err(Error::EmptyKeyring {
-                path: path.to_owned(),
-            });
+            return Err(Error::EmptyKeyring { path: path.to_owned() });
         }
         Ok(Keyring { keys })
     }
@@ -255,11 +208,7 @@ fn signed_message(manifest: &[u8]) -> Vec<u8> {
 }
 
 /// Checks every signature record against the keyring.
-pub fn check_signatures(
-    manifest: &[u8],
-    records: &[SignatureRecord],
-    keyring: &Keyring,
-) -> Vec<SignerCheck> {
+pub fn check_signatures(manifest: &[u8], records: &[SignatureRecord], keyring: &Keyring) -> Vec<SignerCheck> {
     let msg = signed_message(manifest);
     records
         .iter()
@@ -284,22 +233,13 @@ pub fn check_signatures(
 /// Requires no invalid signature by a trusted key and at least `threshold` distinct trusted keys that verify.
 pub fn require_threshold(checks: &[SignerCheck], threshold: usize) -> Result<()> {
     if let Some(bad) = checks.iter().find(|c| c.status == SignerStatus::Invalid) {
-        return Err(Error::BadSignature {
-            key_id: bad.key_id.to_string(),
-        });
+        return Err(Error::BadSignature { key_id: bad.key_id.to_string() });
     }
-    let mut valid: Vec<KeyId> = checks
-        .iter()
-        .filter(|c| c.status == SignerStatus::Valid)
-        .map(|c| c.key_id)
-        .collect();
+    let mut valid: Vec<KeyId> = checks.iter().filter(|c| c.status == SignerStatus::Valid).map(|c| c.key_id).collect();
     valid.sort();
     valid.dedup();
     if valid.len() < threshold.max(1) {
-        return Err(Error::NotEnoughSignatures {
-            valid: valid.len(),
-            threshold: threshold.max(1),
-        });
+        return Err(Error::NotEnoughSignatures { valid: valid.len(), threshold: threshold.max(1) });
     }
     Ok(())
 }
@@ -328,27 +268,15 @@ mod tests {
         assert!(require_threshold(&checks, 2).is_ok());
         // The same key twice counts once.
         let checks = check_signatures(m, &[ra.clone(), ra.clone()], &ring);
-        assert!(matches!(
-            require_threshold(&checks, 2),
-            Err(Error::NotEnoughSignatures {
-                valid: 1,
-                threshold: 2
-            })
-        ));
+        assert!(matches!(require_threshold(&checks, 2), Err(Error::NotEnoughSignatures { valid: 1, threshold: 2 })));
         // A different message does not verify.
         let checks = check_signatures(b"{\"x\":2}", &[ra], &ring);
-        assert!(matches!(
-            require_threshold(&checks, 1),
-            Err(Error::BadSignature { .. })
-        ));
+        assert!(matches!(require_threshold(&checks, 1), Err(Error::BadSignature { .. })));
         // An unknown signer is ignored.
         let c = SecretKey::from_seed([3; 32]);
         let checks = check_signatures(m, &[c.sign_manifest(m)], &ring);
         assert_eq!(checks[0].status, SignerStatus::Untrusted);
-        assert!(matches!(
-            require_threshold(&checks, 1),
-            Err(Error::NotEnoughSignatures { valid: 0, .. })
-        ));
+        assert!(matches!(require_threshold(&checks, 1), Err(Error::NotEnoughSignatures { valid: 0, .. })));
     }
 
     #[test]
@@ -357,18 +285,9 @@ mod tests {
         let base = dir.path().join("k");
         let k = SecretKey::generate();
         let (sk, pk) = k.write_pair(&base).expect("first write");
-        assert_eq!(
-            fs::metadata(&sk).expect("key").permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            SecretKey::load(&sk).expect("load").public(),
-            PublicKey::load(&pk).expect("load pub")
-        );
-        assert!(matches!(
-            SecretKey::generate().write_pair(&base),
-            Err(Error::KeyExists { .. })
-        ));
+        assert_eq!(fs::metadata(&sk).expect("key").permissions().mode() & 0o777, 0o600);
+        assert_eq!(SecretKey::load(&sk).expect("load").public(), PublicKey::load(&pk).expect("load pub"));
+        assert!(matches!(SecretKey::generate().write_pair(&base), Err(Error::KeyExists { .. })));
         use std::os::unix::fs::PermissionsExt;
     }
 }

@@ -10,9 +10,7 @@ fn main() {
     let mut args = Cli::parse();
     if let Command::Build(b) = &mut args.command {
         // Reproducible builds: the one environment variable read, here at the edge.
-        b.source_date_epoch = std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|s| s.parse().ok());
+        b.source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok());
     }
     match cli::run(args) {
         Ok(out) => {

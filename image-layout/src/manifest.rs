@@ -9,9 +9,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    compress_bound, BLOCK_SIZE_RANGE, CHUNK_SIZE_RANGE, FINGERPRINT_LEN, FORMAT_VERSION,
-    FRAME_SIZE_LEN, INDEX_ENTRY_LEN, MAX_DELTA_INDEX_RAW_LEN, MAX_INDEX_LEN, MAX_PAYLOADS,
-    MAX_PAYLOAD_SIZE,
+    compress_bound, BLOCK_SIZE_RANGE, CHUNK_SIZE_RANGE, FINGERPRINT_LEN, FORMAT_VERSION, FRAME_SIZE_LEN,
+    INDEX_ENTRY_LEN, MAX_DELTA_INDEX_RAW_LEN, MAX_INDEX_LEN, MAX_PAYLOADS, MAX_PAYLOAD_SIZE,
 };
 
 /// The bundle manifest; docs/bundle-format.md, "Manifest".
@@ -138,10 +137,7 @@ impl Payload {
 }
 
 fn field_err(field: impl Into<String>, detail: impl Into<String>) -> Error {
-    Error::ManifestField {
-        field: field.into(),
-        detail: detail.into(),
-    }
+    Error::ManifestField { field: field.into(), detail: detail.into() }
 }
 
 /// Parses an RFC 3339 time.
@@ -151,24 +147,20 @@ pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
 
 /// Formats a time as RFC 3339 in UTC.
 pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("every UTC time with a 4-digit year formats as RFC 3339")
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).expect("every UTC time with a 4-digit year formats as RFC 3339")
 }
 
 impl Manifest {
     /// Parses manifest bytes and checks every rule of docs/bundle-format.md, "Manifest".
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|source| Error::ParseManifest { source })?;
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::ParseManifest { source })?;
         m.validate()?;
         Ok(m)
     }
 
     /// Encodes the manifest as the exact bytes that get signed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self)
-            .expect("a manifest holds only strings, numbers and JSON values")
+        serde_json::to_vec_pretty(self).expect("a manifest holds only strings, numbers and JSON values")
     }
 
     /// The expiry time, if any.
@@ -180,23 +172,14 @@ impl Manifest {
     /// contiguous run of sections in the documented order.
     pub fn validate(&self) -> Result<()> {
         if self.format != FORMAT_VERSION {
-            return Err(field_err(
-                "format",
-                format!("{} is not {FORMAT_VERSION}", self.format),
-            ));
+            return Err(field_err("format", format!("{} is not {FORMAT_VERSION}", self.format)));
         }
         if parse_time(&self.created).is_none() {
-            return Err(field_err(
-                "created",
-                format!("{:?} is not an RFC 3339 time", self.created),
-            ));
+            return Err(field_err("created", format!("{:?} is not an RFC 3339 time", self.created)));
         }
         if let Some(e) = &self.expires {
             if parse_time(e).is_none() {
-                return Err(field_err(
-                    "expires",
-                    format!("{e:?} is not an RFC 3339 time"),
-                ));
+                return Err(field_err("expires", format!("{e:?} is not an RFC 3339 time")));
             }
         }
         if !self.stack.is_null() && !self.stack.is_object() {
@@ -205,10 +188,7 @@ impl Manifest {
         if self.payloads.is_empty() || self.payloads.len() > MAX_PAYLOADS {
             return Err(field_err(
                 "payloads",
-                format!(
-                    "{} payloads, expected 1..={MAX_PAYLOADS}",
-                    self.payloads.len()
-                ),
+                format!("{} payloads, expected 1..={MAX_PAYLOADS}", self.payloads.len()),
             ));
         }
         let mut expected = 0u64;
@@ -219,24 +199,17 @@ impl Manifest {
                     format!("offset {offset}, expected {expected} (sections are contiguous)"),
                 ));
             }
-            expected = offset
-                .checked_add(size)
-                .ok_or_else(|| field_err("payloads", "sections overflow a 64-bit offset"))?;
+            expected =
+                offset.checked_add(size).ok_or_else(|| field_err("payloads", "sections overflow a 64-bit offset"))?;
             Ok(())
         };
         for (i, p) in self.payloads.iter().enumerate() {
             let f = |name: &str| format!("payloads[{i}].{name}");
             if p.name.is_empty()
                 || p.name.len() > 64
-                || !p
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                || !p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             {
-                return Err(field_err(
-                    f("name"),
-                    format!("{:?} is not 1..=64 of [A-Za-z0-9._-]", p.name),
-                ));
+                return Err(field_err(f("name"), format!("{:?} is not 1..=64 of [A-Za-z0-9._-]", p.name)));
             }
             if self.payloads[..i].iter().any(|q| q.name == p.name) {
                 return Err(field_err(f("name"), format!("{:?} appears twice", p.name)));
@@ -256,32 +229,20 @@ impl Manifest {
             if !CHUNK_SIZE_RANGE.contains(&p.chunk_size) || p.chunk_size % p.block_size != 0 {
                 return Err(field_err(
                     f("chunk_size"),
-                    format!(
-                        "{} out of range 4096..=67108864 or not a multiple of block_size",
-                        p.chunk_size
-                    ),
+                    format!("{} out of range 4096..=67108864 or not a multiple of block_size", p.chunk_size),
                 ));
             }
-            if p.frame_size < p.block_size
-                || p.frame_size % p.block_size != 0
-                || p.chunk_size % p.frame_size != 0
-            {
+            if p.frame_size < p.block_size || p.frame_size % p.block_size != 0 || p.chunk_size % p.frame_size != 0 {
                 return Err(field_err(
                     f("frame_size"),
-                    format!(
-                        "{} is not a multiple of block_size that divides chunk_size",
-                        p.frame_size
-                    ),
+                    format!("{} is not a multiple of block_size that divides chunk_size", p.frame_size),
                 ));
             }
             let index_len = p.n_chunks() * INDEX_ENTRY_LEN as u64;
             if index_len > MAX_INDEX_LEN || p.index.size_bytes != index_len {
                 return Err(field_err(
                     f("index.size_bytes"),
-                    format!(
-                        "{}, expected {index_len} (at most {MAX_INDEX_LEN})",
-                        p.index.size_bytes
-                    ),
+                    format!("{}, expected {index_len} (at most {MAX_INDEX_LEN})", p.index.size_bytes),
                 ));
             }
             if p.delta_index_raw_len() > MAX_DELTA_INDEX_RAW_LEN
@@ -308,54 +269,29 @@ impl Manifest {
             }
             for (name, s) in [("index", &p.index), ("delta_index", &p.delta_index)] {
                 if crate::format::from_hex::<32>(&s.blake3).is_none() {
-                    return Err(field_err(
-                        f(&format!("{name}.blake3")),
-                        "is not 64 hex digits",
-                    ));
+                    return Err(field_err(f(&format!("{name}.blake3")), "is not 64 hex digits"));
                 }
             }
         }
         for (i, p) in self.payloads.iter().enumerate() {
-            place(
-                format!("payloads[{i}].index"),
-                p.index.offset,
-                p.index.size_bytes,
-            )?;
-            place(
-                format!("payloads[{i}].chunks"),
-                p.chunks.offset,
-                p.chunks.size_bytes,
-            )?;
+            place(format!("payloads[{i}].index"), p.index.offset, p.index.size_bytes)?;
+            place(format!("payloads[{i}].chunks"), p.chunks.offset, p.chunks.size_bytes)?;
         }
         for (i, p) in self.payloads.iter().enumerate() {
-            place(
-                format!("payloads[{i}].delta_index"),
-                p.delta_index.offset,
-                p.delta_index.size_bytes,
-            )?;
-            place(
-                format!("payloads[{i}].frames"),
-                p.frames.offset,
-                p.frames.size_bytes,
-            )?;
+            place(format!("payloads[{i}].delta_index"), p.delta_index.offset, p.delta_index.size_bytes)?;
+            place(format!("payloads[{i}].frames"), p.frames.offset, p.frames.size_bytes)?;
         }
         Ok(())
     }
 
     /// Bytes of the body (everything after the signatures).
     pub fn body_len(&self) -> u64 {
-        self.payloads
-            .last()
-            .map(|p| p.frames.offset + p.frames.size_bytes)
-            .unwrap_or(0)
+        self.payloads.last().map(|p| p.frames.offset + p.frames.size_bytes).unwrap_or(0)
     }
 
     /// Bytes of the body a full install reads: the chunk indexes and chunks, not the delta sections.
     pub fn full_install_body_len(&self) -> u64 {
-        self.payloads
-            .last()
-            .map(|p| p.chunks.offset + p.chunks.size_bytes)
-            .unwrap_or(0)
+        self.payloads.last().map(|p| p.chunks.offset + p.chunks.size_bytes).unwrap_or(0)
     }
 
     /// The payload called `name`, with its position.
@@ -364,9 +300,7 @@ impl Manifest {
             .iter()
             .enumerate()
             .find(|(_, p)| p.name == name)
-            .ok_or_else(|| Error::NoSuchPayload {
-                name: name.to_owned(),
-            })
+            .ok_or_else(|| Error::NoSuchPayload { name: name.to_owned() })
     }
 }
 
@@ -382,24 +316,10 @@ mod tests {
             block_size: 4096,
             chunk_size: 65536,
             frame_size: 8192,
-            index: Section {
-                offset: 0,
-                size_bytes: 4 * 80,
-                blake3: "00".repeat(32),
-            },
-            chunks: Area {
-                offset: 320,
-                size_bytes: 1000,
-            },
-            delta_index: Section {
-                offset: 1320,
-                size_bytes: 50,
-                blake3: "11".repeat(32),
-            },
-            frames: Area {
-                offset: 1370,
-                size_bytes: 500,
-            },
+            index: Section { offset: 0, size_bytes: 4 * 80, blake3: "00".repeat(32) },
+            chunks: Area { offset: 320, size_bytes: 1000 },
+            delta_index: Section { offset: 1320, size_bytes: 50, blake3: "11".repeat(32) },
+            frames: Area { offset: 1370, size_bytes: 500 },
         };
         Manifest {
             format: 1,
@@ -410,11 +330,7 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             expires: None,
             stack: serde_json::Value::Null,
-            compression: Compression {
-                algorithm: Algorithm::Zstd,
-                level: 3,
-                delta_level: 1,
-            },
+            compression: Compression { algorithm: Algorithm::Zstd, level: 3, delta_level: 1 },
             payloads: vec![p],
         }
     }
@@ -436,64 +352,22 @@ mod tests {
         check(|_| {}, None);
         check(|m| m.format = 2, Some("format"));
         check(|m| m.created = "yesterday".into(), Some("created"));
-        check(
-            |m| m.expires = Some("2026-13-01T00:00:00Z".into()),
-            Some("expires"),
-        );
+        check(|m| m.expires = Some("2026-13-01T00:00:00Z".into()), Some("expires"));
         check(|m| m.stack = serde_json::json!([1, 2]), Some("stack"));
         check(|m| m.payloads.clear(), Some("payloads"));
-        check(
-            |m| m.payloads[0].name = "root fs".into(),
-            Some("payloads[0].name"),
-        );
-        check(
-            |m| m.payloads[0].size_bytes = 0,
-            Some("payloads[0].size_bytes"),
-        );
-        check(
-            |m| m.payloads[0].size_bytes = 1 << 50,
-            Some("payloads[0].size_bytes"),
-        );
-        check(
-            |m| m.payloads[0].block_size = 3000,
-            Some("payloads[0].block_size"),
-        );
-        check(
-            |m| m.payloads[0].chunk_size = 131_072,
-            Some("payloads[0].index.size_bytes"),
-        );
-        check(
-            |m| m.payloads[0].chunk_size = 6000,
-            Some("payloads[0].chunk_size"),
-        );
-        check(
-            |m| m.payloads[0].frame_size = 12288,
-            Some("payloads[0].frame_size"),
-        );
-        check(
-            |m| m.payloads[0].index.size_bytes = 80,
-            Some("payloads[0].index.size_bytes"),
-        );
-        check(
-            |m| m.payloads[0].index.blake3 = "xyz".into(),
-            Some("payloads[0].index.blake3"),
-        );
-        check(
-            |m| m.payloads[0].chunks.offset = 321,
-            Some("payloads[0].chunks"),
-        );
-        check(
-            |m| m.payloads[0].chunks.size_bytes = u64::MAX / 2,
-            Some("payloads[0].chunks.size_bytes"),
-        );
-        check(
-            |m| m.payloads[0].frames.offset = 1000,
-            Some("payloads[0].frames"),
-        );
-        check(
-            |m| m.payloads[0].delta_index.size_bytes = 0,
-            Some("payloads[0].delta_index.size_bytes"),
-        );
+        check(|m| m.payloads[0].name = "root fs".into(), Some("payloads[0].name"));
+        check(|m| m.payloads[0].size_bytes = 0, Some("payloads[0].size_bytes"));
+        check(|m| m.payloads[0].size_bytes = 1 << 50, Some("payloads[0].size_bytes"));
+        check(|m| m.payloads[0].block_size = 3000, Some("payloads[0].block_size"));
+        check(|m| m.payloads[0].chunk_size = 131_072, Some("payloads[0].index.size_bytes"));
+        check(|m| m.payloads[0].chunk_size = 6000, Some("payloads[0].chunk_size"));
+        check(|m| m.payloads[0].frame_size = 12288, Some("payloads[0].frame_size"));
+        check(|m| m.payloads[0].index.size_bytes = 80, Some("payloads[0].index.size_bytes"));
+        check(|m| m.payloads[0].index.blake3 = "xyz".into(), Some("payloads[0].index.blake3"));
+        check(|m| m.payloads[0].chunks.offset = 321, Some("payloads[0].chunks"));
+        check(|m| m.payloads[0].chunks.size_bytes = u64::MAX / 2, Some("payloads[0].chunks.size_bytes"));
+        check(|m| m.payloads[0].frames.offset = 1000, Some("payloads[0].frames"));
+        check(|m| m.payloads[0].delta_index.size_bytes = 0, Some("payloads[0].delta_index.size_bytes"));
         check(
             |m| {
                 let mut q = m.payloads[0].clone();
@@ -508,9 +382,6 @@ mod tests {
     fn unknown_fields_are_refused() {
         let mut v: serde_json::Value = serde_json::from_slice(&good().to_bytes()).expect("json");
         v["surprise"] = serde_json::json!(1);
-        assert!(matches!(
-            Manifest::parse(&serde_json::to_vec(&v).expect("json")),
-            Err(Error::ParseManifest { .. })
-        ));
+        assert!(matches!(Manifest::parse(&serde_json::to_vec(&v).expect("json")), Err(Error::ParseManifest { .. })));
     }
 }

@@ -14,9 +14,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    chunk_hash, compress_bound, fingerprint, from_hex, le_u32, le_u64, ChunkHasher, Header,
-    IndexEntry, SignatureRecord, FINGERPRINT_LEN, FRAME_SIZE_LEN, HEADER_LEN, INDEX_ENTRY_LEN,
-    SIGNATURE_RECORD_LEN,
+    chunk_hash, compress_bound, fingerprint, from_hex, le_u32, le_u64, ChunkHasher, Header, IndexEntry,
+    SignatureRecord, FINGERPRINT_LEN, FRAME_SIZE_LEN, HEADER_LEN, INDEX_ENTRY_LEN, SIGNATURE_RECORD_LEN,
 };
 use crate::keys::{check_signatures, require_threshold, Keyring, SignerCheck};
 use crate::manifest::{Manifest, Payload};
@@ -45,8 +44,7 @@ impl ReadAt for [u8] {
         Some(self.len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let start =
-            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         let end = start.checked_add(buf.len()).filter(|e| *e <= self.len());
         let end = end.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(&self[start..end]);
@@ -81,6 +79,18 @@ pub struct Policy {
     pub now: Option<OffsetDateTime>,
 }
 
+impl Policy {
+    /// Verify as an installer does: `threshold` trusted signatures and the expiry checked against `now`.
+    pub fn at(now: OffsetDateTime, threshold: usize) -> Policy {
+        Policy { threshold, now: Some(now) }
+    }
+
+    /// One trusted signature, expiry not checked: for planning, inspection and tests, never for installing.
+    pub fn ignoring_expiry() -> Policy {
+        Policy { threshold: 1, now: None }
+    }
+}
+
 /// The header, raw manifest and signature records, not yet verified.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -96,40 +106,24 @@ fn read_section(r: &mut impl Read, buf: &mut [u8], offset: u64, section: &str) -
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
-            Ok(0) => {
-                return Err(Error::Truncated {
-                    section: section.to_owned(),
-                    offset: offset + n as u64,
-                })
-            }
+            Ok(0) => return Err(Error::Truncated { section: section.to_owned(), offset: offset + n as u64 }),
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(Error::ReadBundle {
-                    offset: offset + n as u64,
-                    source,
-                })
-            }
+            Err(source) => return Err(Error::ReadBundle { offset: offset + n as u64, source }),
         }
     }
     Ok(())
 }
 
 fn read_section_at(src: &impl ReadAt, buf: &mut [u8], offset: u64, section: &str) -> Result<()> {
-    src.read_exact_at(buf, offset)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                // Report where the bytes ran out, as the streaming reader does, when the source knows its length.
-                let end = src
-                    .len_hint()
-                    .map_or(offset, |len| len.clamp(offset, offset + buf.len() as u64));
-                Error::Truncated {
-                    section: section.to_owned(),
-                    offset: end,
-                }
-            }
-            _ => Error::ReadBundle { offset, source },
-        })
+    src.read_exact_at(buf, offset).map_err(|source| match source.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            // Report where the bytes ran out, as the streaming reader does, when the source knows its length.
+            let end = src.len_hint().map_or(offset, |len| len.clamp(offset, offset + buf.len() as u64));
+            Error::Truncated { section: section.to_owned(), offset: end }
+        }
+        _ => Error::ReadBundle { offset, source },
+    })
 }
 
 impl Head {
@@ -141,12 +135,7 @@ impl Head {
         let mut manifest_bytes = vec![0u8; header.manifest_len as usize];
         read_section(r, &mut manifest_bytes, HEADER_LEN as u64, "manifest")?;
         let mut sb = vec![0u8; header.n_signatures as usize * SIGNATURE_RECORD_LEN];
-        read_section(
-            r,
-            &mut sb,
-            HEADER_LEN as u64 + u64::from(header.manifest_len),
-            "signatures",
-        )?;
+        read_section(r, &mut sb, HEADER_LEN as u64 + u64::from(header.manifest_len), "signatures")?;
         Ok(Head::from_parts(header, manifest_bytes, &sb))
     }
 
@@ -158,25 +147,13 @@ impl Head {
         let mut manifest_bytes = vec![0u8; header.manifest_len as usize];
         read_section_at(src, &mut manifest_bytes, HEADER_LEN as u64, "manifest")?;
         let mut sb = vec![0u8; header.n_signatures as usize * SIGNATURE_RECORD_LEN];
-        read_section_at(
-            src,
-            &mut sb,
-            HEADER_LEN as u64 + u64::from(header.manifest_len),
-            "signatures",
-        )?;
+        read_section_at(src, &mut sb, HEADER_LEN as u64 + u64::from(header.manifest_len), "signatures")?;
         Ok(Head::from_parts(header, manifest_bytes, &sb))
     }
 
     fn from_parts(header: Header, manifest_bytes: Vec<u8>, sb: &[u8]) -> Head {
-        let signatures = sb
-            .chunks(SIGNATURE_RECORD_LEN)
-            .map(SignatureRecord::decode)
-            .collect();
-        Head {
-            header,
-            manifest_bytes,
-            signatures,
-        }
+        let signatures = sb.chunks(SIGNATURE_RECORD_LEN).map(SignatureRecord::decode).collect();
+        Head { header, manifest_bytes, signatures }
     }
 
     /// The signature records checked against a keyring (for reporting).
@@ -191,17 +168,10 @@ impl Head {
         let manifest = Manifest::parse(&self.manifest_bytes)?;
         if let (Some(now), Some(exp)) = (policy.now, manifest.expires_at()) {
             if now >= exp {
-                return Err(Error::Expired {
-                    expires: manifest.expires.clone().unwrap_or_default(),
-                });
+                return Err(Error::Expired { expires: manifest.expires.clone().unwrap_or_default() });
             }
         }
-        Ok(Verified {
-            body_start: self.header.body_start(),
-            manifest,
-            signers,
-            manifest_bytes: self.manifest_bytes,
-        })
+        Ok(Verified { body_start: self.header.body_start(), manifest, signers, manifest_bytes: self.manifest_bytes })
     }
 }
 
@@ -245,10 +215,7 @@ impl ChunkIndex {
     pub fn parse(p: &Payload, bytes: &[u8]) -> Result<ChunkIndex> {
         let pinned = from_hex::<32>(&p.index.blake3).expect("validated manifest hashes are hex");
         if *blake3::hash(bytes).as_bytes() != pinned {
-            return Err(Error::SectionHash {
-                payload: p.name.clone(),
-                section: "chunk index",
-            });
+            return Err(Error::SectionHash { payload: p.name.clone(), section: "chunk index" });
         }
         let mut entries = Vec::with_capacity(bytes.len() / INDEX_ENTRY_LEN);
         let mut expected = 0u64;
@@ -262,31 +229,17 @@ impl ChunkIndex {
                 detail,
             };
             if e.offset < expected {
-                return Err(Error::IndexOverlap {
-                    payload: p.name.clone(),
-                    entry_idx: i,
-                    offset: e.offset,
-                    expected,
-                });
+                return Err(Error::IndexOverlap { payload: p.name.clone(), entry_idx: i, offset: e.offset, expected });
             }
             if e.offset > expected {
-                return Err(entry_err(format!(
-                    "offset {} leaves a gap after {expected}",
-                    e.offset
-                )));
+                return Err(entry_err(format!("offset {} leaves a gap after {expected}", e.offset)));
             }
             let raw = p.chunk_raw_size(i);
             if e.raw_size != raw {
-                return Err(entry_err(format!(
-                    "raw size {}, expected {raw}",
-                    e.raw_size
-                )));
+                return Err(entry_err(format!("raw size {}, expected {raw}", e.raw_size)));
             }
             if u64::from(e.stored_size) > compress_bound(u64::from(raw)) {
-                return Err(entry_err(format!(
-                    "stored size {} exceeds the bound for {raw} raw bytes",
-                    e.stored_size
-                )));
+                return Err(entry_err(format!("stored size {} exceeds the bound for {raw} raw bytes", e.stored_size)));
             }
             expected += u64::from(e.stored_size);
             if expected > p.chunks.size_bytes {
@@ -326,13 +279,9 @@ impl DeltaIndex {
     /// Checks the stored bytes against the manifest's hash, decompresses them into exactly the size the manifest
     /// implies, and checks every frame size.
     pub fn parse(p: &Payload, stored: &[u8]) -> Result<DeltaIndex> {
-        let pinned =
-            from_hex::<32>(&p.delta_index.blake3).expect("validated manifest hashes are hex");
+        let pinned = from_hex::<32>(&p.delta_index.blake3).expect("validated manifest hashes are hex");
         if *blake3::hash(stored).as_bytes() != pinned {
-            return Err(Error::SectionHash {
-                payload: p.name.clone(),
-                section: "delta index",
-            });
+            return Err(Error::SectionHash { payload: p.name.clone(), section: "delta index" });
         }
         let raw_len = p.delta_index_raw_len() as usize;
         let raw = decompress_exact(stored, raw_len).ok_or_else(|| Error::Decompress {
@@ -368,11 +317,7 @@ impl DeltaIndex {
                 size: p.frames.size_bytes,
             });
         }
-        Ok(DeltaIndex {
-            fingerprints,
-            frame_sizes,
-            frame_offsets,
-        })
+        Ok(DeltaIndex { fingerprints, frame_sizes, frame_offsets })
     }
 }
 
@@ -391,10 +336,7 @@ pub fn decompress_exact(stored: &[u8], len: usize) -> Option<Vec<u8>> {
 /// chunk hash over the raw blocks. Pure, so it runs on any thread.
 pub fn decode_chunk(p: &Payload, chunk_idx: u64, e: &IndexEntry, stored: &[u8]) -> Result<Vec<u8>> {
     if *blake3::hash(stored).as_bytes() != e.stored_hash {
-        return Err(Error::ChunkHash {
-            payload: p.name.clone(),
-            chunk_idx,
-        });
+        return Err(Error::ChunkHash { payload: p.name.clone(), chunk_idx });
     }
     let raw = decompress_exact(stored, e.raw_size as usize).ok_or_else(|| Error::Decompress {
         payload: p.name.clone(),
@@ -402,10 +344,7 @@ pub fn decode_chunk(p: &Payload, chunk_idx: u64, e: &IndexEntry, stored: &[u8]) 
         idx: chunk_idx,
     })?;
     if chunk_hash(&raw) != e.raw_hash {
-        return Err(Error::ChunkHash {
-            payload: p.name.clone(),
-            chunk_idx,
-        });
+        return Err(Error::ChunkHash { payload: p.name.clone(), chunk_idx });
     }
     Ok(raw)
 }
@@ -437,14 +376,7 @@ impl<R: Read> StreamReader<R> {
     pub fn open(mut r: R, keyring: &Keyring, policy: &Policy) -> Result<StreamReader<R>> {
         let head = Head::read(&mut r)?;
         let verified = head.verify(keyring, policy)?;
-        Ok(StreamReader {
-            r,
-            pos: verified.body_start,
-            verified,
-            next_payload: 0,
-            indexes: Vec::new(),
-            current: None,
-        })
+        Ok(StreamReader { r, pos: verified.body_start, verified, next_payload: 0, indexes: Vec::new(), current: None })
     }
 
     /// The verified head.
@@ -466,10 +398,7 @@ impl<R: Read> StreamReader<R> {
             if let Some(c) = self.next_stored()? {
                 if *blake3::hash(&c.stored).as_bytes() != c.entry.stored_hash {
                     let payload = self.verified.manifest.payloads[pi].name.clone();
-                    return Err(Error::ChunkHash {
-                        payload,
-                        chunk_idx: c.chunk_idx,
-                    });
+                    return Err(Error::ChunkHash { payload, chunk_idx: c.chunk_idx });
                 }
             }
         }
@@ -502,17 +431,10 @@ impl<R: Read> StreamReader<R> {
         }
         let entry = index.entries[ci as usize];
         let mut stored = vec![0u8; entry.stored_size as usize];
-        let section = format!(
-            "payload {} chunk {ci}",
-            self.verified.manifest.payloads[pi].name
-        );
+        let section = format!("payload {} chunk {ci}", self.verified.manifest.payloads[pi].name);
         self.read_exact(&mut stored, &section)?;
         self.current = Some((pi, ci + 1));
-        Ok(Some(StoredChunk {
-            chunk_idx: ci,
-            entry,
-            stored,
-        }))
+        Ok(Some(StoredChunk { chunk_idx: ci, entry, stored }))
     }
 
     /// The next verified chunk of the current payload, decoded on this thread.
@@ -523,12 +445,7 @@ impl<R: Read> StreamReader<R> {
         let Some(s) = self.next_stored()? else {
             return Ok(None);
         };
-        let raw = decode_chunk(
-            &self.verified.manifest.payloads[pi],
-            s.chunk_idx,
-            &s.entry,
-            &s.stored,
-        )?;
+        let raw = decode_chunk(&self.verified.manifest.payloads[pi], s.chunk_idx, &s.entry, &s.stored)?;
         Ok(Some((s.chunk_idx, raw)))
     }
 
@@ -551,18 +468,11 @@ impl<R: Read> StreamReader<R> {
                 if !check_frames {
                     continue;
                 }
-                let raw = decompress_exact(&buf, p.frame_raw_size(j as u64) as usize).ok_or_else(
-                    || Error::Decompress {
-                        payload: p.name.clone(),
-                        what: "frame",
-                        idx: j as u64,
-                    },
-                )?;
+                let raw = decompress_exact(&buf, p.frame_raw_size(j as u64) as usize)
+                    .ok_or_else(|| Error::Decompress { payload: p.name.clone(), what: "frame", idx: j as u64 })?;
                 hasher.update(&raw);
                 for block in raw.chunks(p.block_size as usize) {
-                    if bad_fingerprint.is_none()
-                        && fingerprint(block) != delta.fingerprints[block_idx]
-                    {
+                    if bad_fingerprint.is_none() && fingerprint(block) != delta.fingerprints[block_idx] {
                         bad_fingerprint = Some(block_idx as u64);
                     }
                     block_idx += 1;
@@ -572,16 +482,10 @@ impl<R: Read> StreamReader<R> {
                     let chunk_idx = (j / per_chunk) as u64;
                     let entry = &self.indexes[pi].entries[chunk_idx as usize];
                     if hasher.finalize() != entry.raw_hash {
-                        return Err(Error::ChunkHash {
-                            payload: p.name.clone(),
-                            chunk_idx,
-                        });
+                        return Err(Error::ChunkHash { payload: p.name.clone(), chunk_idx });
                     }
                     if let Some(block_idx) = bad_fingerprint {
-                        return Err(Error::Fingerprint {
-                            payload: p.name.clone(),
-                            block_idx,
-                        });
+                        return Err(Error::Fingerprint { payload: p.name.clone(), block_idx });
                     }
                     hasher = ChunkHasher::new();
                 }
@@ -593,12 +497,7 @@ impl<R: Read> StreamReader<R> {
                 Ok(0) => return Ok(()),
                 Ok(_) => return Err(Error::TrailingData { offset: self.pos }),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(Error::ReadBundle {
-                        offset: self.pos,
-                        source,
-                    })
-                }
+                Err(source) => return Err(Error::ReadBundle { offset: self.pos, source }),
             }
         }
     }
@@ -622,10 +521,7 @@ pub fn decode_parallel(
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
             s.spawn(move || loop {
-                let job = job_rx
-                    .lock()
-                    .expect("no worker panics while holding the lock")
-                    .recv();
+                let job = job_rx.lock().expect("no worker panics while holding the lock").recv();
                 let Ok(c) = job else { break };
                 let r = decode_chunk(p, c.chunk_idx, &c.entry, &c.stored);
                 if res_tx.send((c.chunk_idx, r)).is_err() {
@@ -753,12 +649,7 @@ impl<S: ReadAt> BundleAt<S> {
     }
 
     /// The absolute byte range of a stored chunk (for an HTTP Range request).
-    pub fn chunk_range(
-        &self,
-        pi: usize,
-        index: &ChunkIndex,
-        chunk_idx: u64,
-    ) -> std::ops::Range<u64> {
+    pub fn chunk_range(&self, pi: usize, index: &ChunkIndex, chunk_idx: u64) -> std::ops::Range<u64> {
         let p = self.payload_at(pi);
         let e = &index.entries[chunk_idx as usize];
         let start = self.verified.body_start + p.chunks.offset + e.offset;
@@ -766,15 +657,9 @@ impl<S: ReadAt> BundleAt<S> {
     }
 
     /// The absolute byte range of a stored delta frame.
-    pub fn frame_range(
-        &self,
-        pi: usize,
-        delta: &DeltaIndex,
-        frame_idx: u64,
-    ) -> std::ops::Range<u64> {
+    pub fn frame_range(&self, pi: usize, delta: &DeltaIndex, frame_idx: u64) -> std::ops::Range<u64> {
         let p = self.payload_at(pi);
-        let start =
-            self.verified.body_start + p.frames.offset + delta.frame_offsets[frame_idx as usize];
+        let start = self.verified.body_start + p.frames.offset + delta.frame_offsets[frame_idx as usize];
         start..start + u64::from(delta.frame_sizes[frame_idx as usize])
     }
 
@@ -783,12 +668,7 @@ impl<S: ReadAt> BundleAt<S> {
         let p = self.payload_at(pi);
         let range = self.chunk_range(pi, index, chunk_idx);
         let mut stored = vec![0u8; (range.end - range.start) as usize];
-        read_section_at(
-            &self.src,
-            &mut stored,
-            range.start,
-            &format!("payload {} chunk {chunk_idx}", p.name),
-        )?;
+        read_section_at(&self.src, &mut stored, range.start, &format!("payload {} chunk {chunk_idx}", p.name))?;
         decode_chunk(p, chunk_idx, &index.entries[chunk_idx as usize], &stored)
     }
 
@@ -798,18 +678,11 @@ impl<S: ReadAt> BundleAt<S> {
         let p = self.payload_at(pi);
         let range = self.frame_range(pi, delta, frame_idx);
         let mut stored = vec![0u8; (range.end - range.start) as usize];
-        read_section_at(
-            &self.src,
-            &mut stored,
-            range.start,
-            &format!("payload {} frame {frame_idx}", p.name),
-        )?;
-        decompress_exact(&stored, p.frame_raw_size(frame_idx) as usize).ok_or_else(|| {
-            Error::Decompress {
-                payload: p.name.clone(),
-                what: "frame",
-                idx: frame_idx,
-            }
+        read_section_at(&self.src, &mut stored, range.start, &format!("payload {} frame {frame_idx}", p.name))?;
+        decompress_exact(&stored, p.frame_raw_size(frame_idx) as usize).ok_or_else(|| Error::Decompress {
+            payload: p.name.clone(),
+            what: "frame",
+            idx: frame_idx,
         })
     }
 }

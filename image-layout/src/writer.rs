@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    chunk_hash, fingerprint, to_hex, Header, IndexEntry, SignatureRecord, FORMAT_VERSION,
-    MAX_SIGNATURES, SIGNATURE_RECORD_LEN,
+    chunk_hash, fingerprint, to_hex, Header, IndexEntry, SignatureRecord, FORMAT_VERSION, MAX_SIGNATURES,
+    SIGNATURE_RECORD_LEN,
 };
 use crate::keys::SecretKey;
 use crate::manifest::{format_time, Algorithm, Area, Compression, Manifest, Payload, Section};
@@ -66,12 +66,7 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     /// Options with the documented defaults and the given identity.
-    pub fn new(
-        version: &str,
-        security_version: u64,
-        compatible: &str,
-        created: OffsetDateTime,
-    ) -> BuildOptions {
+    pub fn new(version: &str, security_version: u64, compatible: &str, created: OffsetDateTime) -> BuildOptions {
         BuildOptions {
             name: "edge-stack".to_owned(),
             version: version.to_owned(),
@@ -125,43 +120,24 @@ impl Spool {
             .create(true)
             .truncate(true)
             .open(&path)
-            .map_err(|source| Error::WriteFile {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::WriteFile { path: path.clone(), source })?;
         let _ = fs::remove_file(&path);
-        Ok(Spool {
-            file: BufWriter::with_capacity(1 << 20, file),
-            len: 0,
-            path,
-        })
+        Ok(Spool { file: BufWriter::with_capacity(1 << 20, file), len: 0, path })
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.file.write_all(b).map_err(|source| Error::WriteFile {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.file.write_all(b).map_err(|source| Error::WriteFile { path: self.path.clone(), source })?;
         self.len += b.len() as u64;
         Ok(())
     }
 
     fn copy_into(self, out: &mut File, out_path: &Path) -> Result<()> {
         let path = self.path.clone();
-        let mut f = self.file.into_inner().map_err(|e| Error::WriteFile {
-            path: path.clone(),
-            source: e.into_error(),
-        })?;
-        f.seek(SeekFrom::Start(0))
-            .map_err(|source| Error::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
+        let mut f =
+            self.file.into_inner().map_err(|e| Error::WriteFile { path: path.clone(), source: e.into_error() })?;
+        f.seek(SeekFrom::Start(0)).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
         // io::copy between two files uses copy_file_range(2), so the body is not pulled through user space.
-        let n = io::copy(&mut f, out).map_err(|source| Error::WriteFile {
-            path: out_path.to_owned(),
-            source,
-        })?;
+        let n = io::copy(&mut f, out).map_err(|source| Error::WriteFile { path: out_path.to_owned(), source })?;
         if n != self.len {
             return Err(Error::WriteFile {
                 path,
@@ -215,40 +191,17 @@ fn process_chunk(
         fingerprints.push(fingerprint(block));
     }
     let raw_hash = chunk_hash(raw);
-    let cerr = |source| Error::Compress {
-        payload: payload.to_owned(),
-        chunk_idx: idx,
-        source,
-    };
+    let cerr = |source| Error::Compress { payload: payload.to_owned(), chunk_idx: idx, source };
     let all_zero = zero_blocks.iter().all(|z| *z);
-    let stored = if all_zero {
-        Vec::new()
-    } else {
-        main.compress(raw).map_err(cerr)?
-    };
+    let stored = if all_zero { Vec::new() } else { main.compress(raw).map_err(cerr)? };
     let per_frame = (opts.frame_size / opts.block_size) as usize;
     let mut frames = Vec::with_capacity(raw.len().div_ceil(opts.frame_size as usize));
     for (f, frame) in raw.chunks(opts.frame_size as usize).enumerate() {
-        let zero = zero_blocks[f * per_frame..]
-            .iter()
-            .take(per_frame)
-            .all(|z| *z);
-        frames.push(if zero {
-            Vec::new()
-        } else {
-            delta.compress(frame).map_err(cerr)?
-        });
+        let zero = zero_blocks[f * per_frame..].iter().take(per_frame).all(|z| *z);
+        frames.push(if zero { Vec::new() } else { delta.compress(frame).map_err(cerr)? });
     }
     let stored_hash = *blake3::hash(&stored).as_bytes();
-    Ok(ChunkOut {
-        idx,
-        raw_size: raw.len() as u32,
-        raw_hash,
-        stored_hash,
-        fingerprints,
-        stored,
-        frames,
-    })
+    Ok(ChunkOut { idx, raw_size: raw.len() as u32, raw_hash, stored_hash, fingerprints, stored, frames })
 }
 
 /// Reads until `buf` is full or the reader ends; returns the bytes read.
@@ -273,11 +226,7 @@ fn build_payload(
     tag: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Built> {
-    let PayloadInput {
-        name,
-        mut reader,
-        path,
-    } = input;
+    let PayloadInput { name, mut reader, path } = input;
     let mut chunks = Spool::new(dir, &format!("{tag}-chunks"))?;
     let mut frames = Spool::new(dir, &format!("{tag}-frames"))?;
     let mut index = Vec::new();
@@ -299,15 +248,11 @@ fn build_payload(
             let buf_tx = buf_tx.clone();
             let name = name.as_str();
             s.spawn(move || {
-                let mut main = zstd::bulk::Compressor::new(opts.level)
-                    .expect("zstd accepts every level in range");
-                let mut delta = zstd::bulk::Compressor::new(opts.delta_level)
-                    .expect("zstd accepts every level in range");
+                let mut main = zstd::bulk::Compressor::new(opts.level).expect("zstd accepts every level in range");
+                let mut delta =
+                    zstd::bulk::Compressor::new(opts.delta_level).expect("zstd accepts every level in range");
                 loop {
-                    let job = job_rx
-                        .lock()
-                        .expect("no worker panics while holding the lock")
-                        .recv();
+                    let job = job_rx.lock().expect("no worker panics while holding the lock").recv();
                     let Ok((idx, raw)) = job else { break };
                     let out = process_chunk(idx, &raw, opts, &mut main, &mut delta, name);
                     let _ = buf_tx.try_send(raw);
@@ -325,10 +270,8 @@ fn build_payload(
             for idx in 0.. {
                 let mut buf = buf_rx.try_recv().unwrap_or_default();
                 buf.resize(chunk_size, 0);
-                let n = read_full(&mut *reader, &mut buf).map_err(|source| Error::ReadFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let n = read_full(&mut *reader, &mut buf)
+                    .map_err(|source| Error::ReadFile { path: path.clone(), source })?;
                 if n == 0 {
                     break;
                 }
@@ -382,9 +325,7 @@ fn build_payload(
         }
         drop(res_rx);
         // The reader's error, if any, is the root cause; report it before a worker's.
-        let read = reader_thread
-            .join()
-            .expect("the reader thread does not panic");
+        let read = reader_thread.join().expect("the reader thread does not panic");
         size_bytes = read?;
         if let Some(e) = first_err {
             return Err(e);
@@ -392,42 +333,22 @@ fn build_payload(
         Ok(())
     })?;
     if size_bytes == 0 {
-        return Err(Error::InvalidArgument {
-            what: "payload",
-            detail: format!("{name} is empty"),
-        });
+        return Err(Error::InvalidArgument { what: "payload", detail: format!("{name} is empty") });
     }
     let mut delta_index_raw = fingerprints;
     delta_index_raw.extend_from_slice(&frame_sizes);
-    Ok(Built {
-        name,
-        size_bytes,
-        index,
-        chunks,
-        delta_index_raw,
-        frames,
-    })
+    Ok(Built { name, size_bytes, index, chunks, delta_index_raw, frames })
 }
 
 fn validate_options(opts: &BuildOptions) -> Result<()> {
     let bad = |what, detail: String| Err(Error::InvalidArgument { what, detail });
-    if !crate::format::BLOCK_SIZE_RANGE.contains(&opts.block_size)
-        || !opts.block_size.is_power_of_two()
-    {
-        return bad(
-            "block size",
-            format!("{} is not a power of two in 512..=65536", opts.block_size),
-        );
+    if !crate::format::BLOCK_SIZE_RANGE.contains(&opts.block_size) || !opts.block_size.is_power_of_two() {
+        return bad("block size", format!("{} is not a power of two in 512..=65536", opts.block_size));
     }
-    if !crate::format::CHUNK_SIZE_RANGE.contains(&opts.chunk_size)
-        || !opts.chunk_size.is_multiple_of(opts.block_size)
-    {
+    if !crate::format::CHUNK_SIZE_RANGE.contains(&opts.chunk_size) || !opts.chunk_size.is_multiple_of(opts.block_size) {
         return bad(
             "chunk size",
-            format!(
-                "{} out of range 4096..=67108864 or not a multiple of {}",
-                opts.chunk_size, opts.block_size
-            ),
+            format!("{} out of range 4096..=67108864 or not a multiple of {}", opts.chunk_size, opts.block_size),
         );
     }
     if !opts.frame_size.is_multiple_of(opts.block_size)
@@ -436,19 +357,13 @@ fn validate_options(opts: &BuildOptions) -> Result<()> {
     {
         return bad(
             "frame size",
-            format!(
-                "{} is not a multiple of the block size dividing the chunk size",
-                opts.frame_size
-            ),
+            format!("{} is not a multiple of the block size dividing the chunk size", opts.frame_size),
         );
     }
     let levels = zstd::compression_level_range();
     for (what, l) in [("level", opts.level), ("delta level", opts.delta_level)] {
         if !levels.contains(&l) {
-            return bad(
-                what,
-                format!("{l} out of range {}..={}", levels.start(), levels.end()),
-            );
+            return bad(what, format!("{l} out of range {}..={}", levels.start(), levels.end()));
         }
     }
     if !opts.stack.is_null() && !opts.stack.is_object() {
@@ -467,21 +382,13 @@ pub fn build(
 ) -> Result<BuildReport> {
     validate_options(opts)?;
     if keys.is_empty() || keys.len() > MAX_SIGNATURES as usize {
-        return Err(Error::InvalidArgument {
-            what: "keys",
-            detail: format!("{} keys, expected 1..=32", keys.len()),
-        });
+        return Err(Error::InvalidArgument { what: "keys", detail: format!("{} keys, expected 1..=32", keys.len()) });
     }
     if payloads.is_empty() {
-        return Err(Error::InvalidArgument {
-            what: "payloads",
-            detail: "at least one --payload is needed".to_owned(),
-        });
+        return Err(Error::InvalidArgument { what: "payloads", detail: "at least one --payload is needed".to_owned() });
     }
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
         opts.threads
     };
@@ -503,37 +410,24 @@ pub fn build(
     let mut delta_stored = Vec::new();
     let mut offset = 0u64;
     for b in &built {
-        let index = Section {
-            offset,
-            size_bytes: b.index.len() as u64,
-            blake3: to_hex(blake3::hash(&b.index).as_bytes()),
-        };
+        let index =
+            Section { offset, size_bytes: b.index.len() as u64, blake3: to_hex(blake3::hash(&b.index).as_bytes()) };
         offset += index.size_bytes;
-        let chunks = Area {
-            offset,
-            size_bytes: b.chunks.len,
-        };
+        let chunks = Area { offset, size_bytes: b.chunks.len };
         offset += chunks.size_bytes;
         payloads_meta.push((index, chunks));
     }
     let mut metas = Vec::new();
     for (b, (index, chunks)) in built.iter().zip(payloads_meta) {
-        let stored =
-            zstd::bulk::compress(&b.delta_index_raw, 3).map_err(|source| Error::Compress {
-                payload: b.name.clone(),
-                chunk_idx: 0,
-                source,
-            })?;
-        let delta_index = Section {
-            offset,
-            size_bytes: stored.len() as u64,
-            blake3: to_hex(blake3::hash(&stored).as_bytes()),
-        };
+        let stored = zstd::bulk::compress(&b.delta_index_raw, 3).map_err(|source| Error::Compress {
+            payload: b.name.clone(),
+            chunk_idx: 0,
+            source,
+        })?;
+        let delta_index =
+            Section { offset, size_bytes: stored.len() as u64, blake3: to_hex(blake3::hash(&stored).as_bytes()) };
         offset += delta_index.size_bytes;
-        let frames = Area {
-            offset,
-            size_bytes: b.frames.len,
-        };
+        let frames = Area { offset, size_bytes: b.frames.len };
         offset += frames.size_bytes;
         delta_stored.push(stored);
         metas.push(Payload {
@@ -557,26 +451,16 @@ pub fn build(
         created: format_time(opts.created),
         expires: opts.expires.map(format_time),
         stack: opts.stack.clone(),
-        compression: Compression {
-            algorithm: Algorithm::Zstd,
-            level: opts.level,
-            delta_level: opts.delta_level,
-        },
+        compression: Compression { algorithm: Algorithm::Zstd, level: opts.level, delta_level: opts.delta_level },
         payloads: metas,
     };
     manifest.validate()?;
     let manifest_bytes = manifest.to_bytes();
-    let signatures: Vec<SignatureRecord> = keys
-        .iter()
-        .map(|k| k.sign_manifest(&manifest_bytes))
-        .collect();
+    let signatures: Vec<SignatureRecord> = keys.iter().map(|k| k.sign_manifest(&manifest_bytes)).collect();
 
     let mut file = crate::fsutil::AtomicFile::create(out)?;
     let tmp = file.tmp_path().to_owned();
-    let werr = |source| Error::WriteFile {
-        path: tmp.clone(),
-        source,
-    };
+    let werr = |source| Error::WriteFile { path: tmp.clone(), source };
     write_head(file.file(), &manifest_bytes, &signatures).map_err(werr)?;
     let mut frames_spools = Vec::new();
     for b in built {
@@ -588,29 +472,16 @@ pub fn build(
         file.file().write_all(stored).map_err(werr)?;
         frames.copy_into(file.file(), &tmp)?;
     }
-    let bundle_size = Header {
-        manifest_len: manifest_bytes.len() as u32,
-        n_signatures: signatures.len() as u32,
-    }
-    .body_start()
+    let bundle_size = Header { manifest_len: manifest_bytes.len() as u32, n_signatures: signatures.len() as u32 }
+        .body_start()
         + manifest.body_len();
     file.commit()?;
-    Ok(BuildReport {
-        manifest,
-        bundle_size,
-    })
+    Ok(BuildReport { manifest, bundle_size })
 }
 
 /// Writes the header, the manifest bytes and the signature records.
-pub fn write_head(
-    w: &mut impl Write,
-    manifest: &[u8],
-    signatures: &[SignatureRecord],
-) -> io::Result<()> {
-    let header = Header {
-        manifest_len: manifest.len() as u32,
-        n_signatures: signatures.len() as u32,
-    };
+pub fn write_head(w: &mut impl Write, manifest: &[u8], signatures: &[SignatureRecord]) -> io::Result<()> {
+    let header = Header { manifest_len: manifest.len() as u32, n_signatures: signatures.len() as u32 };
     w.write_all(&header.encode())?;
     w.write_all(manifest)?;
     for s in signatures {
@@ -622,42 +493,23 @@ pub fn write_head(
 /// Adds `key`'s signature to the bundle at `path` (replacing an earlier one by the same key), leaving the manifest
 /// and body unchanged; the file is rewritten atomically. Returns the number of signatures now on it.
 pub fn add_signature(path: &Path, key: &SecretKey) -> Result<usize> {
-    let mut src = File::open(path).map_err(|source| Error::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut src = File::open(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
     let head = Head::read(&mut src)?;
     // The manifest must at least parse, so that nobody signs bytes that are not a manifest.
     Manifest::parse(&head.manifest_bytes)?;
     let id = key.public().id();
-    let mut sigs: Vec<SignatureRecord> = head
-        .signatures
-        .into_iter()
-        .filter(|s| s.key_id != id.0)
-        .collect();
+    let mut sigs: Vec<SignatureRecord> = head.signatures.into_iter().filter(|s| s.key_id != id.0).collect();
     sigs.push(key.sign_manifest(&head.manifest_bytes));
     if sigs.len() > MAX_SIGNATURES as usize {
-        return Err(Error::InvalidArgument {
-            what: "signatures",
-            detail: format!("more than {MAX_SIGNATURES}"),
-        });
+        return Err(Error::InvalidArgument { what: "signatures", detail: format!("more than {MAX_SIGNATURES}") });
     }
     let mut out = crate::fsutil::AtomicFile::create(path)?;
     let tmp = out.tmp_path().to_owned();
-    write_head(out.file(), &head.manifest_bytes, &sigs).map_err(|source| Error::WriteFile {
-        path: tmp.clone(),
-        source,
-    })?;
+    write_head(out.file(), &head.manifest_bytes, &sigs)
+        .map_err(|source| Error::WriteFile { path: tmp.clone(), source })?;
     let body_start = head.header.body_start();
-    src.seek(SeekFrom::Start(body_start))
-        .map_err(|source| Error::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
-    io::copy(&mut src, out.file()).map_err(|source| Error::WriteFile {
-        path: tmp.clone(),
-        source,
-    })?;
+    src.seek(SeekFrom::Start(body_start)).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+    io::copy(&mut src, out.file()).map_err(|source| Error::WriteFile { path: tmp.clone(), source })?;
     out.commit()?;
     debug_assert_eq!(SIGNATURE_RECORD_LEN, 72);
     Ok(sigs.len())

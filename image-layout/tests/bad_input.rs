@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 
 use image_layout::error::Error;
 use image_layout::format::{
-    compress_bound, to_hex, IndexEntry, SignatureRecord, FORMAT_VERSION, HEADER_LEN,
-    INDEX_ENTRY_LEN, MAX_MANIFEST_LEN, MAX_PAYLOAD_SIZE, SIGNATURE_RECORD_LEN,
+    compress_bound, to_hex, IndexEntry, SignatureRecord, FORMAT_VERSION, HEADER_LEN, INDEX_ENTRY_LEN, MAX_MANIFEST_LEN,
+    MAX_PAYLOAD_SIZE, SIGNATURE_RECORD_LEN,
 };
 use image_layout::keys::{Keyring, SecretKey};
 use image_layout::manifest::Manifest;
@@ -28,32 +28,14 @@ const CHUNK: usize = 16_384;
 const FRAME: usize = 8192;
 const FRAMES_PER_CHUNK: usize = CHUNK / FRAME;
 
-/// The seed of the signer of every bundle here.
-const SEED: [u8; 32] = [7; 32];
+mod common;
+use common::{key, policy, ring, SEED};
+
 /// The seed of a second key, trusted only where a test says so.
 const OTHER_SEED: [u8; 32] = [8; 32];
 
-/// The signer, made once: deriving a public key costs a scalar multiplication, which is slow in a debug build.
-fn key() -> &'static SecretKey {
-    static K: OnceLock<SecretKey> = OnceLock::new();
-    K.get_or_init(|| SecretKey::from_seed(SEED))
-}
-
 fn other_key() -> SecretKey {
     SecretKey::from_seed(OTHER_SEED)
-}
-
-/// The keyring of the signer alone.
-fn ring() -> &'static Keyring {
-    static R: OnceLock<Keyring> = OnceLock::new();
-    R.get_or_init(|| Keyring::from_keys(vec![key().public()]))
-}
-
-fn policy() -> Policy {
-    Policy {
-        threshold: 1,
-        now: None,
-    }
 }
 
 /// A 64-bit LCG (Knuth's MMIX constants), so that "pseudo-random" is the same on every run and needs no crate.
@@ -61,10 +43,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 
@@ -115,11 +94,7 @@ fn build_bundle(seeds: &[[u8; 32]], edit: impl FnOnce(&mut BuildOptions)) -> Vec
     edit(&mut opts);
     let inputs = payloads()
         .into_iter()
-        .map(|(name, data)| PayloadInput {
-            name: name.into(),
-            reader: Box::new(Cursor::new(data)),
-            path: name.into(),
-        })
+        .map(|(name, data)| PayloadInput { name: name.into(), reader: Box::new(Cursor::new(data)), path: name.into() })
         .collect();
     let keys: Vec<SecretKey> = seeds.iter().map(|s| SecretKey::from_seed(*s)).collect();
     build(&opts, inputs, &keys, &out, &|_| {}).expect("the test bundle builds");
@@ -155,12 +130,8 @@ fn fixture() -> &'static Fixture {
         let bytes = build_bundle(&[SEED], |_| {});
         let b = BundleAt::open(bytes.as_slice(), ring(), &policy()).expect("the fixture verifies");
         let n = b.verified().manifest.payloads.len();
-        let indexes = (0..n)
-            .map(|pi| b.chunk_index(pi).expect("chunk index"))
-            .collect();
-        let deltas = (0..n)
-            .map(|pi| b.delta_index(pi).expect("delta index"))
-            .collect();
+        let indexes = (0..n).map(|pi| b.chunk_index(pi).expect("chunk index")).collect();
+        let deltas = (0..n).map(|pi| b.delta_index(pi).expect("delta index")).collect();
         let v = b.verified().clone();
         Fixture {
             manifest_len: v.manifest_bytes.len(),
@@ -191,10 +162,7 @@ impl Fixture {
 
     fn chunk_at(&self, pi: usize, ci: u64) -> Range<usize> {
         let e = &self.indexes[pi].entries[ci as usize];
-        self.body(
-            self.manifest.payloads[pi].chunks.offset + e.offset,
-            e.stored_size.into(),
-        )
+        self.body(self.manifest.payloads[pi].chunks.offset + e.offset, e.stored_size.into())
     }
 
     fn delta_index_at(&self, pi: usize) -> Range<usize> {
@@ -238,10 +206,7 @@ impl Fixture {
 
     /// The section a flipped byte at `at` belongs to.
     fn section_of(&self, at: usize) -> (Kind, Range<usize>) {
-        self.layout()
-            .into_iter()
-            .find(|(_, r)| r.contains(&at))
-            .expect("every byte belongs to a section")
+        self.layout().into_iter().find(|(_, r)| r.contains(&at)).expect("every byte belongs to a section")
     }
 
     /// The `section` a reader names when the bundle ends at `cut`: the first non-empty section not wholly before it.
@@ -297,11 +262,7 @@ impl Fixture {
 
     /// Chunks of the payloads before `pi` plus the first `ci` chunks of `pi`.
     fn chunks_up_to(&self, pi: usize, ci: u64) -> usize {
-        self.indexes[..pi]
-            .iter()
-            .map(|i| i.entries.len())
-            .sum::<usize>()
-            + ci as usize
+        self.indexes[..pi].iter().map(|i| i.entries.len()).sum::<usize>() + ci as usize
     }
 
     /// True when zstd stored this frame as a raw block, so that a flip in its last `raw` bytes changes content only.
@@ -366,12 +327,7 @@ fn assert_original(got: &Yielded) {
     let truth = fixture().truth();
     assert!(got.len() <= truth.len(), "yielded more chunks than exist");
     for (g, t) in got.iter().zip(&truth) {
-        assert!(
-            g == t,
-            "yielded payload {} chunk {} with bytes that are not the original",
-            g.0,
-            g.1
-        );
+        assert!(g == t, "yielded payload {} chunk {} with bytes that are not the original", g.0, g.1);
     }
 }
 
@@ -391,12 +347,7 @@ fn check(bytes: &[u8], expected: impl Fn(&Error) -> bool) -> Yielded {
 }
 
 #[track_caller]
-fn check_with(
-    bytes: &[u8],
-    ring: &Keyring,
-    policy: &Policy,
-    expected: impl Fn(&Error) -> bool,
-) -> Yielded {
+fn check_with(bytes: &[u8], ring: &Keyring, policy: &Policy, expected: impl Fn(&Error) -> bool) -> Yielded {
     let (got, result) = stream(bytes, ring, policy);
     expect_err(&got, result, expected);
     got
@@ -451,10 +402,7 @@ fn resign(bytes: &[u8], edit: impl FnOnce(&mut Manifest, &mut Vec<u8>)) -> Vec<u
 fn edit_index(m: &mut Manifest, body: &mut [u8], pi: usize, edit: impl FnOnce(&mut [IndexEntry])) {
     let s = &m.payloads[pi].index;
     let r = s.offset as usize..(s.offset + s.size_bytes) as usize;
-    let mut entries: Vec<IndexEntry> = body[r.clone()]
-        .chunks(INDEX_ENTRY_LEN)
-        .map(IndexEntry::decode)
-        .collect();
+    let mut entries: Vec<IndexEntry> = body[r.clone()].chunks(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect();
     edit(&mut entries);
     let mut bytes = Vec::new();
     for e in &entries {
@@ -519,12 +467,7 @@ fn replace_delta_index(m: &mut Manifest, body: &mut Vec<u8>, pi: usize, stored: 
 }
 
 /// Rewrites payload `pi`'s raw delta index (fingerprints, then frame sizes) and stores it compressed again.
-fn edit_delta_index(
-    m: &mut Manifest,
-    body: &mut Vec<u8>,
-    pi: usize,
-    edit: impl FnOnce(&mut Vec<u8>),
-) {
+fn edit_delta_index(m: &mut Manifest, body: &mut Vec<u8>, pi: usize, edit: impl FnOnce(&mut Vec<u8>)) {
     let s = &m.payloads[pi].delta_index;
     let stored = &body[s.offset as usize..(s.offset + s.size_bytes) as usize];
     let mut raw = zstd::bulk::decompress(stored, 1 << 20).expect("the delta index decompresses");
@@ -588,86 +531,26 @@ fn bit_flips_in_the_header() {
     let manifest_len = fixture().manifest_len as u64;
     check(&flipped(b, 0, 0x01), |e| matches!(e, Error::BadMagic));
     check(&flipped(b, 7, 0x80), |e| matches!(e, Error::BadMagic));
-    check(&flipped(b, 8, 0x02), |e| {
-        matches!(
-            e,
-            Error::UnsupportedVersion {
-                found: 3,
-                supported: 1
-            }
-        )
-    });
-    check(&flipped(b, 9, 0x80), |e| {
-        matches!(e, Error::UnsupportedVersion { found: 0x8001, .. })
-    });
-    check(&flipped(b, 10, 0x01), |e| {
-        matches!(
-            e,
-            Error::HeaderField {
-                field: "flags",
-                value: 1,
-                ..
-            }
-        )
-    });
+    check(&flipped(b, 8, 0x02), |e| matches!(e, Error::UnsupportedVersion { found: 3, supported: 1 }));
+    check(&flipped(b, 9, 0x80), |e| matches!(e, Error::UnsupportedVersion { found: 0x8001, .. }));
+    check(&flipped(b, 10, 0x01), |e| matches!(e, Error::HeaderField { field: "flags", value: 1, .. }));
     check(
         &flipped(b, 15, 0x80),
         |e| matches!(e, Error::HeaderField { field: "manifest_len", value, .. } if *value == manifest_len | 1 << 31),
     );
     // One byte more or less of manifest moves the signature record by one byte: its key id is no longer trusted.
-    check(&flipped(b, 12, 0x01), |e| {
-        matches!(
-            e,
-            Error::NotEnoughSignatures {
-                valid: 0,
-                threshold: 1
-            }
-        )
-    });
+    check(&flipped(b, 12, 0x01), |e| matches!(e, Error::NotEnoughSignatures { valid: 0, threshold: 1 }));
     // One signature record becomes none.
-    check(&flipped(b, 16, 0x01), |e| {
-        matches!(
-            e,
-            Error::NotEnoughSignatures {
-                valid: 0,
-                threshold: 1
-            }
-        )
-    });
+    check(&flipped(b, 16, 0x01), |e| matches!(e, Error::NotEnoughSignatures { valid: 0, threshold: 1 }));
     // One record becomes three: the two extra are chunk index bytes with an untrusted key id, so the head verifies,
     // but the body now starts 144 bytes late and the chunk index no longer matches its pinned hash.
     check(
         &flipped(b, 16, 0x02),
         |e| matches!(e, Error::SectionHash { payload, section: "chunk index" } if payload == "rootfs"),
     );
-    check(&flipped(b, 19, 0x80), |e| {
-        matches!(
-            e,
-            Error::HeaderField {
-                field: "n_signatures",
-                ..
-            }
-        )
-    });
-    check(&flipped(b, 20, 0x01), |e| {
-        matches!(
-            e,
-            Error::HeaderField {
-                field: "reserved",
-                value: 1,
-                ..
-            }
-        )
-    });
-    check(&flipped(b, 23, 0x80), |e| {
-        matches!(
-            e,
-            Error::HeaderField {
-                field: "reserved",
-                ..
-            }
-        )
-    });
+    check(&flipped(b, 19, 0x80), |e| matches!(e, Error::HeaderField { field: "n_signatures", .. }));
+    check(&flipped(b, 20, 0x01), |e| matches!(e, Error::HeaderField { field: "reserved", value: 1, .. }));
+    check(&flipped(b, 23, 0x80), |e| matches!(e, Error::HeaderField { field: "reserved", .. }));
 }
 
 /// What one flipped bit at `at` (outside the header) must cause, by the section it lands in.
@@ -680,13 +563,7 @@ fn flip_expectation(at: usize, e: &Error) -> bool {
         Kind::Manifest => matches!(e, Error::BadSignature { key_id } if *key_id == id),
         // A flip in the key id makes the record an untrusted key's, which is ignored.
         Kind::Signatures if (at - r.start) % SIGNATURE_RECORD_LEN < 8 => {
-            matches!(
-                e,
-                Error::NotEnoughSignatures {
-                    valid: 0,
-                    threshold: 1
-                }
-            )
+            matches!(e, Error::NotEnoughSignatures { valid: 0, threshold: 1 })
         }
         Kind::Signatures => matches!(e, Error::BadSignature { key_id } if *key_id == id),
         Kind::Index(pi) => {
@@ -702,8 +579,10 @@ fn flip_expectation(at: usize, e: &Error) -> bool {
         Kind::Frame(pi, j) => {
             let chunk = j / FRAMES_PER_CHUNK as u64;
             let raw = f.manifest.payloads[pi].frame_raw_size(j) as usize;
-            let hash = matches!(e, Error::ChunkHash { payload, chunk_idx } if payload == f.name(pi) && *chunk_idx == chunk);
-            let decompress = matches!(e, Error::Decompress { payload, what: "frame", idx } if payload == f.name(pi) && *idx == j);
+            let hash =
+                matches!(e, Error::ChunkHash { payload, chunk_idx } if payload == f.name(pi) && *chunk_idx == chunk);
+            let decompress =
+                matches!(e, Error::Decompress { payload, what: "frame", idx } if payload == f.name(pi) && *idx == j);
             if f.frame_is_raw(pi, j) && at >= r.end - raw {
                 // The content of a raw block: it decompresses, to other bytes.
                 hash
@@ -723,24 +602,18 @@ fn bit_flips_in_the_manifest() {
     let f = fixture();
     let mut at = HEADER_LEN;
     while at < HEADER_LEN + f.manifest_len {
-        check(&flipped(&f.bytes, at, 1 << (at % 8)), |e| {
-            flip_expectation(at, e)
-        });
+        check(&flipped(&f.bytes, at, 1 << (at % 8)), |e| flip_expectation(at, e));
         at += 37;
     }
     let last = HEADER_LEN + f.manifest_len - 1;
-    check(&flipped(&f.bytes, last, 0x01), |e| {
-        flip_expectation(last, e)
-    });
+    check(&flipped(&f.bytes, last, 0x01), |e| flip_expectation(last, e));
 }
 
 #[test]
 fn bit_flips_in_the_signature() {
     let f = fixture();
     for at in f.signatures_at() {
-        let got = check(&flipped(&f.bytes, at, 1 << (at % 8)), |e| {
-            flip_expectation(at, e)
-        });
+        let got = check(&flipped(&f.bytes, at, 1 << (at % 8)), |e| flip_expectation(at, e));
         assert!(got.is_empty());
     }
 }
@@ -750,13 +623,7 @@ fn bit_flips_in_the_chunk_indexes() {
     let f = fixture();
     for pi in 0..f.indexes.len() {
         let r = f.index_at(pi);
-        for at in [
-            r.start,
-            r.start + 8,
-            r.start + 13,
-            r.start + r.len() / 2,
-            r.end - 1,
-        ] {
+        for at in [r.start, r.start + 8, r.start + 13, r.start + r.len() / 2, r.end - 1] {
             let got = check(&flipped(&f.bytes, at, 0x10), |e| flip_expectation(at, e));
             assert_eq!(got.len(), f.chunks_up_to(pi, 0));
             check_at(&flipped(&f.bytes, at, 0x10), |e| flip_expectation(at, e));
@@ -852,69 +719,28 @@ fn random_access_frames_are_checked_only_through_the_chunk_hash() {
 fn keys_and_thresholds() {
     let f = fixture();
     let both = Keyring::from_keys(vec![key().public(), other_key().public()]);
-    let two = Policy {
-        threshold: 2,
-        now: None,
-    };
+    let two = Policy { threshold: 2, now: None };
     // A keyring without the signer.
-    check_with(
-        &f.bytes,
-        &Keyring::from_keys(vec![other_key().public()]),
-        &policy(),
-        |e| {
-            matches!(
-                e,
-                Error::NotEnoughSignatures {
-                    valid: 0,
-                    threshold: 1
-                }
-            )
-        },
-    );
+    check_with(&f.bytes, &Keyring::from_keys(vec![other_key().public()]), &policy(), |e| {
+        matches!(e, Error::NotEnoughSignatures { valid: 0, threshold: 1 })
+    });
     // An empty keyring.
     check_with(&f.bytes, &Keyring::default(), &policy(), |e| {
-        matches!(
-            e,
-            Error::NotEnoughSignatures {
-                valid: 0,
-                threshold: 1
-            }
-        )
+        matches!(e, Error::NotEnoughSignatures { valid: 0, threshold: 1 })
     });
     // Two keys required, one signed.
-    check_with(&f.bytes, &both, &two, |e| {
-        matches!(
-            e,
-            Error::NotEnoughSignatures {
-                valid: 1,
-                threshold: 2
-            }
-        )
-    });
+    check_with(&f.bytes, &both, &two, |e| matches!(e, Error::NotEnoughSignatures { valid: 1, threshold: 2 }));
     // The same key's record twice counts once.
     let (m, sigs, body) = split(&f.bytes);
     let mb = m.to_bytes();
     let twice = assemble(&mb, &[sigs[0].clone(), sigs[0].clone()], &body);
-    check_with(&twice, &both, &two, |e| {
-        matches!(
-            e,
-            Error::NotEnoughSignatures {
-                valid: 1,
-                threshold: 2
-            }
-        )
-    });
+    check_with(&twice, &both, &two, |e| matches!(e, Error::NotEnoughSignatures { valid: 1, threshold: 2 }));
     // A trusted key's record that does not verify fails the bundle even when the threshold is met without it.
     let mut forged = other_key().sign_manifest(b"another manifest");
     forged.signature[0] ^= 1;
     let with_forged = assemble(&mb, &[sigs[0].clone(), forged], &body);
     let other_id = other_key().public().id().to_string();
-    check_with(
-        &with_forged,
-        &both,
-        &policy(),
-        |e| matches!(e, Error::BadSignature { key_id } if *key_id == other_id),
-    );
+    check_with(&with_forged, &both, &policy(), |e| matches!(e, Error::BadSignature { key_id } if *key_id == other_id));
     // The same record by an untrusted key is ignored, and both signers meet a threshold of two.
     check_ok_with(&with_forged, ring(), &policy());
     let signed_twice = build_bundle(&[SEED, OTHER_SEED], |_| {});
@@ -925,10 +751,7 @@ fn keys_and_thresholds() {
 fn expired_manifest() {
     let day = OffsetDateTime::UNIX_EPOCH + Duration::days(1);
     let b = build_bundle(&[SEED], |o| o.expires = Some(day));
-    let at = |now| Policy {
-        threshold: 1,
-        now: Some(now),
-    };
+    let at = |now| Policy { threshold: 1, now: Some(now) };
     check_with(
         &b,
         ring(),
@@ -936,9 +759,7 @@ fn expired_manifest() {
         |e| matches!(e, Error::Expired { expires } if expires == "1970-01-02T00:00:00Z"),
     );
     // The clock of the machine running the test is past 1970 too.
-    check_with(&b, ring(), &at(OffsetDateTime::now_utc()), |e| {
-        matches!(e, Error::Expired { .. })
-    });
+    check_with(&b, ring(), &at(OffsetDateTime::now_utc()), |e| matches!(e, Error::Expired { .. }));
     // Expiry is inclusive: at the instant itself the bundle is expired.
     check_with(&b, ring(), &at(day), |e| matches!(e, Error::Expired { .. }));
     check_ok_with(&b, ring(), &at(day - Duration::seconds(1)));
@@ -959,10 +780,7 @@ fn unknown_format_version() {
     }
     // A signed manifest of another format version, in a version 1 header.
     let b = resign(&f.bytes, |m, _| m.format = 2);
-    check(
-        &b,
-        |e| matches!(e, Error::ManifestField { field, .. } if field == "format"),
-    );
+    check(&b, |e| matches!(e, Error::ManifestField { field, .. } if field == "format"));
 }
 
 #[test]
@@ -970,17 +788,11 @@ fn signed_manifests_that_do_not_parse() {
     let f = fixture();
     let (m, _, body) = split(&f.bytes);
     let signed = |mb: &[u8]| assemble(mb, &[key().sign_manifest(mb)], &body);
-    check(&signed(b"not json"), |e| {
-        matches!(e, Error::ParseManifest { .. })
-    });
+    check(&signed(b"not json"), |e| matches!(e, Error::ParseManifest { .. }));
     let text = String::from_utf8(m.to_bytes()).expect("the manifest is UTF-8");
     let unknown = text.replacen('{', "{\"unknown\": 1,", 1);
-    check(&signed(unknown.as_bytes()), |e| {
-        matches!(e, Error::ParseManifest { .. })
-    });
-    check(&signed(&m.to_bytes()[..f.manifest_len - 1]), |e| {
-        matches!(e, Error::ParseManifest { .. })
-    });
+    check(&signed(unknown.as_bytes()), |e| matches!(e, Error::ParseManifest { .. }));
+    check(&signed(&m.to_bytes()[..f.manifest_len - 1]), |e| matches!(e, Error::ParseManifest { .. }));
 }
 
 #[test]
@@ -989,10 +801,7 @@ fn trailing_garbage() {
     let len = f.bytes.len() as u64;
     for extra in [&[0u8][..], b"\x28\xb5\x2f\xfd", &[0xff; 4096]] {
         let b = [&f.bytes[..], extra].concat();
-        let got = check(
-            &b,
-            |e| matches!(e, Error::TrailingData { offset } if *offset == len),
-        );
+        let got = check(&b, |e| matches!(e, Error::TrailingData { offset } if *offset == len));
         assert_eq!(got.len(), f.n_chunks());
     }
 }
@@ -1062,24 +871,10 @@ fn huge_claims_are_refused_before_allocation() {
         b
     };
     check_small(&header(12, u32::MAX), SMALL, |e| {
-        matches!(
-            e,
-            Error::HeaderField {
-                field: "manifest_len",
-                value: 0xffff_ffff,
-                ..
-            }
-        )
+        matches!(e, Error::HeaderField { field: "manifest_len", value: 0xffff_ffff, .. })
     });
     check_small(&header(16, u32::MAX), SMALL, |e| {
-        matches!(
-            e,
-            Error::HeaderField {
-                field: "n_signatures",
-                value: 0xffff_ffff,
-                ..
-            }
-        )
+        matches!(e, Error::HeaderField { field: "n_signatures", value: 0xffff_ffff, .. })
     });
     // The largest manifest allowed is allocated, and no more.
     let len = f.bytes.len() as u64;
@@ -1100,9 +895,7 @@ fn huge_claims_are_refused_before_allocation() {
     check_small(&b, SMALL, field("payloads[0].chunks.size_bytes"));
     let b = resign(&f.bytes, |m, _| m.payloads[1].frames.size_bytes = 1 << 60);
     check_small(&b, SMALL, field("payloads[1].frames.size_bytes"));
-    let b = resign(&f.bytes, |m, _| {
-        m.payloads[0].delta_index.size_bytes = 1 << 40
-    });
+    let b = resign(&f.bytes, |m, _| m.payloads[0].delta_index.size_bytes = 1 << 40);
     check_small(&b, SMALL, field("payloads[0].delta_index.size_bytes"));
     let b = resign(&f.bytes, |m, _| m.payloads[0].chunk_size = u32::MAX);
     check_small(&b, SMALL, field("payloads[0].chunk_size"));
@@ -1136,8 +929,7 @@ fn chunk_indexes_that_lie() {
     let e = &f.indexes[0].entries;
     let last = e.len() - 1;
     let area = f.manifest.payloads[0].chunks.size_bytes;
-    let lie =
-        |edit: &dyn Fn(&mut [IndexEntry])| resign(&f.bytes, |m, body| edit_index(m, body, 0, edit));
+    let lie = |edit: &dyn Fn(&mut [IndexEntry])| resign(&f.bytes, |m, body| edit_index(m, body, 0, edit));
     let entry = |idx: u64| move |e: &Error| matches!(e, Error::IndexEntry { payload, section: "chunk index", entry_idx, .. } if payload == "rootfs" && *entry_idx == idx);
     let chunk = |idx: u64| move |e: &Error| matches!(e, Error::ChunkHash { payload, chunk_idx } if payload == "rootfs" && *chunk_idx == idx);
     // Entry 3 starts one byte inside chunk 2.
@@ -1164,10 +956,7 @@ fn chunk_indexes_that_lie() {
     check(&lie(&|e| e[0].stored_size = bound + 1), entry(0));
     check(&lie(&|e| e[0].stored_size = u32::MAX), entry(0));
     check(&lie(&|e| e[2].raw_size -= 1), entry(2));
-    check(
-        &lie(&|e| e[last].raw_size = CHUNK as u32),
-        entry(last as u64),
-    );
+    check(&lie(&|e| e[last].raw_size = CHUNK as u32), entry(last as u64));
     check(&lie(&|e| e[0].raw_size = 0), entry(0));
     // Hashes that do not match the stored or raw bytes: nothing of those chunks is yielded.
     let got = check(&lie(&|e| e[0].raw_hash[0] ^= 1), chunk(0));
@@ -1185,18 +974,8 @@ fn chunk_indexes_that_lie() {
         chunk(3),
     );
     // The same through positioned reads.
-    check_at(&lie(&|e| e[3].offset -= 1), |e| {
-        matches!(e, Error::IndexOverlap { entry_idx: 3, .. })
-    });
-    check_at(&lie(&|e| e[last].stored_size += 1), |e| {
-        matches!(
-            e,
-            Error::IndexRange {
-                section: "chunk index",
-                ..
-            }
-        )
-    });
+    check_at(&lie(&|e| e[3].offset -= 1), |e| matches!(e, Error::IndexOverlap { entry_idx: 3, .. }));
+    check_at(&lie(&|e| e[last].stored_size += 1), |e| matches!(e, Error::IndexRange { section: "chunk index", .. }));
     check_at(&lie(&|e| e[2].stored_hash[0] ^= 1), chunk(2));
 }
 
@@ -1204,9 +983,7 @@ fn chunk_indexes_that_lie() {
 fn delta_indexes_that_lie() {
     let f = fixture();
     let n_frames = f.deltas[0].frame_sizes.len();
-    let lie = |edit: &dyn Fn(&mut Vec<u8>)| {
-        resign(&f.bytes, |m, body| edit_delta_index(m, body, 0, edit))
-    };
+    let lie = |edit: &dyn Fn(&mut Vec<u8>)| resign(&f.bytes, |m, body| edit_delta_index(m, body, 0, edit));
     let set_frame_size = |j: usize, v: u32| {
         lie(&move |raw: &mut Vec<u8>| {
             let at = frame_size_at(0, j);
@@ -1217,25 +994,11 @@ fn delta_indexes_that_lie() {
     check_ok_with(&lie(&|_| {}), ring(), &policy());
     let bound = compress_bound(FRAME as u64) as u32;
     let got = check(&set_frame_size(0, bound + 1), |e| {
-        matches!(
-            e,
-            Error::IndexEntry {
-                section: "delta index",
-                entry_idx: 0,
-                ..
-            }
-        )
+        matches!(e, Error::IndexEntry { section: "delta index", entry_idx: 0, .. })
     });
     assert_eq!(got.len(), f.n_chunks());
     check(&set_frame_size(3, u32::MAX), |e| {
-        matches!(
-            e,
-            Error::IndexEntry {
-                section: "delta index",
-                entry_idx: 3,
-                ..
-            }
-        )
+        matches!(e, Error::IndexEntry { section: "delta index", entry_idx: 3, .. })
     });
     let frames = f.manifest.payloads[0].frames.size_bytes;
     let last = f.deltas[0].frame_sizes[n_frames - 1];
@@ -1249,42 +1012,18 @@ fn delta_indexes_that_lie() {
         |e| matches!(e, Error::IndexRange { section: "delta index", covered, .. } if *covered == frames + 1),
     );
     // The raw delta index is one frame size short or long of what the manifest implies.
-    let decompress = |e: &Error| {
-        matches!(
-            e,
-            Error::Decompress {
-                what: "delta index",
-                idx: 0,
-                ..
-            }
-        )
-    };
+    let decompress = |e: &Error| matches!(e, Error::Decompress { what: "delta index", idx: 0, .. });
     check(&lie(&|raw| raw.truncate(raw.len() - 4)), decompress);
     check(&lie(&|raw| raw.extend_from_slice(&[0; 4])), decompress);
-    check(
-        &resign(&f.bytes, |m, body| {
-            replace_delta_index(m, body, 0, b"not a zstd frame".to_vec())
-        }),
-        decompress,
-    );
+    check(&resign(&f.bytes, |m, body| replace_delta_index(m, body, 0, b"not a zstd frame".to_vec())), decompress);
     // A fingerprint that does not match its block (block 13, in chunk 3's zero frame): chunk 3 itself verified and
     // its frames hash to its chunk hash, so the error names the delta index entry.
     let fp = |block: usize| lie(&move |raw: &mut Vec<u8>| raw[block * 8] ^= 1);
-    let got = check(
-        &fp(13),
-        |e| matches!(e, Error::Fingerprint { payload, block_idx: 13 } if payload == "rootfs"),
-    );
+    let got = check(&fp(13), |e| matches!(e, Error::Fingerprint { payload, block_idx: 13 } if payload == "rootfs"));
     assert_eq!(got.len(), f.n_chunks());
     // The same through positioned reads.
     check_at(&set_frame_size(0, bound + 1), |e| {
-        matches!(
-            e,
-            Error::IndexEntry {
-                section: "delta index",
-                entry_idx: 0,
-                ..
-            }
-        )
+        matches!(e, Error::IndexEntry { section: "delta index", entry_idx: 0, .. })
     });
     check_at(&lie(&|raw| raw.truncate(raw.len() - 4)), decompress);
 }
@@ -1296,12 +1035,12 @@ fn skipped_chunks_are_still_checked() {
     let f = fixture();
     let r = f.chunk_at(0, 2);
     let bad = flipped(&f.bytes, r.start + r.len() / 2, 0x01);
-    let corrupt = |r: &Result<(), Error>| matches!(r, Err(Error::ChunkHash { payload, chunk_idx: 2 }) if payload == "rootfs");
+    let corrupt =
+        |r: &Result<(), Error>| matches!(r, Err(Error::ChunkHash { payload, chunk_idx: 2 }) if payload == "rootfs");
     let reader = StreamReader::open(bad.as_slice(), ring(), &policy()).expect("the head is intact");
     let result = reader.finish(true);
     assert!(corrupt(&result), "{result:?}");
-    let mut reader =
-        StreamReader::open(bad.as_slice(), ring(), &policy()).expect("the head is intact");
+    let mut reader = StreamReader::open(bad.as_slice(), ring(), &policy()).expect("the head is intact");
     let result = loop {
         match reader.next_payload() {
             Ok(Some(_)) => continue,

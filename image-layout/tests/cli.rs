@@ -11,15 +11,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
+        let env = Env { dir: tempfile::tempdir().expect("tempdir") };
         // A payload of 307,000 bytes: text, zeros and a tail that is not a whole block.
         let mut data = Vec::new();
         for i in 0..6000u32 {
-            data.extend_from_slice(
-                format!("entry {i} value {}\n", i.wrapping_mul(40503) % 977).as_bytes(),
-            );
+            data.extend_from_slice(format!("entry {i} value {}\n", i.wrapping_mul(40503) % 977).as_bytes());
         }
         data.resize(250_000, 0);
         data.extend((0..57_000u32).map(|x| (x.wrapping_mul(2_654_435_761) >> 13) as u8));
@@ -31,20 +27,11 @@ impl Env {
         self.dir.path().join(name)
     }
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run edge-image")
+        Command::new(BIN).args(args).current_dir(self.dir.path()).stdin(Stdio::null()).output().expect("run edge-image")
     }
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
     fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -52,11 +39,7 @@ impl Env {
     }
     fn key(&self, name: &str) {
         self.ok(&["keygen", "-o", name]);
-        std::fs::copy(
-            self.path(&format!("{name}.pub")),
-            self.path(&format!("ring/{name}.pub")),
-        )
-        .expect("trust key");
+        std::fs::copy(self.path(&format!("{name}.pub")), self.path(&format!("ring/{name}.pub"))).expect("trust key");
     }
     fn build(&self, out: &str, extra: &[&str]) {
         let mut args = vec![
@@ -103,10 +86,7 @@ fn keygen_writes_a_private_key_and_never_overwrites_it() {
     let j = e.json(&["keygen", "-o", "k", "--json"]);
     assert_eq!(j["key_id"].as_str().expect("key id").len(), 16);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(e.path("k.key"))
-        .expect("k.key")
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(e.path("k.key")).expect("k.key").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let before = std::fs::read(e.path("k.key")).expect("key");
     let out = e.run(&["keygen", "-o", "k"]);
@@ -119,11 +99,7 @@ fn keygen_writes_a_private_key_and_never_overwrites_it() {
 fn build_inspect_verify_extract_round_trip() {
     let e = Env::new();
     e.key("a");
-    std::fs::write(
-        e.path("stack.json"),
-        r#"{"kernel": "6.1.0-26", "k3s": "v1.31.2+k3s1"}"#,
-    )
-    .expect("stack");
+    std::fs::write(e.path("stack.json"), r#"{"kernel": "6.1.0-26", "k3s": "v1.31.2+k3s1"}"#).expect("stack");
     e.build("b.bundle", &["--stack-info", "stack.json"]);
     let j = e.json(&["inspect", "b.bundle", "--keyring", "ring", "--json"]);
     assert_eq!(j["manifest"]["version"], "2.1.0");
@@ -137,20 +113,8 @@ fn build_inspect_verify_extract_round_trip() {
     let v = e.json(&["verify", "b.bundle", "--keyring", "ring", "--json"]);
     assert_eq!(v["verified"], true);
     assert_eq!(v["chunks_verified"], 5);
-    e.ok(&[
-        "extract",
-        "b.bundle",
-        "--payload",
-        "rootfs",
-        "-o",
-        "out.img",
-        "--keyring",
-        "ring",
-    ]);
-    assert_eq!(
-        std::fs::read(e.path("out.img")).expect("out"),
-        std::fs::read(e.path("rootfs.img")).expect("in")
-    );
+    e.ok(&["extract", "b.bundle", "--payload", "rootfs", "-o", "out.img", "--keyring", "ring"]);
+    assert_eq!(std::fs::read(e.path("out.img")).expect("out"), std::fs::read(e.path("rootfs.img")).expect("in"));
 }
 
 #[test]
@@ -160,25 +124,12 @@ fn extract_reads_the_bundle_from_stdin() {
     e.build("b.bundle", &[]);
     let bundle = std::fs::File::open(e.path("b.bundle")).expect("bundle");
     let out = Command::new(BIN)
-        .args([
-            "extract",
-            "-",
-            "--payload",
-            "rootfs",
-            "-o",
-            "-",
-            "--keyring",
-            "ring",
-        ])
+        .args(["extract", "-", "--payload", "rootfs", "-o", "-", "--keyring", "ring"])
         .current_dir(e.dir.path())
         .stdin(bundle)
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let data = std::fs::read(e.path("rootfs.img")).expect("in");
     assert_eq!(&out.stdout[..data.len()], &data[..]);
 }
@@ -195,11 +146,7 @@ fn tampered_copies_are_refused_with_distinct_exit_codes() {
         ("untouched", Box::new(|_| {}), 0),
         ("bad magic", Box::new(|b| b[0] ^= 1), 3),
         ("truncated", Box::new(|b| b.truncate(b.len() / 2)), 3),
-        (
-            "trailing garbage",
-            Box::new(|b| b.extend_from_slice(b"xx")),
-            3,
-        ),
+        ("trailing garbage", Box::new(|b| b.extend_from_slice(b"xx")), 3),
         ("manifest bit", Box::new(|b| b[40] ^= 4), 4),
         (
             "signature bit",
@@ -215,21 +162,9 @@ fn tampered_copies_are_refused_with_distinct_exit_codes() {
         assert_eq!(e.code_after("b.bundle", edit, &verify), *code, "{name}");
     }
     // A nonexistent keyring is an operator error, not a bundle error.
-    assert_eq!(
-        e.run(&["verify", "b.bundle", "--keyring", "nowhere"])
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(e.run(&["verify", "b.bundle", "--keyring", "nowhere"]).status.code(), Some(1));
     // A tampered bundle is never extracted: no output file appears.
-    assert_eq!(
-        e.code_after(
-            "b.bundle",
-            |b| b[len / 5] ^= 0x10,
-            &["extract", "-o", "x.img", "--keyring", "ring"]
-        ),
-        5
-    );
+    assert_eq!(e.code_after("b.bundle", |b| b[len / 5] ^= 0x10, &["extract", "-o", "x.img", "--keyring", "ring"]), 5);
     assert!(!e.path("x.img").exists());
 }
 
@@ -237,15 +172,7 @@ fn tampered_copies_are_refused_with_distinct_exit_codes() {
 fn expired_bundle_is_refused() {
     let e = Env::new();
     e.key("a");
-    e.build(
-        "b.bundle",
-        &[
-            "--created",
-            "2020-01-01T00:00:00Z",
-            "--expires",
-            "2021-01-01T00:00:00+02:00",
-        ],
-    );
+    e.build("b.bundle", &["--created", "2020-01-01T00:00:00Z", "--expires", "2021-01-01T00:00:00+02:00"]);
     let out = e.run(&["verify", "b.bundle", "--keyring", "ring"]);
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
@@ -257,31 +184,13 @@ fn threshold_signing_with_sign() {
     e.key("a");
     e.key("b");
     e.build("b.bundle", &[]);
-    let out = e.run(&[
-        "verify",
-        "b.bundle",
-        "--keyring",
-        "ring",
-        "--threshold",
-        "2",
-    ]);
+    let out = e.run(&["verify", "b.bundle", "--keyring", "ring", "--threshold", "2"]);
     assert_eq!(out.status.code(), Some(4));
     let s = e.json(&["sign", "b.bundle", "--key", "b.key", "--json"]);
     assert_eq!(s["n_signatures"], 2);
     // Signing again with the same key replaces its signature rather than adding a second one.
-    assert_eq!(
-        e.json(&["sign", "b.bundle", "--key", "b.key", "--json"])["n_signatures"],
-        2
-    );
-    let v = e.json(&[
-        "verify",
-        "b.bundle",
-        "--keyring",
-        "ring",
-        "--threshold",
-        "2",
-        "--json",
-    ]);
+    assert_eq!(e.json(&["sign", "b.bundle", "--key", "b.key", "--json"])["n_signatures"], 2);
+    let v = e.json(&["verify", "b.bundle", "--keyring", "ring", "--threshold", "2", "--json"]);
     assert_eq!(v["valid_signers"].as_array().expect("signers").len(), 2);
 }
 
@@ -296,25 +205,14 @@ fn delta_plan_against_an_old_image_fetches_only_what_changed() {
     old.extend_from_slice(&new);
     old[3 * 4096 + 10 * 4096 + 5] ^= 0xff;
     std::fs::write(e.path("old.img"), &old).expect("old");
-    let j = e.json(&[
-        "delta-plan",
-        "b.bundle",
-        "--have",
-        "old.img",
-        "--keyring",
-        "ring",
-        "--json",
-    ]);
+    let j = e.json(&["delta-plan", "b.bundle", "--have", "old.img", "--keyring", "ring", "--json"]);
     let full = j["full_install_bytes"].as_u64().expect("full");
     let fetch = j["fetch_bytes"].as_u64().expect("fetch");
     assert!(fetch < full, "delta {fetch} not below full {full}");
     // Block 10 changed and the short last block cannot be matched: both come from the bundle, nothing else.
     // Block 10's frame is 8 KiB; the last frame holds only the short last block.
     assert_eq!(j["fetched_raw_bytes"], 8192 + 307_000 % 4096);
-    assert_eq!(
-        j["reused_bytes"].as_u64().expect("reused") + j["fetched_raw_bytes"].as_u64().expect("raw"),
-        307_000
-    );
+    assert_eq!(j["reused_bytes"].as_u64().expect("reused") + j["fetched_raw_bytes"].as_u64().expect("raw"), 307_000);
     let human = e.ok(&["delta-plan", "b.bundle", "--have", "old.img"]);
     assert!(human.contains("reuse"), "{human}");
 }

@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 
 use image_layout::error::Error;
 use image_layout::format::{Header, HEADER_LEN, MAX_MANIFEST_LEN, MAX_SIGNATURES};
-use image_layout::keys::{Keyring, SecretKey};
+use image_layout::keys::SecretKey;
 use image_layout::manifest::Manifest;
-use image_layout::reader::{BundleAt, Head, Policy, StreamReader};
+use image_layout::reader::{BundleAt, Head, StreamReader};
 use image_layout::writer::{build, write_head, BuildOptions, PayloadInput};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -21,23 +21,8 @@ use proptest::sample::Index;
 
 const CHUNK: usize = 8192;
 
-/// The signer, made once: deriving a public key costs a scalar multiplication, which is slow in a debug build.
-fn key() -> &'static SecretKey {
-    static K: OnceLock<SecretKey> = OnceLock::new();
-    K.get_or_init(|| SecretKey::from_seed([7; 32]))
-}
-
-fn ring() -> &'static Keyring {
-    static R: OnceLock<Keyring> = OnceLock::new();
-    R.get_or_init(|| Keyring::from_keys(vec![key().public()]))
-}
-
-fn policy() -> Policy {
-    Policy {
-        threshold: 1,
-        now: None,
-    }
-}
+mod common;
+use common::{key, policy, ring};
 
 /// Three chunks of 8 KiB at most: text; a zero frame then pseudo-random bytes; a 1500-byte text tail.
 fn payload() -> Vec<u8> {
@@ -77,19 +62,9 @@ fn fixture() -> &'static Fixture {
         opts.frame_size = 4096;
         opts.block_size = 4096;
         opts.threads = 1;
-        let input = PayloadInput {
-            name: "rootfs".into(),
-            reader: Box::new(Cursor::new(payload())),
-            path: "rootfs".into(),
-        };
-        build(
-            &opts,
-            vec![input],
-            &[SecretKey::from_seed([7; 32])],
-            &out,
-            &|_| {},
-        )
-        .expect("the fixture builds");
+        let input =
+            PayloadInput { name: "rootfs".into(), reader: Box::new(Cursor::new(payload())), path: "rootfs".into() };
+        build(&opts, vec![input], &[SecretKey::from_seed(common::SEED)], &out, &|_| {}).expect("the fixture builds");
         let bytes = std::fs::read(&out).expect("read the fixture");
         let head = Head::read(&mut bytes.as_slice()).expect("head");
         Fixture {
@@ -211,11 +186,7 @@ fn apply(m: &mut Manifest, field: usize, c: Claim) {
 }
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 proptest! {

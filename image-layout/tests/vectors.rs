@@ -23,11 +23,7 @@ fn payload() -> Vec<u8> {
     let mut i = 0u32;
     while v.len() < 20_000 {
         v.extend_from_slice(
-            format!(
-                "line {i}: the quick brown fox {}\n",
-                i.wrapping_mul(2_654_435_761) % 1000
-            )
-            .as_bytes(),
+            format!("line {i}: the quick brown fox {}\n", i.wrapping_mul(2_654_435_761) % 1000).as_bytes(),
         );
         i += 1;
     }
@@ -38,8 +34,7 @@ fn payload() -> Vec<u8> {
 }
 
 fn options() -> BuildOptions {
-    let created = time::OffsetDateTime::from_unix_timestamp(1_767_225_600)
-        .expect("2026-01-01 is a valid time");
+    let created = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("2026-01-01 is a valid time");
     let mut o = BuildOptions::new("1.0.0", 7, "test-board", created);
     o.name = "vector".to_owned();
     o.chunk_size = 16_384;
@@ -55,45 +50,20 @@ fn build_tiny(out: &Path) {
         reader: Box::new(std::io::Cursor::new(payload())),
         path: "rootfs".into(),
     };
-    build(
-        &options(),
-        vec![input],
-        &[SecretKey::from_seed(TEST_SEED)],
-        out,
-        &|_| {},
-    )
-    .expect("the vector builds");
+    build(&options(), vec![input], &[SecretKey::from_seed(TEST_SEED)], out, &|_| {}).expect("the vector builds");
 }
 
 fn expected_json(bundle: &[u8]) -> serde_json::Value {
     let key = SecretKey::from_seed(TEST_SEED);
     let ring = Keyring::from_keys(vec![key.public()]);
-    let b = BundleAt::open(
-        bundle,
-        &ring,
-        &Policy {
-            threshold: 1,
-            now: None,
-        },
-    )
-    .expect("the vector verifies");
+    let b = BundleAt::open(bundle, &ring, &Policy::ignoring_expiry()).expect("the vector verifies");
     let v = b.verified();
     let p = &v.manifest.payloads[0];
     let index = b.chunk_index(0).expect("index");
     let delta = b.delta_index(0).expect("delta index");
     let data = payload();
-    let block_fps: Vec<String> = data
-        .chunks(4096)
-        .map(|blk| format!("{:016x}", fingerprint(blk)))
-        .collect();
-    assert_eq!(
-        delta
-            .fingerprints
-            .iter()
-            .map(|f| format!("{f:016x}"))
-            .collect::<Vec<_>>(),
-        block_fps
-    );
+    let block_fps: Vec<String> = data.chunks(4096).map(|blk| format!("{:016x}", fingerprint(blk))).collect();
+    assert_eq!(delta.fingerprints.iter().map(|f| format!("{f:016x}")).collect::<Vec<_>>(), block_fps);
     serde_json::json!({
         "test_key_seed": to_hex(&TEST_SEED),
         "key_id": key.public().id().to_string(),
@@ -128,27 +98,15 @@ fn tiny_bundle_matches_golden_vector() {
         std::fs::write(dir().join("tiny.payload"), payload()).expect("write payload");
         let text = serde_json::to_string_pretty(&expected).expect("json") + "\n";
         std::fs::write(dir().join("tiny.json"), text).expect("write json");
-        SecretKey::from_seed(TEST_SEED)
-            .write_pair(&tmp.path().join("test-key"))
-            .expect("write test key");
-        std::fs::copy(tmp.path().join("test-key.pub"), dir().join("test-key.pub"))
-            .expect("copy test key");
+        SecretKey::from_seed(TEST_SEED).write_pair(&tmp.path().join("test-key")).expect("write test key");
+        std::fs::copy(tmp.path().join("test-key.pub"), dir().join("test-key.pub")).expect("copy test key");
         return;
     }
-    let committed =
-        std::fs::read(dir().join("tiny.bundle")).expect("tests/vectors/tiny.bundle is committed");
-    assert_eq!(
-        std::fs::read(dir().join("tiny.payload")).expect("payload"),
-        payload(),
-        "tiny.payload is stale"
-    );
-    assert!(
-        built == committed,
-        "rebuilt bundle differs from tests/vectors/tiny.bundle (UPDATE_GOLDEN=1 to rewrite)"
-    );
+    let committed = std::fs::read(dir().join("tiny.bundle")).expect("tests/vectors/tiny.bundle is committed");
+    assert_eq!(std::fs::read(dir().join("tiny.payload")).expect("payload"), payload(), "tiny.payload is stale");
+    assert!(built == committed, "rebuilt bundle differs from tests/vectors/tiny.bundle (UPDATE_GOLDEN=1 to rewrite)");
     let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("tiny.json")).expect("tiny.json"))
-            .expect("json");
+        serde_json::from_str(&std::fs::read_to_string(dir().join("tiny.json")).expect("tiny.json")).expect("json");
     assert_eq!(expected, golden);
 }
 
@@ -156,15 +114,7 @@ fn tiny_bundle_matches_golden_vector() {
 fn tiny_bundle_streams_back_to_its_payload() {
     let bundle = std::fs::read(dir().join("tiny.bundle")).expect("vector");
     let ring = Keyring::load(&dir().join("test-key.pub")).expect("test key");
-    let mut r = StreamReader::open(
-        bundle.as_slice(),
-        &ring,
-        &Policy {
-            threshold: 1,
-            now: None,
-        },
-    )
-    .expect("open");
+    let mut r = StreamReader::open(bundle.as_slice(), &ring, &Policy::ignoring_expiry()).expect("open");
     let mut out = Vec::new();
     while r.next_payload().expect("payload").is_some() {
         while let Some((_, raw)) = r.next_chunk().expect("chunk") {

@@ -69,58 +69,33 @@ pub struct Args {
 }
 
 fn time_arg(what: &'static str, s: &str) -> Result<OffsetDateTime> {
-    parse_time(s).ok_or_else(|| Error::InvalidArgument {
-        what,
-        detail: format!("{s:?} is not an RFC 3339 time"),
-    })
+    parse_time(s).ok_or_else(|| Error::InvalidArgument { what, detail: format!("{s:?} is not an RFC 3339 time") })
 }
 
 /// Runs `build`.
 pub fn run(args: Args) -> Result<Output> {
     let created = match (&args.created, args.source_date_epoch) {
         (Some(s), _) => time_arg("--created", s)?,
-        (None, Some(epoch)) => {
-            OffsetDateTime::from_unix_timestamp(epoch).map_err(|_| Error::InvalidArgument {
-                what: "SOURCE_DATE_EPOCH",
-                detail: format!("{epoch} out of range"),
-            })?
-        }
-        (None, None) => OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .expect("0 is a valid nanosecond"),
+        (None, Some(epoch)) => OffsetDateTime::from_unix_timestamp(epoch).map_err(|_| Error::InvalidArgument {
+            what: "SOURCE_DATE_EPOCH",
+            detail: format!("{epoch} out of range"),
+        })?,
+        (None, None) => OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond"),
     };
-    let mut opts = BuildOptions::new(
-        &args.version,
-        args.security_version,
-        &args.compatible,
-        created,
-    );
+    let mut opts = BuildOptions::new(&args.version, args.security_version, &args.compatible, created);
     opts.name = args.name.clone();
-    opts.expires = args
-        .expires
-        .as_deref()
-        .map(|s| time_arg("--expires", s))
-        .transpose()?;
+    opts.expires = args.expires.as_deref().map(|s| time_arg("--expires", s)).transpose()?;
     opts.chunk_size = args.chunk_size;
     opts.frame_size = args.frame_size;
     opts.level = args.level;
     opts.delta_level = args.delta_level;
     opts.threads = args.threads;
     if let Some(path) = &args.stack_info {
-        let text = std::fs::read(path).map_err(|source| Error::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        opts.stack = serde_json::from_slice(&text).map_err(|e| Error::InvalidArgument {
-            what: "--stack-info",
-            detail: format!("{}: {e}", path.display()),
-        })?;
+        let text = std::fs::read(path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
+        opts.stack = serde_json::from_slice(&text)
+            .map_err(|e| Error::InvalidArgument { what: "--stack-info", detail: format!("{}: {e}", path.display()) })?;
     }
-    let keys = args
-        .keys
-        .iter()
-        .map(|k| SecretKey::load(k))
-        .collect::<Result<Vec<_>>>()?;
+    let keys = args.keys.iter().map(|k| SecretKey::load(k)).collect::<Result<Vec<_>>>()?;
     let mut inputs = Vec::new();
     let mut total = 0u64;
     for spec in &args.payloads {
@@ -129,10 +104,7 @@ pub fn run(args: Args) -> Result<Output> {
             detail: format!("{spec:?} is not NAME=FILE"),
         })?;
         let path = PathBuf::from(path);
-        let file = File::open(&path).map_err(|source| Error::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
+        let file = File::open(&path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
         total += file.metadata().map(|m| m.len()).unwrap_or(0);
         inputs.push(PayloadInput {
             name: name.to_owned(),
@@ -149,10 +121,7 @@ pub fn run(args: Args) -> Result<Output> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    let mut f = File::open(&args.output).map_err(|source| Error::ReadFile {
-        path: args.output.clone(),
-        source,
-    })?;
+    let mut f = File::open(&args.output).map_err(|source| Error::ReadFile { path: args.output.clone(), source })?;
     let head = crate::reader::Head::read(&mut f)?;
     let r = inspect_report(&head, &report.manifest, None);
     let human = format!("wrote {}\n{}", args.output.display(), inspect_human(&r));

@@ -35,19 +35,9 @@ pub struct Args {
 
 /// Runs `delta-plan`.
 pub fn run(args: Args) -> Result<Output> {
-    let file = File::open(&args.bundle).map_err(|source| Error::ReadFile {
-        path: args.bundle.clone(),
-        source,
-    })?;
+    let file = File::open(&args.bundle).map_err(|source| Error::ReadFile { path: args.bundle.clone(), source })?;
     let bundle = match &args.keyring {
-        Some(dir) => BundleAt::open(
-            file,
-            &Keyring::load(dir)?,
-            &Policy {
-                threshold: 1,
-                now: None,
-            },
-        )?,
+        Some(dir) => BundleAt::open(file, &Keyring::load(dir)?, &Policy::ignoring_expiry())?,
         // Planning only reads; without a keyring the signatures are not checked, every other check still runs.
         None => BundleAt::open_unverified(file)?,
     };
@@ -63,16 +53,9 @@ fn plan(args: Args, bundle: BundleAt<File>) -> Result<Output> {
     let p = m.payloads[pi].clone();
     let index = bundle.chunk_index(pi)?;
     let delta = bundle.delta_index(pi)?;
-    let old = File::open(&args.have).map_err(|source| Error::ReadFile {
-        path: args.have.clone(),
-        source,
-    })?;
-    let have = HaveIndex::scan(BufReader::with_capacity(1 << 20, old), p.block_size).map_err(
-        |source| Error::ReadFile {
-            path: args.have.clone(),
-            source,
-        },
-    )?;
+    let old = File::open(&args.have).map_err(|source| Error::ReadFile { path: args.have.clone(), source })?;
+    let have = HaveIndex::scan(BufReader::with_capacity(1 << 20, old), p.block_size)
+        .map_err(|source| Error::ReadFile { path: args.have.clone(), source })?;
     let planner = Planner::new(&p, &index, &delta, &have)?;
     let s = planner.summarize(&bundle, pi, args.coalesce_gap);
     let r = DeltaPlanReport {

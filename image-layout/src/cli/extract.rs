@@ -42,26 +42,14 @@ static ZEROS: [u8; 65536] = [0; 65536];
 /// Runs `extract`.
 pub fn run(args: Args) -> Result<Output> {
     let keyring = Keyring::load(&args.keyring)?;
-    let policy = Policy {
-        threshold: args.threshold,
-        now: Some(time::OffsetDateTime::now_utc()),
-    };
+    let policy = Policy::at(time::OffsetDateTime::now_utc(), args.threshold);
     let mut r = StreamReader::open(open_source(&args.bundle)?, &keyring, &policy)?;
     let (want, _) = r.verified().manifest.payload(&args.payload)?;
     let to_stdout = args.output.as_os_str() == "-";
-    let mut file = if to_stdout {
-        None
-    } else {
-        Some(AtomicFile::create(&args.output)?)
-    };
+    let mut file = if to_stdout { None } else { Some(AtomicFile::create(&args.output)?) };
     let out_name = args.output.display().to_string();
-    let werr = |source| Error::WriteFile {
-        path: args.output.clone(),
-        source,
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let werr = |source| Error::WriteFile { path: args.output.clone(), source };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut written = 0u64;
     let mut stdout = std::io::stdout().lock();
     while let Some(pi) = r.next_payload()? {
@@ -77,11 +65,9 @@ pub fn run(args: Args) -> Result<Output> {
                 written += raw.len() as u64;
                 match file.as_mut() {
                     // Zero chunks become holes in a regular file, as `zstd -d` does; the length is set at the end.
-                    Some(f) if raw.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()]) => f
-                        .file()
-                        .seek(SeekFrom::Current(raw.len() as i64))
-                        .map_err(werr)
-                        .map(|_| ()),
+                    Some(f) if raw.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()]) => {
+                        f.file().seek(SeekFrom::Current(raw.len() as i64)).map_err(werr).map(|_| ())
+                    }
                     Some(f) => f.file().write_all(&raw).map_err(werr),
                     None => stdout.write_all(&raw).map_err(werr),
                 }
@@ -102,14 +88,7 @@ pub fn run(args: Args) -> Result<Output> {
         }
         None => stdout.flush().map_err(werr)?,
     }
-    let report = ExtractReport {
-        payload: args.payload.clone(),
-        size_bytes: written,
-        output: out_name.clone(),
-    };
-    let human = format!(
-        "extracted {} ({} bytes) to {}",
-        args.payload, written, out_name
-    );
+    let report = ExtractReport { payload: args.payload.clone(), size_bytes: written, output: out_name.clone() };
+    let human = format!("extracted {} ({} bytes) to {}", args.payload, written, out_name);
     Ok(Output::new(&report, human, args.json))
 }

@@ -24,10 +24,7 @@ pub struct Args {
 
 /// Runs `inspect`.
 pub fn run(args: Args) -> Result<Output> {
-    let mut f = File::open(&args.bundle).map_err(|source| Error::ReadFile {
-        path: args.bundle.clone(),
-        source,
-    })?;
+    let mut f = File::open(&args.bundle).map_err(|source| Error::ReadFile { path: args.bundle.clone(), source })?;
     let head = Head::read(&mut f)?;
     let manifest = Manifest::parse(&head.manifest_bytes)?;
     let keyring = args.keyring.as_deref().map(Keyring::load).transpose()?;

@@ -27,9 +27,6 @@ pub fn run(args: Args) -> Result<Output> {
         secret_key: secret.display().to_string(),
         public_key: public.display().to_string(),
     };
-    let human = format!(
-        "key id {}\nsecret key: {}\npublic key: {}",
-        r.key_id, r.secret_key, r.public_key
-    );
+    let human = format!("key id {}\nsecret key: {}\npublic key: {}", r.key_id, r.secret_key, r.public_key);
     Ok(Output::new(&r, human, args.json))
 }

@@ -58,11 +58,7 @@ impl Output {
     /// Wraps a serializable report.
     pub fn new(report: &impl Serialize, human: String, as_json: bool) -> Output {
         let json = serde_json::to_value(report).expect("reports hold only serializable fields");
-        Output {
-            human,
-            json,
-            as_json,
-        }
+        Output { human, json, as_json }
     }
 
     /// The text to print on stdout.
@@ -95,11 +91,9 @@ pub fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
     }
     let pb = indicatif::ProgressBar::new(total);
     pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
     );
     pb.set_message(what.to_owned());
     Some(pb)
@@ -117,9 +111,7 @@ pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
             },
         },
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 4096, 64K or 1M"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4096, 64K or 1M"))?;
     u32::try_from(n * mul).map_err(|_| format!("{s} is too large"))
 }
 
@@ -147,10 +139,7 @@ pub fn inspect_report(
         None => head
             .signatures
             .iter()
-            .map(|s| SignerReport {
-                key_id: crate::format::to_hex(&s.key_id),
-                status: "unchecked",
-            })
+            .map(|s| SignerReport { key_id: crate::format::to_hex(&s.key_id), status: "unchecked" })
             .collect(),
     };
     let payloads = manifest
@@ -188,17 +177,10 @@ pub fn inspect_human(r: &crate::wire::InspectReport) -> String {
     let _ = writeln!(s, "security version:  {}", m.security_version);
     let _ = writeln!(s, "compatible:        {}", m.compatible);
     let _ = writeln!(s, "created:           {}", m.created);
-    let _ = writeln!(
-        s,
-        "expires:           {}",
-        m.expires.as_deref().unwrap_or("never")
-    );
+    let _ = writeln!(s, "expires:           {}", m.expires.as_deref().unwrap_or("never"));
     let _ = writeln!(s, "manifest blake3:   {}", r.manifest_blake3);
-    let _ = writeln!(
-        s,
-        "bundle size:       {} bytes ({} read by a full install)",
-        r.bundle_bytes, r.full_install_bytes
-    );
+    let _ =
+        writeln!(s, "bundle size:       {} bytes ({} read by a full install)", r.bundle_bytes, r.full_install_bytes);
     let _ = writeln!(
         s,
         "compression:       zstd level {}, delta frames level {}",
@@ -207,13 +189,7 @@ pub fn inspect_human(r: &crate::wire::InspectReport) -> String {
     if let Some(obj) = m.stack.as_object() {
         let _ = writeln!(s, "stack:");
         for (k, v) in obj {
-            let _ = writeln!(
-                s,
-                "  {k}: {}",
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string())
-            );
+            let _ = writeln!(s, "  {k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
         }
     }
     let _ = writeln!(s, "payloads:");
@@ -221,13 +197,7 @@ pub fn inspect_human(r: &crate::wire::InspectReport) -> String {
         let _ = writeln!(
             s,
             "  {}: {} bytes, {} chunks of {}, stored {} (ratio {:.2}), delta section {} bytes",
-            p.name,
-            p.size_bytes,
-            p.n_chunks,
-            p.chunk_size,
-            p.chunks_bytes,
-            p.compression_ratio,
-            p.delta_bytes
+            p.name, p.size_bytes, p.n_chunks, p.chunk_size, p.chunks_bytes, p.compression_ratio, p.delta_bytes
         );
     }
     let _ = writeln!(s, "signatures:");

@@ -24,15 +24,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<Output> {
     let key = SecretKey::load(&args.key)?;
     let n = crate::writer::add_signature(&args.bundle, &key)?;
-    let r = SignReport {
-        key_id: key.public().id().to_string(),
-        n_signatures: n,
-    };
-    let human = format!(
-        "signed by {}; {} signature(s) on {}",
-        r.key_id,
-        n,
-        args.bundle.display()
-    );
+    let r = SignReport { key_id: key.public().id().to_string(), n_signatures: n };
+    let human = format!("signed by {}; {} signature(s) on {}", r.key_id, n, args.bundle.display());
     Ok(Output::new(&r, human, args.json))
 }

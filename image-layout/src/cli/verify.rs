@@ -31,24 +31,16 @@ pub fn open_source(path: &std::path::Path) -> Result<Box<dyn std::io::Read + Sen
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdin()));
     }
-    let f = File::open(path).map_err(|source| Error::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
+    let f = File::open(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
     Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
 /// Runs `verify`.
 pub fn run(args: Args) -> Result<Output> {
     let keyring = Keyring::load(&args.keyring)?;
-    let policy = Policy {
-        threshold: args.threshold,
-        now: Some(time::OffsetDateTime::now_utc()),
-    };
+    let policy = Policy::at(time::OffsetDateTime::now_utc(), args.threshold);
     let mut r = StreamReader::open(open_source(&args.bundle)?, &keyring, &policy)?;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut chunks = 0u64;
     while let Some(pi) = r.next_payload()? {
         let p = r.payload(pi).clone();
