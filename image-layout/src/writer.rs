@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 use crate::format::{
     chunk_hash, fingerprint, to_hex, Header, IndexEntry, SignatureRecord, FORMAT_VERSION, MAX_SIGNATURES,
-    SIGNATURE_RECORD_LEN,
 };
 use crate::keys::SecretKey;
 use crate::manifest::{format_time, Algorithm, Area, Compression, Manifest, Payload, Section};
@@ -121,6 +120,7 @@ impl Spool {
             .truncate(true)
             .open(&path)
             .map_err(|source| Error::WriteFile { path: path.clone(), source })?;
+        // Unlinked at once, so that a crash leaves nothing behind; if the unlink fails the file is only a stray.
         let _ = fs::remove_file(&path);
         Ok(Spool { file: BufWriter::with_capacity(1 << 20, file), len: 0, path })
     }
@@ -511,6 +511,5 @@ pub fn add_signature(path: &Path, key: &SecretKey) -> Result<usize> {
     src.seek(SeekFrom::Start(body_start)).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
     io::copy(&mut src, out.file()).map_err(|source| Error::WriteFile { path: tmp.clone(), source })?;
     out.commit()?;
-    debug_assert_eq!(SIGNATURE_RECORD_LEN, 72);
     Ok(sigs.len())
 }
