@@ -1,6 +1,11 @@
 //! Slot state (booted, active, good, tries) and the bootloader backends that keep it.
 //!
-//! This crate is a placeholder until its issue lands: the slot rules, the GRUB and U-Boot backends and the
-//! generated bootloader scripts will live here, with no dependency on the bundle format.
+//! The slot rules live once, in `rules`; the GRUB environment block (`grubenv`) and the U-Boot environment
+//! (`uboot`) are the on-disk formats the bootloaders read and write, each byte-compatible with the bootloader's own
+//! tools. This crate depends on nothing above it: the updater drives it, `edge-init` does not link it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod error;
+pub mod grubenv;
+pub mod rules;

@@ -1,0 +1,63 @@
+//! The crate's error type.
+//!
+//! Every I/O variant carries the path it concerns; there is no `From<io::Error>`.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading or writing slot state.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading an environment file failed.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing or syncing an environment file failed.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The block does not start with GRUB's signature line.
+    #[error("not a GRUB environment block (no \"# GRUB Environment Block\" line)")]
+    GrubSignature,
+    /// The block's size is not the one expected.
+    #[error("GRUB environment block is {size} bytes, expected {expected}")]
+    GrubSize {
+        /// Its size.
+        size: usize,
+        /// The size expected.
+        expected: usize,
+    },
+    /// An entry is cut off (no `=`, or no final newline) before the end of the block.
+    #[error("GRUB environment block entry at byte {offset} is broken")]
+    GrubEntry {
+        /// Where the entry starts.
+        offset: usize,
+    },
+    /// The variables do not fit in the block.
+    #[error("GRUB environment variables need {needed} bytes, the block has {size}")]
+    GrubFull {
+        /// Bytes needed.
+        needed: usize,
+        /// The block size.
+        size: usize,
+    },
+    /// A variable name GRUB could not read back.
+    #[error("invalid GRUB environment variable name {name:?}")]
+    GrubName {
+        /// The name.
+        name: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,1 @@
+//! The slot rules (being written).
