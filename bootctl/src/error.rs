@@ -51,6 +51,14 @@ pub enum Error {
         /// The block size.
         size: usize,
     },
+    /// Making `slot` active would leave no good slot to fall back to.
+    #[error("cannot make slot {slot} active: slot {other} is not good, so nothing would be left to fall back to")]
+    NoFallback {
+        /// The slot asked for.
+        slot: crate::rules::Slot,
+        /// The slot that is not good.
+        other: crate::rules::Slot,
+    },
     /// A variable name GRUB could not read back.
     #[error("invalid GRUB environment variable name {name:?}")]
     GrubName {
