@@ -196,6 +196,39 @@ impl BootState {
     }
 }
 
+/// The bootloader's decision for every kind of state, as the Markdown table in docs/boot-state.md ("Rules"): one
+/// row per combination of the active slot's and the other slot's good flag and tries (none, some).
+pub fn decision_table() -> String {
+    let mut out =
+        String::from("| active slot | other slot | boots | saves before booting |\n| --- | --- | --- | --- |\n");
+    let describe = |st: SlotState| match (st.good, st.tries) {
+        (true, 0) => "good".to_owned(),
+        (true, t) => format!("good, {t} tries"),
+        (false, 0) => "not good, no tries".to_owned(),
+        (false, t) => format!("not good, {t} tries"),
+    };
+    for (ag, at) in [(true, 0), (false, 2), (false, 0)] {
+        for (og, ot) in [(true, 0), (false, 2), (false, 0)] {
+            let a = SlotState { good: ag, tries: at };
+            let o = SlotState { good: og, tries: ot };
+            // The active slot is A; the last good slot is B (what activating A leaves behind).
+            let s = BootState::from_parts(a, o, Slot::A, Slot::B);
+            let (boot, next) = s.boot();
+            let role = |x: Slot| if x == s.active() { format!("{x} (active)") } else { format!("{x} (other)") };
+            let (what, saves) = match boot {
+                Boot::Good(x) => (role(x), "nothing".to_owned()),
+                Boot::Trial(x) => (
+                    format!("{}, as a trial", role(x)),
+                    format!("{x} tries {} -> {}", s.slot(x).tries, next.slot(x).tries),
+                ),
+                Boot::Fallback(x) => (format!("{x}, the last good slot (no slot qualifies)"), "nothing".to_owned()),
+            };
+            out.push_str(&format!("| {} | {} | {what} | {saves} |\n", describe(a), describe(o)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
