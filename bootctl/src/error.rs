@@ -59,6 +59,9 @@ pub enum Error {
         /// The slot that is not good.
         other: crate::rules::Slot,
     },
+    /// Neither copy of the boot state is whole.
+    #[error("neither copy of the boot state is whole")]
+    NoWholeCopy,
     /// A variable name GRUB could not read back.
     #[error("invalid GRUB environment variable name {name:?}")]
     GrubName {

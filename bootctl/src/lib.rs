@@ -8,4 +8,5 @@
 
 pub mod error;
 pub mod grubenv;
+pub mod grubstate;
 pub mod rules;

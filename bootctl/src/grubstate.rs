@@ -1,0 +1,258 @@
+//! The boot state in two GRUB environment blocks, safe against a torn write; docs/boot-state.md, "Two copies".
+//!
+//! Each copy is a whole 1024-byte GRUB block with a fixed layout: every variable has a fixed width, so GRUB's
+//! `save_env`, which rewrites a block in place, never moves a byte, and any mix of an old and a new copy at sector
+//! boundaries still parses. The first variable is `edge_begin=G` and the block's last line is `edge_end=G`, padded
+//! by `edge_fill` so that it ends exactly at byte 1024: a copy is whole when both markers agree. `G` is a
+//! generation counted modulo 3, which GRUB script can step with three `if`s although it cannot add: copy X is newer
+//! than copy Y when `G(X) = G(Y) + 1 (mod 3)`. Every write goes to the copy that is not the newest whole one, with
+//! the next generation, and is synced before anything else happens, so one whole copy always survives.
+
+use crate::grubenv::{GrubEnv, BLOCK_SIZE};
+use crate::rules::{BootState, Slot, SlotState};
+
+/// Variables of a copy, in block order (the fill and the end marker follow).
+const NAMES: [&str; 7] =
+    ["edge_begin", "edge_active", "edge_last_good", "edge_a_good", "edge_a_tries", "edge_b_good", "edge_b_tries"];
+
+/// A generation: 0, 1 or 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u8);
+
+impl Generation {
+    /// The generation of a freshly provisioned copy 0 (copy 1 gets the next).
+    pub const FIRST: Generation = Generation(0);
+
+    /// The next generation.
+    pub fn next(self) -> Generation {
+        Generation((self.0 + 1) % 3)
+    }
+
+    /// Whether `self` is the generation right after `other`.
+    pub fn is_after(self, other: Generation) -> bool {
+        self == other.next()
+    }
+
+    fn parse(s: &str) -> Option<Generation> {
+        match s {
+            "0" => Some(Generation(0)),
+            "1" => Some(Generation(1)),
+            "2" => Some(Generation(2)),
+            _ => None,
+        }
+    }
+}
+
+fn bit(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+fn vars(state: &BootState, g: Generation) -> [(&'static str, String); 7] {
+    let a = state.slot(Slot::A);
+    let b = state.slot(Slot::B);
+    [
+        (NAMES[0], g.0.to_string()),
+        (NAMES[1], state.active().to_string()),
+        (NAMES[2], state.last_good().to_string()),
+        (NAMES[3], bit(a.good).to_owned()),
+        (NAMES[4], a.tries.to_string()),
+        (NAMES[5], bit(b.good).to_owned()),
+        (NAMES[6], b.tries.to_string()),
+    ]
+}
+
+/// Encodes one copy: a whole GRUB block whose last line is the end marker.
+pub fn encode_copy(state: &BootState, g: Generation) -> Vec<u8> {
+    let mut env = GrubEnv::new();
+    for (n, v) in vars(state, g) {
+        env.set(n, &v).expect("the names are valid GRUB names");
+    }
+    let end_line = "edge_end=0\n".len();
+    let fill_line = "edge_fill=\n".len();
+    let fill = BLOCK_SIZE - env.encoded_len() - end_line - fill_line;
+    env.set("edge_fill", &".".repeat(fill)).expect("valid name");
+    env.set("edge_end", &g.0.to_string()).expect("valid name");
+    let b = env.encode(BLOCK_SIZE).expect("the fixed layout fits the block exactly");
+    debug_assert_eq!(b[BLOCK_SIZE - 1], b'\n');
+    b
+}
+
+/// What one copy holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    /// Whole: both markers agree and every variable is valid.
+    Whole(BootState, Generation),
+    /// Not whole: torn, damaged, blank or missing.
+    Bad,
+}
+
+/// Decodes one copy; anything but a whole, valid copy is [`Copy::Bad`].
+pub fn decode_copy(b: &[u8]) -> Copy {
+    let Ok(env) = GrubEnv::decode(b) else { return Copy::Bad };
+    let get = |n: &str| env.get(n);
+    let (Some(begin), Some(end)) =
+        (get("edge_begin").and_then(Generation::parse), get("edge_end").and_then(Generation::parse))
+    else {
+        return Copy::Bad;
+    };
+    if begin != end {
+        return Copy::Bad;
+    }
+    let good = |n: &str| match get(n) {
+        Some("1") => Some(true),
+        Some("0") => Some(false),
+        _ => None,
+    };
+    let tries = |n: &str| get(n).filter(|v| v.len() == 1).and_then(|v| v.parse::<u8>().ok());
+    let slot = |n: &str| get(n).and_then(Slot::parse);
+    let parts = (
+        good("edge_a_good"),
+        tries("edge_a_tries"),
+        good("edge_b_good"),
+        tries("edge_b_tries"),
+        slot("edge_active"),
+        slot("edge_last_good"),
+    );
+    let (Some(ag), Some(at), Some(bg), Some(bt), Some(active), Some(last_good)) = parts else { return Copy::Bad };
+    let a = SlotState { good: ag, tries: at };
+    let b = SlotState { good: bg, tries: bt };
+    Copy::Whole(BootState::from_parts(a, b, active, last_good), begin)
+}
+
+/// The copy to trust: the newest whole one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picked {
+    /// Its state.
+    pub state: BootState,
+    /// Its generation.
+    pub generation: Generation,
+    /// Which copy (0 or 1).
+    pub copy: usize,
+    /// Whether the other copy is whole too (false: it is torn or damaged and the next write repairs it).
+    pub other_whole: bool,
+}
+
+/// Picks the newest whole copy: the only whole one, or the one whose generation follows the other's (copy 0 on a
+/// tie, which no writer produces). The GRUB script makes the same choice; `None` when neither copy is whole.
+pub fn pick(copies: [Copy; 2]) -> Option<Picked> {
+    match copies {
+        [Copy::Whole(s0, g0), Copy::Whole(s1, g1)] => Some(if g1.is_after(g0) {
+            Picked { state: s1, generation: g1, copy: 1, other_whole: true }
+        } else {
+            Picked { state: s0, generation: g0, copy: 0, other_whole: true }
+        }),
+        [Copy::Whole(s, g), Copy::Bad] => Some(Picked { state: s, generation: g, copy: 0, other_whole: false }),
+        [Copy::Bad, Copy::Whole(s, g)] => Some(Picked { state: s, generation: g, copy: 1, other_whole: false }),
+        [Copy::Bad, Copy::Bad] => None,
+    }
+}
+
+/// The next write after `picked`: which copy to overwrite, and its bytes (the new state, the next generation).
+pub fn next_write(picked: &Picked, state: &BootState) -> (usize, Vec<u8>) {
+    (1 - picked.copy, encode_copy(state, picked.generation.next()))
+}
+
+/// Both copies of a freshly provisioned node (copy 1 is the newer; both hold `state`).
+pub fn provision(state: &BootState) -> [Vec<u8>; 2] {
+    [encode_copy(state, Generation::FIRST), encode_copy(state, Generation::FIRST.next())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sector size of the torn-write model: a power cut leaves every sector either old or new.
+    const SECTOR: usize = 512;
+
+    fn states() -> Vec<BootState> {
+        let mut v = Vec::new();
+        for ga in [false, true] {
+            for gb in [false, true] {
+                for (ta, tb) in [(0, 0), (3, 0), (0, 2), (9, 1)] {
+                    for active in Slot::ALL {
+                        for last_good in Slot::ALL {
+                            let a = SlotState { good: ga, tries: ta };
+                            let b = SlotState { good: gb, tries: tb };
+                            v.push(BootState::from_parts(a, b, active, last_good));
+                        }
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn copies_round_trip_with_a_fixed_layout() {
+        let first = encode_copy(&states()[0], Generation(0));
+        for s in states() {
+            for g in [0, 1, 2].map(Generation) {
+                let b = encode_copy(&s, g);
+                assert_eq!(b.len(), BLOCK_SIZE);
+                assert!(b.ends_with(format!("\nedge_end={}\n", g.0).as_bytes()));
+                assert_eq!(decode_copy(&b), Copy::Whole(s, g));
+                // Every copy has its bytes in the same places: only values differ, never positions.
+                let differing: Vec<usize> = (0..BLOCK_SIZE).filter(|&i| b[i] != first[i]).collect();
+                assert!(differing.iter().all(|&i| b[i].is_ascii_alphanumeric()), "{differing:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn generations_step_modulo_three() {
+        assert!(Generation(1).is_after(Generation(0)));
+        assert!(Generation(2).is_after(Generation(1)));
+        assert!(Generation(0).is_after(Generation(2)));
+        assert!(!Generation(0).is_after(Generation(1)));
+        assert!(!Generation(1).is_after(Generation(1)));
+    }
+
+    #[test]
+    fn damaged_copies_are_bad() {
+        let good = encode_copy(&BootState::provisioned(Slot::A), Generation(1));
+        let check = |b: &[u8]| assert_eq!(decode_copy(b), Copy::Bad, "{}", String::from_utf8_lossy(b));
+        check(&[]);
+        check(&good[..512]);
+        check(&vec![0u8; BLOCK_SIZE]);
+        check(&vec![0xffu8; BLOCK_SIZE]);
+        check(&String::from_utf8_lossy(&good).replace("edge_end=1", "edge_end=2").into_bytes());
+        check(&String::from_utf8_lossy(&good).replace("edge_a_tries=0", "edge_a_tries=x").into_bytes());
+        check(&String::from_utf8_lossy(&good).replace("edge_active=A", "edge_active=C").into_bytes());
+    }
+
+    /// Every write, torn after every whole number of sectors, from every state and generation and with the other
+    /// copy whole or bad: what the bootloader reads next is exactly the old or the new state, never a mix and never
+    /// nothing, so the rules' model (a good slot stays reachable) holds across power cuts.
+    #[test]
+    fn torn_writes_leave_the_old_or_the_new_state() {
+        for old in states() {
+            for new in [old.mark_good(Slot::A), old.mark_bad(Slot::B), old.boot().1, BootState::provisioned(Slot::B)] {
+                for g in [0, 1, 2].map(Generation) {
+                    for other_whole in [true, false] {
+                        let newest = encode_copy(&old, g);
+                        // The older copy has the generation before the newest one's.
+                        let before = Generation((g.0 + 2) % 3);
+                        assert!(g.is_after(before));
+                        let older = if other_whole { encode_copy(&old, before) } else { vec![0; 1024] };
+                        // Copy 0 is the newest here; the write goes to copy 1.
+                        let picked = pick([decode_copy(&newest), decode_copy(&older)]).expect("copy 0 is whole");
+                        assert_eq!((picked.copy, picked.state), (0, old));
+                        let (target, bytes) = next_write(&picked, &new);
+                        assert_eq!(target, 1);
+                        for k in 0..=BLOCK_SIZE / SECTOR {
+                            let mut torn = older.clone();
+                            torn[..k * SECTOR].copy_from_slice(&bytes[..k * SECTOR]);
+                            let after = pick([decode_copy(&newest), decode_copy(&torn)]).expect("copy 0 survives");
+                            let expected = if k == BLOCK_SIZE / SECTOR { new } else { old };
+                            assert_eq!(after.state, expected, "torn after {k} sectors");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
