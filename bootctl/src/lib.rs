@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod grubcfg;
 pub mod grubenv;
 pub mod grubstate;
 pub mod rules;
