@@ -11,3 +11,4 @@ pub mod grubcfg;
 pub mod grubenv;
 pub mod grubstate;
 pub mod rules;
+pub mod uboot;
