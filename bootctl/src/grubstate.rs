@@ -8,6 +8,10 @@
 //! than copy Y when `G(X) = G(Y) + 1 (mod 3)`. Every write goes to the copy that is not the newest whole one, with
 //! the next generation, and is synced before anything else happens, so one whole copy always survives.
 
+use std::path::{Path, PathBuf};
+
+use crate::blockdev::{Access, BlockDevice, FileDevice};
+use crate::error::{Error, Result};
 use crate::grubenv::{GrubEnv, BLOCK_SIZE};
 use crate::rules::{BootState, Slot, SlotState};
 
@@ -161,6 +165,71 @@ pub fn provision(state: &BootState) -> [Vec<u8>; 2] {
     [encode_copy(state, Generation::FIRST), encode_copy(state, Generation::FIRST.next())]
 }
 
+/// The two copies on their devices (files on the ESP in production).
+pub struct GrubStore<D: BlockDevice> {
+    copies: [(D, PathBuf); 2],
+}
+
+impl GrubStore<FileDevice> {
+    /// Opens `state0.env` and `state1.env` in `dir`.
+    pub fn open_dir(dir: &Path, access: Access) -> Result<GrubStore<FileDevice>> {
+        let open = |i: usize| {
+            let path = dir.join(format!("state{i}.env"));
+            FileDevice::open(&path, access).map(|d| (d, path.clone())).map_err(|source| Error::Read { path, source })
+        };
+        Ok(GrubStore { copies: [open(0)?, open(1)?] })
+    }
+}
+
+impl<D: BlockDevice> GrubStore<D> {
+    /// A store over two devices (named by `paths` in messages).
+    pub fn new(copies: [(D, PathBuf); 2]) -> GrubStore<D> {
+        GrubStore { copies }
+    }
+
+    /// The devices, back.
+    pub fn into_devices(self) -> [(D, PathBuf); 2] {
+        self.copies
+    }
+
+    fn read_copy(&mut self, i: usize) -> Copy {
+        let mut b = vec![0u8; BLOCK_SIZE];
+        // A copy that cannot be read whole is as bad as a torn one: the other copy decides.
+        match self.copies[i].0.read_at(0, &mut b) {
+            Ok(()) => decode_copy(&b),
+            Err(_) => Copy::Bad,
+        }
+    }
+
+    /// The newest whole copy.
+    pub fn read(&mut self) -> Result<Picked> {
+        pick([self.read_copy(0), self.read_copy(1)]).ok_or(Error::NoWholeCopy)
+    }
+
+    /// Writes `state` into the copy that is not the newest whole one, with the next generation, and syncs it.
+    pub fn write(&mut self, state: &BootState) -> Result<Picked> {
+        let current = self.read()?;
+        let (target, bytes) = next_write(&current, state);
+        let (dev, path) = &mut self.copies[target];
+        let werr = |source| Error::Write { path: path.clone(), source };
+        // Durability: a cut before the sync leaves `current` whole and newest (the target copy is old, or torn and
+        // so not whole); a cut after it leaves the new copy whole and newest.
+        dev.write_at(0, &bytes).map_err(werr)?;
+        dev.sync().map_err(|source| Error::Write { path: path.clone(), source })?;
+        Ok(Picked { state: *state, generation: current.generation.next(), copy: target, other_whole: true })
+    }
+
+    /// Writes both copies of a fresh node, each synced, copy 0 first.
+    pub fn provision(&mut self, state: &BootState) -> Result<()> {
+        for (i, bytes) in provision(state).iter().enumerate() {
+            let (dev, path) = &mut self.copies[i];
+            dev.write_at(0, bytes).map_err(|source| Error::Write { path: path.clone(), source })?;
+            dev.sync().map_err(|source| Error::Write { path: path.clone(), source })?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +253,84 @@ mod tests {
             }
         }
         v
+    }
+
+    /// A device in memory whose writes are torn: after `budget` more bytes, a write stops and fails, as if the
+    /// power was cut. Sector-granular budgets model disks that write whole sectors.
+    struct Tearing {
+        data: Vec<u8>,
+        budget: Option<usize>,
+    }
+
+    impl BlockDevice for Tearing {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            let o = offset as usize;
+            let src = self.data.get(o..o + buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            let o = offset as usize;
+            let n = self.budget.map_or(buf.len(), |b| b.min(buf.len()));
+            if self.data.len() < o + buf.len() {
+                self.data.resize(o + buf.len(), 0);
+            }
+            self.data[o..o + n].copy_from_slice(&buf[..n]);
+            if let Some(b) = self.budget.as_mut() {
+                *b -= n;
+                if n < buf.len() {
+                    return Err(std::io::Error::other("power cut"));
+                }
+            }
+            Ok(())
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn store(a: Vec<u8>, b: Vec<u8>) -> GrubStore<Tearing> {
+        GrubStore::new([
+            (Tearing { data: a, budget: None }, "state0.env".into()),
+            (Tearing { data: b, budget: None }, "state1.env".into()),
+        ])
+    }
+
+    /// A sequence of writes through the store, each cut at every sector: the next read is the state before or
+    /// after that write, and the next write after the cut succeeds and repairs the torn copy.
+    #[test]
+    fn store_writes_survive_a_cut_at_every_sector() {
+        let mut states = vec![BootState::provisioned(Slot::A)];
+        let next = |s: &BootState| s.set_active(Slot::B, 3).unwrap_or(*s).boot().1.mark_good(Slot::B);
+        for _ in 0..4 {
+            let last = *states.last().expect("one state");
+            states.push(next(&last));
+        }
+        let [c0, c1] = provision(&states[0]);
+        let mut st = store(c0, c1);
+        for w in states.windows(2) {
+            let (before, after) = (w[0], w[1]);
+            for k in 0..=BLOCK_SIZE / SECTOR {
+                let [(d0, _), (d1, _)] = st.into_devices();
+                let mut trial = store(d0.data.clone(), d1.data.clone());
+                for (dev, _) in trial.copies.iter_mut() {
+                    dev.budget = Some(k * SECTOR);
+                }
+                let r = trial.write(&after);
+                assert_eq!(r.is_ok(), k == BLOCK_SIZE / SECTOR, "cut after {k} sectors: {r:?}");
+                for (dev, _) in trial.copies.iter_mut() {
+                    dev.budget = None;
+                }
+                let read = trial.read().expect("a whole copy survives").state;
+                assert_eq!(read, if k == BLOCK_SIZE / SECTOR { after } else { before }, "cut after {k} sectors");
+                // The node boots, and the next write goes through.
+                trial.write(&read).expect("the next write succeeds");
+                assert_eq!(trial.read().expect("whole").state, read);
+                st = store(d0.data.clone(), d1.data.clone());
+            }
+            st.write(&after).expect("uninterrupted write");
+            assert_eq!(st.read().expect("whole").state, after);
+        }
     }
 
     #[test]

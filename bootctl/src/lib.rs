@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blockdev;
 pub mod error;
 pub mod grubcfg;
 pub mod grubenv;

@@ -23,10 +23,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
+
+pub use crate::blockdev::{Access, BlockDevice, FileDevice};
 
 /// Where `fw_printenv` and `fw_setenv` look for the config by default.
 pub const FW_ENV_CONFIG: &str = "/etc/fw_env.config";
@@ -515,62 +515,6 @@ pub enum OtherCopy {
     BadCrc,
 }
 
-/// The seam where storage fails: a device read and written at byte offsets.
-pub trait BlockDevice {
-    /// Fills `buf` with the bytes at `offset`; a device that ends first is an error (`UnexpectedEof`).
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
-    /// Writes all of `buf` at `offset`.
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
-    /// Makes every write so far durable (fsync).
-    fn sync(&mut self) -> io::Result<()>;
-}
-
-/// How a [`FileDevice`] is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// For reading only.
-    ReadOnly,
-    /// For reading and writing.
-    ReadWrite,
-}
-
-/// A file or block device.
-#[derive(Debug)]
-pub struct FileDevice {
-    file: File,
-}
-
-impl FileDevice {
-    /// Opens `path`.
-    pub fn open(path: &Path, access: Access) -> Result<FileDevice> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(access == Access::ReadWrite)
-            .open(path)
-            .map_err(|source| Error::OpenDevice { path: path.to_owned(), source })?;
-        Ok(FileDevice { file })
-    }
-
-    /// The size in bytes; seeking to the end works for block devices too, whose metadata says 0.
-    pub fn size(&mut self) -> io::Result<u64> {
-        self.file.seek(SeekFrom::End(0))
-    }
-}
-
-impl BlockDevice for FileDevice {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
-
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-}
-
 /// Where one copy lives: a device, its path (for messages) and the byte offset of the copy.
 #[derive(Debug)]
 pub struct CopyAt<D> {
@@ -705,7 +649,8 @@ impl EnvStore<FileDevice> {
             if s.starts_with("/dev/mtd") || s.starts_with("/dev/ubi") {
                 return Err(Error::UnsupportedDevice { path });
             }
-            let mut device = FileDevice::open(&path, access)?;
+            let mut device =
+                FileDevice::open(&path, access).map_err(|source| Error::OpenDevice { path: path.clone(), source })?;
             let offset = match u64::try_from(line.offset) {
                 Ok(offset) => offset,
                 Err(_) => {
