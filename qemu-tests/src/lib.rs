@@ -1,4 +1,132 @@
-//! The QEMU boot harness: builds disk images with `edge-image`, boots them under real firmware and GRUB.
+//! The QEMU boot harness: boots OVMF and a real GRUB on small disk images and reads back what GRUB wrote.
 //!
-//! This crate is a placeholder until its issue lands.
+//! A [`Harness`] finds the host tools once and builds one standalone GRUB EFI binary. A [`GrubImage`] describes a
+//! disk (a grub.cfg and other files, such as GRUB environment blocks) and builds it into a [`DiskImage`] with mtools.
+//! [`Harness::boot`] runs the image in QEMU until GRUB halts and returns the serial console as a [`BootLog`];
+//! [`DiskImage::read_file`] then reads back the files GRUB's `save_env` rewrote in place.
+//!
+//! ```no_run
+//! # fn main() -> qemu_tests::Result<()> {
+//! use std::time::Duration;
+//! use qemu_tests::{GrubImage, Harness};
+//!
+//! let harness = Harness::new(std::path::Path::new("target/tmp"))?;
+//! let env = harness.editenv_create(&[("x", "1")])?;
+//! let cfg = "load_env -f ($root)/env/a.env\necho \"EDGE-RESULT x=$x\"\nhalt\n";
+//! let image = GrubImage::new(cfg).file("env/a.env", env).build(&harness, "target/tmp/a.img".as_ref())?;
+//! let log = harness.boot(&image, Duration::from_secs(120))?;
+//! assert!(log.has_line("EDGE-RESULT x=1"));
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
+
+mod console;
+mod error;
+mod gpt;
+mod grub;
+mod image;
+mod qemu;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{report, Error, Result};
+pub use grub::{GRUB_CFG_PATH, GRUB_EFI_PATH, MARKER_NOT_FOUND, MARKER_RETURNED, MARKER_ROOT};
+pub use image::{DiskImage, GrubImage, Layout, MAX_SIZE_MIB, MIN_SIZE_MIB};
+pub use qemu::{max_parallel_boots, BootEnd, BootLog, BootOptions};
+pub use tools::Tools;
+
+/// The host tools and the GRUB binary every image of a test run boots.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    tools: Arc<Tools>,
+    efi: PathBuf,
+}
+
+impl Harness {
+    /// Finds the tools (failing with [`Error::MissingTools`] if any is absent) and builds the GRUB EFI binary into
+    /// `work_dir/grub-efi/`; tests pass `env!("CARGO_TARGET_TMPDIR")`.
+    pub fn new(work_dir: &Path) -> Result<Harness> {
+        let tools = Tools::find()?;
+        let efi = grub::build_efi(&tools, &work_dir.join("grub-efi"))?;
+        Ok(Harness { tools: Arc::new(tools), efi })
+    }
+
+    /// The tools in use.
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    pub(crate) fn tools_arc(&self) -> Arc<Tools> {
+        Arc::clone(&self.tools)
+    }
+
+    /// The GRUB EFI binary every image gets as [`GRUB_EFI_PATH`].
+    pub fn efi_path(&self) -> &Path {
+        &self.efi
+    }
+
+    /// Boots `image` until the guest powers off; fails with [`Error::BootTimeout`] after `timeout`.
+    pub fn boot(&self, image: &DiskImage, timeout: Duration) -> Result<BootLog> {
+        qemu::boot(&self.tools, image, &BootOptions::new(timeout))
+    }
+
+    /// Boots `image` with explicit [`BootOptions`].
+    pub fn boot_with(&self, image: &DiskImage, options: &BootOptions) -> Result<BootLog> {
+        qemu::boot(&self.tools, image, options)
+    }
+
+    /// Boots every image, [`max_parallel_boots`] at a time, each until it powers off or `timeout`; results come back
+    /// in the order of `images`. Each image must be a different file (QEMU locks the file it boots).
+    pub fn boot_all(&self, images: &[DiskImage], timeout: Duration) -> Vec<Result<BootLog>> {
+        qemu::boot_all(&self.tools, images, &BootOptions::new(timeout))
+    }
+
+    /// A GRUB environment block made by the real `grub-editenv`: `create`, then `set` for each variable in order.
+    pub fn editenv_create(&self, vars: &[(&str, &str)]) -> Result<Vec<u8>> {
+        let scratch = scratch_dir()?;
+        let file = scratch.path().join("grubenv");
+        tools::run(Command::new(&self.tools.grub_editenv).arg(&file).arg("create"))?;
+        if !vars.is_empty() {
+            tools::run(
+                Command::new(&self.tools.grub_editenv)
+                    .arg(&file)
+                    .arg("set")
+                    .args(vars.iter().map(|(name, value)| format!("{name}={value}"))),
+            )?;
+        }
+        std::fs::read(&file).map_err(|source| Error::ReadFile { path: file, source })
+    }
+
+    /// The variables of an environment block as the real `grub-editenv list` prints them, in file order.
+    pub fn editenv_list(&self, block: &[u8]) -> Result<Vec<(String, String)>> {
+        let scratch = scratch_dir()?;
+        let file = scratch.path().join("grubenv");
+        std::fs::write(&file, block).map_err(|source| Error::WriteFile { path: file.clone(), source })?;
+        let output = tools::run(Command::new(&self.tools.grub_editenv).arg(&file).arg("list"))?;
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| match line.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => (line.to_owned(), String::new()),
+            })
+            .collect())
+    }
+}
+
+/// A temporary directory for a tool's input or output files.
+fn scratch_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("qemu-tests.")
+        .tempdir()
+        .map_err(|source| Error::WriteFile { path: std::env::temp_dir(), source })
+}
+
+/// Reads the file at `name` from `image`: shorthand for [`DiskImage::read_file`].
+pub fn read_file(image: &DiskImage, name: &str) -> Result<Vec<u8>> {
+    image.read_file(name)
+}
