@@ -62,6 +62,43 @@ pub enum Error {
     /// Neither copy of the boot state is whole.
     #[error("neither copy of the boot state is whole")]
     NoWholeCopy,
+    /// The U-Boot environment could not be read or written.
+    #[error("U-Boot environment")]
+    UBoot {
+        /// The cause.
+        #[source]
+        source: crate::uboot::Error,
+    },
+    /// A boot state variable is missing or has a value outside its range.
+    #[error("boot state variable {name}: {}", value.as_deref().map_or("missing".to_owned(), |v| format!("{v:?} out of range")))]
+    StateVariable {
+        /// The variable.
+        name: &'static str,
+        /// Its value, when present.
+        value: Option<String>,
+    },
+    /// The kernel command line names no slot.
+    #[error("{path} has no edge.slot=A or edge.slot=B")]
+    NoBootedSlot {
+        /// The command line file.
+        path: PathBuf,
+    },
+    /// The command line names a slot whose device is not the one mounted as root.
+    #[error("the kernel command line says slot {slot}, but {device} is not the device mounted as root")]
+    BootedMismatch {
+        /// The slot named.
+        slot: crate::rules::Slot,
+        /// Its configured device.
+        device: PathBuf,
+    },
+    /// The config file is malformed or out of range.
+    #[error("{path}: {detail}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A variable name GRUB could not read back.
     #[error("invalid GRUB environment variable name {name:?}")]
     GrubName {

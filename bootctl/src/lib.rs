@@ -6,10 +6,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod blockdev;
+pub mod booted;
+pub mod cli;
+pub mod config;
 pub mod error;
 pub mod grubcfg;
 pub mod grubenv;
 pub mod grubstate;
 pub mod rules;
 pub mod uboot;
+pub mod wire;

@@ -1,0 +1,125 @@
+//! The `Backend` trait, the one seam between the slot rules and where a bootloader keeps their state, and its two
+//! implementations: the GRUB state copies (`grubstate`) and a redundant U-Boot environment (`uboot`).
+
+use crate::blockdev::BlockDevice;
+use crate::error::{Error, Result};
+use crate::grubstate::GrubStore;
+use crate::rules::{BootState, Slot, SlotState};
+use crate::uboot::{Env, EnvStore};
+
+/// Where a bootloader keeps the boot state.
+pub trait Backend {
+    /// The backend's name, for status output.
+    fn name(&self) -> &'static str;
+    /// Reads the state the bootloader will act on next.
+    fn read(&mut self) -> Result<BootState>;
+    /// Writes a new state durably (synced before returning), never leaving the bootloader without a whole copy.
+    fn write(&mut self, state: &BootState) -> Result<()>;
+    /// Whether both stored copies are whole (false: the last write was cut short; the next write repairs it).
+    fn both_copies_whole(&mut self) -> Result<bool>;
+}
+
+impl<D: BlockDevice> Backend for GrubStore<D> {
+    fn name(&self) -> &'static str {
+        "grub"
+    }
+    fn read(&mut self) -> Result<BootState> {
+        Ok(GrubStore::read(self)?.state)
+    }
+    fn write(&mut self, state: &BootState) -> Result<()> {
+        GrubStore::write(self, state).map(|_| ())
+    }
+    fn both_copies_whole(&mut self) -> Result<bool> {
+        Ok(GrubStore::read(self)?.other_whole)
+    }
+}
+
+/// The boot state as variables of a U-Boot environment, with the same names as the GRUB copies use.
+pub fn state_to_env(state: &BootState, env: &mut Env) -> Result<()> {
+    let bit = |b: bool| if b { "1" } else { "0" };
+    let a = state.slot(Slot::A);
+    let b = state.slot(Slot::B);
+    let vars = [
+        ("edge_active", state.active().to_string()),
+        ("edge_last_good", state.last_good().to_string()),
+        ("edge_a_good", bit(a.good).to_owned()),
+        ("edge_a_tries", a.tries.to_string()),
+        ("edge_b_good", bit(b.good).to_owned()),
+        ("edge_b_tries", b.tries.to_string()),
+    ];
+    for (n, v) in vars {
+        env.set(n, &v).map_err(|source| Error::UBoot { source })?;
+    }
+    Ok(())
+}
+
+/// Reads the boot state from U-Boot environment variables, as strictly as the boot script does.
+pub fn state_from_env(env: &Env) -> Result<BootState> {
+    let get = |n: &'static str| env.get(n).ok_or(Error::StateVariable { name: n, value: None });
+    let bad = |n: &'static str, v: &str| Error::StateVariable { name: n, value: Some(v.to_owned()) };
+    let slot = |n| get(n).and_then(|v| Slot::parse(v).ok_or_else(|| bad(n, v)));
+    let good = |n| {
+        get(n).and_then(|v| match v {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(bad(n, v)),
+        })
+    };
+    let tries =
+        |n| get(n).and_then(|v| v.parse::<u8>().ok().filter(|t| v.len() == 1 && *t <= 9).ok_or_else(|| bad(n, v)));
+    let a = SlotState { good: good("edge_a_good")?, tries: tries("edge_a_tries")? };
+    let b = SlotState { good: good("edge_b_good")?, tries: tries("edge_b_tries")? };
+    Ok(BootState::from_parts(a, b, slot("edge_active")?, slot("edge_last_good")?))
+}
+
+/// A U-Boot environment holding the boot state (other variables in it are kept).
+pub struct UbootBackend<D: BlockDevice> {
+    store: EnvStore<D>,
+}
+
+impl<D: BlockDevice> UbootBackend<D> {
+    /// The backend over an environment store.
+    pub fn new(store: EnvStore<D>) -> UbootBackend<D> {
+        UbootBackend { store }
+    }
+}
+
+impl<D: BlockDevice> Backend for UbootBackend<D> {
+    fn name(&self) -> &'static str {
+        "uboot"
+    }
+    fn read(&mut self) -> Result<BootState> {
+        let (env, _) = self.store.read().map_err(|source| Error::UBoot { source })?;
+        state_from_env(&env)
+    }
+    fn write(&mut self, state: &BootState) -> Result<()> {
+        let (mut env, _) = self.store.read().map_err(|source| Error::UBoot { source })?;
+        state_to_env(state, &mut env)?;
+        self.store.write(&env).map_err(|source| Error::UBoot { source })?;
+        Ok(())
+    }
+    fn both_copies_whole(&mut self) -> Result<bool> {
+        let (_, choice) = self.store.read().map_err(|source| Error::UBoot { source })?;
+        Ok(choice.is_none_or(|c| matches!(c.other, crate::uboot::OtherCopy::Valid { .. })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_a_uboot_env() {
+        let s = BootState::provisioned(Slot::B).set_active(Slot::A, 4).expect("B is good").boot().1;
+        let mut env = Env::new();
+        env.set("bootdelay", "0").expect("set");
+        state_to_env(&s, &mut env).expect("set");
+        assert_eq!(state_from_env(&env).expect("read"), s);
+        assert_eq!(env.get("bootdelay"), Some("0"));
+        env.set("edge_a_tries", "10").expect("set");
+        assert!(matches!(state_from_env(&env), Err(Error::StateVariable { name: "edge_a_tries", .. })));
+        env.set("edge_a_tries", "1").expect("set");
+        env.unset("edge_active");
+        assert!(matches!(state_from_env(&env), Err(Error::StateVariable { name: "edge_active", value: None })));
+    }
+}

@@ -1,0 +1,161 @@
+//! The `edge-bootctl` command line: `status`, `booted`, `set-active`, `mark-good`, `mark-bad`, each reading the
+//! backend named in the config, applying one rule of `rules` and writing the result back through the backend.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::backend::{Backend, UbootBackend};
+use crate::blockdev::Access;
+use crate::booted::booted_slot;
+use crate::config::{BackendKind, Config, DEFAULT_PATH};
+use crate::error::{Error, Result};
+use crate::grubstate::GrubStore;
+use crate::rules::{Boot, Slot};
+use crate::uboot::EnvStore;
+use crate::wire::{SlotStatus, Status};
+
+/// Show and change which slot boots.
+#[derive(Debug, Parser)]
+#[command(name = "edge-bootctl", version, about)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show both slots, the boot order and what boots next.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the running slot.
+    Booted,
+    /// Put a slot first in the boot order, not good, with the configured tries (the other slot must be good).
+    SetActive {
+        /// `A` or `B`.
+        slot: String,
+    },
+    /// Mark the running slot good.
+    MarkGood,
+    /// Mark a slot bad: not good, no tries (default: the running slot).
+    MarkBad {
+        /// `A` or `B`.
+        slot: Option<String>,
+    },
+}
+
+fn open(config: &Config, access: Access) -> Result<Box<dyn Backend>> {
+    Ok(match config.backend {
+        BackendKind::Grub => Box::new(GrubStore::open_dir(&config.grub_state_dir, access)?),
+        BackendKind::Uboot => {
+            let c =
+                crate::uboot::Config::load(&config.uboot_fw_env_config).map_err(|source| Error::UBoot { source })?;
+            Box::new(UbootBackend::new(EnvStore::open(&c, access).map_err(|source| Error::UBoot { source })?))
+        }
+    })
+}
+
+fn slot_arg(s: &str) -> Result<Slot> {
+    Slot::parse(s).ok_or_else(|| Error::Config { path: "command line".into(), detail: format!("{s:?} is not A or B") })
+}
+
+/// Runs a command line; returns what to print on stdout.
+pub fn run(cli: Cli) -> Result<String> {
+    let config = Config::load(&cli.config)?;
+    let booted = || booted_slot(&config.cmdline, &config.root, |s| config.slot_device(s));
+    match cli.command {
+        Command::Status { json } => {
+            let mut b = open(&config, Access::ReadOnly)?;
+            let state = b.read()?;
+            let booted = booted().ok();
+            let (next, _) = state.boot();
+            let order = state.order();
+            let slots = Slot::ALL
+                .iter()
+                .map(|&s| SlotStatus {
+                    slot: s.letter(),
+                    good: state.slot(s).good,
+                    tries: state.slot(s).tries,
+                    order: if order[0] == s { 1 } else { 2 },
+                    booted: booted == Some(s),
+                })
+                .collect();
+            let status = Status {
+                backend: b.name(),
+                booted: booted.map(Slot::letter),
+                active: state.active().letter(),
+                last_good: state.last_good().letter(),
+                next_boot: match next {
+                    Boot::Good(_) => "good",
+                    Boot::Trial(_) => "trial",
+                    Boot::Fallback(_) => "fallback",
+                },
+                next_slot: next.slot().letter(),
+                copies_whole: b.both_copies_whole()?,
+                slots,
+            };
+            Ok(if json { serde_json::to_string_pretty(&status).expect("status serializes") } else { human(&status) })
+        }
+        Command::Booted => Ok(booted()?.to_string()),
+        Command::SetActive { slot } => {
+            let s = slot_arg(&slot)?;
+            let mut b = open(&config, Access::ReadWrite)?;
+            let next = b.read()?.set_active(s, config.tries)?;
+            b.write(&next)?;
+            Ok(format!("slot {s}: active, {} tries", config.tries))
+        }
+        Command::MarkGood => {
+            let s = booted()?;
+            let mut b = open(&config, Access::ReadWrite)?;
+            let next = b.read()?.mark_good(s);
+            b.write(&next)?;
+            Ok(format!("slot {s}: good"))
+        }
+        Command::MarkBad { slot } => {
+            let s = match slot {
+                Some(x) => slot_arg(&x)?,
+                None => booted()?,
+            };
+            let mut b = open(&config, Access::ReadWrite)?;
+            let next = b.read()?.mark_bad(s);
+            b.write(&next)?;
+            Ok(format!("slot {s}: bad"))
+        }
+    }
+}
+
+fn human(s: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "backend:    {}", s.backend);
+    let _ = writeln!(out, "booted:     {}", s.booted.map_or("unknown".to_owned(), |c| c.to_string()));
+    let _ = writeln!(out, "next boot:  {} ({})", s.next_slot, s.next_boot);
+    let _ = writeln!(out, "last good:  {}", s.last_good);
+    for slot in &s.slots {
+        let mut notes = vec![if slot.good { "good".to_owned() } else { "not good".to_owned() }];
+        if !slot.good {
+            notes.push(format!("{} tries left", slot.tries));
+        }
+        if slot.order == 1 {
+            notes.push("active".to_owned());
+        }
+        if slot.booted {
+            notes.push("booted".to_owned());
+        }
+        let _ = writeln!(out, "slot {}:     {}", slot.slot, notes.join(", "));
+    }
+    let _ = write!(
+        out,
+        "copies:     {}",
+        if s.copies_whole { "both whole" } else { "one torn or damaged (the next write repairs it)" }
+    );
+    out
+}
