@@ -86,6 +86,48 @@ impl Config {
     }
 }
 
+/// The Markdown table of every key and its default, for docs/boot-state.md ("Configuration").
+pub fn defaults_table() -> String {
+    let d = Config::default();
+    let show =
+        |p: &Option<PathBuf>| p.as_ref().map_or("unset".to_owned(), |p| format!("`{:?}`", p.display().to_string()));
+    let rows = [
+        (
+            "backend",
+            "`\"grub\"`".to_owned(),
+            "`grub` (two GRUB blocks on the ESP) or `uboot` (a redundant U-Boot environment)",
+        ),
+        ("tries", format!("`{}`", d.tries), "tries `set-active` gives a slot, 1 to 9"),
+        (
+            "grub_state_dir",
+            format!("`{:?}`", d.grub_state_dir.display().to_string()),
+            "directory of `state0.env` and `state1.env`",
+        ),
+        (
+            "uboot_fw_env_config",
+            format!("`{:?}`", d.uboot_fw_env_config.display().to_string()),
+            "the `fw_env.config` of the state environment",
+        ),
+        (
+            "slot_a_device",
+            show(&d.slot_a_device),
+            "slot A's block device; when set, the booted slot must be the root device",
+        ),
+        ("slot_b_device", show(&d.slot_b_device), "slot B's block device"),
+        ("cmdline", format!("`{:?}`", d.cmdline.display().to_string()), "where the kernel command line is read"),
+        (
+            "root",
+            format!("`{:?}`", d.root.display().to_string()),
+            "the mount point whose device must be the booted slot's",
+        ),
+    ];
+    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
+    for (k, v, m) in rows {
+        out.push_str(&format!("| `{k}` | {v} | {m} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
