@@ -126,5 +126,13 @@ fn generated_grub_cfg_makes_the_rules_decisions_in_real_grub() {
         let read = |i: usize| image.read_file(&format!("EFI/edge/state{i}.env")).expect("read back a copy");
         let after = pick([decode_copy(&read(0)), decode_copy(&read(1))]).map(|p| p.state);
         assert_eq!(after, next, "{}: state after the boot", c.name);
+        // GRUB's save_env writes exactly the bytes edge-bootctl would write for that state and generation, so the
+        // torn-write tests of our writes (bootctl::grubstate) cover the bootloader's writes too.
+        if let (Ok(i), Some(picked)) =
+            (saved.parse::<usize>(), pick([decode_copy(&c.copies[0]), decode_copy(&c.copies[1])]))
+        {
+            let expected = encode_copy(&next.expect("a trial has a next state"), picked.generation.next());
+            assert!(read(i) == expected, "{}: GRUB's write differs from ours", c.name);
+        }
     }
 }
