@@ -17,4 +17,5 @@ pub mod grubenv;
 pub mod grubstate;
 pub mod rules;
 pub mod uboot;
+pub mod ubootscript;
 pub mod wire;

@@ -28,6 +28,7 @@ mod grub;
 mod image;
 mod qemu;
 mod tools;
+pub mod uboot;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,393 @@
+//! U-Boot on QEMU's arm64 `virt` machine: builds a small disk whose boot script U-Boot's distro boot runs, boots it
+//! (software-emulated, no network) until the guest powers off, and reads back the raw state area the script wrote.
+//!
+//! It is a module of its own, beside the OVMF and GRUB harness, because it needs other host tools (the arm64 QEMU,
+//! Debian's `u-boot-qemu` firmware and `mkimage`) and another disk: an MBR disk (U-Boot's distro boot scans its
+//! partitions for `/boot.scr`) with the boot script on a FAT partition and the boot state in a raw partition.
+//!
+//! ```text
+//! blocks (512 bytes)   partition   content
+//! 2048..10240          1, FAT      /boot.scr, compiled from the script with mkimage
+//! 10240..12288         2, raw      the state area: whatever UbootImage::state gives, from its first block
+//! 12288..14336         3, FAT      slot A: the files UbootImage::slot_file gives it (empty and unformatted if none)
+//! 14336..16384         4, FAT      slot B: the same
+//! ```
+//!
+//! The layout matches `bootctl::ubootscript::UbootConfig::default()`: the state area starts at
+//! [`STATE_FIRST_BLOCK`].
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::console;
+use crate::error::{Error, Result};
+use crate::tools::{describe, mtools, run};
+
+/// Debian's U-Boot for QEMU's arm64 `virt` machine (package u-boot-qemu).
+pub const UBOOT_FIRMWARE: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// Bytes of a disk block.
+pub const BLOCK_BYTES: u64 = 512;
+/// First block of the FAT partition holding `/boot.scr`.
+pub const SCRIPT_FIRST_BLOCK: u64 = 2048;
+/// First block of the raw state partition.
+pub const STATE_FIRST_BLOCK: u64 = 10240;
+/// Bytes of the raw state partition.
+pub const STATE_BYTES: u64 = 1024 * 1024;
+/// Total blocks of the disk.
+const DISK_BLOCKS: u64 = 16384;
+/// The partitions: (first block, blocks, MBR type).
+const PARTITIONS: [(u64, u64, u8); 4] = [
+    (SCRIPT_FIRST_BLOCK, STATE_FIRST_BLOCK - SCRIPT_FIRST_BLOCK, 0x0c),
+    (STATE_FIRST_BLOCK, STATE_BYTES / BLOCK_BYTES, 0xda),
+    (12288, 2048, 0x83),
+    (14336, 2048, 0x83),
+];
+/// How many console lines an error carries.
+const TAIL_LINES: usize = 40;
+
+/// The host programs the U-Boot harness uses.
+#[derive(Debug, Clone)]
+pub struct UbootTools {
+    /// `qemu-system-aarch64`.
+    pub qemu: PathBuf,
+    /// U-Boot for the `virt` machine, given to QEMU as `-bios`.
+    pub firmware: PathBuf,
+    /// `mkimage`, which compiles a script into a legacy image U-Boot's `source` runs.
+    pub mkimage: PathBuf,
+    /// `mformat`.
+    pub mformat: PathBuf,
+    /// `mcopy`.
+    pub mcopy: PathBuf,
+    /// `mmd`.
+    pub mmd: PathBuf,
+}
+
+impl UbootTools {
+    /// Finds every tool on `PATH` and the firmware; lists everything missing at once.
+    pub fn find() -> Result<UbootTools> {
+        let search_path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs: Vec<PathBuf> = std::env::split_paths(&search_path).collect();
+        let mut missing = Vec::new();
+        let mut program = |name: &str, package: &str| {
+            let found = dirs.iter().map(|dir| dir.join(name)).find(|path| is_executable(path));
+            found.unwrap_or_else(|| {
+                missing.push(format!("{name} (Debian package {package})"));
+                PathBuf::new()
+            })
+        };
+        let qemu = program("qemu-system-aarch64", "qemu-system-arm");
+        let mkimage = program("mkimage", "u-boot-tools");
+        let mformat = program("mformat", "mtools");
+        let mcopy = program("mcopy", "mtools");
+        let mmd = program("mmd", "mtools");
+        let firmware = PathBuf::from(UBOOT_FIRMWARE);
+        if !firmware.is_file() {
+            missing.push(format!("{UBOOT_FIRMWARE} (Debian package u-boot-qemu)"));
+        }
+        if !missing.is_empty() {
+            return Err(Error::MissingTools { missing });
+        }
+        Ok(UbootTools { qemu, firmware, mkimage, mformat, mcopy, mmd })
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// What goes on a U-Boot disk: the boot script's source and the bytes of the state area.
+#[derive(Debug, Clone)]
+pub struct UbootImage {
+    script: String,
+    state: Vec<u8>,
+    /// Files of the slot partitions: (partition number, path, bytes).
+    slot_files: Vec<(u32, String, Vec<u8>)>,
+}
+
+impl UbootImage {
+    /// A disk whose `/boot.scr` is `script` compiled by `mkimage`, with an all-zero state area.
+    pub fn new(script: impl Into<String>) -> UbootImage {
+        UbootImage { script: script.into(), state: Vec::new(), slot_files: Vec::new() }
+    }
+
+    /// Puts `bytes` at the start of the state area (at most [`STATE_BYTES`]).
+    pub fn state(mut self, bytes: impl Into<Vec<u8>>) -> UbootImage {
+        self.state = bytes.into();
+        self
+    }
+
+    /// Puts a file at `name` (such as `boot/Image`; directories are made) in slot partition `part` (3 or 4), which is
+    /// then formatted FAT.
+    pub fn slot_file(mut self, part: u32, name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> UbootImage {
+        self.slot_files.push((part, name.into(), bytes.into()));
+        self
+    }
+
+    /// Builds the disk at `path`, replacing any file there.
+    pub fn build(&self, tools: &UbootTools, path: &Path) -> Result<UbootDisk> {
+        if self.state.len() as u64 > STATE_BYTES {
+            return Err(Error::BadName {
+                name: "state area".to_owned(),
+                reason: "larger than the state partition (STATE_BYTES)",
+            });
+        }
+        let write_err = |source| Error::WriteFile { path: path.to_owned(), source };
+        let file = std::fs::File::create(path).map_err(write_err)?;
+        file.set_len(DISK_BLOCKS * BLOCK_BYTES).map_err(write_err)?;
+        file.write_all_at(&mbr(), 0).map_err(write_err)?;
+        file.write_all_at(&self.state, STATE_FIRST_BLOCK * BLOCK_BYTES).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        drop(file);
+
+        let scratch = tempfile::Builder::new()
+            .prefix("qemu-tests.uboot.")
+            .tempdir()
+            .map_err(|source| Error::WriteFile { path: std::env::temp_dir(), source })?;
+        let cmd = scratch.path().join("boot.cmd");
+        let scr = scratch.path().join("boot.scr");
+        std::fs::write(&cmd, &self.script).map_err(|source| Error::WriteFile { path: cmd.clone(), source })?;
+        run(Command::new(&tools.mkimage)
+            .args(["-A", "arm64", "-T", "script", "-C", "none", "-d"])
+            .arg(&cmd)
+            .arg(&scr))?;
+        let fs = format!("{}@@{}", path.display(), SCRIPT_FIRST_BLOCK * BLOCK_BYTES);
+        let fat_blocks = PARTITIONS[0].1.to_string();
+        run(mtools(&tools.mformat, fs.as_ref()).args(["-T", &fat_blocks, "-h", "1", "-s", &fat_blocks, "::"]))?;
+        run(mtools(&tools.mcopy, fs.as_ref()).arg(&scr).arg("::boot.scr"))?;
+        for part in [3, 4] {
+            let files: Vec<_> = self.slot_files.iter().filter(|(p, _, _)| *p == part).collect();
+            if files.is_empty() {
+                continue;
+            }
+            let (first, n_blocks, _) = PARTITIONS[part as usize - 1];
+            let fs = format!("{}@@{}", path.display(), first * BLOCK_BYTES);
+            let n_blocks = n_blocks.to_string();
+            run(mtools(&tools.mformat, fs.as_ref()).args(["-T", &n_blocks, "-h", "1", "-s", &n_blocks, "::"]))?;
+            let mut made = Vec::new();
+            for (i, (_, name, bytes)) in files.into_iter().enumerate() {
+                let name = name.trim_start_matches('/');
+                let components: Vec<&str> = name.split('/').collect();
+                for depth in 1..components.len() {
+                    let dir = components[..depth].join("/");
+                    if !made.contains(&dir) {
+                        run(mtools(&tools.mmd, fs.as_ref()).arg(format!("::{dir}")))?;
+                        made.push(dir);
+                    }
+                }
+                let host = scratch.path().join(format!("slot{part}.{i}"));
+                std::fs::write(&host, bytes).map_err(|source| Error::WriteFile { path: host.clone(), source })?;
+                run(mtools(&tools.mcopy, fs.as_ref()).arg(&host).arg(format!("::{name}")))?;
+            }
+        }
+        Ok(UbootDisk { path: path.to_owned() })
+    }
+}
+
+/// A master boot record with [`PARTITIONS`], the first one marked bootable.
+fn mbr() -> [u8; 512] {
+    let mut b = [0u8; 512];
+    for (i, (first, n_blocks, kind)) in PARTITIONS.iter().enumerate() {
+        let e = &mut b[446 + 16 * i..446 + 16 * (i + 1)];
+        e[0] = if i == 0 { 0x80 } else { 0 };
+        e[4] = *kind;
+        e[8..12].copy_from_slice(&u32::try_from(*first).expect("the disk is small").to_le_bytes());
+        e[12..16].copy_from_slice(&u32::try_from(*n_blocks).expect("the disk is small").to_le_bytes());
+    }
+    b[510] = 0x55;
+    b[511] = 0xaa;
+    b
+}
+
+/// A built U-Boot disk image.
+#[derive(Debug, Clone)]
+pub struct UbootDisk {
+    path: PathBuf,
+}
+
+impl UbootDisk {
+    /// The image file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The first `len` bytes of the state area, as the last boot left them.
+    pub fn read_state(&self, len: usize) -> Result<Vec<u8>> {
+        let read_err = |source| Error::ReadFile { path: self.path.clone(), source };
+        let file = std::fs::File::open(&self.path).map_err(read_err)?;
+        let mut b = vec![0; len];
+        file.read_exact_at(&mut b, STATE_FIRST_BLOCK * BLOCK_BYTES).map_err(read_err)?;
+        Ok(b)
+    }
+}
+
+/// The serial console of one U-Boot boot, as plain text.
+#[derive(Debug, Clone)]
+pub struct UbootLog {
+    console: String,
+    elapsed: Duration,
+}
+
+impl UbootLog {
+    /// Everything the guest wrote to the serial port, with terminal control sequences removed.
+    pub fn console(&self) -> &str {
+        &self.console
+    }
+
+    /// Whether some console line is exactly `line` (trailing white space ignored).
+    pub fn has_line(&self, line: &str) -> bool {
+        self.console.lines().any(|l| l.trim_end() == line)
+    }
+
+    /// The rest of every console line that starts with `prefix`, in order.
+    pub fn after(&self, prefix: &str) -> Vec<&str> {
+        self.console.lines().filter_map(|l| l.trim_end().strip_prefix(prefix)).collect()
+    }
+
+    /// The last `n_lines` console lines, for assertion messages.
+    pub fn tail(&self, n_lines: usize) -> String {
+        console::tail(&self.console, n_lines)
+    }
+
+    /// Wall time from QEMU's start to its exit, for reports (never assert on it).
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+/// Boots `disk` under U-Boot until the guest powers off (or resets); fails with [`Error::BootTimeout`] after
+/// `timeout`.
+///
+/// At most [`crate::max_parallel_boots`] U-Boot boots run at once in the process, whichever tests ask for them; the
+/// timeout starts when QEMU starts.
+pub fn boot(tools: &UbootTools, disk: &UbootDisk, timeout: Duration) -> Result<UbootLog> {
+    let _cpu = CpuSlot::acquire();
+    let mut cmd = Command::new(&tools.qemu);
+    cmd.args(["-nodefaults", "-no-user-config", "-machine", "virt", "-cpu", "cortex-a57", "-m", "512", "-smp", "1"])
+        .args(["-accel", "tcg", "-nic", "none", "-display", "none", "-no-reboot", "-serial", "stdio"])
+        .arg("-bios")
+        .arg(&tools.firmware)
+        .arg("-drive")
+        .arg(format!("if=none,id=disk0,format=raw,file={}", disk.path.to_string_lossy().replace(',', ",,")))
+        .args(["-device", "virtio-blk-device,drive=disk0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let command = describe(&cmd);
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command, source })?;
+    let mut stdout = child.stdout.take().expect("stdout was set to piped");
+    let mut stderr = child.stderr.take().expect("stderr was set to piped");
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let console_reader = thread::spawn(move || {
+        let mut raw = Vec::new();
+        let result = stdout.read_to_end(&mut raw).map(|_| raw);
+        // The receiver may have gone at the timeout; nothing is lost then.
+        let _ = done_tx.send(());
+        result
+    });
+    let stderr_reader = thread::spawn(move || {
+        let mut text = Vec::new();
+        // A read error only shortens the diagnostics; the console decides the outcome.
+        let _ = stderr.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let timed_out = matches!(done_rx.recv_timeout(timeout), Err(RecvTimeoutError::Timeout));
+    if timed_out {
+        // Killing QEMU is a power cut; it may have exited already, which is just as good.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let elapsed = started.elapsed();
+    let raw = console_reader.join().expect("the console reader does not panic");
+    let stderr = stderr_reader.join().expect("the stderr reader does not panic");
+    let status = status.map_err(|source| Error::WaitQemu { source })?;
+    let console = console::clean(&raw.map_err(|source| Error::ReadConsole { source })?);
+    if timed_out {
+        return Err(Error::BootTimeout { timeout, console_tail: console::tail(&console, TAIL_LINES) });
+    }
+    if !status.success() {
+        return Err(Error::QemuFailed { status, stderr, console_tail: console::tail(&console, TAIL_LINES) });
+    }
+    Ok(UbootLog { console, elapsed })
+}
+
+/// Boots every disk, `n_parallel` at a time (at least one), each until it powers off or `timeout`; results come back
+/// in the order of `disks`. Each disk must be a different file (QEMU locks the file it boots).
+pub fn boot_all(
+    tools: &UbootTools,
+    disks: &[UbootDisk],
+    timeout: Duration,
+    n_parallel: usize,
+) -> Vec<Result<UbootLog>> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<UbootLog>>>> = disks.iter().map(|_| Mutex::new(None)).collect();
+    thread::scope(|scope| {
+        for _ in 0..n_parallel.clamp(1, disks.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(disk) = disks.get(i) else { return };
+                let result = boot(tools, disk, timeout);
+                *results[i].lock().expect("no boot thread panics holding a result") = Some(result);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().expect("no boot thread panicked").expect("every disk was booted"))
+        .collect()
+}
+
+/// One of the [`crate::max_parallel_boots`] CPUs, held for the length of a U-Boot boot.
+struct CpuSlot;
+
+/// How many U-Boot boots hold a CPU now.
+static BUSY: Mutex<usize> = Mutex::new(0);
+/// Signalled whenever a boot gives its CPU back.
+static FREED: Condvar = Condvar::new();
+
+impl CpuSlot {
+    fn acquire() -> CpuSlot {
+        let limit = crate::max_parallel_boots();
+        // The counter stays right even if a holder panicked, so a poisoned lock is used as is.
+        let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy >= limit {
+            busy = FREED.wait(busy).unwrap_or_else(PoisonError::into_inner);
+        }
+        *busy += 1;
+        CpuSlot
+    }
+}
+
+impl Drop for CpuSlot {
+    fn drop(&mut self) {
+        let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
+        *busy -= 1;
+        FREED.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_in_order_and_fit() {
+        let mut end = 1;
+        for (first, n_blocks, _) in PARTITIONS {
+            assert!(first >= end);
+            end = first + n_blocks;
+        }
+        assert!(end <= DISK_BLOCKS);
+        let b = mbr();
+        assert_eq!(b[446], 0x80);
+        assert_eq!(b[446 + 16 + 8..446 + 16 + 12], u32::try_from(STATE_FIRST_BLOCK).expect("small").to_le_bytes());
+    }
+}
