@@ -7,7 +7,8 @@ need_apt=()
 # command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots.
 for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd time:time \
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86 \
-    mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools; do
+    mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools \
+    qemu-system-aarch64:qemu-system-arm; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
@@ -15,6 +16,7 @@ if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
     command -v casync >/dev/null 2>&1 || need_apt+=(casync)
 fi
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need_apt+=(ovmf)
+[ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need_apt+=(u-boot-qemu)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
