@@ -223,8 +223,9 @@ fn option_path(path: &Path) -> String {
     path.to_string_lossy().replace(',', ",,")
 }
 
-/// One of the [`max_parallel_boots`] CPUs, held for the length of a boot.
-struct CpuSlot;
+/// One of the [`max_parallel_boots`] CPUs, held for the length of a boot of any kind (x86 GRUB or arm64 U-Boot), so
+/// that every QEMU in the process shares one limit.
+pub(crate) struct CpuSlot;
 
 /// How many boots hold a CPU now.
 static BUSY: Mutex<usize> = Mutex::new(0);
@@ -232,7 +233,8 @@ static BUSY: Mutex<usize> = Mutex::new(0);
 static FREED: Condvar = Condvar::new();
 
 impl CpuSlot {
-    fn acquire() -> CpuSlot {
+    /// Waits for a free CPU.
+    pub(crate) fn acquire() -> CpuSlot {
         let limit = max_parallel_boots();
         // The counter stays right even if a holder panicked, so a poisoned lock is used as is.
         let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);

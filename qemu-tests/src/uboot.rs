@@ -22,12 +22,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::console;
 use crate::error::{Error, Result};
+use crate::qemu::CpuSlot;
 use crate::tools::{describe, mtools, run};
 
 /// Debian's U-Boot for QEMU's arm64 `virt` machine (package u-boot-qemu).
@@ -343,35 +344,6 @@ pub fn boot_all(
         .into_iter()
         .map(|r| r.into_inner().expect("no boot thread panicked").expect("every disk was booted"))
         .collect()
-}
-
-/// One of the [`crate::max_parallel_boots`] CPUs, held for the length of a U-Boot boot.
-struct CpuSlot;
-
-/// How many U-Boot boots hold a CPU now.
-static BUSY: Mutex<usize> = Mutex::new(0);
-/// Signalled whenever a boot gives its CPU back.
-static FREED: Condvar = Condvar::new();
-
-impl CpuSlot {
-    fn acquire() -> CpuSlot {
-        let limit = crate::max_parallel_boots();
-        // The counter stays right even if a holder panicked, so a poisoned lock is used as is.
-        let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
-        while *busy >= limit {
-            busy = FREED.wait(busy).unwrap_or_else(PoisonError::into_inner);
-        }
-        *busy += 1;
-        CpuSlot
-    }
-}
-
-impl Drop for CpuSlot {
-    fn drop(&mut self) {
-        let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
-        *busy -= 1;
-        FREED.notify_one();
-    }
 }
 
 #[cfg(test)]
