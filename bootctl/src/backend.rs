@@ -17,6 +17,8 @@ pub trait Backend {
     fn write(&mut self, state: &BootState) -> Result<()>;
     /// Whether both stored copies are whole (false: the last write was cut short; the next write repairs it).
     fn both_copies_whole(&mut self) -> Result<bool>;
+    /// Writes every copy afresh with `state`, whatever they hold now (first install, or recovery of a lost state).
+    fn provision(&mut self, state: &BootState) -> Result<()>;
 }
 
 impl<D: BlockDevice> Backend for GrubStore<D> {
@@ -31,6 +33,9 @@ impl<D: BlockDevice> Backend for GrubStore<D> {
     }
     fn both_copies_whole(&mut self) -> Result<bool> {
         Ok(GrubStore::read(self)?.other_whole)
+    }
+    fn provision(&mut self, state: &BootState) -> Result<()> {
+        GrubStore::provision(self, state)
     }
 }
 
@@ -101,6 +106,15 @@ impl<D: BlockDevice> Backend for UbootBackend<D> {
     fn both_copies_whole(&mut self) -> Result<bool> {
         let (_, choice) = self.store.read().map_err(|source| Error::UBoot { source })?;
         Ok(choice.is_none_or(|c| matches!(c.other, crate::uboot::OtherCopy::Valid { .. })))
+    }
+    fn provision(&mut self, state: &BootState) -> Result<()> {
+        let mut env = Env::new();
+        state_to_env(state, &mut env)?;
+        // Each write goes to the copy that is not current (the primary when none is valid), so two fill both.
+        for _ in 0..2 {
+            self.store.write(&env).map_err(|source| Error::UBoot { source })?;
+        }
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ use crate::booted::booted_slot;
 use crate::config::{BackendKind, Config, DEFAULT_PATH};
 use crate::error::{Error, Result};
 use crate::grubstate::GrubStore;
-use crate::rules::{Boot, Slot};
+use crate::rules::{Boot, BootState, Slot};
 use crate::uboot::EnvStore;
 use crate::wire::{SlotStatus, Status};
 
@@ -50,6 +50,16 @@ pub enum Command {
     MarkBad {
         /// `A` or `B`.
         slot: Option<String>,
+    },
+    /// Write the boot state afresh: `--good` is good and active, the other slot empty (first install, or recovery
+    /// when no copy is whole).
+    Provision {
+        /// The slot that holds a working image.
+        #[arg(long)]
+        good: String,
+        /// Overwrite a whole boot state too.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -119,6 +129,27 @@ pub fn run(cli: Cli) -> Result<String> {
             let next = b.read()?.mark_good(s);
             b.write(&next)?;
             Ok(format!("slot {s}: good"))
+        }
+        Command::Provision { good, force } => {
+            let s = slot_arg(&good)?;
+            if config.backend == BackendKind::Grub {
+                // The copies must exist to be rewritten in place; create them empty (they are not whole yet).
+                for i in 0..2 {
+                    let path = config.grub_state_dir.join(format!("state{i}.env"));
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&path)
+                        .map_err(|source| Error::Write { path: path.clone(), source })?;
+                }
+            }
+            let mut b = open(&config, Access::ReadWrite)?;
+            if !force && b.read().is_ok() {
+                return Err(Error::StateExists);
+            }
+            b.provision(&BootState::provisioned(s))?;
+            Ok(format!("provisioned: slot {s} good and active, slot {} empty", s.other()))
         }
         Command::MarkBad { slot } => {
             let s = match slot {

@@ -99,6 +99,9 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Provisioning would overwrite a whole boot state.
+    #[error("the boot state is whole; provisioning would overwrite it (--force to do so)")]
+    StateExists,
     /// A variable name GRUB could not read back.
     #[error("invalid GRUB environment variable name {name:?}")]
     GrubName {

@@ -116,6 +116,19 @@ fn status_without_a_slot_on_the_command_line_and_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither copy of the boot state is whole"));
     assert_eq!(std::fs::read(node.path("esp/state0.env")).expect("read"), vec![0u8; 1024]);
+    // Recovery: provision names the slot known to work; a second provision needs --force.
+    node.boot_into(Slot::B);
+    node.ok(&["provision", "--good", "B"]);
+    let s = node.status();
+    assert_eq!(
+        (s["active"].as_str(), s["next_boot"].as_str(), s["copies_whole"].as_bool()),
+        (Some("B"), Some("good"), Some(true))
+    );
+    let out = node.run(&["provision", "--good", "A"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    node.ok(&["provision", "--good", "A", "--force"]);
+    assert_eq!(node.status()["active"], "A");
 }
 
 #[test]
@@ -149,4 +162,14 @@ fn update_cycle_on_uboot_read_by_fw_printenv() {
     node.ok(&["mark-good"]);
     let s = node.status();
     assert_eq!((s["slots"][1]["good"].as_bool(), s["copies_whole"].as_bool()), (Some(true), Some(true)));
+    // A blank state area is provisioned into both copies, which fw_printenv then reads.
+    std::fs::write(&env_file, vec![0u8; 0x4000]).expect("blank");
+    assert_eq!(node.run(&["status"]).status.code(), Some(1));
+    node.ok(&["provision", "--good", "A"]);
+    assert_eq!(node.status()["copies_whole"], true);
+    let out = Command::new("fw_printenv")
+        .args(["-c", fw_config.to_str().expect("utf-8"), "-f", "/nonexistent-default-env", "edge_active"])
+        .output()
+        .expect("fw_printenv");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "edge_active=A\n");
 }
