@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end demo of what exists today: make a key, build signed bundles of two versions of a real ext4 root
-# filesystem image, inspect and verify one, extract it, plan a delta install from the old version, and watch tampered
-# and untrusted copies get refused. Installs what it needs; works in a scratch directory (DEMO_DIR, default
+# filesystem image, inspect and verify one, extract it, plan a delta install from the old version, watch tampered
+# and untrusted copies get refused; then a node's slot state through an update that fails and rolls back. Installs what it needs; works in a scratch directory (DEMO_DIR, default
 # /tmp/edge-demo).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,5 +69,21 @@ step "a bundle signed by a key the node does not trust is refused"
 "$img" build --payload rootfs=pair/v2.img --version 6.6.6 --security-version 9 --compatible qemu-x86_64 \
     --key keys/stranger.key -o stranger.bundle >/dev/null
 refused 4 "no trusted signature" "$img" verify stranger.bundle --keyring ring
+
+step "slot state: a node's boot state, as GRUB will read it (edge-bootctl)"
+(cd "$repo" && cargo build --release --locked -p bootctl)
+bootctl="$repo/target/release/edge-bootctl"
+rm -rf esp && mkdir -p esp
+printf 'backend = "grub"\ngrub_state_dir = "%s/esp"\ncmdline = "%s/cmdline"\n' "$dir" "$dir" >bootctl.toml
+echo "edge.slot=A" >cmdline
+show "$bootctl" --config bootctl.toml provision --good A
+show "$bootctl" --config bootctl.toml set-active B
+show "$bootctl" --config bootctl.toml status
+echo "GRUB's own tool reads the newest copy:"
+show grub-editenv esp/state0.env list
+echo "B boots as a trial and fails its health check:"
+echo "edge.slot=B" >cmdline
+show "$bootctl" --config bootctl.toml mark-bad
+show "$bootctl" --config bootctl.toml status
 
 step "done: everything is in $dir"
