@@ -79,8 +79,9 @@ echo "edge.slot=A" >cmdline
 show "$bootctl" --config bootctl.toml provision --good A
 show "$bootctl" --config bootctl.toml set-active B
 show "$bootctl" --config bootctl.toml status
-echo "GRUB's own tool reads the newest copy:"
-show grub-editenv esp/state0.env list
+echo "GRUB's own tool reads the newest copy (its fill line left out here):"
+printf '$ %s\n' "grub-editenv esp/state0.env list"
+grub-editenv esp/state0.env list | grep -v '^edge_fill='
 echo "B boots as a trial and fails its health check:"
 echo "edge.slot=B" >cmdline
 show "$bootctl" --config bootctl.toml mark-bad
