@@ -74,7 +74,7 @@ fn cases() -> Vec<Case> {
             copies: [encode_copy(&b_trial(3), gen(0)), torn(&a_good, gen(1), &b_trial(2), gen(2))],
         },
         Case {
-            name: "other copy not a GRUB block: saved in place",
+            name: "other copy not a GRUB block: the try is not taken, the good slot boots",
             copies: [vec![0u8; 1024], encode_copy(&state((false, 2), (true, 0), A, B), gen(1))],
         },
         Case { name: "no whole copy: slot A", copies: [vec![0u8; 1024], torn(&a_good, gen(1), &a_good, gen(0))] },
@@ -91,10 +91,19 @@ fn expected(copies: &[Vec<u8>; 2]) -> (String, &'static str, Slot, String, Optio
         Boot::Good(_) => ("good", String::new()),
         Boot::Fallback(_) => ("fallback", String::new()),
         Boot::Trial(_) => {
-            // GRUB's save_env can rewrite only a GRUB block whose last line ends the block; else it saves in place.
+            // GRUB's save_env can rewrite only a GRUB block whose last line ends the block. A try that cannot be
+            // saved into the other copy is not taken: the script passes over every trial slot (the save would fail
+            // the same way) and boots the first good slot in order, or the last good slot; nothing is written.
             let other = &copies[1 - picked.copy];
-            let savable = other.starts_with(SIGNATURE) && other.ends_with(b"\n");
-            ("trial", if savable { 1 - picked.copy } else { picked.copy }.to_string())
+            if !(other.starts_with(SIGNATURE) && other.ends_with(b"\n")) {
+                let s = picked.state;
+                let (kind, slot) = match s.order().into_iter().find(|&x| s.slot(x).good) {
+                    Some(x) => ("good", x),
+                    None => ("fallback", s.last_good()),
+                };
+                return (picked.copy.to_string(), kind, slot, String::new(), Some(s));
+            }
+            ("trial", (1 - picked.copy).to_string())
         }
     };
     (picked.copy.to_string(), kind, boot.slot(), saved, Some(next))
