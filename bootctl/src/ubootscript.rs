@@ -199,6 +199,8 @@ if test "$edge_copy" != none && test "$edge_valid" = 1; then
     if test "$edge_active" = A; then setenv edge_order "A B"; else setenv edge_order "B A"; fi
     setenv edge_kind fallback
     setenv edge_slot "$edge_last_good"
+    setenv edge_a_tries_read "$edge_a_tries"
+    setenv edge_b_tries_read "$edge_b_tries"
     for s in $edge_order; do
         if test "$edge_kind" = fallback; then
             if test "$s" = A; then setenv edge_good "$edge_a_good"; setenv edge_tries "$edge_a_tries"; fi
@@ -207,8 +209,6 @@ if test "$edge_copy" != none && test "$edge_valid" = 1; then
                 setenv edge_kind good
                 setenv edge_slot "$s"
             elif test "$edge_tries" != 0; then
-                setenv edge_kind trial
-                setenv edge_slot "$s"
                 if test "$s" = A; then setexpr edge_a_tries $edge_a_tries - 1; fi
                 if test "$s" = B; then setexpr edge_b_tries $edge_b_tries - 1; fi
                 # The other copy gets the state with the next flags (mw.b keeps the low byte: 0xff + 1 wraps to 0).
@@ -221,10 +221,15 @@ if test "$edge_copy" != none && test "$edge_valid" = 1; then
                 mw.b {out_flags:#x} $edge_next_flags
                 # Durability: a power cut before this write leaves the current copy, so the try is not taken; one
                 # during it leaves the other copy with a bad CRC, which the next boot skips, reading the current one.
+                # A try that cannot be saved is not taken: the slot is passed over, never booted on an unrecorded try.
                 if {iface} write {out:#x} $edge_target_block {n1:#x}; then
+                    setenv edge_kind trial
+                    setenv edge_slot "$s"
                     setenv edge_saved $edge_target
                 else
-                    echo "EDGE-WARNING cannot save the boot state to copy $edge_target"
+                    echo "EDGE-WARNING cannot save the boot state to copy $edge_target; slot $s is not tried"
+                    setenv edge_a_tries "$edge_a_tries_read"
+                    setenv edge_b_tries "$edge_b_tries_read"
                 fi
             fi
         fi

@@ -188,7 +188,7 @@ impl UbootImage {
                 run(mtools(&tools.mcopy, fs.as_ref()).arg(&host).arg(format!("::{name}")))?;
             }
         }
-        Ok(UbootDisk { path: path.to_owned() })
+        Ok(UbootDisk { path: path.to_owned(), read_only: false })
     }
 }
 
@@ -211,9 +211,15 @@ fn mbr() -> [u8; 512] {
 #[derive(Debug, Clone)]
 pub struct UbootDisk {
     path: PathBuf,
+    read_only: bool,
 }
 
 impl UbootDisk {
+    /// The same disk, attached read-only: every write by U-Boot fails (a write-protected boot partition).
+    pub fn read_only(self) -> UbootDisk {
+        UbootDisk { read_only: true, ..self }
+    }
+
     /// The image file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -276,7 +282,11 @@ pub fn boot(tools: &UbootTools, disk: &UbootDisk, timeout: Duration) -> Result<U
         .arg("-bios")
         .arg(&tools.firmware)
         .arg("-drive")
-        .arg(format!("if=none,id=disk0,format=raw,file={}", disk.path.to_string_lossy().replace(',', ",,")))
+        .arg(format!(
+            "if=none,id=disk0,format=raw,file={}{}",
+            disk.path.to_string_lossy().replace(',', ",,"),
+            if disk.read_only { ",readonly=on" } else { "" }
+        ))
         .args(["-device", "virtio-blk-device,drive=disk0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -12,7 +12,7 @@ use bootctl::rules::{Boot, BootState, Slot, SlotState};
 use bootctl::uboot::{decode_redundant, encode_redundant, CopyId, Env, FlagScheme};
 use bootctl::ubootscript::{generate, UbootConfig};
 use qemu_tests::report;
-use qemu_tests::uboot::{boot_all, UbootImage, UbootTools, BLOCK_BYTES, STATE_FIRST_BLOCK};
+use qemu_tests::uboot::{boot, boot_all, UbootImage, UbootTools, BLOCK_BYTES, STATE_FIRST_BLOCK};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Boots at once: the test stays short on a two-CPU machine without starving the other tests.
@@ -155,6 +155,32 @@ fn generated_boot_script_makes_the_rules_decisions_in_real_uboot() {
         let untouched = if choice.current == CopyId::Primary { redundant } else { primary };
         assert_eq!(untouched, &c.copies[choice.current.other().index()][..], "{}: the current copy is kept", c.name);
         assert_eq!(fw_printenv(disk.path(), "edge_active"), format!("edge_active={}\n", next.active()), "{}", c.name);
+    }
+}
+
+/// A try that cannot be saved (the state area is write-protected) is not taken: the trial slot is passed over and the
+/// good slot boots, or the last good slot when no slot is good; nothing changes on disk.
+#[test]
+fn a_try_that_cannot_be_saved_is_not_taken() {
+    use Slot::{A, B};
+    let tools = UbootTools::find().unwrap_or_else(|e| panic!("{}", report(&e)));
+    let script = format!("setenv edge_test 1\n{}", generate(&config()));
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
+    let cases = [
+        ("trial B over good A", state((true, 0), (false, 3), B, A), "kind=good slot=A"),
+        ("trials only", state((false, 2), (false, 3), B, A), "kind=fallback slot=A"),
+    ];
+    for (i, (name, s, decision)) in cases.iter().enumerate() {
+        let copies = [copy(s, 1), copy(s, 0)];
+        let disk = UbootImage::new(script.clone())
+            .state(copies.concat())
+            .build(&tools, &dir.path().join(format!("ro{i}.img")))
+            .unwrap_or_else(|e| panic!("{name}: {}", report(&e)))
+            .read_only();
+        let log = boot(&tools, &disk, TIMEOUT).unwrap_or_else(|e| panic!("{name}: {}", report(&e)));
+        let line = format!("EDGE-DECISION copy=0 {decision} saved=");
+        assert!(log.has_line(&line), "{name}: expected {line:?}; console tail:\n{}", log.tail(40));
+        assert_eq!(disk.read_state(2 * size()).expect("read back"), copies.concat(), "{name}: nothing changes");
     }
 }
 
