@@ -94,7 +94,11 @@ impl<D: BlockDevice> Backend for UbootBackend<D> {
         "uboot"
     }
     fn read(&mut self) -> Result<BootState> {
-        let (env, _) = self.store.read().map_err(|source| Error::UBoot { source })?;
+        let (env, _) = self.store.read().map_err(|source| match source {
+            // No copy passes its CRC: the state is lost, as when no GRUB copy is whole.
+            crate::uboot::Error::NoValidCopy | crate::uboot::Error::BadCrc { .. } => Error::NoWholeCopy,
+            source => Error::UBoot { source },
+        })?;
         state_from_env(&env)
     }
     fn write(&mut self, state: &BootState) -> Result<()> {

@@ -145,8 +145,12 @@ pub fn run(cli: Cli) -> Result<String> {
                 }
             }
             let mut b = open(&config, Access::ReadWrite)?;
-            if !force && b.read().is_ok() {
-                return Err(Error::StateExists);
+            match b.read() {
+                // Only a state known to be lost is provisioned without --force; a read error is not that.
+                Err(Error::NoWholeCopy) => {}
+                Err(e) if !force => return Err(e),
+                Ok(_) if !force => return Err(Error::StateExists),
+                _ => {}
             }
             b.provision(&BootState::provisioned(s))?;
             Ok(format!("provisioned: slot {s} good and active, slot {} empty", s.other()))

@@ -192,18 +192,22 @@ impl<D: BlockDevice> GrubStore<D> {
         self.copies
     }
 
-    fn read_copy(&mut self, i: usize) -> Copy {
+    fn read_copy(&mut self, i: usize) -> Result<Copy> {
         let mut b = vec![0u8; BLOCK_SIZE];
-        // A copy that cannot be read whole is as bad as a torn one: the other copy decides.
-        match self.copies[i].0.read_at(0, &mut b) {
-            Ok(()) => decode_copy(&b),
-            Err(_) => Copy::Bad,
+        let (dev, path) = &mut self.copies[i];
+        match dev.read_at(0, &mut b) {
+            Ok(()) => Ok(decode_copy(&b)),
+            // A copy shorter than a block (never written whole) is as bad as a torn one: the other copy decides.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Copy::Bad),
+            // Any other error says nothing about the copy: treating it as bad would let the next write overwrite
+            // what may be the newest state.
+            Err(source) => Err(Error::Read { path: path.clone(), source }),
         }
     }
 
     /// The newest whole copy.
     pub fn read(&mut self) -> Result<Picked> {
-        pick([self.read_copy(0), self.read_copy(1)]).ok_or(Error::NoWholeCopy)
+        pick([self.read_copy(0)?, self.read_copy(1)?]).ok_or(Error::NoWholeCopy)
     }
 
     /// Writes `state` into the copy that is not the newest whole one, with the next generation, and syncs it.
@@ -287,6 +291,58 @@ mod tests {
         fn sync(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A device whose reads fail with an I/O error (EIO).
+    struct Failing;
+
+    impl BlockDevice for Failing {
+        fn read_at(&mut self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(5))
+        }
+        fn write_at(&mut self, _: u64, _: &[u8]) -> std::io::Result<()> {
+            panic!("nothing may be written after a failed read")
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An I/O error reading a copy is an error, not a torn copy: the write that follows is refused, so it cannot
+    /// overwrite what may be the newest state.
+    #[test]
+    fn a_read_error_is_not_a_torn_copy() {
+        enum Dev {
+            Mem(Tearing),
+            Eio(Failing),
+        }
+        impl BlockDevice for Dev {
+            fn read_at(&mut self, o: u64, b: &mut [u8]) -> std::io::Result<()> {
+                match self {
+                    Dev::Mem(d) => d.read_at(o, b),
+                    Dev::Eio(d) => d.read_at(o, b),
+                }
+            }
+            fn write_at(&mut self, o: u64, b: &[u8]) -> std::io::Result<()> {
+                match self {
+                    Dev::Mem(d) => d.write_at(o, b),
+                    Dev::Eio(d) => d.write_at(o, b),
+                }
+            }
+            fn sync(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let s = BootState::provisioned(Slot::A);
+        let mut st = GrubStore::new([
+            (Dev::Eio(Failing), "state0.env".into()),
+            (Dev::Mem(Tearing { data: encode_copy(&s, Generation::FIRST), budget: None }), "state1.env".into()),
+        ]);
+        assert!(matches!(st.read(), Err(Error::Read { .. })));
+        assert!(matches!(st.write(&s.mark_bad(Slot::B)), Err(Error::Read { .. })));
+        // A copy too short to hold a block is only a bad copy.
+        let mut st = store(Vec::new(), encode_copy(&s, Generation::FIRST));
+        assert_eq!(st.read().expect("copy 1 decides").copy, 1);
     }
 
     fn store(a: Vec<u8>, b: Vec<u8>) -> GrubStore<Tearing> {
