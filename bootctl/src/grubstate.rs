@@ -97,7 +97,8 @@ pub enum Copy {
 /// Decodes one copy; anything but a whole, valid copy is [`Copy::Bad`].
 pub fn decode_copy(b: &[u8]) -> Copy {
     let Ok(env) = GrubEnv::decode(b) else { return Copy::Bad };
-    let get = |n: &str| env.get(n);
+    // As GRUB's load_env: a name that appears twice takes its last value.
+    let get = |n: &str| env.vars().filter(|(name, _)| *name == n).last().map(|(_, v)| v);
     let (Some(begin), Some(end)) =
         (get("edge_begin").and_then(Generation::parse), get("edge_end").and_then(Generation::parse))
     else {
@@ -112,7 +113,12 @@ pub fn decode_copy(b: &[u8]) -> Copy {
         _ => None,
     };
     let tries = |n: &str| get(n).filter(|v| v.len() == 1).and_then(|v| v.parse::<u8>().ok());
-    let slot = |n: &str| get(n).and_then(Slot::parse);
+    // Upper case only, as the GRUB script's `regexp '^[AB]$'`.
+    let slot = |n: &str| match get(n) {
+        Some("A") => Some(Slot::A),
+        Some("B") => Some(Slot::B),
+        _ => None,
+    };
     let parts = (
         good("edge_a_good"),
         tries("edge_a_tries"),
@@ -482,6 +488,18 @@ mod tests {
     }
 
     #[test]
+    fn a_name_set_twice_takes_its_last_value_as_grub_does() {
+        let b = encode_copy(&BootState::provisioned(Slot::A), Generation(1));
+        // A second edge_a_tries line in place of the fill's last 16 bytes; the block's last line stays the marker.
+        let text = String::from_utf8_lossy(&b).replacen("...............\nedge_end", "\nedge_a_tries=7\nedge_end", 1);
+        assert_eq!(text.len(), BLOCK_SIZE);
+        match decode_copy(text.as_bytes()) {
+            Copy::Whole(state, _) => assert_eq!(state.slot(Slot::A).tries, 7),
+            Copy::Bad => panic!("a duplicate name does not make the copy bad"),
+        }
+    }
+
+    #[test]
     fn generations_step_modulo_three() {
         assert!(Generation(1).is_after(Generation(0)));
         assert!(Generation(2).is_after(Generation(1)));
@@ -501,6 +519,8 @@ mod tests {
         check(&String::from_utf8_lossy(&good).replace("edge_end=1", "edge_end=2").into_bytes());
         check(&String::from_utf8_lossy(&good).replace("edge_a_tries=0", "edge_a_tries=x").into_bytes());
         check(&String::from_utf8_lossy(&good).replace("edge_active=A", "edge_active=C").into_bytes());
+        // GRUB's script accepts upper-case slot letters only; so does the decoder.
+        check(&String::from_utf8_lossy(&good).replace("edge_active=A", "edge_active=a").into_bytes());
     }
 
     /// Every write, torn after every whole number of sectors, from every state and generation and with the other
