@@ -42,21 +42,23 @@ pub enum Command {
     /// Put a slot first in the boot order, not good, with the configured tries (the other slot must be good).
     SetActive {
         /// `A` or `B`.
-        slot: String,
+        #[arg(value_parser = parse_slot)]
+        slot: Slot,
     },
     /// Mark the running slot good.
     MarkGood,
     /// Mark a slot bad: not good, no tries (default: the running slot).
     MarkBad {
         /// `A` or `B`.
-        slot: Option<String>,
+        #[arg(value_parser = parse_slot)]
+        slot: Option<Slot>,
     },
     /// Write the boot state afresh: `--good` is good and active, the other slot empty (first install, or recovery
     /// when no copy is whole).
     Provision {
         /// The slot that holds a working image.
-        #[arg(long)]
-        good: String,
+        #[arg(long, value_parser = parse_slot)]
+        good: Slot,
         /// Overwrite a whole boot state too.
         #[arg(long)]
         force: bool,
@@ -69,13 +71,33 @@ fn open(config: &Config, access: Access) -> Result<Box<dyn Backend>> {
         BackendKind::Uboot => {
             let c =
                 crate::uboot::Config::load(&config.uboot_fw_env_config).map_err(|source| Error::UBoot { source })?;
+            check_state_layout(&c, &config.uboot_fw_env_config)?;
             Box::new(UbootBackend::new(EnvStore::open(&c, access).map_err(|source| Error::UBoot { source })?))
         }
     })
 }
 
-fn slot_arg(s: &str) -> Result<Slot> {
-    Slot::parse(s).ok_or_else(|| Error::Config { path: "command line".into(), detail: format!("{s:?} is not A or B") })
+/// The boot state needs a redundant environment whose second copy directly follows the first on the same device:
+/// that is where the boot script reads and writes them, and a single copy has no fallback on a torn write.
+fn check_state_layout(c: &crate::uboot::Config, path: &std::path::Path) -> Result<()> {
+    let bad = |detail: String| Err(Error::Config { path: path.to_owned(), detail });
+    let Some(r) = &c.redundant else {
+        return bad("the boot state needs two copies (two lines); this describes one".to_owned());
+    };
+    let p = &c.primary;
+    if r.device != p.device || r.env_size != p.env_size || r.offset != p.offset + p.env_size as i64 {
+        return bad(format!(
+            "the second copy must follow the first on the same device: expected {} {:#x} {:#x}",
+            p.device.display(),
+            p.offset + p.env_size as i64,
+            p.env_size
+        ));
+    }
+    Ok(())
+}
+
+fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
+    Slot::parse(s).ok_or_else(|| format!("{s:?} is not a slot: A or B"))
 }
 
 /// Runs a command line; returns what to print on stdout.
@@ -117,7 +139,7 @@ pub fn run(cli: Cli) -> Result<String> {
         }
         Command::Booted => Ok(booted()?.to_string()),
         Command::SetActive { slot } => {
-            let s = slot_arg(&slot)?;
+            let s = slot;
             let mut b = open(&config, Access::ReadWrite)?;
             let next = b.read()?.set_active(s, config.tries)?;
             b.write(&next)?;
@@ -131,7 +153,7 @@ pub fn run(cli: Cli) -> Result<String> {
             Ok(format!("slot {s}: good"))
         }
         Command::Provision { good, force } => {
-            let s = slot_arg(&good)?;
+            let s = good;
             if config.backend == BackendKind::Grub {
                 // The copies must exist to be rewritten in place; create them empty (they are not whole yet).
                 for i in 0..2 {
@@ -157,7 +179,7 @@ pub fn run(cli: Cli) -> Result<String> {
         }
         Command::MarkBad { slot } => {
             let s = match slot {
-                Some(x) => slot_arg(&x)?,
+                Some(x) => x,
                 None => booted()?,
             };
             let mut b = open(&config, Access::ReadWrite)?;

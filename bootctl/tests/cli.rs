@@ -107,7 +107,7 @@ fn status_without_a_slot_on_the_command_line_and_bad_input() {
     std::fs::write(node.path("cmdline"), "ro quiet\n").expect("cmdline");
     assert_eq!(node.status()["booted"], serde_json::Value::Null);
     assert_eq!(node.run(&["mark-good"]).status.code(), Some(1));
-    assert_eq!(node.run(&["set-active", "C"]).status.code(), Some(1));
+    assert_eq!(node.run(&["set-active", "C"]).status.code(), Some(2));
     assert_eq!(node.run(&["frobnicate"]).status.code(), Some(2));
     // Both copies destroyed: a clear error, nothing written.
     std::fs::write(node.path("esp/state0.env"), [0u8; 1024]).expect("zero");
@@ -162,6 +162,18 @@ fn update_cycle_on_uboot_read_by_fw_printenv() {
     node.ok(&["mark-good"]);
     let s = node.status();
     assert_eq!((s["slots"][1]["good"].as_bool(), s["copies_whole"].as_bool()), (Some(true), Some(true)));
+    // A layout the boot script cannot use is refused with the file named: one copy, or copies apart.
+    let one = format!("{} 0x0 0x2000\n", env_file.display());
+    let apart = format!("{} 0x0 0x2000\n{} 0x4000 0x2000\n", env_file.display(), env_file.display());
+    for bad in [one, apart] {
+        std::fs::write(&fw_config, bad).expect("fw_env.config");
+        let out = node.run(&["status"]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("fw_env.config"), "{stderr}");
+    }
+    std::fs::write(&fw_config, format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()))
+        .expect("fw_env.config");
     // A blank state area is provisioned into both copies, which fw_printenv then reads.
     std::fs::write(&env_file, vec![0u8; 0x4000]).expect("blank");
     assert_eq!(node.run(&["status"]).status.code(), Some(1));
