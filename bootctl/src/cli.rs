@@ -165,6 +165,11 @@ pub fn run(cli: Cli) -> Result<String> {
                         .open(&path)
                         .map_err(|source| Error::Write { path: path.clone(), source })?;
                 }
+                // Durability: a cut before this sync may lose the new (still empty) files; provisioning then fails
+                // again on the next run instead of leaving state behind.
+                std::fs::File::open(&config.grub_state_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|source| Error::Write { path: config.grub_state_dir.clone(), source })?;
             }
             let mut b = open(&config, Access::ReadWrite)?;
             match b.read() {

@@ -14,7 +14,7 @@ fn committed_path() -> std::path::PathBuf {
 #[test]
 fn committed_boot_cmd_is_current() {
     let path = committed_path();
-    let generated = generate(&UbootConfig::default());
+    let generated = generate(&UbootConfig::default()).expect("the default config is valid");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &generated).expect("write boot.cmd");
         return;
@@ -31,7 +31,8 @@ fn mkimage_compiles_boot_cmd() {
     let dir = tempfile::tempdir().expect("scratch dir");
     let cmd = dir.path().join("boot.cmd");
     let scr = dir.path().join("boot.scr");
-    std::fs::write(&cmd, generate(&UbootConfig::default())).expect("write boot.cmd");
+    std::fs::write(&cmd, generate(&UbootConfig::default()).expect("the default config is valid"))
+        .expect("write boot.cmd");
     let output = Command::new("mkimage")
         .args(["-A", "arm64", "-T", "script", "-C", "none", "-n", "edge boot", "-d"])
         .arg(&cmd)

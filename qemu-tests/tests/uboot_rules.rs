@@ -116,7 +116,7 @@ fn expected(copies: &[Vec<u8>; 2]) -> (String, &'static str, Slot, String, Optio
 #[test]
 fn generated_boot_script_makes_the_rules_decisions_in_real_uboot() {
     let tools = UbootTools::find().unwrap_or_else(|e| panic!("{}", report(&e)));
-    let script = format!("setenv edge_test 1\n{}", generate(&config()));
+    let script = format!("setenv edge_test 1\n{}", generate(&config()).expect("the default config is valid"));
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
     let cases = cases();
     let disks: Vec<_> = cases
@@ -164,7 +164,7 @@ fn generated_boot_script_makes_the_rules_decisions_in_real_uboot() {
 fn a_try_that_cannot_be_saved_is_not_taken() {
     use Slot::{A, B};
     let tools = UbootTools::find().unwrap_or_else(|e| panic!("{}", report(&e)));
-    let script = format!("setenv edge_test 1\n{}", generate(&config()));
+    let script = format!("setenv edge_test 1\n{}", generate(&config()).expect("the default config is valid"));
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
     let cases = [
         ("trial B over good A", state((true, 0), (false, 3), B, A), "kind=good slot=A"),
@@ -231,7 +231,7 @@ fn generated_boot_script_boots_the_chosen_slots_kernel() {
     use Slot::{A, B};
     let tools = UbootTools::find().unwrap_or_else(|e| panic!("{}", report(&e)));
     let c = config();
-    let script = generate(&c);
+    let script = generate(&c).expect("the config is valid");
     let kernel = c.kernel.trim_start_matches('/');
     let kernel_size = |s: Slot| if s == A { 4096 } else { 8192 };
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
