@@ -1,6 +1,8 @@
 //! The `Backend` trait, the one seam between the slot rules and where a bootloader keeps their state, and its two
 //! implementations: the GRUB state copies (`grubstate`) and a redundant U-Boot environment (`uboot`).
 
+use std::path::PathBuf;
+
 use crate::blockdev::BlockDevice;
 use crate::error::{Error, Result};
 use crate::grubstate::GrubStore;
@@ -53,7 +55,7 @@ pub fn state_to_env(state: &BootState, env: &mut Env) -> Result<()> {
         ("edge_b_tries", b.tries.to_string()),
     ];
     for (n, v) in vars {
-        env.set(n, &v).map_err(|source| Error::UBoot { source })?;
+        env.set(n, &v).map_err(|source| Error::UBoot { location: PathBuf::from("boot state variables"), source })?;
     }
     Ok(())
 }
@@ -80,12 +82,17 @@ pub fn state_from_env(env: &Env) -> Result<BootState> {
 /// A U-Boot environment holding the boot state (other variables in it are kept).
 pub struct UbootBackend<D: BlockDevice> {
     store: EnvStore<D>,
+    location: PathBuf,
 }
 
 impl<D: BlockDevice> UbootBackend<D> {
-    /// The backend over an environment store.
-    pub fn new(store: EnvStore<D>) -> UbootBackend<D> {
-        UbootBackend { store }
+    /// The backend over an environment store; `location` names it in errors (its device or `fw_env.config`).
+    pub fn new(store: EnvStore<D>, location: PathBuf) -> UbootBackend<D> {
+        UbootBackend { store, location }
+    }
+
+    fn err(&self) -> impl Fn(crate::uboot::Error) -> Error + '_ {
+        move |source| Error::UBoot { location: self.location.clone(), source }
     }
 }
 
@@ -96,19 +103,22 @@ impl<D: BlockDevice> Backend for UbootBackend<D> {
     fn read(&mut self) -> Result<BootState> {
         let (env, _) = self.store.read().map_err(|source| match source {
             // No copy passes its CRC: the state is lost, as when no GRUB copy is whole.
-            crate::uboot::Error::NoValidCopy | crate::uboot::Error::BadCrc { .. } => Error::NoWholeCopy,
-            source => Error::UBoot { source },
+            crate::uboot::Error::NoValidCopy | crate::uboot::Error::BadCrc { .. } => {
+                Error::NoWholeCopy { location: self.location.clone() }
+            }
+            source => Error::UBoot { location: self.location.clone(), source },
         })?;
         state_from_env(&env)
     }
     fn write(&mut self, state: &BootState) -> Result<()> {
-        let (mut env, _) = self.store.read().map_err(|source| Error::UBoot { source })?;
+        let (mut env, _) = self.store.read().map_err(self.err())?;
         state_to_env(state, &mut env)?;
-        self.store.write(&env).map_err(|source| Error::UBoot { source })?;
+        let location = self.location.clone();
+        self.store.write(&env).map_err(|source| Error::UBoot { location, source })?;
         Ok(())
     }
     fn both_copies_whole(&mut self) -> Result<bool> {
-        let (_, choice) = self.store.read().map_err(|source| Error::UBoot { source })?;
+        let (_, choice) = self.store.read().map_err(self.err())?;
         Ok(choice.is_none_or(|c| matches!(c.other, crate::uboot::OtherCopy::Valid { .. })))
     }
     fn provision(&mut self, state: &BootState) -> Result<()> {
@@ -116,7 +126,8 @@ impl<D: BlockDevice> Backend for UbootBackend<D> {
         state_to_env(state, &mut env)?;
         // Each write goes to the copy that is not current (the primary when none is valid), so two fill both.
         for _ in 0..2 {
-            self.store.write(&env).map_err(|source| Error::UBoot { source })?;
+            let location = self.location.clone();
+            self.store.write(&env).map_err(|source| Error::UBoot { location, source })?;
         }
         Ok(())
     }

@@ -69,10 +69,11 @@ fn open(config: &Config, access: Access) -> Result<Box<dyn Backend>> {
     Ok(match config.backend {
         BackendKind::Grub => Box::new(GrubStore::open_dir(&config.grub_state_dir, access)?),
         BackendKind::Uboot => {
-            let c =
-                crate::uboot::Config::load(&config.uboot_fw_env_config).map_err(|source| Error::UBoot { source })?;
-            check_state_layout(&c, &config.uboot_fw_env_config)?;
-            Box::new(UbootBackend::new(EnvStore::open(&c, access).map_err(|source| Error::UBoot { source })?))
+            let path = &config.uboot_fw_env_config;
+            let uerr = |source| Error::UBoot { location: path.clone(), source };
+            let c = crate::uboot::Config::load(path).map_err(uerr)?;
+            check_state_layout(&c, path)?;
+            Box::new(UbootBackend::new(EnvStore::open(&c, access).map_err(uerr)?, c.primary.device.clone()))
         }
     })
 }
@@ -174,7 +175,7 @@ pub fn run(cli: Cli) -> Result<String> {
             let mut b = open(&config, Access::ReadWrite)?;
             match b.read() {
                 // Only a state known to be lost is provisioned without --force; a read error is not that.
-                Err(Error::NoWholeCopy) => {}
+                Err(Error::NoWholeCopy { .. }) => {}
                 Err(e) if !force => return Err(e),
                 Ok(_) if !force => return Err(Error::StateExists),
                 _ => {}

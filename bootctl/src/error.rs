@@ -60,11 +60,16 @@ pub enum Error {
         other: crate::rules::Slot,
     },
     /// Neither copy of the boot state is whole.
-    #[error("neither copy of the boot state is whole")]
-    NoWholeCopy,
+    #[error("neither copy of the boot state in {location} is whole")]
+    NoWholeCopy {
+        /// Where the copies are (the state directory, or the device of the environment).
+        location: PathBuf,
+    },
     /// The U-Boot environment could not be read or written.
-    #[error("U-Boot environment")]
+    #[error("U-Boot environment in {location}")]
     UBoot {
+        /// The environment's device or file (or its `fw_env.config`).
+        location: PathBuf,
         /// The cause.
         #[source]
         source: crate::uboot::Error,

@@ -213,7 +213,10 @@ impl<D: BlockDevice> GrubStore<D> {
 
     /// The newest whole copy.
     pub fn read(&mut self) -> Result<Picked> {
-        pick([self.read_copy(0)?, self.read_copy(1)?]).ok_or(Error::NoWholeCopy)
+        let picked = pick([self.read_copy(0)?, self.read_copy(1)?]);
+        picked.ok_or_else(|| Error::NoWholeCopy {
+            location: self.copies[0].1.parent().map_or_else(|| self.copies[0].1.clone(), Path::to_path_buf),
+        })
     }
 
     /// Writes `state` into the copy that is not the newest whole one, with the next generation, and syncs it.

@@ -114,7 +114,8 @@ fn status_without_a_slot_on_the_command_line_and_bad_input() {
     std::fs::write(node.path("esp/state1.env"), [0u8; 1024]).expect("zero");
     let out = node.run(&["set-active", "B"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("neither copy of the boot state is whole"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("neither copy of the boot state in") && stderr.contains("esp is whole"), "{stderr}");
     assert_eq!(std::fs::read(node.path("esp/state0.env")).expect("read"), vec![0u8; 1024]);
     // Recovery: provision names the slot known to work; a second provision needs --force.
     node.boot_into(Slot::B);
