@@ -113,7 +113,6 @@ pub fn max_parallel_boots() -> usize {
 
 /// Boots `image` once with `tools`' QEMU and OVMF.
 pub(crate) fn boot(tools: &Tools, image: &DiskImage, options: &BootOptions) -> Result<BootLog> {
-    let _cpu = CpuSlot::acquire();
     // The variable store copy lives beside the image and goes away with this boot.
     let dir = image.path().parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let vars = tempfile::Builder::new()
@@ -132,10 +131,16 @@ pub(crate) fn boot(tools: &Tools, image: &DiskImage, options: &BootOptions) -> R
         .arg(format!("if=pflash,format=raw,unit=1,file={}", option_path(vars.path())))
         .arg("-drive")
         .arg(format!("if=none,id=disk0,format=raw,file={}", option_path(image.path())))
-        .args(["-device", "virtio-blk-pci,drive=disk0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(["-device", "virtio-blk-pci,drive=disk0"]);
+    run_qemu(cmd, options)
+}
+
+/// Runs one QEMU command line to its end, for every kind of guest: holds a CPU slot, captures the serial console
+/// (stdout) and stderr, stops at `options.stop_at` or kills QEMU at the timeout (a power cut), and turns a failed
+/// exit or a timeout into an error that carries the console's tail.
+pub(crate) fn run_qemu(mut cmd: Command, options: &BootOptions) -> Result<BootLog> {
+    let _cpu = CpuSlot::acquire();
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let command = describe(&cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| Error::Spawn { command, source })?;

@@ -16,20 +16,16 @@
 //! The layout matches `bootctl::ubootscript::UbootConfig::default()`: the state area starts at
 //! [`STATE_FIRST_BLOCK`].
 
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Mutex;
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::console;
 use crate::error::{Error, Result};
-use crate::qemu::CpuSlot;
-use crate::tools::{describe, mtools, run};
+use crate::qemu::run_qemu;
+use crate::tools::{mtools, run};
+use crate::BootOptions;
 
 /// Debian's U-Boot for QEMU's arm64 `virt` machine (package u-boot-qemu).
 pub const UBOOT_FIRMWARE: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
@@ -50,8 +46,6 @@ const PARTITIONS: [(u64, u64, u8); 4] = [
     (12288, 2048, 0x83),
     (14336, 2048, 0x83),
 ];
-/// How many console lines an error carries.
-const TAIL_LINES: usize = 40;
 
 /// The host programs the U-Boot harness uses.
 #[derive(Debug, Clone)]
@@ -235,47 +229,12 @@ impl UbootDisk {
     }
 }
 
-/// The serial console of one U-Boot boot, as plain text.
-#[derive(Debug, Clone)]
-pub struct UbootLog {
-    console: String,
-    elapsed: Duration,
-}
-
-impl UbootLog {
-    /// Everything the guest wrote to the serial port, with terminal control sequences removed.
-    pub fn console(&self) -> &str {
-        &self.console
-    }
-
-    /// Whether some console line is exactly `line` (trailing white space ignored).
-    pub fn has_line(&self, line: &str) -> bool {
-        self.console.lines().any(|l| l.trim_end() == line)
-    }
-
-    /// The rest of every console line that starts with `prefix`, in order.
-    pub fn after(&self, prefix: &str) -> Vec<&str> {
-        self.console.lines().filter_map(|l| l.trim_end().strip_prefix(prefix)).collect()
-    }
-
-    /// The last `n_lines` console lines, for assertion messages.
-    pub fn tail(&self, n_lines: usize) -> String {
-        console::tail(&self.console, n_lines)
-    }
-
-    /// Wall time from QEMU's start to its exit, for reports (never assert on it).
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
-}
+/// What one U-Boot boot left: the same record as an x86 boot's.
+pub type UbootLog = crate::BootLog;
 
 /// Boots `disk` under U-Boot until the guest powers off (or resets); fails with [`Error::BootTimeout`] after
-/// `timeout`.
-///
-/// At most [`crate::max_parallel_boots`] U-Boot boots run at once in the process, whichever tests ask for them; the
-/// timeout starts when QEMU starts.
+/// `timeout`. At most [`crate::max_parallel_boots`] boots of any kind run at once in the process.
 pub fn boot(tools: &UbootTools, disk: &UbootDisk, timeout: Duration) -> Result<UbootLog> {
-    let _cpu = CpuSlot::acquire();
     let mut cmd = Command::new(&tools.qemu);
     cmd.args(["-nodefaults", "-no-user-config", "-machine", "virt", "-cpu", "cortex-a57", "-m", "512", "-smp", "1"])
         .args(["-accel", "tcg", "-nic", "none", "-display", "none", "-no-reboot", "-serial", "stdio"])
@@ -287,73 +246,17 @@ pub fn boot(tools: &UbootTools, disk: &UbootDisk, timeout: Duration) -> Result<U
             disk.path.to_string_lossy().replace(',', ",,"),
             if disk.read_only { ",readonly=on" } else { "" }
         ))
-        .args(["-device", "virtio-blk-device,drive=disk0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let command = describe(&cmd);
-    let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command, source })?;
-    let mut stdout = child.stdout.take().expect("stdout was set to piped");
-    let mut stderr = child.stderr.take().expect("stderr was set to piped");
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let console_reader = thread::spawn(move || {
-        let mut raw = Vec::new();
-        let result = stdout.read_to_end(&mut raw).map(|_| raw);
-        // The receiver may have gone at the timeout; nothing is lost then.
-        let _ = done_tx.send(());
-        result
-    });
-    let stderr_reader = thread::spawn(move || {
-        let mut text = Vec::new();
-        // A read error only shortens the diagnostics; the console decides the outcome.
-        let _ = stderr.read_to_end(&mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    let timed_out = matches!(done_rx.recv_timeout(timeout), Err(RecvTimeoutError::Timeout));
-    if timed_out {
-        // Killing QEMU is a power cut; it may have exited already, which is just as good.
-        let _ = child.kill();
-    }
-    let status = child.wait();
-    let elapsed = started.elapsed();
-    let raw = console_reader.join().expect("the console reader does not panic");
-    let stderr = stderr_reader.join().expect("the stderr reader does not panic");
-    let status = status.map_err(|source| Error::WaitQemu { source })?;
-    let console = console::clean(&raw.map_err(|source| Error::ReadConsole { source })?);
-    if timed_out {
-        return Err(Error::BootTimeout { timeout, console_tail: console::tail(&console, TAIL_LINES) });
-    }
-    if !status.success() {
-        return Err(Error::QemuFailed { status, stderr, console_tail: console::tail(&console, TAIL_LINES) });
-    }
-    Ok(UbootLog { console, elapsed })
+        .args(["-device", "virtio-blk-device,drive=disk0"]);
+    run_qemu(cmd, &BootOptions::new(timeout))
 }
 
-/// Boots every disk, `n_parallel` at a time (at least one), each until it powers off or `timeout`; results come back
-/// in the order of `disks`. Each disk must be a different file (QEMU locks the file it boots).
-pub fn boot_all(
-    tools: &UbootTools,
-    disks: &[UbootDisk],
-    timeout: Duration,
-    n_parallel: usize,
-) -> Vec<Result<UbootLog>> {
-    let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<UbootLog>>>> = disks.iter().map(|_| Mutex::new(None)).collect();
+/// Boots every disk, each until it powers off or `timeout`, at most one per CPU at a time; results come back in the
+/// order of `disks`. Each disk must be a different file (QEMU locks the file it boots).
+pub fn boot_all(tools: &UbootTools, disks: &[UbootDisk], timeout: Duration) -> Vec<Result<UbootLog>> {
     thread::scope(|scope| {
-        for _ in 0..n_parallel.clamp(1, disks.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(disk) = disks.get(i) else { return };
-                let result = boot(tools, disk, timeout);
-                *results[i].lock().expect("no boot thread panics holding a result") = Some(result);
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| r.into_inner().expect("no boot thread panicked").expect("every disk was booted"))
-        .collect()
+        let handles: Vec<_> = disks.iter().map(|disk| scope.spawn(move || boot(tools, disk, timeout))).collect();
+        handles.into_iter().map(|handle| handle.join().expect("a boot thread does not panic")).collect()
+    })
 }
 
 #[cfg(test)]

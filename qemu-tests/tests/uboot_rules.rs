@@ -15,8 +15,6 @@ use qemu_tests::report;
 use qemu_tests::uboot::{boot, boot_all, UbootImage, UbootTools, BLOCK_BYTES, STATE_FIRST_BLOCK};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// Boots at once: the test stays short on a two-CPU machine without starving the other tests.
-const N_PARALLEL: usize = 2;
 
 fn config() -> UbootConfig {
     UbootConfig::default()
@@ -129,7 +127,7 @@ fn generated_boot_script_makes_the_rules_decisions_in_real_uboot() {
                 .unwrap_or_else(|e| panic!("{}: {}", c.name, report(&e)))
         })
         .collect();
-    let logs = boot_all(&tools, &disks, TIMEOUT, N_PARALLEL);
+    let logs = boot_all(&tools, &disks, TIMEOUT);
     for ((c, disk), log) in cases.iter().zip(&disks).zip(logs) {
         let log = log.unwrap_or_else(|e| panic!("{}: {}", c.name, report(&e)));
         eprintln!("{}: booted in {:.1} s", c.name, log.elapsed().as_secs_f64());
@@ -249,7 +247,7 @@ fn generated_boot_script_boots_the_chosen_slots_kernel() {
                 .unwrap_or_else(|e| panic!("state {i}: {}", report(&e)))
         })
         .collect();
-    let logs = boot_all(&tools, &disks, TIMEOUT, N_PARALLEL);
+    let logs = boot_all(&tools, &disks, TIMEOUT);
     for ((s, disk), log) in states.iter().zip(&disks).zip(logs) {
         let log = log.unwrap_or_else(|e| panic!("{s:?}: {}", report(&e)));
         eprintln!("{s:?}: booted in {:.1} s", log.elapsed().as_secs_f64());
