@@ -103,7 +103,7 @@ impl Tools {
 }
 
 /// The first executable file called `name` in `dirs`.
-fn find_program(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     dirs.iter()
         .map(|dir| dir.join(name))

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::qemu::run_qemu;
-use crate::tools::{mtools, run};
+use crate::tools::{find_program, mtools, run};
 use crate::BootOptions;
 
 /// Debian's U-Boot for QEMU's arm64 `virt` machine (package u-boot-qemu).
@@ -71,8 +71,7 @@ impl UbootTools {
         let dirs: Vec<PathBuf> = std::env::split_paths(&search_path).collect();
         let mut missing = Vec::new();
         let mut program = |name: &str, package: &str| {
-            let found = dirs.iter().map(|dir| dir.join(name)).find(|path| is_executable(path));
-            found.unwrap_or_else(|| {
+            find_program(&dirs, name).unwrap_or_else(|| {
                 missing.push(format!("{name} (Debian package {package})"));
                 PathBuf::new()
             })
@@ -91,11 +90,6 @@ impl UbootTools {
         }
         Ok(UbootTools { qemu, firmware, mkimage, mformat, mcopy, mmd })
     }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// What goes on a U-Boot disk: the boot script's source and the bytes of the state area.

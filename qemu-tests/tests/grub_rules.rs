@@ -9,8 +9,11 @@ use std::time::Duration;
 use bootctl::grubcfg::{generate, GrubConfig};
 use bootctl::grubenv::SIGNATURE;
 use bootctl::grubstate::{decode_copy, encode_copy, pick, Generation};
-use bootctl::rules::{Boot, BootState, Slot, SlotState};
+use bootctl::rules::{Boot, BootState, Slot};
 use qemu_tests::{report, GrubImage, Harness};
+
+mod common;
+use common::{state, Case};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -25,21 +28,11 @@ fn gen(n: u8) -> Generation {
     (0..n).fold(Generation::FIRST, |g, _| g.next())
 }
 
-fn state(a: (bool, u8), b: (bool, u8), active: Slot, last_good: Slot) -> BootState {
-    let st = |(good, tries)| SlotState { good, tries };
-    BootState::from_parts(st(a), st(b), active, last_good)
-}
-
 /// A copy torn at the sector boundary: the first sector of `new`, the second of `old`.
 fn torn(new: &BootState, new_gen: Generation, old: &BootState, old_gen: Generation) -> Vec<u8> {
     let mut b = encode_copy(old, old_gen);
     b[..512].copy_from_slice(&encode_copy(new, new_gen)[..512]);
     b
-}
-
-struct Case {
-    name: &'static str,
-    copies: [Vec<u8>; 2],
 }
 
 fn cases() -> Vec<Case> {

@@ -8,11 +8,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use bootctl::backend::{state_from_env, state_to_env};
-use bootctl::rules::{Boot, BootState, Slot, SlotState};
+use bootctl::rules::{Boot, BootState, Slot};
 use bootctl::uboot::{decode_redundant, encode_redundant, CopyId, Env, FlagScheme};
 use bootctl::ubootscript::{generate, UbootConfig};
 use qemu_tests::report;
 use qemu_tests::uboot::{boot, boot_all, UbootImage, UbootTools, BLOCK_BYTES, STATE_FIRST_BLOCK};
+
+mod common;
+use common::{state, Case};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -22,11 +25,6 @@ fn config() -> UbootConfig {
 
 fn size() -> usize {
     usize::try_from(config().env_size).expect("a small environment")
-}
-
-fn state(a: (bool, u8), b: (bool, u8), active: Slot, last_good: Slot) -> BootState {
-    let st = |(good, tries)| SlotState { good, tries };
-    BootState::from_parts(st(a), st(b), active, last_good)
 }
 
 fn env_of(s: &BootState) -> Env {
@@ -55,11 +53,6 @@ fn raw_copy(overrides: &[(&str, &str)], s: &BootState, flags: u8) -> Vec<u8> {
         env.set(name, value).expect("a valid name");
     }
     encode_redundant(&env, size(), flags).expect("the state fits")
-}
-
-struct Case {
-    name: &'static str,
-    copies: [Vec<u8>; 2],
 }
 
 fn cases() -> Vec<Case> {
