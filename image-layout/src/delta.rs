@@ -256,12 +256,13 @@ pub struct ApplyStats {
 
 /// Builds the new payload from the old image and the bundle, chunk by chunk, verifying each chunk before it is
 /// written to `out`. A chunk assembled from old blocks and frames that fails its hash (a fingerprint collision, a
-/// changed old image) is fetched whole instead.
+/// changed old image) is fetched whole instead. `old_name` and `out_name` name the two in errors.
 pub fn apply<S: ReadAt>(
     planner: &Planner<'_>,
     bundle: &BundleAt<S>,
     pi: usize,
     old: &impl ReadAt,
+    old_name: &str,
     out: &mut impl Write,
     out_name: &str,
 ) -> Result<ApplyStats> {
@@ -299,7 +300,7 @@ pub fn apply<S: ReadAt>(
                     }
                     let off = l.expect("a block outside fetched frames is local");
                     old.read_exact_at(&mut buf[i * bs..(i + 1) * bs], off)
-                        .map_err(|source| Error::ReadFile { path: "old image".into(), source })?;
+                        .map_err(|source| Error::ReadFile { path: old_name.into(), source })?;
                     reused += bs as u64;
                 }
                 stats.fetched_bytes += fetched;

@@ -82,7 +82,7 @@ fn plan_then_apply_to(planned: &[u8], actual: &[u8], new: &[u8]) -> Outcome {
     let summary = planner.summarize(&b, 0, 0);
     src.reads.borrow_mut().clear();
     let mut out = Vec::new();
-    let stats = apply(&planner, &b, 0, &actual.to_vec(), &mut out, "out").expect("apply");
+    let stats = apply(&planner, &b, 0, &actual.to_vec(), "old", &mut out, "out").expect("apply");
     let reads = src.reads.borrow().clone();
     (out, summary, stats, reads)
 }
