@@ -181,7 +181,10 @@ impl GrubStore<FileDevice> {
     pub fn open_dir(dir: &Path, access: Access) -> Result<GrubStore<FileDevice>> {
         let open = |i: usize| {
             let path = dir.join(format!("state{i}.env"));
-            FileDevice::open(&path, access).map(|d| (d, path.clone())).map_err(|source| Error::Read { path, source })
+            FileDevice::open(&path, access).map(|d| (d, path.clone())).map_err(|source| match access {
+                Access::ReadOnly => Error::Read { path, source },
+                Access::ReadWrite => Error::Write { path, source },
+            })
         };
         Ok(GrubStore { copies: [open(0)?, open(1)?] })
     }
