@@ -1,5 +1,9 @@
-//! The update daemon and CLI (`edge-update`): fetch, verify, write the inactive slot, flip, health-check, commit.
+//! The update daemon and CLI (`edge-update`): fetch a signed bundle, verify it, stream it into the inactive slot,
+//! flip the bootloader, and after the reboot commit the slot by health checks or fall back.
 //!
-//! This crate is a placeholder until its issue lands; it will drive `image-layout`'s reader and delta planner
-//! and `bootctl`'s slot state.
+//! It drives `image-layout`'s verified reader and delta planner and `bootctl`'s slot rules and backends; it never
+//! opens the booted slot for writing.
 #![warn(missing_docs)]
+
+pub mod fetch;
+pub mod http;
