@@ -5,5 +5,10 @@
 //! opens the booted slot for writing.
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod fetch;
 pub mod http;
+pub mod journal;
+pub mod phase;
+
+pub use error::{Error, Result};

@@ -1,0 +1,337 @@
+//! The crate's error type and the mapping from error classes to `edge-update`'s documented exit codes
+//! (docs/updater.md, "Exit codes").
+//!
+//! Every I/O variant carries the path, device or source it concerns; there is no `From<io::Error>`.
+
+use std::io;
+use std::path::PathBuf;
+
+use bootctl::rules::Slot;
+
+use crate::journal::Phase;
+
+/// Exit codes of `edge-update`.
+pub mod exit {
+    /// Any other failure (I/O, the network gave up, a slot that reads back wrong).
+    pub const FAILURE: i32 = 1;
+    /// A usage error (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The bundle is malformed.
+    pub const MALFORMED: i32 = 3;
+    /// Not enough trusted signatures.
+    pub const SIGNATURE: i32 = 4;
+    /// A hash does not match.
+    pub const HASH: i32 = 5;
+    /// The bundle has expired.
+    pub const EXPIRED: i32 = 6;
+    /// Refused before writing: the bundle does not fit this node (board, version, size), or the node's state
+    /// does not allow the verb now (target mounted or booted, an update in progress).
+    pub const REFUSED: i32 = 7;
+    /// The health checks failed (the slot was marked bad).
+    pub const UNHEALTHY: i32 = 8;
+}
+
+/// Everything that can go wrong in an update.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config {path}")]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The config file is not valid.
+    #[error("config {path}: {detail}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        detail: String,
+    },
+    /// The journal could not be read.
+    #[error("cannot read journal {path}")]
+    ReadJournal {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The journal is not valid.
+    #[error("journal {path}: {detail}")]
+    ParseJournal {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The journal could not be written.
+    #[error("cannot write journal {path}")]
+    WriteJournal {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: image_layout::Error,
+    },
+    /// The event log could not be appended to.
+    #[error("cannot write event log {path}")]
+    WriteEvents {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Another `edge-update` holds the lock.
+    #[error("another edge-update is running (lock {path} held)")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The keyring could not be loaded.
+    #[error("cannot load keyring {path}")]
+    Keyring {
+        /// The keyring directory or file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: image_layout::Error,
+    },
+    /// The bundle is malformed, not trusted, damaged or expired.
+    #[error("bundle {source_name}")]
+    Bundle {
+        /// The bundle's source (a path, `-`, a URL).
+        source_name: String,
+        /// The cause.
+        #[source]
+        source: image_layout::Error,
+    },
+    /// Reading from the bundle's source failed.
+    #[error("cannot read bundle {source_name} at byte {offset}")]
+    Fetch {
+        /// The bundle's source.
+        source_name: String,
+        /// Where the read started.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The bundle has no payload of the configured name.
+    #[error("bundle {source_name} has no payload {payload:?}")]
+    NoPayload {
+        /// The bundle's source.
+        source_name: String,
+        /// The payload name configured.
+        payload: String,
+    },
+    /// The bundle is for another board.
+    #[error("bundle is for {found:?}, this node is {expected:?}")]
+    Incompatible {
+        /// The node's `compatible`.
+        expected: String,
+        /// The bundle's.
+        found: String,
+    },
+    /// The bundle's security version is below the one installed.
+    #[error("bundle security_version {found} is below the installed {installed} (anti-rollback)")]
+    Downgrade {
+        /// The bundle's.
+        found: u64,
+        /// The node's floor.
+        installed: u64,
+    },
+    /// The payload does not fit the target slot.
+    #[error("payload of {size_bytes} bytes does not fit slot {slot} ({slot_bytes} bytes at {device})")]
+    TooBig {
+        /// The slot.
+        slot: Slot,
+        /// The slot's device.
+        device: PathBuf,
+        /// The payload's size.
+        size_bytes: u64,
+        /// The slot's size.
+        slot_bytes: u64,
+    },
+    /// A slot's device could not be found.
+    #[error("slot {slot}: cannot find {spec:?}")]
+    ResolveSlot {
+        /// The slot.
+        slot: Slot,
+        /// The configured device.
+        spec: String,
+    },
+    /// The target slot's device is mounted.
+    #[error("slot {slot}: {device} is mounted on {mount_point}; refusing to write a mounted slot")]
+    SlotMounted {
+        /// The slot.
+        slot: Slot,
+        /// Its device.
+        device: PathBuf,
+        /// Where it is mounted.
+        mount_point: PathBuf,
+    },
+    /// The target slot's device is the device of the running root.
+    #[error("slot {slot}: {device} is the running root filesystem's device; refusing to write it")]
+    SlotIsRoot {
+        /// The slot.
+        slot: Slot,
+        /// Its device.
+        device: PathBuf,
+    },
+    /// The install would write the booted slot.
+    #[error("slot {slot} is booted; an install only writes the other slot")]
+    TargetBooted {
+        /// The slot.
+        slot: Slot,
+    },
+    /// The booted slot is not good, so there is nothing to fall back to.
+    #[error("slot {slot} is booted but not good (on trial); commit or roll back before installing")]
+    BootedNotGood {
+        /// The slot.
+        slot: Slot,
+    },
+    /// An update is flipped or on trial.
+    #[error("an update of slot {target} is in phase {}; finish it first", phase.name())]
+    Busy {
+        /// Its phase.
+        phase: Phase,
+        /// Its target.
+        target: Slot,
+    },
+    /// No update to act on.
+    #[error("nothing to {verb}: no update recorded")]
+    NoUpdate {
+        /// The verb.
+        verb: &'static str,
+    },
+    /// The verb does not apply in this phase.
+    #[error("cannot {verb} an update in phase {}", phase.name())]
+    WrongPhase {
+        /// The verb.
+        verb: &'static str,
+        /// The phase.
+        phase: Phase,
+    },
+    /// A slot device could not be opened.
+    #[error("cannot open slot {slot} device {device}")]
+    OpenSlot {
+        /// The slot.
+        slot: Slot,
+        /// Its device.
+        device: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing or syncing a slot device failed.
+    #[error("cannot write slot {slot} device {device}")]
+    WriteSlot {
+        /// The slot.
+        slot: Slot,
+        /// Its device.
+        device: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading a slot device failed.
+    #[error("cannot read slot {slot} device {device}")]
+    ReadSlot {
+        /// The slot.
+        slot: Slot,
+        /// Its device.
+        device: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A chunk read back from the target slot does not match its hash, twice.
+    #[error("slot {slot}: chunk {chunk_idx} reads back wrong from {device} after being rewritten")]
+    ReadBack {
+        /// The slot.
+        slot: Slot,
+        /// Its device.
+        device: PathBuf,
+        /// The chunk.
+        chunk_idx: u64,
+    },
+    /// The boot state could not be read or written.
+    #[error("boot state")]
+    Bootctl {
+        /// The cause.
+        #[source]
+        source: bootctl::error::Error,
+    },
+    /// The booted slot could not be told.
+    #[error("cannot tell the booted slot")]
+    Booted {
+        /// The cause.
+        #[source]
+        source: bootctl::error::Error,
+    },
+    /// The health checks failed.
+    #[error("slot {slot} failed its health checks: {reason}")]
+    Unhealthy {
+        /// The slot.
+        slot: Slot,
+        /// What failed.
+        reason: String,
+    },
+    /// A reboot could not be requested.
+    #[error("cannot reboot: {detail}")]
+    Reboot {
+        /// What failed.
+        detail: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The install was interrupted (a signal); the journal lets it resume.
+    #[error("install interrupted at chunk {n_done}/{n_chunks}; run install again to resume")]
+    Interrupted {
+        /// Chunks done.
+        n_done: u64,
+        /// Chunks in all.
+        n_chunks: u64,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The exit code of `edge-update` for this error (docs/updater.md, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Bundle { source, .. } => source.exit_code(),
+            Error::NoPayload { .. }
+            | Error::Incompatible { .. }
+            | Error::Downgrade { .. }
+            | Error::TooBig { .. }
+            | Error::SlotMounted { .. }
+            | Error::SlotIsRoot { .. }
+            | Error::TargetBooted { .. }
+            | Error::BootedNotGood { .. }
+            | Error::Busy { .. }
+            | Error::NoUpdate { .. }
+            | Error::WrongPhase { .. }
+            | Error::Locked { .. } => exit::REFUSED,
+            Error::Unhealthy { .. } => exit::UNHEALTHY,
+            _ => exit::FAILURE,
+        }
+    }
+}
