@@ -6,14 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::backend::{Backend, UbootBackend};
+use crate::backend::open;
 use crate::blockdev::Access;
 use crate::booted::booted_slot;
 use crate::config::{BackendKind, Config, DEFAULT_PATH};
 use crate::error::{Error, Result};
-use crate::grubstate::GrubStore;
 use crate::rules::{Boot, BootState, Slot};
-use crate::uboot::EnvStore;
 use crate::wire::{SlotStatus, Status};
 
 /// Show and change which slot boots.
@@ -63,38 +61,6 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-}
-
-fn open(config: &Config, access: Access) -> Result<Box<dyn Backend>> {
-    Ok(match config.backend {
-        BackendKind::Grub => Box::new(GrubStore::open_dir(&config.grub_state_dir, access)?),
-        BackendKind::Uboot => {
-            let path = &config.uboot_fw_env_config;
-            let uerr = |source| Error::UBoot { location: path.clone(), source };
-            let c = crate::uboot::Config::load(path).map_err(uerr)?;
-            check_state_layout(&c, path)?;
-            Box::new(UbootBackend::new(EnvStore::open(&c, access).map_err(uerr)?, c.primary.device.clone()))
-        }
-    })
-}
-
-/// The boot state needs a redundant environment whose second copy directly follows the first on the same device:
-/// that is where the boot script reads and writes them, and a single copy has no fallback on a torn write.
-fn check_state_layout(c: &crate::uboot::Config, path: &std::path::Path) -> Result<()> {
-    let bad = |detail: String| Err(Error::Config { path: path.to_owned(), detail });
-    let Some(r) = &c.redundant else {
-        return bad("the boot state needs two copies (two lines); this describes one".to_owned());
-    };
-    let p = &c.primary;
-    if r.device != p.device || r.env_size != p.env_size || r.offset != p.offset + p.env_size as i64 {
-        return bad(format!(
-            "the second copy must follow the first on the same device: expected {} {:#x} {:#x}",
-            p.device.display(),
-            p.offset + p.env_size as i64,
-            p.env_size
-        ));
-    }
-    Ok(())
 }
 
 fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
