@@ -51,6 +51,24 @@ pub enum Error {
         /// What is wrong, naming the key.
         detail: String,
     },
+    /// The mount table could not be read.
+    #[error("cannot read the mount table {path}")]
+    ReadMounts {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The running root could not be examined.
+    #[error("cannot examine the root filesystem {path}")]
+    StatRoot {
+        /// The mount point.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The journal could not be read.
     #[error("cannot read journal {path}")]
     ReadJournal {
@@ -259,8 +277,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A chunk read back from the target slot does not match its hash, twice.
-    #[error("slot {slot}: chunk {chunk_idx} reads back wrong from {device} after being rewritten")]
+    /// A chunk read back from the target slot does not match its hash (the journal no longer counts it).
+    #[error("slot {slot}: chunk {chunk_idx} reads back wrong from {device}; install again to rewrite it")]
     ReadBack {
         /// The slot.
         slot: Slot,

@@ -260,6 +260,36 @@ impl Journal {
     }
 }
 
+/// Where the journal is kept: the seam where a power cut strikes its writes, so crash tests can stop one.
+pub trait JournalStore: Send {
+    /// Loads the journal (a fresh node's empty one when there is none).
+    fn load(&mut self) -> Result<Journal>;
+    /// Replaces the journal durably and atomically.
+    fn save(&mut self, journal: &Journal) -> Result<()>;
+}
+
+/// The journal in a file (on the data partition).
+#[derive(Debug, Clone)]
+pub struct FileJournal {
+    path: std::path::PathBuf,
+}
+
+impl FileJournal {
+    /// The journal at `path`.
+    pub fn new(path: std::path::PathBuf) -> FileJournal {
+        FileJournal { path }
+    }
+}
+
+impl JournalStore for FileJournal {
+    fn load(&mut self) -> Result<Journal> {
+        Journal::load(&self.path)
+    }
+    fn save(&mut self, journal: &Journal) -> Result<()> {
+        journal.save(&self.path)
+    }
+}
+
 /// A slot as its letter, `"A"` or `"B"`.
 mod slot_letter {
     use bootctl::rules::Slot;

@@ -5,10 +5,19 @@
 //! opens the booted slot for writing.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod config;
+pub mod device;
 pub mod error;
 pub mod fetch;
+pub mod health;
 pub mod http;
+pub mod install;
 pub mod journal;
 pub mod phase;
+pub mod run;
+pub mod slots;
+mod sys;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -1,0 +1,23 @@
+//! `edge-update boot`: run once at every start.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::phase::Event;
+
+use super::{describe, open_node, Output};
+
+/// `boot` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs `boot`.
+pub fn run(config: &Config, _args: Args) -> Result<Output> {
+    let mut node = open_node(config)?;
+    let state = node.boot_state()?;
+    let booted = node.booted;
+    let outcome = node.handle(Event::Booted { booted, state })?;
+    if let Some(reason) = outcome.unhealthy {
+        return Err(Error::Unhealthy { slot: booted, reason });
+    }
+    Ok(Output { text: describe(&node) })
+}

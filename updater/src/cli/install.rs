@@ -1,0 +1,126 @@
+//! `edge-update install SOURCE`.
+
+use std::io::IsTerminal;
+
+use time::OffsetDateTime;
+
+use crate::config::{Config, RebootMethod};
+use crate::device::SlotFile;
+use crate::error::{Error, Result};
+use crate::fetch::{Fetch, FileFetch, PipeFetch};
+use crate::http::{HttpFetch, HttpOptions};
+use crate::install::{install, Options};
+use crate::wire::Progress;
+
+use super::{open_node, Output};
+
+/// `install` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle: a path (a file or a device, such as a USB stick), `-` for stdin, or an http(s) URL.
+    pub source: String,
+    /// Once flipped, ask `edge-init` to reboot into the new slot.
+    #[arg(long, conflicts_with = "reboot_now")]
+    pub reboot: bool,
+    /// Once flipped, sync and reboot(2) at once, without `edge-init`.
+    #[arg(long)]
+    pub reboot_now: bool,
+    /// Progress and the result as JSON Lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Opens the source the operator named.
+pub fn open_source(source: &str) -> Result<Box<dyn Fetch>> {
+    Ok(if source == "-" {
+        Box::new(PipeFetch::new("-", std::io::stdin()))
+    } else if source.starts_with("http://") || source.starts_with("https://") {
+        Box::new(HttpFetch::new(source, HttpOptions::default()).map_err(|e| Error::Fetch {
+            source_name: source.to_owned(),
+            offset: 0,
+            source: std::io::Error::other(e),
+        })?)
+    } else {
+        Box::new(FileFetch::new(source.into()))
+    })
+}
+
+/// Runs `install`.
+pub fn run(config: &Config, args: Args) -> Result<Output> {
+    let keyring = image_layout::keys::Keyring::load(&config.keyring)
+        .map_err(|source| Error::Keyring { path: config.keyring.clone(), source })?;
+    let mut node = open_node(config)?;
+    if args.reboot_now {
+        node.reboot = RebootMethod::Syscall;
+    } else if args.reboot {
+        node.reboot = RebootMethod::Init;
+    }
+    let target = crate::slots::resolve(config, node.booted.other())?;
+    let mut dev = SlotFile::open(&target.path).map_err(|source| Error::OpenSlot {
+        slot: target.slot,
+        device: target.path.clone(),
+        source,
+    })?;
+    let mut fetch = open_source(&args.source)?;
+    let mut opts = Options::at(OffsetDateTime::now_utc());
+    opts.reboot = args.reboot || args.reboot_now;
+    let bar = if args.json { None } else { image_layout::cli::progress_bar(0, "writing") };
+    let json = args.json;
+    let mut last_stage = "";
+    let mut progress = |p: &Progress| {
+        if json {
+            println!("{}", serde_json::to_string(p).expect("progress serializes"));
+        }
+        if let Some(bar) = &bar {
+            if p.stage != last_stage {
+                bar.set_message(p.stage);
+                bar.set_length(p.image_bytes);
+                bar.reset();
+                last_stage = p.stage;
+            }
+            bar.set_position(p.done_bytes);
+        }
+    };
+    let result = install(&mut node, &keyring, &mut *fetch, &target, &mut dev, &opts, &mut progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match &result {
+        Ok(_) => {}
+        Err(e) => node.emit("install-failed", &format!("install from {} failed: {e}", args.source)),
+    }
+    let report = result?;
+    let text = if json {
+        serde_json::json!({
+            "result": "flipped",
+            "target": report.target.to_string(),
+            "version": report.bundle.version,
+            "resumed_chunks": report.resumed_chunks,
+            "n_chunks": report.n_chunks,
+            "fetched_bytes": report.fetched_bytes,
+            "reused_bytes": report.reused_bytes,
+            "image_bytes": report.image_bytes,
+            "reboot": report.outcome.reboot,
+        })
+        .to_string()
+    } else {
+        let mut s = format!(
+            "slot {} holds {} {} (verified) and is active on trial; {} bytes fetched, {} reused, image {} bytes",
+            report.target,
+            report.bundle.name,
+            report.bundle.version,
+            report.fetched_bytes,
+            report.reused_bytes,
+            report.image_bytes
+        );
+        if report.resumed_chunks > 0 {
+            s.push_str(&format!("; resumed at chunk {}/{}", report.resumed_chunks, report.n_chunks));
+        }
+        if !report.outcome.reboot {
+            s.push_str("; reboot to try it");
+        }
+        s
+    };
+    let _ = std::io::stderr().is_terminal();
+    Ok(Output { text })
+}

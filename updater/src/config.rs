@@ -1,0 +1,276 @@
+//! `/etc/edge/update.toml`: the slots, the boot state backend, the keyring, the board, the journal's directory and
+//! the health checks; docs/updater.md, "Configuration".
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The config file's default path.
+pub const DEFAULT_PATH: &str = "/etc/edge/update.toml";
+
+/// The whole config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The board string a bundle's `compatible` must equal (required).
+    pub compatible: String,
+    /// The trusted keys: a directory of `*.pub` files, or one key file.
+    pub keyring: PathBuf,
+    /// Distinct trusted signatures a bundle needs.
+    pub threshold: usize,
+    /// The directory of the journal, the event log and the slot index caches (on the data partition).
+    pub data_dir: PathBuf,
+    /// The payload written to a slot.
+    pub payload: String,
+    /// The slot devices.
+    pub slots: Slots,
+    /// The boot state backend, with the keys of `/etc/edge/bootctl.toml`.
+    pub bootctl: bootctl::config::Config,
+    /// How a reboot is requested when the updater needs one (after a failed health check).
+    pub reboot: RebootMethod,
+    /// `edge-init`'s control socket (reboot requests and the services check).
+    pub init_socket: PathBuf,
+    /// Where mounts are listed (to refuse a mounted target).
+    pub mountinfo: PathBuf,
+    /// Where block devices are listed with their partition labels (to resolve `PARTLABEL=`).
+    pub sys_class_block: PathBuf,
+    /// Where device nodes are.
+    pub dev_dir: PathBuf,
+    /// The health checks run on a trial boot.
+    pub health: Health,
+}
+
+/// The two slots' devices: a block device, `PARTLABEL=name`, or a regular file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Slots {
+    /// Slot A.
+    pub a: String,
+    /// Slot B.
+    pub b: String,
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots { a: "PARTLABEL=edge-a".to_owned(), b: "PARTLABEL=edge-b".to_owned() }
+    }
+}
+
+/// How to reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebootMethod {
+    /// Ask `edge-init` over its control socket, so services stop in order and the data partition is synced.
+    Init,
+    /// sync(2), then reboot(2) directly.
+    Syscall,
+    /// Do not reboot; log that a reboot is needed (a supervisor other than `edge-init` handles it).
+    None,
+}
+
+/// The health checks; docs/updater.md, "Health checks".
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// All checks must pass within this many seconds of the start of `boot`.
+    pub deadline_secs: u64,
+    /// Ask `edge-init` whether every service is up and none is restarting.
+    pub services: bool,
+    /// Commands that must exit 0.
+    pub commands: Vec<CommandCheck>,
+    /// HTTP probes on the node.
+    pub http: Vec<HttpCheck>,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health { deadline_secs: 300, services: false, commands: Vec::new(), http: Vec::new() }
+    }
+}
+
+/// A command check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandCheck {
+    /// The program and its arguments (no shell).
+    pub argv: Vec<String>,
+    /// Killed (with its process group) after this many seconds.
+    #[serde(default = "default_check_timeout")]
+    pub timeout_secs: u64,
+    /// Tries before the check fails, a few seconds apart, within the deadline.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+/// An HTTP probe.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The URL (on the node: `http://127.0.0.1:...`).
+    pub url: String,
+    /// The status expected.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Per request.
+    #[serde(default = "default_check_timeout")]
+    pub timeout_secs: u64,
+    /// Tries before the check fails, a few seconds apart, within the deadline.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+fn default_check_timeout() -> u64 {
+    30
+}
+fn default_attempts() -> u32 {
+    10
+}
+fn default_status() -> u16 {
+    200
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            compatible: String::new(),
+            keyring: PathBuf::from("/etc/edge/keys"),
+            threshold: 1,
+            data_dir: PathBuf::from("/data/edge-update"),
+            payload: "rootfs".to_owned(),
+            slots: Slots::default(),
+            bootctl: bootctl::config::Config::default(),
+            reboot: RebootMethod::Init,
+            init_socket: PathBuf::from("/run/edge-init/control.sock"),
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            sys_class_block: PathBuf::from("/sys/class/block"),
+            dev_dir: PathBuf::from("/dev"),
+            health: Health::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks config text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let bad = |detail: String| Error::Config { path: path.to_owned(), detail };
+        let c: Config = toml::from_str(text).map_err(|e| bad(e.message().to_owned()))?;
+        if c.compatible.is_empty() {
+            return Err(bad("compatible must be set to this board's string".to_owned()));
+        }
+        if c.threshold == 0 {
+            return Err(bad("threshold 0 out of range 1..".to_owned()));
+        }
+        if !(1..=bootctl::rules::MAX_TRIES).contains(&c.bootctl.tries) {
+            return Err(bad(format!("bootctl.tries {} out of range 1..=9", c.bootctl.tries)));
+        }
+        if c.slots.a == c.slots.b {
+            return Err(bad(format!("slots.a and slots.b are both {:?}", c.slots.a)));
+        }
+        for (i, check) in c.health.commands.iter().enumerate() {
+            if check.argv.is_empty() {
+                return Err(bad(format!("health.commands[{i}].argv is empty")));
+            }
+        }
+        for (i, check) in c.health.http.iter().enumerate() {
+            if !check.url.starts_with("http://") && !check.url.starts_with("https://") {
+                return Err(bad(format!("health.http[{i}].url {:?} is not an http(s) URL", check.url)));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The journal's path.
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join("journal.json")
+    }
+
+    /// The event log's path (JSON Lines, shipped by the cloud link).
+    pub fn events_path(&self) -> PathBuf {
+        self.data_dir.join("events.jsonl")
+    }
+
+    /// The lock that keeps two `edge-update` runs from acting at once.
+    pub fn lock_path(&self) -> PathBuf {
+        self.data_dir.join("lock")
+    }
+
+    /// The cached block fingerprints of what a slot holds (for delta installs).
+    pub fn slot_index_path(&self, slot: bootctl::rules::Slot) -> PathBuf {
+        self.data_dir.join(format!("slot-{slot}.index"))
+    }
+
+    /// The health deadline.
+    pub fn health_deadline(&self) -> Duration {
+        Duration::from_secs(self.health.deadline_secs)
+    }
+}
+
+/// The Markdown table of every key and its default, for docs/updater.md ("Configuration").
+pub fn defaults_table() -> String {
+    let d = Config::default();
+    let p = |p: &Path| format!("`{:?}`", p.display().to_string());
+    let rows = [
+        ("compatible", "required".to_owned(), "the board string a bundle's `compatible` must equal"),
+        ("keyring", p(&d.keyring), "trusted keys: a directory of `*.pub` files, or one key file"),
+        ("threshold", format!("`{}`", d.threshold), "distinct trusted signatures a bundle needs"),
+        ("data_dir", p(&d.data_dir), "journal, event log and slot index caches, on the data partition"),
+        ("payload", format!("`{:?}`", d.payload), "the payload of the bundle written to a slot"),
+        ("slots.a", format!("`{:?}`", d.slots.a), "slot A: a block device, `PARTLABEL=name`, or a regular file"),
+        ("slots.b", format!("`{:?}`", d.slots.b), "slot B"),
+        ("bootctl.*", "as `bootctl.toml`".to_owned(), "the boot state backend, same keys as `/etc/edge/bootctl.toml`"),
+        ("reboot", "`\"init\"`".to_owned(), "how `boot` reboots after a failed check: `init`, `syscall` or `none`"),
+        ("init_socket", p(&d.init_socket), "`edge-init`'s control socket"),
+        ("mountinfo", p(&d.mountinfo), "the mount table, to refuse a mounted target"),
+        ("sys_class_block", p(&d.sys_class_block), "block devices and their partition labels"),
+        ("dev_dir", p(&d.dev_dir), "device nodes"),
+        ("health.deadline_secs", format!("`{}`", d.health.deadline_secs), "all checks must pass within this time"),
+        (
+            "health.services",
+            format!("`{}`", d.health.services),
+            "ask `edge-init` that every service is up, none restarting",
+        ),
+        ("health.commands", "`[]`".to_owned(), "`{ argv = [...], timeout_secs = 30, attempts = 10 }`, must exit 0"),
+        ("health.http", "`[]`".to_owned(), "`{ url = \"...\", status = 200, timeout_secs = 30, attempts = 10 }`"),
+    ];
+    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
+    for (k, v, m) in rows {
+        out.push_str(&format!("| `{k}` | {v} | {m} |\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_cases() {
+        let check = |text: &str, ok: bool| {
+            let r = Config::parse(&format!("compatible = \"qemu-x86_64\"\n{text}"), Path::new("u.toml"));
+            assert_eq!(r.is_ok(), ok, "{text}: {r:?}");
+        };
+        check("", true);
+        check("threshold = 2\n[slots]\na = \"/dev/vda2\"\nb = \"/dev/vda3\"", true);
+        check("[bootctl]\nbackend = \"uboot\"\ntries = 5", true);
+        check("[[health.commands]]\nargv = [\"/bin/true\"]", true);
+        check("[[health.http]]\nurl = \"http://127.0.0.1:8080/healthz\"\nstatus = 204", true);
+        check("threshold = 0", false);
+        check("[slots]\na = \"x\"\nb = \"x\"", false);
+        check("[bootctl]\ntries = 0", false);
+        check("[[health.commands]]\nargv = []", false);
+        check("[[health.http]]\nurl = \"ftp://x\"", false);
+        check("reboot = \"maybe\"", false);
+        check("surprise = 1", false);
+        assert!(matches!(Config::parse("", Path::new("u.toml")), Err(Error::Config { .. })));
+    }
+}

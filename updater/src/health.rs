@@ -1,0 +1,176 @@
+//! The health checks of a trial boot (docs/updater.md, "Health checks"): commands that must exit 0 within their
+//! timeout, HTTP probes on the node, and `edge-init`'s answer to "are all services up and none restarting".
+//! Every check must pass within one deadline; a check may be tried a few times before it counts as failed,
+//! because services take a while to come up after a boot.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::{CommandCheck, Config, HttpCheck};
+
+/// Pause between two tries of a check.
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+/// Runs every check; `Err` says which one failed and how.
+pub fn run(config: &Config) -> Result<(), String> {
+    let deadline = Instant::now() + config.health_deadline();
+    let h = &config.health;
+    if h.services {
+        retry("services", 10, deadline, || services(&config.init_socket))?;
+    }
+    for c in &h.commands {
+        retry(&format!("command {:?}", c.argv.join(" ")), c.attempts, deadline, || command(c, deadline))?;
+    }
+    for c in &h.http {
+        retry(&format!("probe {}", c.url), c.attempts, deadline, || probe(c, deadline))?;
+    }
+    Ok(())
+}
+
+fn retry(
+    name: &str,
+    attempts: u32,
+    deadline: Instant,
+    mut check: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 1..=attempts.max(1) {
+        match check() {
+            Ok(()) => {
+                log::info!("health check {name} passed");
+                return Ok(());
+            }
+            Err(e) => {
+                log::warn!("health check {name} failed (try {attempt}/{attempts}): {e}");
+                last = e;
+            }
+        }
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return Err(format!("{name}: {last} (deadline reached)"));
+        }
+        if attempt < attempts {
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+    Err(format!("{name}: {last}"))
+}
+
+fn remaining(deadline: Instant, cap: Duration) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).min(cap)
+}
+
+/// Runs a command in its own process group, killing the group at the timeout.
+fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
+    let timeout = remaining(deadline, Duration::from_secs(c.timeout_secs));
+    let mut child = Command::new(&c.argv[0])
+        .args(&c.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let pgid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(status);
+    });
+    let result = match rx.recv_timeout(timeout) {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("exited with {status}")),
+        Ok(Err(e)) => Err(format!("cannot wait: {e}")),
+        Err(_) => {
+            let _ = crate::sys::kill_process_group(pgid);
+            Err(format!("timed out after {} s", timeout.as_secs_f32()))
+        }
+    };
+    // Durability of nothing; this only reaps the child (killed above when it timed out).
+    let _ = waiter.join();
+    // Anything the command left running in its group goes too.
+    let _ = crate::sys::kill_process_group(pgid);
+    result
+}
+
+/// GETs a URL and compares the status.
+fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), String> {
+    let timeout = remaining(deadline, Duration::from_secs(c.timeout_secs));
+    let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
+    let status = match agent.get(&c.url).call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => return Err(e.to_string()),
+    };
+    if status == c.status {
+        Ok(())
+    } else {
+        Err(format!("status {status}, expected {}", c.status))
+    }
+}
+
+/// Asks `edge-init` whether every service is up and none is restarting.
+fn services(socket: &Path) -> Result<(), String> {
+    match ask_init(socket, "health") {
+        Ok(reply) if reply == "ok" => Ok(()),
+        Ok(reply) => Err(format!("edge-init says: {reply}")),
+        Err(e) => Err(format!("cannot ask edge-init at {}: {e}", socket.display())),
+    }
+}
+
+/// Sends one request line to `edge-init`'s control socket and returns its one reply line (docs/updater.md,
+/// "Talking to edge-init").
+pub fn ask_init(socket: &Path, request: &str) -> io::Result<String> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(format!("{request}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    Ok(line.trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(&format!("compatible = \"t\"\n[health]\ndeadline_secs = 20\n{text}"), Path::new("t")).expect("c")
+    }
+
+    #[test]
+    fn command_checks() {
+        let check = |argv: &str, ok: bool| {
+            let c = config(&format!("[[health.commands]]\nargv = {argv}\ntimeout_secs = 1\nattempts = 1\n"));
+            assert_eq!(run(&c).is_ok(), ok, "{argv}");
+        };
+        check("[\"true\"]", true);
+        check("[\"false\"]", false);
+        check("[\"/nonexistent/check\"]", false);
+        // A command past its timeout is killed with its whole group, and fails.
+        check("[\"sh\", \"-c\", \"sleep 30 & sleep 30\"]", false);
+    }
+
+    #[test]
+    fn services_check_asks_edge_init() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let server = std::thread::spawn(move || {
+            for reply in ["ok", "restarting: web"] {
+                let (s, _) = listener.accept().expect("accept");
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).expect("read");
+                assert_eq!(line, "health\n");
+                (&s).write_all(format!("{reply}\n").as_bytes()).expect("write");
+            }
+        });
+        let c = config("services = true\n");
+        let c = Config { init_socket: sock, ..c };
+        assert_eq!(services(&c.init_socket), Ok(()));
+        assert!(services(&c.init_socket).is_err_and(|e| e.contains("restarting: web")));
+        server.join().expect("server");
+    }
+}

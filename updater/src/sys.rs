@@ -1,0 +1,35 @@
+//! The system calls the updater makes, and the only module that names `rustix`.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+
+/// posix_fadvise(2) `POSIX_FADV_DONTNEED` over the whole file: drops its clean cached pages, so the next reads
+/// come from the device (the read-back check must not be answered by the page cache).
+pub fn drop_page_cache(file: &File) -> io::Result<()> {
+    Ok(rustix::fs::fadvise(file.as_fd(), 0, None, rustix::fs::Advice::DontNeed)?)
+}
+
+/// flock(2) `LOCK_EX | LOCK_NB`: `Ok(false)` when another process holds the lock.
+pub fn try_lock(file: &File) -> io::Result<bool> {
+    match rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// sync(2), then reboot(2) `LINUX_REBOOT_CMD_RESTART`; returns only on failure.
+pub fn reboot() -> io::Error {
+    rustix::fs::sync();
+    match rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+        Ok(()) => io::Error::other("reboot(2) returned"),
+        Err(e) => e.into(),
+    }
+}
+
+/// kill(2) of a whole process group with SIGKILL (a health check command and everything it started).
+pub fn kill_process_group(pgid: u32) -> io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(pgid as i32).ok_or_else(|| io::Error::other("process group 0"))?;
+    Ok(rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)?)
+}

@@ -1,0 +1,298 @@
+//! Power cuts at every instant of an install: the slot, the boot state copies and the journal sit behind devices
+//! and a journal store that count every write and sync; at operation N the power goes, every unsynced write is
+//! lost, and the node comes back on what was durable. For every N: the booted slot was never written, the target
+//! is bootable only if it was verified whole, the journal claims only chunks that are really on the slot, the
+//! bootloader still boots a slot, and the install run again completes.
+
+mod common;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bootctl::blockdev::BlockDevice;
+use bootctl::grubstate::GrubStore;
+use bootctl::rules::{BootState, Slot};
+use common::{bundle, key, payload, Spec};
+use image_layout::format::chunk_hash;
+use image_layout::keys::Keyring;
+use image_layout::reader::{BundleAt, Policy};
+use updater::config::Config;
+use updater::device::SlotDevice;
+use updater::fetch::FileFetch;
+use updater::install::{install, Options};
+use updater::journal::{FileJournal, Journal, JournalStore, Phase};
+use updater::phase::Event;
+use updater::run::Node;
+use updater::slots::SlotPath;
+
+/// The power supply: counts operations and fails the N-th and every one after it.
+struct Power {
+    ops: AtomicU64,
+    cut_at: u64,
+    cut: AtomicBool,
+}
+
+impl Power {
+    fn new(cut_at: u64) -> Arc<Power> {
+        Arc::new(Power { ops: AtomicU64::new(0), cut_at, cut: AtomicBool::new(false) })
+    }
+    fn tick(&self) -> io::Result<()> {
+        let n = self.ops.fetch_add(1, Ordering::SeqCst);
+        if n >= self.cut_at {
+            self.cut.store(true, Ordering::SeqCst);
+        }
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(io::Error::other("power cut"));
+        }
+        Ok(())
+    }
+}
+
+/// A device whose writes reach `durable` only at a sync; a power cut loses the rest.
+struct CrashingDevice {
+    durable: Arc<Mutex<Vec<u8>>>,
+    unsynced: Vec<(u64, Vec<u8>)>,
+    power: Arc<Power>,
+}
+
+impl CrashingDevice {
+    fn new(durable: Arc<Mutex<Vec<u8>>>, power: Arc<Power>) -> CrashingDevice {
+        CrashingDevice { durable, unsynced: Vec::new(), power }
+    }
+}
+
+impl BlockDevice for CrashingDevice {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if self.power.cut.load(Ordering::SeqCst) {
+            return Err(io::Error::other("power cut"));
+        }
+        let d = self.durable.lock().expect("lock");
+        let end = offset as usize + buf.len();
+        if end > d.len() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.copy_from_slice(&d[offset as usize..end]);
+        // Reads see this run's own unsynced writes, as the page cache shows them.
+        for (o, w) in &self.unsynced {
+            let (ws, we) = (*o as usize, *o as usize + w.len());
+            let (s, e) = (ws.max(offset as usize), we.min(end));
+            if s < e {
+                buf[s - offset as usize..e - offset as usize].copy_from_slice(&w[s - ws..e - ws]);
+            }
+        }
+        Ok(())
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.power.tick()?;
+        if offset as usize + buf.len() > self.durable.lock().expect("lock").len() {
+            return Err(io::Error::other("write past the end"));
+        }
+        self.unsynced.push((offset, buf.to_vec()));
+        Ok(())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.power.tick()?;
+        let mut d = self.durable.lock().expect("lock");
+        for (o, w) in self.unsynced.drain(..) {
+            d[o as usize..o as usize + w.len()].copy_from_slice(&w);
+        }
+        Ok(())
+    }
+}
+
+impl SlotDevice for CrashingDevice {
+    fn size(&mut self) -> io::Result<u64> {
+        Ok(self.durable.lock().expect("lock").len() as u64)
+    }
+    fn drop_cache(&mut self) -> io::Result<()> {
+        // What was not synced is gone from "the device"; a read-back must not see it.
+        self.unsynced.clear();
+        Ok(())
+    }
+}
+
+/// The journal file, saved only while the power is on (a save is atomic: all or nothing).
+struct CrashingJournal {
+    inner: FileJournal,
+    path: PathBuf,
+    power: Arc<Power>,
+}
+
+impl JournalStore for CrashingJournal {
+    fn load(&mut self) -> updater::Result<Journal> {
+        self.inner.load()
+    }
+    fn save(&mut self, journal: &Journal) -> updater::Result<()> {
+        self.power.tick().map_err(|e| updater::Error::WriteJournal {
+            path: self.path.clone(),
+            source: image_layout::Error::WriteFile { path: self.path.clone(), source: e },
+        })?;
+        self.inner.save(journal)
+    }
+}
+
+/// What survives a power cut.
+struct Disk {
+    slot_a: Arc<Mutex<Vec<u8>>>,
+    slot_b: Arc<Mutex<Vec<u8>>>,
+    state: [Arc<Mutex<Vec<u8>>>; 2],
+    dir: tempfile::TempDir,
+}
+
+impl Disk {
+    fn new(image_a: &[u8], slot_len: usize) -> Disk {
+        let copies = bootctl::grubstate::provision(&BootState::provisioned(Slot::A));
+        let mut a = image_a.to_vec();
+        a.resize(slot_len, 0);
+        Disk {
+            slot_a: Arc::new(Mutex::new(a)),
+            slot_b: Arc::new(Mutex::new(vec![0xee; slot_len])),
+            state: copies.map(|c| Arc::new(Mutex::new(c))),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self) -> Config {
+        let d = self.dir.path();
+        let text = format!(
+            "compatible = \"{}\"\ndata_dir = \"{}\"\nreboot = \"none\"\n",
+            common::COMPATIBLE,
+            d.join("data").display()
+        );
+        let c = Config::parse(&text, Path::new("crash.toml")).expect("config");
+        std::fs::create_dir_all(&c.data_dir).expect("mkdir");
+        c
+    }
+
+    fn store(&self, power: &Arc<Power>) -> GrubStore<CrashingDevice> {
+        let dev = |i: usize| {
+            (CrashingDevice::new(Arc::clone(&self.state[i]), Arc::clone(power)), PathBuf::from(format!("state{i}.env")))
+        };
+        GrubStore::new([dev(0), dev(1)])
+    }
+
+    fn node<'c>(&self, config: &'c Config, booted: Slot, power: &Arc<Power>) -> Node<'c> {
+        let path = config.journal_path();
+        let journal = CrashingJournal { inner: FileJournal::new(path.clone()), path, power: Arc::clone(power) };
+        Node::with_parts(config, booted, Box::new(self.store(power)), Box::new(journal)).expect("node")
+    }
+
+    fn boot_state(&self) -> BootState {
+        self.store(&Power::new(u64::MAX)).read().expect("a whole copy survives every cut").state
+    }
+
+    /// The bootloader at power-on: picks a slot by the rules and saves the state it boots with.
+    fn power_on(&self) -> Slot {
+        let (boot, next) = self.boot_state().boot();
+        self.store(&Power::new(u64::MAX)).write(&next).expect("write");
+        boot.slot()
+    }
+}
+
+fn target_b() -> SlotPath {
+    SlotPath { slot: Slot::B, path: PathBuf::from("slot-b"), rdev: None }
+}
+
+fn options() -> Options {
+    let mut o = Options::at(time::OffsetDateTime::now_utc());
+    o.threads = 2;
+    o.sync_every_bytes = 48 << 10;
+    o
+}
+
+/// Runs an install of `bundle_path` on `disk`, with the power cut at operation `cut_at`.
+fn run_install(disk: &Disk, config: &Config, bundle_path: &Path, cut_at: u64) -> (updater::Result<()>, u64) {
+    let power = Power::new(cut_at);
+    let keyring = Keyring::from_keys(vec![key().public()]);
+    let mut node = disk.node(config, Slot::A, &power);
+    let mut dev = CrashingDevice::new(Arc::clone(&disk.slot_b), Arc::clone(&power));
+    let mut fetch = FileFetch::new(bundle_path.to_owned());
+    let r = install(&mut node, &keyring, &mut fetch, &target_b(), &mut dev, &options(), &mut |_| {});
+    (r.map(|_| ()), power.ops.load(Ordering::SeqCst))
+}
+
+/// The chunk hashes of the bundle's payload, to judge what is on the slot.
+fn chunk_hashes(bundle_path: &Path) -> (u32, Vec<[u8; 32]>) {
+    let b = BundleAt::open(
+        std::fs::File::open(bundle_path).expect("open"),
+        &Keyring::from_keys(vec![key().public()]),
+        &Policy::ignoring_expiry(),
+    )
+    .expect("bundle");
+    let idx = b.chunk_index(0).expect("index");
+    (b.verified().manifest.payloads[0].chunk_size, idx.entries.iter().map(|e| e.raw_hash).collect())
+}
+
+fn chunk_on_slot(slot: &[u8], chunk_size: u32, image_len: usize, c: usize) -> [u8; 32] {
+    let start = c * chunk_size as usize;
+    chunk_hash(&slot[start..(start + chunk_size as usize).min(image_len)])
+}
+
+#[test]
+fn a_power_cut_at_every_write_and_sync_of_a_full_install() {
+    let image_a = payload(300 << 10, 1);
+    let image_b = payload(300 << 10, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle_path = dir.path().join("v2.bundle");
+    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let (chunk_size, hashes) = chunk_hashes(&bundle_path);
+    let slot_len = 512 << 10;
+
+    // A run without a cut counts the operations.
+    let disk = Disk::new(&image_a, slot_len);
+    let config = disk.config();
+    let (r, total) = run_install(&disk, &config, &bundle_path, u64::MAX);
+    r.expect("an install without a cut");
+    assert!(total > 20, "{total} operations");
+
+    for cut_at in 0..total {
+        let disk = Disk::new(&image_a, slot_len);
+        let config = disk.config();
+        let (r, _) = run_install(&disk, &config, &bundle_path, cut_at);
+        assert!(r.is_err(), "cut at {cut_at} of {total} went unnoticed");
+
+        // What is durable after the cut.
+        let ctx = format!("cut at operation {cut_at} of {total}");
+        assert_eq!(&disk.slot_a.lock().expect("lock")[..image_a.len()], &image_a[..], "{ctx}: slot A written");
+        let journal = FileJournal::new(config.journal_path()).load().expect("the journal reads back whole");
+        let slot_b = disk.slot_b.lock().expect("lock").clone();
+        let verified_whole =
+            hashes.iter().enumerate().all(|(c, h)| chunk_on_slot(&slot_b, chunk_size, image_b.len(), c) == *h);
+        if let Some(u) = &journal.update {
+            for r in &u.chunks_done {
+                for c in r[0]..r[1] {
+                    let on = chunk_on_slot(&slot_b, chunk_size, image_b.len(), c as usize);
+                    assert_eq!(on, hashes[c as usize], "{ctx}: the journal claims chunk {c}, which is not on the slot");
+                }
+            }
+            if !u.phase.is_installing() {
+                assert!(verified_whole, "{ctx}: phase {:?} with a slot that is not whole", u.phase);
+            }
+        }
+        let state = disk.boot_state();
+        if state.qualifies(Slot::B) {
+            assert!(verified_whole, "{ctx}: slot B bootable but not whole");
+            assert!(journal.phase().is_some_and(|p| p == Phase::Verified || p == Phase::Flipped), "{ctx}: {journal:?}");
+        }
+
+        // The node comes back: the bootloader picks a slot, `boot` reconciles, the install is retried.
+        let booted = disk.power_on();
+        let power = Power::new(u64::MAX);
+        {
+            let mut node = disk.node(&config, booted, &power);
+            let state = node.boot_state().expect("state");
+            node.handle(Event::Booted { booted, state }).expect("boot");
+            if booted == Slot::B {
+                assert_eq!(node.journal().phase(), Some(Phase::Committed), "{ctx}");
+                continue;
+            }
+        }
+        let (r, _) = run_install(&disk, &config, &bundle_path, u64::MAX);
+        r.unwrap_or_else(|e| panic!("{ctx}: the retried install failed: {e}"));
+        assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], &image_b[..], "{ctx}");
+        assert_eq!(disk.power_on(), Slot::B, "{ctx}");
+    }
+    eprintln!("power cut at each of {total} operations of a full install");
+}
