@@ -55,6 +55,16 @@ impl HaveIndex {
         Ok(HaveIndex { block_size, entries, len: offset })
     }
 
+    /// The index of an image from its blocks' fingerprints in order (block `i` at `i * block_size`), as a cache of
+    /// an earlier scan or read-back stores them.
+    pub fn from_fingerprints(block_size: u32, fingerprints: &[u64]) -> HaveIndex {
+        let mut entries: Vec<(u64, u64)> =
+            fingerprints.iter().enumerate().map(|(i, &fp)| (fp, i as u64 * u64::from(block_size))).collect();
+        entries.sort_unstable();
+        entries.dedup_by_key(|e| e.0);
+        HaveIndex { block_size, entries, len: fingerprints.len() as u64 * u64::from(block_size) }
+    }
+
     /// The offset of a block with this fingerprint, if any.
     pub fn lookup(&self, fp: u64) -> Option<u64> {
         self.entries.binary_search_by_key(&fp, |e| e.0).ok().map(|i| self.entries[i].1)
@@ -324,4 +334,18 @@ pub fn apply<S: ReadAt>(
         out.write_all(&raw).map_err(|source| Error::WriteFile { path: out_name.into(), source })?;
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_from_fingerprints_equals_a_scan() {
+        let image: Vec<u8> = (0..40_000u32).flat_map(|i| (i % 700).to_le_bytes()).collect();
+        let scanned = HaveIndex::scan(&image[..], 4096).expect("scan");
+        let fps: Vec<u64> = image.chunks_exact(4096).map(fingerprint).collect();
+        let cached = HaveIndex::from_fingerprints(4096, &fps);
+        assert_eq!((&cached.entries, cached.len), (&scanned.entries, scanned.len));
+    }
 }

@@ -287,6 +287,15 @@ pub enum Error {
         /// The chunk.
         chunk_idx: u64,
     },
+    /// A slot index cache could not be written or removed.
+    #[error("cannot write slot index cache {path}")]
+    WriteCache {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The boot state could not be read or written.
     #[error("boot state")]
     Bootctl {

@@ -1,10 +1,12 @@
-//! A full install: the bundle streamed from any [`Fetch`] source into the target slot, chunk by chunk, each chunk
-//! verified before it is written; resumable from the journal; then every chunk read back from the device and
-//! checked, and only then the flip (docs/updater.md, "Install").
+//! An install: the bundle read from any [`Fetch`] source into the target slot, chunk by chunk, each chunk verified
+//! before it is written; resumable from the journal; then every chunk read back from the device and checked, and
+//! only then the flip (docs/updater.md, "Install").
 //!
-//! The pipeline: one thread reads stored chunks from the source, workers decompress and hash them, and this thread
-//! writes them in order; a fixed number of chunks is in flight, so memory does not grow with the image. Progress is
-//! recorded in the journal only after the slot was synced, so the journal never claims a chunk a power cut lost.
+//! A full install streams the chunk area: one thread reads stored chunks from the source, workers decompress and
+//! hash them, and this thread writes them in order; a fixed number of chunks is in flight, so memory does not grow
+//! with the image. A delta install (`delta`) takes what it can from the booted slot and fetches the rest in few
+//! ranges. Either way progress is recorded in the journal only after the slot was synced, so the journal never
+//! claims a chunk that a power cut lost.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -12,19 +14,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bootctl::rules::Slot;
-use image_layout::format::{chunk_hash, to_hex};
+use image_layout::format::{chunk_hash, fingerprint, to_hex, Header, HEADER_LEN};
 use image_layout::keys::Keyring;
 use image_layout::manifest::Payload;
 use image_layout::reader::{decode_chunk, ChunkIndex, Head, Policy, Verified};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::delta;
 use crate::device::SlotDevice;
 use crate::error::{Error, Result};
 use crate::fetch::{Counted, Counter, Fetch};
 use crate::journal::{BundleInfo, Phase, Update};
 use crate::phase::Event;
 use crate::run::{Node, Outcome};
+use crate::slot_index;
 use crate::slots::{self, SlotPath};
 use crate::wire::Progress;
 
@@ -41,13 +45,22 @@ pub struct Options {
     pub sync_every: Duration,
     /// The time to check expiry against.
     pub now: OffsetDateTime,
+    /// Reuse blocks of the booted slot when the source can be read at any offset.
+    pub delta: bool,
 }
 
 impl Options {
     /// Defaults for `now`.
     pub fn at(now: OffsetDateTime) -> Options {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
-        Options { reboot: false, threads, sync_every_bytes: 64 << 20, sync_every: Duration::from_secs(10), now }
+        Options {
+            reboot: false,
+            threads,
+            sync_every_bytes: 64 << 20,
+            sync_every: Duration::from_secs(10),
+            now,
+            delta: true,
+        }
     }
 }
 
@@ -101,29 +114,48 @@ pub fn refuse(node: &Node<'_>, v: &Verified, payload: &Payload, target: &SlotPat
     slots::check_target(node.config, target)
 }
 
+/// Reads bytes `start..start + buf.len()` of the bundle with one request.
+pub(crate) fn read_range(
+    fetch: &mut dyn Fetch,
+    counter: &Counter,
+    start: u64,
+    buf: &mut [u8],
+    section: &str,
+) -> Result<()> {
+    let name = fetch.name().to_owned();
+    let r = fetch.open(start, Some(start + buf.len() as u64)).map_err(|source| Error::Fetch {
+        source_name: name.clone(),
+        offset: start,
+        source,
+    })?;
+    read_exact(&mut Counted::new(r, counter.clone()), buf, start, section, &name)
+}
+
 /// Installs the bundle from `fetch` into `target` (the slot that is not booted), resuming an interrupted install
-/// of the same bundle, then flips the bootloader to it.
+/// of the same bundle, then flips the bootloader to it. `old` is the booted slot, read only, for delta reuse.
+#[allow(clippy::too_many_arguments)]
 pub fn install(
     node: &mut Node<'_>,
     keyring: &Keyring,
     fetch: &mut dyn Fetch,
     target: &SlotPath,
     dev: &mut dyn SlotDevice,
+    old: Option<&mut dyn SlotDevice>,
     opts: &Options,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Report> {
     let name = fetch.name().to_owned();
     let counter = Counter::default();
     let policy = Policy::at(opts.now, node.config.threshold);
-    let fetch_err = |offset: u64| {
-        let name = name.clone();
-        move |source: io::Error| Error::Fetch { source_name: name, offset, source }
-    };
 
-    // The head, then the payload's chunk index; on a fresh install the chunks follow on the same stream.
-    let mut stream: Box<dyn Read + Send + '_> =
-        Box::new(Counted::new(fetch.open(0, None).map_err(fetch_err(0))?, counter.clone()));
-    let head = Head::read(&mut stream).map_err(bundle_err(&name))?;
+    // The head and the payload's chunk index, each with one exact request (a pipe reads on).
+    let mut hb = [0u8; HEADER_LEN];
+    read_range(fetch, &counter, 0, &mut hb, "header")?;
+    let header = Header::decode(&hb).map_err(bundle_err(&name))?;
+    let mut head_bytes = vec![0u8; header.body_start() as usize];
+    head_bytes[..HEADER_LEN].copy_from_slice(&hb);
+    read_range(fetch, &counter, HEADER_LEN as u64, &mut head_bytes[HEADER_LEN..], "manifest and signatures")?;
+    let head = Head::read(&mut &head_bytes[..]).map_err(bundle_err(&name))?;
     let verified = head.verify(keyring, &policy).map_err(bundle_err(&name))?;
     let manifest = &verified.manifest;
     let pi = manifest
@@ -135,17 +167,9 @@ pub fn install(
     let slot_bytes =
         dev.size().map_err(|source| Error::ReadSlot { slot: target.slot, device: target.path.clone(), source })?;
     refuse(node, &verified, &p, target, slot_bytes)?;
-
-    let mut pos = verified.body_start;
-    let index_at = verified.body_start + p.index.offset;
-    if index_at != pos {
-        drop(stream);
-        stream = Box::new(Counted::new(fetch.open(index_at, None).map_err(fetch_err(index_at))?, counter.clone()));
-        pos = index_at;
-    }
     let mut index_bytes = vec![0u8; p.index.size_bytes as usize];
-    read_exact(&mut stream, &mut index_bytes, pos, &format!("payload {} chunk index", p.name), &name)?;
-    pos += p.index.size_bytes;
+    let section = format!("payload {} chunk index", p.name);
+    read_range(fetch, &counter, verified.body_start + p.index.offset, &mut index_bytes, &section)?;
     let index = ChunkIndex::parse(&p, &index_bytes).map_err(bundle_err(&name))?;
 
     // Resume the same bundle into the same slot, or start over.
@@ -186,58 +210,31 @@ pub fn install(
         };
         node.handle(Event::Start { update: Box::new(update), booted: node.booted, state })?;
     }
+    // The target's cached fingerprints go before a byte of it changes.
+    let cache = node.config.slot_index_path(target.slot);
+    slot_index::remove(&cache).map_err(|source| Error::WriteCache { path: cache.clone(), source })?;
     let resumed_chunks = node.journal().update.as_ref().map_or(0, |u| u.n_done());
-    let mut recorded_fetch = counter.get();
-    let mut record_fetched = |node: &mut Node<'_>, j: &mut crate::journal::Journal| {
-        let now = counter.get();
-        if let Some(u) = j.update.as_mut() {
-            u.bytes_fetched += now - recorded_fetch;
-            u.reboot = opts.reboot;
-        }
-        let _ = node;
-        recorded_fetch = now;
-    };
 
-    let phase = node.journal().phase().expect("an install has an update");
-    if phase == Phase::Downloading {
-        let u = node.journal().update.as_ref().expect("an update");
-        let first = (0..p.n_chunks()).find(|&c| !u.is_done(c)).unwrap_or(p.n_chunks());
-        if first < p.n_chunks() {
-            let at = verified.body_start + p.chunks.offset + index.entries[first as usize].offset;
-            let end = verified.body_start + p.chunks.offset + p.chunks.size_bytes;
-            if at != pos {
-                drop(stream);
-                stream = Box::new(Counted::new(fetch.open(at, Some(end)).map_err(fetch_err(at))?, counter.clone()));
+    let mut rec = Recorder { node, counter: counter.clone(), recorded_fetch: 0, reused: 0, reused_total: 0, progress };
+    if rec.node.journal().phase() == Some(Phase::Downloading) {
+        let todo: Vec<u64> = {
+            let u = rec.node.journal().update.as_ref().expect("an update");
+            (0..p.n_chunks()).filter(|&c| !u.is_done(c)).collect()
+        };
+        let mut w = ChunkWriter::new(dev, target, opts, &p);
+        let plan = match old {
+            Some(old) if opts.delta && fetch.seekable() && !todo.is_empty() => {
+                delta::plan(fetch, &mut rec, &verified, pi, &index, &todo, old)?
             }
-            let src = Source { stream: &mut stream, at, name: &name };
-            let mut synced_to = first;
-            write_chunks(src, &p, &index, first, dev, target, opts, |done_to, last| {
-                let mut j = node.journal().clone();
-                record_fetched(node, &mut j);
-                let u = j.update.as_mut().expect("an update");
-                u.add_done(synced_to, done_to);
-                if last {
-                    u.phase = Phase::Written;
-                }
-                synced_to = done_to;
-                // Durability: the chunks are synced on the slot before this save; a cut before it re-writes them.
-                node.save(j)?;
-                progress(&Progress {
-                    stage: "writing",
-                    done_bytes: (done_to * u64::from(p.chunk_size)).min(p.size_bytes),
-                    image_bytes: p.size_bytes,
-                    fetched_bytes: counter.get(),
-                    reused_bytes: 0,
-                });
-                Ok(())
-            })?;
-        } else {
-            let mut j = node.journal().clone();
-            j.update.as_mut().expect("an update").phase = Phase::Written;
-            node.save(j)?;
+            _ => None,
+        };
+        match plan {
+            Some(mut plan) => delta::write(fetch, &mut rec, &mut w, &verified, pi, &index, &mut plan, &todo)?,
+            None => write_full(fetch, &mut rec, &mut w, &verified, &p, &index, &todo, opts)?,
         }
+        w.finish(&mut rec)?;
     }
-    drop(stream);
+    let Recorder { node, progress, reused_total: reused_bytes, .. } = rec;
 
     // Read every chunk back from the device itself and check it.
     if matches!(node.journal().phase(), Some(Phase::Written | Phase::Verified)) {
@@ -245,42 +242,119 @@ pub fn install(
     }
     let state = node.boot_state()?;
     let outcome = node.handle(Event::Flip { booted: node.booted, state })?;
-    let fetched_bytes = counter.get();
     Ok(Report {
         bundle,
         target: target.slot,
         resumed_chunks,
         n_chunks: p.n_chunks(),
-        fetched_bytes,
-        reused_bytes: 0,
+        fetched_bytes: counter.get(),
+        reused_bytes,
         image_bytes: p.size_bytes,
         outcome,
     })
 }
 
-fn read_exact(r: &mut dyn Read, buf: &mut [u8], offset: u64, section: &str, name: &str) -> Result<()> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => {
-                let source = image_layout::Error::Truncated { section: section.to_owned(), offset: offset + n as u64 };
-                return Err(Error::Bundle { source_name: name.to_owned(), source });
-            }
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(Error::Fetch { source_name: name.to_owned(), offset: offset + n as u64, source });
-            }
-        }
-    }
-    Ok(())
+/// Records synced progress in the journal and reports it.
+pub(crate) struct Recorder<'r, 'c> {
+    pub(crate) node: &'r mut Node<'c>,
+    pub(crate) counter: Counter,
+    recorded_fetch: u64,
+    /// Reused bytes not yet in the journal.
+    pub(crate) reused: u64,
+    /// Reused bytes this run.
+    pub(crate) reused_total: u64,
+    progress: &'r mut dyn FnMut(&Progress),
 }
 
-/// The stream positioned at a chunk.
-struct Source<'a, 's> {
-    stream: &'a mut Box<dyn Read + Send + 's>,
-    at: u64,
-    name: &'a str,
+impl Recorder<'_, '_> {
+    /// Records chunks synced on the slot (`last`: every chunk is on it now).
+    fn synced(&mut self, done: &[[u64; 2]], last: bool, p: &Payload) -> Result<()> {
+        let mut j = self.node.journal().clone();
+        let u = j.update.as_mut().expect("an install has an update");
+        for r in done {
+            u.add_done(r[0], r[1]);
+        }
+        let now = self.counter.get();
+        u.bytes_fetched += now - self.recorded_fetch;
+        u.bytes_reused += self.reused;
+        if last {
+            u.phase = Phase::Written;
+        }
+        let done_bytes = (u.n_done() * u64::from(p.chunk_size)).min(p.size_bytes);
+        // Durability: the chunks were synced on the slot before this save; a cut before it writes them again.
+        self.node.save(j)?;
+        self.recorded_fetch = now;
+        self.reused = 0;
+        (self.progress)(&Progress {
+            stage: "writing",
+            done_bytes,
+            image_bytes: p.size_bytes,
+            fetched_bytes: now,
+            reused_bytes: self.reused_total,
+        });
+        Ok(())
+    }
+}
+
+/// Writes verified chunks to the slot, syncing and recording them every `sync_every_bytes` or `sync_every`.
+pub(crate) struct ChunkWriter<'d> {
+    dev: &'d mut dyn SlotDevice,
+    target: &'d SlotPath,
+    p: &'d Payload,
+    sync_every_bytes: u64,
+    sync_every: Duration,
+    unsynced: u64,
+    last_sync: Instant,
+    pending: Vec<[u64; 2]>,
+}
+
+impl<'d> ChunkWriter<'d> {
+    fn new(dev: &'d mut dyn SlotDevice, target: &'d SlotPath, opts: &Options, p: &'d Payload) -> ChunkWriter<'d> {
+        ChunkWriter {
+            dev,
+            target,
+            p,
+            sync_every_bytes: opts.sync_every_bytes,
+            sync_every: opts.sync_every,
+            unsynced: 0,
+            last_sync: Instant::now(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn werr(&self, source: io::Error) -> Error {
+        Error::WriteSlot { slot: self.target.slot, device: self.target.path.clone(), source }
+    }
+
+    /// Writes chunk `c` (already checked against its hash).
+    pub(crate) fn write(&mut self, rec: &mut Recorder<'_, '_>, c: u64, raw: &[u8]) -> Result<()> {
+        self.dev.write_at(c * u64::from(self.p.chunk_size), raw).map_err(|e| self.werr(e))?;
+        match self.pending.last_mut() {
+            Some(last) if last[1] == c => last[1] = c + 1,
+            _ => self.pending.push([c, c + 1]),
+        }
+        self.unsynced += raw.len() as u64;
+        if self.unsynced >= self.sync_every_bytes || self.last_sync.elapsed() >= self.sync_every {
+            self.sync(rec, false)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, rec: &mut Recorder<'_, '_>, last: bool) -> Result<()> {
+        // Durability: after this sync every chunk written so far is on the device; the journal records them only
+        // after it.
+        self.dev.sync().map_err(|e| self.werr(e))?;
+        let pending = std::mem::take(&mut self.pending);
+        rec.synced(&pending, last, self.p)?;
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Syncs the rest and records the slot as written.
+    fn finish(&mut self, rec: &mut Recorder<'_, '_>) -> Result<()> {
+        self.sync(rec, true)
+    }
 }
 
 enum Msg {
@@ -288,20 +362,27 @@ enum Msg {
     ReadFailed(Error),
 }
 
-/// Writes chunks `first..` from the stream, in order, syncing and calling `synced(done_to, last)` every
-/// `sync_every_bytes` or `sync_every` and at the end.
+/// Streams the chunk area from the first chunk not done to the end, chunks already done included (a full install
+/// resumes at its first missing chunk).
 #[allow(clippy::too_many_arguments)]
-fn write_chunks(
-    src: Source<'_, '_>,
+fn write_full(
+    fetch: &mut dyn Fetch,
+    rec: &mut Recorder<'_, '_>,
+    w: &mut ChunkWriter<'_>,
+    verified: &Verified,
     p: &Payload,
     index: &ChunkIndex,
-    first: u64,
-    dev: &mut dyn SlotDevice,
-    target: &SlotPath,
+    todo: &[u64],
     opts: &Options,
-    mut synced: impl FnMut(u64, bool) -> Result<()>,
 ) -> Result<()> {
+    let Some(&first) = todo.first() else { return Ok(()) };
     let n = p.n_chunks();
+    let name = fetch.name().to_owned();
+    let at = verified.body_start + p.chunks.offset + index.entries[first as usize].offset;
+    let end = verified.body_start + p.chunks.offset + p.chunks.size_bytes;
+    let stream =
+        fetch.open(at, Some(end)).map_err(|source| Error::Fetch { source_name: name.clone(), offset: at, source })?;
+    let mut stream = Counted::new(stream, rec.counter.clone());
     let threads = opts.threads.max(1);
     // Chunks in flight anywhere in the pipeline (being read, decoded, waiting to be written): memory is bounded by
     // this many stored plus raw chunks, whatever the image size.
@@ -313,11 +394,10 @@ fn write_chunks(
     let (job_tx, job_rx) = sync_channel::<(u64, Vec<u8>)>(threads);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = sync_channel::<Msg>(window);
-    let werr = |source| Error::WriteSlot { slot: target.slot, device: target.path.clone(), source };
     std::thread::scope(|s| {
-        // The reader: stored chunks off the stream.
         let reader_res = res_tx.clone();
-        let Source { stream, at, name } = src;
+        let name = &name;
+        let stream = &mut stream;
         s.spawn(move || {
             let token_rx: Receiver<()> = token_rx;
             let mut pos = at;
@@ -328,7 +408,7 @@ fn write_chunks(
                 let e = &index.entries[c as usize];
                 let mut stored = vec![0u8; e.stored_size as usize];
                 let section = format!("payload {} chunk {c}", p.name);
-                if let Err(err) = read_exact(&mut **stream, &mut stored, pos, &section, name) {
+                if let Err(err) = read_exact(stream, &mut stored, pos, &section, name) {
                     let _ = reader_res.send(Msg::ReadFailed(err));
                     return;
                 }
@@ -351,35 +431,22 @@ fn write_chunks(
             });
         }
         drop(res_tx);
-
         let mut pending = std::collections::BTreeMap::new();
         let mut next = first;
-        let mut unsynced = 0u64;
-        let mut last_sync = Instant::now();
         let result = (|| {
             while next < n {
                 let msg = res_rx.recv().expect("the reader reports an error before it stops early");
                 match msg {
                     Msg::ReadFailed(e) => return Err(e),
                     Msg::Chunk(c, raw) => {
-                        let raw = raw.map_err(|source| Error::Bundle { source_name: name.to_owned(), source })?;
+                        let raw = raw.map_err(|source| Error::Bundle { source_name: name.clone(), source })?;
                         pending.insert(c, raw);
                     }
                 }
                 while let Some(raw) = pending.remove(&next) {
-                    dev.write_at(next * u64::from(p.chunk_size), &raw).map_err(werr)?;
-                    unsynced += raw.len() as u64;
+                    w.write(rec, next, &raw)?;
                     next += 1;
                     let _ = token_tx.send(());
-                    let last = next == n;
-                    if last || unsynced >= opts.sync_every_bytes || last_sync.elapsed() >= opts.sync_every {
-                        // Durability: after this sync every chunk before `next` is on the device; the journal
-                        // records them only after it.
-                        dev.sync().map_err(werr)?;
-                        synced(next, last)?;
-                        unsynced = 0;
-                        last_sync = Instant::now();
-                    }
                 }
             }
             Ok(())
@@ -392,7 +459,8 @@ fn write_chunks(
 }
 
 /// Reads every chunk back from the device, past the page cache, and checks its hash; moves the journal to
-/// `verified`, or back to `downloading` without the chunks that read back wrong.
+/// `verified` and caches the slot's block fingerprints, or moves it back to `downloading` without the chunks that
+/// read back wrong.
 fn verify(
     node: &mut Node<'_>,
     p: &Payload,
@@ -406,12 +474,15 @@ fn verify(
     dev.drop_cache().map_err(rerr)?;
     let mut buf = vec![0u8; p.chunk_size as usize];
     let mut bad = Vec::new();
+    let bs = p.block_size as usize;
+    let mut fingerprints = Vec::with_capacity((p.size_bytes / bs as u64) as usize);
     for c in 0..p.n_chunks() {
         let len = p.chunk_raw_size(c) as usize;
         dev.read_at(c * u64::from(p.chunk_size), &mut buf[..len]).map_err(rerr)?;
         if chunk_hash(&buf[..len]) != index.entries[c as usize].raw_hash {
             bad.push(c);
         }
+        fingerprints.extend(buf[..len].chunks_exact(bs).map(fingerprint));
         if c % 64 == 63 || c + 1 == p.n_chunks() {
             progress(&Progress {
                 stage: "verifying",
@@ -445,5 +516,28 @@ fn verify(
     // Durability: the slot was synced and read back whole before this save.
     node.save(j)?;
     log::info!("slot {}: {} chunks read back and verified", target.slot, p.n_chunks());
+    let cache = node.config.slot_index_path(target.slot);
+    if let Err(e) = slot_index::save(&cache, p.block_size, &fingerprints) {
+        log::warn!("{}", Error::WriteCache { path: cache, source: e });
+    }
+    Ok(())
+}
+
+/// Fills `buf` from a stream, naming the bundle section and offset when it ends early or fails.
+pub(crate) fn read_exact(r: &mut dyn Read, buf: &mut [u8], offset: u64, section: &str, name: &str) -> Result<()> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => {
+                let source = image_layout::Error::Truncated { section: section.to_owned(), offset: offset + n as u64 };
+                return Err(Error::Bundle { source_name: name.to_owned(), source });
+            }
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::Fetch { source_name: name.to_owned(), offset: offset + n as u64, source });
+            }
+        }
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod delta;
 pub mod device;
 pub mod error;
 pub mod fetch;
@@ -16,6 +17,7 @@ pub mod install;
 pub mod journal;
 pub mod phase;
 pub mod run;
+pub mod slot_index;
 pub mod slots;
 mod sys;
 pub mod wire;

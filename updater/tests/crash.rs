@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bootctl::blockdev::BlockDevice;
 use bootctl::grubstate::GrubStore;
 use bootctl::rules::{BootState, Slot};
-use common::{bundle, key, payload, Spec};
+use common::{bundle, changed, key, payload, Spec};
 use image_layout::format::chunk_hash;
 use image_layout::keys::Keyring;
 use image_layout::reader::{BundleAt, Policy};
@@ -202,15 +202,26 @@ fn options() -> Options {
     o
 }
 
-/// Runs an install of `bundle_path` on `disk`, with the power cut at operation `cut_at`.
-fn run_install(disk: &Disk, config: &Config, bundle_path: &Path, cut_at: u64) -> (updater::Result<()>, u64) {
+/// Runs an install of `bundle_path` on `disk`, with the power cut at operation `cut_at`; a delta install reads the
+/// booted slot A.
+fn run_install(
+    disk: &Disk,
+    config: &Config,
+    bundle_path: &Path,
+    cut_at: u64,
+    delta: bool,
+) -> (updater::Result<updater::install::Report>, u64) {
     let power = Power::new(cut_at);
     let keyring = Keyring::from_keys(vec![key().public()]);
     let mut node = disk.node(config, Slot::A, &power);
     let mut dev = CrashingDevice::new(Arc::clone(&disk.slot_b), Arc::clone(&power));
+    let mut old = CrashingDevice::new(Arc::clone(&disk.slot_a), Arc::clone(&power));
+    let old = delta.then_some(&mut old as &mut dyn SlotDevice);
     let mut fetch = FileFetch::new(bundle_path.to_owned());
-    let r = install(&mut node, &keyring, &mut fetch, &target_b(), &mut dev, &options(), &mut |_| {});
-    (r.map(|_| ()), power.ops.load(Ordering::SeqCst))
+    let mut opts = options();
+    opts.delta = delta;
+    let r = install(&mut node, &keyring, &mut fetch, &target_b(), &mut dev, old, &opts, &mut |_| {});
+    (r, power.ops.load(Ordering::SeqCst))
 }
 
 /// The chunk hashes of the bundle's payload, to judge what is on the slot.
@@ -234,28 +245,40 @@ fn chunk_on_slot(slot: &[u8], chunk_size: u32, image_len: usize, c: usize) -> [u
 fn a_power_cut_at_every_write_and_sync_of_a_full_install() {
     let image_a = payload(300 << 10, 1);
     let image_b = payload(300 << 10, 2);
+    power_cuts(&image_a, &image_b, false);
+}
+
+#[test]
+fn a_power_cut_at_every_write_and_sync_of_a_delta_install() {
+    let image_a = payload(300 << 10, 1);
+    let image_b = changed(&image_a);
+    power_cuts(&image_a, &image_b, true);
+}
+
+fn power_cuts(image_a: &[u8], image_b: &[u8], delta: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle_path = dir.path().join("v2.bundle");
-    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    bundle(&bundle_path, image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
     let (chunk_size, hashes) = chunk_hashes(&bundle_path);
     let slot_len = 512 << 10;
 
     // A run without a cut counts the operations.
-    let disk = Disk::new(&image_a, slot_len);
+    let disk = Disk::new(image_a, slot_len);
     let config = disk.config();
-    let (r, total) = run_install(&disk, &config, &bundle_path, u64::MAX);
-    r.expect("an install without a cut");
+    let (r, total) = run_install(&disk, &config, &bundle_path, u64::MAX, delta);
+    let report = r.expect("an install without a cut");
     assert!(total > 20, "{total} operations");
+    assert_eq!(report.reused_bytes > 0, delta, "{report:?}");
 
     for cut_at in 0..total {
-        let disk = Disk::new(&image_a, slot_len);
+        let disk = Disk::new(image_a, slot_len);
         let config = disk.config();
-        let (r, _) = run_install(&disk, &config, &bundle_path, cut_at);
+        let (r, _) = run_install(&disk, &config, &bundle_path, cut_at, delta);
         assert!(r.is_err(), "cut at {cut_at} of {total} went unnoticed");
 
         // What is durable after the cut.
         let ctx = format!("cut at operation {cut_at} of {total}");
-        assert_eq!(&disk.slot_a.lock().expect("lock")[..image_a.len()], &image_a[..], "{ctx}: slot A written");
+        assert_eq!(&disk.slot_a.lock().expect("lock")[..image_a.len()], image_a, "{ctx}: slot A written");
         let journal = FileJournal::new(config.journal_path()).load().expect("the journal reads back whole");
         let slot_b = disk.slot_b.lock().expect("lock").clone();
         let verified_whole =
@@ -289,10 +312,10 @@ fn a_power_cut_at_every_write_and_sync_of_a_full_install() {
                 continue;
             }
         }
-        let (r, _) = run_install(&disk, &config, &bundle_path, u64::MAX);
+        let (r, _) = run_install(&disk, &config, &bundle_path, u64::MAX, delta);
         r.unwrap_or_else(|e| panic!("{ctx}: the retried install failed: {e}"));
-        assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], &image_b[..], "{ctx}");
+        assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], image_b, "{ctx}");
         assert_eq!(disk.power_on(), Slot::B, "{ctx}");
     }
-    eprintln!("power cut at each of {total} operations of a full install");
+    eprintln!("power cut at each of {total} operations of a {} install", if delta { "delta" } else { "full" });
 }

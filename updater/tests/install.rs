@@ -4,7 +4,7 @@
 mod common;
 
 use bootctl::rules::Slot;
-use common::{bundle, payload, Spec, TestNode, SLOT_BYTES};
+use common::{bundle, changed, payload, Spec, TestNode, SLOT_BYTES};
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().expect("exited")
@@ -114,7 +114,7 @@ fn refusals_change_nothing() {
     let at = b.len() / 3;
     b[at] ^= 0x40;
     std::fs::write(&path, &b).expect("write");
-    let out = n.run(&["install", path.to_str().expect("utf8")]);
+    let out = n.run(&["install", "--full", path.to_str().expect("utf8")]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     assert!(!n.state().qualifies(Slot::B));
     assert_eq!(n.phase().as_deref(), Some("downloading"));
@@ -138,4 +138,59 @@ fn refusals_change_nothing() {
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     assert!(stderr(&out).contains("mounted on /mnt/b"), "{}", stderr(&out));
     assert!(n.snapshot() == before);
+}
+
+#[test]
+fn a_delta_install_fetches_only_what_the_booted_slot_lacks() {
+    let n = TestNode::new();
+    let v1 = n.slot_bytes(Slot::A);
+    let v2 = changed(&v1[..3 << 20]);
+    let path = n.path("v2.bundle");
+    bundle(&path, &v2, &Spec::new("2", 2));
+    let out = n.ok(&["install", "--json", path.to_str().expect("utf8")]);
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().expect("a result line")).expect("json");
+    assert_eq!(&n.slot_bytes(Slot::B)[..v2.len()], &v2[..]);
+    let fetched = last["fetched_bytes"].as_u64().expect("fetched");
+    let reused = last["reused_bytes"].as_u64().expect("reused");
+    let bundle_len = std::fs::metadata(&path).expect("stat").len();
+    assert!(reused > v2.len() as u64 * 8 / 10, "{last}");
+    assert!(fetched < bundle_len / 5, "{fetched} of {bundle_len}: {last}");
+    assert!(out.lines().any(|l| l.contains("\"stage\":\"writing\"")), "progress lines: {out}");
+    let s = n.status();
+    assert_eq!(s["journal"]["update"]["bytes_reused"].as_u64(), Some(reused));
+    assert_eq!(s["journal"]["update"]["bytes_fetched"].as_u64(), Some(fetched));
+    // The booted slot's index is cached for the next delta install, and the new slot's after its read-back.
+    assert!(n.path("data/slot-A.index").exists() && n.path("data/slot-B.index").exists());
+
+    // Then back from B to A, with the index of B from the read-back: B's blocks are reused.
+    assert_eq!(n.power_on(), Slot::B);
+    n.ok(&["boot"]);
+    let v3 = changed(&v2);
+    bundle(&n.path("v3.bundle"), &v3, &Spec::new("3", 3));
+    let out = n.ok(&["install", "--json", n.path("v3.bundle").to_str().expect("utf8")]);
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().expect("a result line")).expect("json");
+    assert!(last["reused_bytes"].as_u64().expect("reused") > v3.len() as u64 * 8 / 10, "{last}");
+    assert_eq!(&n.slot_bytes(Slot::A)[..v3.len()], &v3[..]);
+}
+
+#[test]
+fn a_damaged_frame_falls_back_to_its_whole_chunk() {
+    let n = TestNode::new();
+    let v1 = n.slot_bytes(Slot::A);
+    let v2 = changed(&v1[..3 << 20]);
+    let path = n.path("v2.bundle");
+    bundle(&path, &v2, &Spec::new("2", 2));
+    // Damage every byte of the frame area: the chunks stay whole, so the install still completes.
+    let b = image_layout::reader::BundleAt::open_unverified(std::fs::File::open(&path).expect("open")).expect("open");
+    let v = b.verified();
+    let frames = &v.manifest.payloads[0].frames;
+    let (start, len) = ((v.body_start + frames.offset) as usize, frames.size_bytes as usize);
+    let mut bytes = std::fs::read(&path).expect("read");
+    for x in &mut bytes[start..start + len] {
+        *x ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    n.ok(&["install", path.to_str().expect("utf8")]);
+    assert_eq!(&n.slot_bytes(Slot::B)[..v2.len()], &v2[..]);
+    assert_eq!(n.phase().as_deref(), Some("flipped"));
 }

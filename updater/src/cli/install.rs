@@ -25,6 +25,9 @@ pub struct Args {
     /// Once flipped, sync and reboot(2) at once, without `edge-init`.
     #[arg(long)]
     pub reboot_now: bool,
+    /// Fetch every chunk; take nothing from the booted slot.
+    #[arg(long)]
+    pub full: bool,
     /// Progress and the result as JSON Lines on stdout.
     #[arg(long)]
     pub json: bool,
@@ -62,8 +65,19 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         source,
     })?;
     let mut fetch = open_source(&args.source)?;
+    // The booted slot, read only, for delta reuse; without it the install is simply full.
+    let mut old = match crate::slots::resolve(config, node.booted).and_then(|b| {
+        SlotFile::open_read_only(&b.path).map_err(|source| Error::OpenSlot { slot: b.slot, device: b.path, source })
+    }) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn!("no delta install: {e}");
+            None
+        }
+    };
     let mut opts = Options::at(OffsetDateTime::now_utc());
     opts.reboot = args.reboot || args.reboot_now;
+    opts.delta = !args.full;
     let bar = if args.json { None } else { image_layout::cli::progress_bar(0, "writing") };
     let json = args.json;
     let mut last_stage = "";
@@ -81,7 +95,8 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
             bar.set_position(p.done_bytes);
         }
     };
-    let result = install(&mut node, &keyring, &mut *fetch, &target, &mut dev, &opts, &mut progress);
+    let old_dev = old.as_mut().map(|f| f as &mut dyn crate::device::SlotDevice);
+    let result = install(&mut node, &keyring, &mut *fetch, &target, &mut dev, old_dev, &opts, &mut progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

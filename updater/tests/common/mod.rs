@@ -43,6 +43,18 @@ pub fn payload(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// An image like `base` with a few scattered changes and blocks inserted, as a rebuilt filesystem looks (its
+/// blocks move in whole 4 KiB units).
+pub fn changed(base: &[u8]) -> Vec<u8> {
+    let mut v = base.to_vec();
+    for i in (0..v.len()).step_by(300_000) {
+        v[i] ^= 0xff;
+    }
+    v.splice(69_632..69_632, payload(3 * 4096, 9));
+    v.truncate(base.len());
+    v
+}
+
 /// How a test bundle is made.
 pub struct Spec {
     pub version: &'static str,

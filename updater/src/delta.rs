@@ -1,0 +1,298 @@
+//! A delta install: every block of the new payload that the booted slot already holds, wherever it sits there, is
+//! copied from it; the rest is fetched as delta frames or whole chunks in few coalesced range requests. The plan is
+//! `image-layout`'s (the same call as `edge-image delta-plan`); each chunk assembled from old blocks and frames is
+//! checked against its hash before it is written, and one that fails is fetched whole (docs/updater.md, "Delta").
+
+use std::io::{self, Read};
+use std::ops::Range;
+
+use image_layout::delta::{ChunkPlan, ChunkSource, HaveIndex, Planner, DEFAULT_COALESCE_GAP};
+use image_layout::format::chunk_hash;
+use image_layout::manifest::Payload;
+use image_layout::reader::{decode_chunk, decompress_exact, ChunkIndex, DeltaIndex, Verified};
+
+use crate::device::SlotDevice;
+use crate::error::{Error, Result};
+use crate::fetch::{Counted, Counter, Fetch};
+use crate::install::{read_exact, read_range, ChunkWriter, Recorder};
+use crate::slot_index;
+
+/// What a delta install reuses: the booted slot and the index of its blocks, and the bundle's delta index.
+pub struct DeltaSource<'o> {
+    delta: DeltaIndex,
+    have: HaveIndex,
+    old: &'o mut dyn SlotDevice,
+}
+
+/// Reads the delta index and the booted slot's block index (from its cache, or by reading the slot once), and
+/// returns them when some chunk still to write can use the booted slot.
+pub(crate) fn plan<'o>(
+    fetch: &mut dyn Fetch,
+    rec: &mut Recorder<'_, '_>,
+    verified: &Verified,
+    pi: usize,
+    index: &ChunkIndex,
+    todo: &[u64],
+    old: &'o mut dyn SlotDevice,
+) -> Result<Option<DeltaSource<'o>>> {
+    let p = &verified.manifest.payloads[pi];
+    let node = &mut *rec.node;
+    let booted = node.booted;
+    let cache = node.config.slot_index_path(booted);
+    let fingerprints = match slot_index::load(&cache, p.block_size) {
+        Some(f) => f,
+        None => {
+            let rerr = |source| Error::ReadSlot { slot: booted, device: cache.clone(), source };
+            let len = match node.journal().slot(booted) {
+                Some(image) => image.size_bytes,
+                None => old.size().map_err(rerr)?,
+            };
+            log::info!("slot {booted}: reading {len} bytes once to index its blocks for delta installs");
+            let f = slot_index::scan(old, len, p.block_size).map_err(rerr)?;
+            if let Err(e) = slot_index::save(&cache, p.block_size, &f) {
+                log::warn!("{}", Error::WriteCache { path: cache.clone(), source: e });
+            }
+            f
+        }
+    };
+    let have = HaveIndex::from_fingerprints(p.block_size, &fingerprints);
+    drop(fingerprints);
+    let mut stored = vec![0u8; p.delta_index.size_bytes as usize];
+    let section = format!("payload {} delta index", p.name);
+    read_range(fetch, &rec.counter, verified.body_start + p.delta_index.offset, &mut stored, &section)?;
+    let name = fetch.name().to_owned();
+    let bundle_err = |source| Error::Bundle { source_name: name.clone(), source };
+    let delta = DeltaIndex::parse(p, &stored).map_err(bundle_err)?;
+    let planner = Planner::new(p, index, &delta, &have).map_err(bundle_err)?;
+    let useful = todo.iter().any(|&c| planner.chunk(c).source != ChunkSource::Whole);
+    if !useful {
+        log::info!("nothing of the new payload is in slot {booted}; installing in full");
+        return Ok(None);
+    }
+    Ok(Some(DeltaSource { delta, have, old }))
+}
+
+/// What a piece of the bundle is.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Chunk(u64),
+    Frame { chunk_idx: u64, frame_idx: u64 },
+}
+
+/// A byte range of the bundle to fetch.
+#[derive(Debug, Clone)]
+struct Piece {
+    range: Range<u64>,
+    kind: Kind,
+}
+
+/// A chunk being assembled from frames.
+struct Partial {
+    chunk_idx: u64,
+    plan: ChunkPlan,
+    frames: Vec<u64>,
+    got: usize,
+    buf: Vec<u8>,
+    /// A frame did not decompress: the chunk is fetched whole.
+    damaged: bool,
+}
+
+/// Writes chunks `todo` from the booted slot and fetched pieces.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write(
+    fetch: &mut dyn Fetch,
+    rec: &mut Recorder<'_, '_>,
+    w: &mut ChunkWriter<'_>,
+    verified: &Verified,
+    pi: usize,
+    index: &ChunkIndex,
+    src: &mut DeltaSource<'_>,
+    todo: &[u64],
+) -> Result<()> {
+    let p = &verified.manifest.payloads[pi];
+    let name = fetch.name().to_owned();
+    let bundle_err = |source| Error::Bundle { source_name: name.clone(), source };
+    let planner = Planner::new(p, index, &src.delta, &src.have).map_err(bundle_err)?;
+    let chunks_at = verified.body_start + p.chunks.offset;
+    let frames_at = verified.body_start + p.frames.offset;
+    let chunk_piece = |c: u64| {
+        let e = &index.entries[c as usize];
+        Piece { range: chunks_at + e.offset..chunks_at + e.offset + u64::from(e.stored_size), kind: Kind::Chunk(c) }
+    };
+    let booted = rec.node.booted;
+    let mut pieces = Vec::new();
+    let mut fallback = Vec::new();
+    for &c in todo {
+        let plan = planner.chunk(c);
+        match &plan.source {
+            ChunkSource::Whole => pieces.push(chunk_piece(c)),
+            ChunkSource::Frames(frames) => {
+                for &f in frames {
+                    let start = frames_at + src.delta.frame_offsets[f as usize];
+                    let end = start + u64::from(src.delta.frame_sizes[f as usize]);
+                    pieces.push(Piece { range: start..end, kind: Kind::Frame { chunk_idx: c, frame_idx: f } });
+                }
+            }
+            ChunkSource::Local => {
+                let buf = vec![0u8; p.chunk_raw_size(c) as usize];
+                match assemble(p, &plan, &[], buf, &mut *src.old, booted, &index.entries[c as usize].raw_hash)? {
+                    Some((raw, reused)) => {
+                        w.write(rec, c, &raw)?;
+                        rec.reused += reused;
+                        rec.reused_total += reused;
+                    }
+                    None => fallback.push(c),
+                }
+            }
+        }
+    }
+
+    let counter = rec.counter.clone();
+    let mut partial: Option<Partial> = None;
+    fetch_pieces(fetch, &counter, pieces, &mut |kind, stored| match kind {
+        Kind::Chunk(c) => {
+            let raw = decode_chunk(p, c, &index.entries[c as usize], stored).map_err(bundle_err)?;
+            w.write(rec, c, &raw)
+        }
+        Kind::Frame { chunk_idx, frame_idx } => {
+            // A frame has no hash of its own; one that does not even decompress sends its chunk to the fallback.
+            let raw = decompress_exact(stored, p.frame_raw_size(frame_idx) as usize);
+            if partial.as_ref().is_none_or(|x| x.chunk_idx != chunk_idx) {
+                let plan = planner.chunk(chunk_idx);
+                let frames = match &plan.source {
+                    ChunkSource::Frames(f) => f.clone(),
+                    _ => Vec::new(),
+                };
+                let buf = vec![0u8; p.chunk_raw_size(chunk_idx) as usize];
+                partial = Some(Partial { chunk_idx, plan, frames, got: 0, buf, damaged: false });
+            }
+            let x = partial.as_mut().expect("set above");
+            let at = (frame_idx * u64::from(p.frame_size) - chunk_idx * u64::from(p.chunk_size)) as usize;
+            match raw {
+                Some(raw) => x.buf[at..at + raw.len()].copy_from_slice(&raw),
+                None => x.damaged = true,
+            }
+            x.got += 1;
+            if x.got == x.frames.len() {
+                let x = partial.take().expect("set above");
+                if x.damaged {
+                    fallback.push(chunk_idx);
+                    return Ok(());
+                }
+                let expected = &index.entries[chunk_idx as usize].raw_hash;
+                match assemble(p, &x.plan, &x.frames, x.buf, &mut *src.old, booted, expected)? {
+                    Some((raw, reused)) => {
+                        w.write(rec, chunk_idx, &raw)?;
+                        rec.reused += reused;
+                        rec.reused_total += reused;
+                    }
+                    None => fallback.push(chunk_idx),
+                }
+            }
+            Ok(())
+        }
+    })?;
+
+    // Chunks whose assembly did not match their hash (a fingerprint collision, a booted slot that changed since
+    // its index was cached): fetched whole.
+    if !fallback.is_empty() {
+        log::warn!("{} chunks did not assemble from slot {booted}; fetching them whole", fallback.len());
+    }
+    let pieces = fallback.iter().map(|&c| chunk_piece(c)).collect();
+    fetch_pieces(fetch, &counter, pieces, &mut |kind, stored| match kind {
+        Kind::Chunk(c) => {
+            let raw = decode_chunk(p, c, &index.entries[c as usize], stored).map_err(bundle_err)?;
+            w.write(rec, c, &raw)
+        }
+        Kind::Frame { .. } => unreachable!("fallbacks are whole chunks"),
+    })
+}
+
+/// Fills the blocks of a chunk that no fetched frame covers from the booted slot, and checks the chunk hash;
+/// `None` when it does not match. Returns the chunk and the bytes reused.
+fn assemble(
+    p: &Payload,
+    plan: &ChunkPlan,
+    fetched_frames: &[u64],
+    mut buf: Vec<u8>,
+    old: &mut dyn SlotDevice,
+    booted: bootctl::rules::Slot,
+    expected: &[u8; 32],
+) -> Result<Option<(Vec<u8>, u64)>> {
+    let bs = p.block_size as usize;
+    let blocks_per_frame = (p.frame_size / p.block_size) as usize;
+    let first_frame = plan.chunk_idx * u64::from(p.chunk_size / p.frame_size);
+    let mut reused = 0u64;
+    for (i, l) in plan.local.iter().enumerate() {
+        let frame = first_frame + (i / blocks_per_frame) as u64;
+        if fetched_frames.contains(&frame) {
+            continue;
+        }
+        let Some(off) = *l else {
+            // The planner fetches every frame with a block the booted slot lacks.
+            return Ok(None);
+        };
+        old.read_at(off, &mut buf[i * bs..(i + 1) * bs]).map_err(|source| Error::ReadSlot {
+            slot: booted,
+            device: "booted slot".into(),
+            source,
+        })?;
+        reused += bs as u64;
+    }
+    Ok((chunk_hash(&buf) == *expected).then_some((buf, reused)))
+}
+
+/// Fetches pieces in coalesced requests, in bundle order, handing each to `handle`.
+fn fetch_pieces(
+    fetch: &mut dyn Fetch,
+    counter: &Counter,
+    mut pieces: Vec<Piece>,
+    handle: &mut dyn FnMut(Kind, &[u8]) -> Result<()>,
+) -> Result<()> {
+    pieces.sort_by_key(|p| p.range.start);
+    let name = fetch.name().to_owned();
+    let mut i = 0;
+    while i < pieces.len() {
+        let start = pieces[i].range.start;
+        let mut end = pieces[i].range.end;
+        let mut j = i + 1;
+        while j < pieces.len() && pieces[j].range.start <= end.saturating_add(DEFAULT_COALESCE_GAP) {
+            end = end.max(pieces[j].range.end);
+            j += 1;
+        }
+        let mut stream: Option<Box<dyn Read + Send + '_>> = None;
+        if end > start {
+            let r = fetch.open(start, Some(end)).map_err(|source| Error::Fetch {
+                source_name: name.clone(),
+                offset: start,
+                source,
+            })?;
+            stream = Some(Box::new(Counted::new(r, counter.clone())));
+        }
+        let mut pos = start;
+        for piece in &pieces[i..j] {
+            let mut stored = vec![0u8; (piece.range.end - piece.range.start) as usize];
+            if let Some(r) = stream.as_mut() {
+                if piece.range.start > pos {
+                    let gap = piece.range.start - pos;
+                    let skipped = io::copy(&mut r.take(gap), &mut io::sink()).map_err(|source| Error::Fetch {
+                        source_name: name.clone(),
+                        offset: pos,
+                        source,
+                    })?;
+                    if skipped < gap {
+                        let source =
+                            image_layout::Error::Truncated { section: "delta range".into(), offset: pos + skipped };
+                        return Err(Error::Bundle { source_name: name.clone(), source });
+                    }
+                    pos = piece.range.start;
+                }
+                read_exact(r, &mut stored, pos, "delta range", &name)?;
+                pos = pos.max(piece.range.end);
+            }
+            handle(piece.kind, &stored)?;
+        }
+        i = j;
+    }
+    Ok(())
+}
