@@ -177,7 +177,7 @@ impl Server {
         lock(&self.state).stall_headers_next = count;
     }
 
-    /// Replaces `path` with `content` once the next response for it has sent `at` body bytes; that response
+    /// Replaces `path` with `content` once the next response for it longer than `at` has sent `at` body bytes; that response
     /// carries on with the old bytes, as a file replaced by rename under an open file would.
     pub fn replace_at(&self, path: &str, at: u64, content: Vec<u8>) {
         lock(&self.state).replace = Some(Replace { path: path.to_owned(), at, content });
@@ -401,11 +401,12 @@ fn plan(state: &mut State, head: &Head, connection: u64) -> Plan {
         state.stall_next -= 1;
     }
     let drop_after = if has_body && !stall { state.drops.pop_front() } else { None };
+    let n = body.as_ref().map_or(0, |(_, first, end)| end - first);
+    // A response too short to reach the replacement point leaves it for a later one.
     let replace = match &state.replace {
-        Some(r) if has_body && !stall && r.path == head.path => state.replace.take(),
+        Some(r) if has_body && !stall && r.path == head.path && r.at < n => state.replace.take(),
         _ => None,
     };
-    let n = body.as_ref().map_or(0, |(_, first, end)| end - first);
     headers.push(format!("Content-Length: {n}"));
     if head.close {
         headers.push("Connection: close".to_owned());
