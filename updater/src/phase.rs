@@ -342,6 +342,84 @@ fn roll_back(u: &mut Update, reason: String, actions: &mut Vec<Action>) {
     actions.push(Action::Save);
 }
 
+/// What `boot` does for each phase and kind of boot, as the Markdown table in docs/updater.md ("Reconciling at
+/// boot"): the target slot B, slot A good, and B booted on trial, booted and good, or not booted (fallen back, or
+/// not rebooted yet).
+pub fn reconcile_table() -> String {
+    use bootctl::rules::SlotState;
+    let state =
+        |b: SlotState, active: Slot| BootState::from_parts(SlotState { good: true, tries: 0 }, b, active, Slot::A);
+    let cases: [(&str, Slot, BootState); 4] = [
+        ("B booted on trial", Slot::B, state(SlotState { good: false, tries: 2 }, Slot::B)),
+        ("B booted, already good", Slot::B, state(SlotState { good: true, tries: 0 }, Slot::B)),
+        ("A booted, B active with tries left", Slot::A, state(SlotState { good: false, tries: 2 }, Slot::B)),
+        ("A booted, B out of tries", Slot::A, state(SlotState { good: false, tries: 0 }, Slot::B)),
+    ];
+    let phases = [
+        Phase::Downloading,
+        Phase::Verified,
+        Phase::Flipped,
+        Phase::Rebooting,
+        Phase::Trial,
+        Phase::Committed,
+        Phase::RolledBack,
+    ];
+    let mut out = String::from("| phase in the journal | boot | new phase | actions |\n| --- | --- | --- | --- |\n");
+    for phase in phases {
+        for reason in [None, Some("a check failed")] {
+            if reason.is_some() && phase != Phase::Trial {
+                continue;
+            }
+            for (what, booted, st) in &cases {
+                let u = Update {
+                    phase,
+                    target: Slot::B,
+                    bundle: crate::journal::BundleInfo {
+                        manifest_hash: String::new(),
+                        name: String::new(),
+                        version: String::new(),
+                        security_version: 0,
+                    },
+                    source: String::new(),
+                    size_bytes: 0,
+                    chunk_size: 4096,
+                    n_chunks: 0,
+                    chunks_done: Vec::new(),
+                    bytes_fetched: 0,
+                    bytes_reused: 0,
+                    reboot: false,
+                    started: String::new(),
+                    reason: reason.map(str::to_owned),
+                };
+                let j = Journal { update: Some(u), ..Journal::default() };
+                let s = step(&j, &Event::Booted { booted: *booted, state: *st }).expect("boot never fails");
+                let new_phase = s.journal.phase().map_or("none", Phase::name);
+                let actions: Vec<String> = s
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Emit(e) if e.kind == "booted" => None,
+                        Action::Emit(e) => Some(format!("event `{}`", e.kind)),
+                        Action::Save => Some("save".to_owned()),
+                        Action::SetActive(s) => Some(format!("set-active {s}")),
+                        Action::MarkGood(s) => Some(format!("mark-good {s}")),
+                        Action::MarkBad(s) => Some(format!("mark-bad {s}")),
+                        Action::RunChecks => Some("health checks".to_owned()),
+                        Action::Reboot => Some("reboot".to_owned()),
+                    })
+                    .collect();
+                let actions = if actions.is_empty() { "nothing".to_owned() } else { actions.join(", ") };
+                let shown = match reason {
+                    Some(_) => format!("{} (failure recorded)", phase.name()),
+                    None => phase.name().to_owned(),
+                };
+                out.push_str(&format!("| {shown} | {what} | {new_phase} | {actions} |\n"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
