@@ -10,7 +10,6 @@ use crate::grubstate::GrubStore;
 use crate::rules::{BootState, Slot, SlotState};
 use crate::uboot::{Env, EnvStore};
 
-
 /// Where a bootloader keeps the boot state.
 pub trait Backend {
     /// The backend's name, for status output.

@@ -207,7 +207,8 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
         Event::Rollback { booted, state } => {
             let u = current(&mut j, "roll back")?;
             match u.phase {
-                Phase::Trial if u.target == *booted => {
+                // On the target's boot, before or after `boot` ran.
+                Phase::Trial | Phase::Flipped | Phase::Rebooting if u.target == *booted => {
                     fail_trial(u, *booted, "rolled back by the operator".to_owned(), &mut actions);
                 }
                 Phase::Flipped | Phase::Rebooting | Phase::Verified

@@ -157,6 +157,27 @@ mod tests {
     }
 
     #[test]
+    fn the_root_device_and_mounted_slots_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mountinfo = dir.path().join("mountinfo");
+        std::fs::write(&mountinfo, "22 1 7:77 / /mnt rw - ext4 /dev/loop77 rw\n").expect("write");
+        let text = format!(
+            "compatible = \"t\"\nmountinfo = {:?}\n[bootctl]\nroot = {:?}\n",
+            mountinfo.display().to_string(),
+            dir.path().display().to_string()
+        );
+        let config = Config::parse(&text, Path::new("t")).expect("config");
+        let root_dev = std::fs::metadata(dir.path()).expect("stat").dev();
+        let check =
+            |rdev: Option<u64>, path: &str| check_target(&config, &SlotPath { slot: Slot::B, path: path.into(), rdev });
+        // A device number equal to the root's (no device is opened: the check compares numbers only).
+        assert!(matches!(check(Some(root_dev), "/dev/x"), Err(Error::SlotIsRoot { slot: Slot::B, .. })));
+        assert!(matches!(check(Some(rustix_free_makedev(7, 77)), "/dev/x"), Err(Error::SlotMounted { .. })));
+        assert!(matches!(check(None, "/dev/loop77"), Err(Error::SlotMounted { .. })));
+        assert!(check(Some(rustix_free_makedev(7, 78)), "/dev/loop78").is_ok());
+    }
+
+    #[test]
     fn partlabels_are_found_in_sysfs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sys = dir.path().join("sys");

@@ -194,3 +194,67 @@ fn a_damaged_frame_falls_back_to_its_whole_chunk() {
     assert_eq!(&n.slot_bytes(Slot::B)[..v2.len()], &v2[..]);
     assert_eq!(n.phase().as_deref(), Some("flipped"));
 }
+
+#[test]
+fn operator_verbs_mark_good_rollback_and_cancel() {
+    let n = TestNode::new();
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2", 2));
+    let path = n.path("v2.bundle");
+    let path = path.to_str().expect("utf8");
+
+    // Nothing to act on yet.
+    for verb in ["rollback", "cancel"] {
+        let out = n.run(&[verb]);
+        assert_eq!(code(&out), 7, "{verb}: {}", stderr(&out));
+    }
+
+    // Cancel after the flip, before the reboot: B is unbootable again.
+    n.ok(&["install", path]);
+    assert!(n.state().qualifies(Slot::B));
+    n.ok(&["cancel"]);
+    assert!(!n.state().qualifies(Slot::B));
+    assert_eq!(n.phase().as_deref(), Some("cancelled"));
+    assert_eq!(n.power_on(), Slot::A);
+
+    // Roll back after the flip: the same, recorded as a rollback.
+    n.ok(&["install", path]);
+    n.ok(&["rollback"]);
+    assert_eq!(n.phase().as_deref(), Some("rolled-back"));
+    assert_eq!(n.power_on(), Slot::A);
+
+    // Roll back on the trial boot: B is marked bad, and back on A the reason is the operator.
+    n.ok(&["install", path]);
+    assert_eq!(n.power_on(), Slot::B);
+    let out = n.run(&["rollback"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(n.state().slot(Slot::B).tries, 0);
+    assert_eq!(n.power_on(), Slot::A);
+    n.ok(&["boot"]);
+    let s = n.status();
+    assert_eq!(s["journal"]["update"]["phase"], "rolled-back");
+    assert!(s["journal"]["update"]["reason"].as_str().is_some_and(|r| r.contains("operator")), "{s}");
+
+    // mark-good on a trial boot commits without the checks.
+    n.ok(&["install", path]);
+    assert_eq!(n.power_on(), Slot::B);
+    n.ok(&["mark-good"]);
+    assert_eq!(n.phase().as_deref(), Some("committed"));
+    assert!(n.state().slot(Slot::B).good);
+    // A committed update is not rolled back or cancelled.
+    for verb in ["rollback", "cancel"] {
+        let out = n.run(&[verb]);
+        assert_eq!(code(&out), 7, "{verb}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn install_refuses_while_the_booted_slot_is_on_trial() {
+    let n = TestNode::new();
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2", 2));
+    n.ok(&["install", n.path("v2.bundle").to_str().expect("utf8")]);
+    assert_eq!(n.power_on(), Slot::B);
+    let before = n.snapshot();
+    let out = n.run(&["install", n.path("v2.bundle").to_str().expect("utf8")]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(n.snapshot() == before);
+}
