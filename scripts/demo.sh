@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end demo of what exists today: make a key, build signed bundles of two versions of a real ext4 root
-# filesystem image, inspect and verify one, extract it, plan a delta install from the old version, watch tampered
-# and untrusted copies get refused; then a node's slot state through an update that fails and rolls back. Installs what it needs; works in a scratch directory (DEMO_DIR, default
-# /tmp/edge-demo).
+# filesystem image, inspect and verify one, extract it, plan a delta install, watch tampered and untrusted copies get
+# refused; then a node with file slots updated over HTTP on loopback (delta from its running slot), committed by its
+# health checks, then given a broken update that fails its health check and is rolled back. Installs what it needs;
+# works in a scratch directory (DEMO_DIR, default /tmp/edge-demo).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -70,21 +71,82 @@ step "a bundle signed by a key the node does not trust is refused"
     --key keys/stranger.key -o stranger.bundle >/dev/null
 refused 4 "no trusted signature" "$img" verify stranger.bundle --keyring ring
 
-step "slot state: a node's boot state, as GRUB will read it (edge-bootctl)"
-(cd "$repo" && cargo build --release --locked -p bootctl)
+step "a node: slot A runs v1, slot B is empty; boot state for GRUB; the release key trusted"
+(cd "$repo" && cargo build --release --locked -p bootctl -p updater --bins --example serve)
 bootctl="$repo/target/release/edge-bootctl"
-rm -rf esp && mkdir -p esp
-printf 'backend = "grub"\ngrub_state_dir = "%s/esp"\ncmdline = "%s/cmdline"\n' "$dir" "$dir" >bootctl.toml
-echo "edge.slot=A" >cmdline
-show "$bootctl" --config bootctl.toml provision --good A
-show "$bootctl" --config bootctl.toml set-active B
-show "$bootctl" --config bootctl.toml status
-echo "GRUB's own tool reads the newest copy (its fill line left out here):"
-printf '$ %s\n' "grub-editenv esp/state0.env list"
-grub-editenv esp/state0.env list | grep -v '^edge_fill='
-echo "B boots as a trial and fails its health check:"
-echo "edge.slot=B" >cmdline
-show "$bootctl" --config bootctl.toml mark-bad
-show "$bootctl" --config bootctl.toml status
+update="$repo/target/release/edge-update"
+rm -rf node && mkdir -p node/esp node/data
+cp pair/v1.img node/a.img
+truncate -s 300M node/a.img
+truncate -s 300M node/b.img
+echo "edge.slot=A" >node/cmdline
+printf 'backend = "grub"\ngrub_state_dir = "%s/node/esp"\ncmdline = "%s/node/cmdline"\n' "$dir" "$dir" >node/bootctl.toml
+# The node's update config; $1 is appended to its [health] table.
+write_config() {
+    cat >node/update.toml <<EOF
+compatible = "qemu-x86_64"
+keyring = "$dir/ring"
+data_dir = "$dir/node/data"
+reboot = "none"
+
+[slots]
+a = "$dir/node/a.img"
+b = "$dir/node/b.img"
+
+[bootctl]
+backend = "grub"
+grub_state_dir = "$dir/node/esp"
+cmdline = "$dir/node/cmdline"
+
+[health]
+deadline_secs = 20
+$1
+EOF
+}
+write_config ""
+show "$bootctl" --config node/bootctl.toml provision --good A
+u() { show "$update" --config node/update.toml "$@"; }
+# The bootloader's part, until the QEMU harness boots the real one: boot the slot edge-bootctl says is next.
+reboot_node() {
+    local next
+    next=$("$bootctl" --config node/bootctl.toml status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_slot"])')
+    echo "edge.slot=$next" >node/cmdline
+    echo "(reboot: the bootloader boots slot $next)"
+}
+
+step "serve the bundles over HTTP on loopback"
+rm -rf www && mkdir -p www && cp v2.bundle www/
+"$img" build --payload rootfs=pair/v1.img --version 1.2.0 --security-version 1 --compatible qemu-x86_64 \
+    --key keys/release.key -o www/v3-broken.bundle >/dev/null
+exec 3< <(exec "$repo/target/release/examples/serve" www)
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+read -r base <&3
+echo "serving at $base"
+
+step "update over the network: v2 into slot B, taking from slot A every block it already has"
+u install "${base}v2.bundle"
+u status
+
+step "reboot into B on trial; the health checks pass and B is committed"
+reboot_node
+u boot
+u status
+echo "GRUB's own tool reads the boot state (its fill line left out here):"
+printf '$ %s\n' "grub-editenv node/esp/state0.env list"
+grub-editenv node/esp/state0.env list | grep -v '^edge_fill='
+
+step "a bad update: 1.2.0 into slot A, whose service never answers its health probe"
+write_config $'[[health.http]]\nurl = "http://127.0.0.1:9/healthz"\nattempts = 2\ntimeout_secs = 2'
+u install "${base}v3-broken.bundle"
+reboot_node
+refused 8 "the health checks failed: slot A marked bad, reboot requested" "$update" --config node/update.toml boot
+reboot_node
+u boot
+u status
+show "$bootctl" --config node/bootctl.toml status
+
+step "the event log the cloud link will ship"
+show tail -n 6 node/data/events.jsonl
 
 step "done: everything is in $dir"

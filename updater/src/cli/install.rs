@@ -1,7 +1,5 @@
 //! `edge-update install SOURCE`.
 
-use std::io::IsTerminal;
-
 use time::OffsetDateTime;
 
 use crate::config::{Config, RebootMethod};
@@ -87,11 +85,11 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         }
         if let Some(bar) = &bar {
             if p.stage != last_stage {
-                bar.set_message(p.stage);
                 bar.set_length(p.image_bytes);
                 bar.reset();
                 last_stage = p.stage;
             }
+            bar.set_message(format!("{} ({} MiB reused)", p.stage, p.reused_bytes >> 20));
             bar.set_position(p.done_bytes);
         }
     };
@@ -136,6 +134,5 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         }
         s
     };
-    let _ = std::io::stderr().is_terminal();
     Ok(Output { text })
 }
