@@ -103,7 +103,11 @@ fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), String> {
     let status = match agent.get(&c.url).call() {
         Ok(r) => r.status(),
         Err(ureq::Error::Status(code, _)) => code,
-        Err(e) => return Err(e.to_string()),
+        // The check's name already carries the URL; say only what went wrong.
+        Err(ureq::Error::Transport(t)) => {
+            let cause = std::error::Error::source(&t).map(|s| format!(": {s}")).unwrap_or_default();
+            return Err(format!("{}{cause}", t.kind()));
+        }
     };
     if status == c.status {
         Ok(())
