@@ -64,7 +64,7 @@ reproduce+=" bench/run.sh"
 export BENCH_EDGE_IMAGE=$edge_image BENCH_OUT=$out BENCH_ROOT=$root BENCH_RUNS_N=$runs BENCH_LEVEL_N=$level \
     BENCH_EXTRA=$extra_build_args BENCH_REPRODUCE=$reproduce
 exec python3 - <<'PY'
-import glob, hashlib, json, os, platform, shlex, statistics, subprocess, sys, threading, time
+import glob, json, os, platform, shlex, statistics, subprocess, sys, time
 
 ei = os.environ["BENCH_EDGE_IMAGE"]
 out = os.environ["BENCH_OUT"]
@@ -81,7 +81,6 @@ ring = os.path.join(out, "keyring")
 bundle = os.path.join(work, "v2.bundle")
 v2zst = os.path.join(work, "v2.zst")
 out_img, out2_img = os.path.join(work, "out.img"), os.path.join(work, "out2.img")
-BLOCK = 4096
 
 
 def log(msg):
@@ -166,34 +165,16 @@ log("delta-plan")
 plan = edge_json("delta-plan", bundle, "--have", v1, "--keyring", ring)
 fetch = plan["fetch_bytes"]
 
-# 4a. The floor: v2's blocks found at no aligned offset of v1, in v2 order, as one zstd stream.
+# 4a. The floor: v2's blocks found at no aligned offset of v1, in v2 order, as one zstd stream (bench/floor.py,
+# shared with update.sh).
 log("floor")
-def block_hashes(path):
-    with open(path, "rb") as f:
-        while b := f.read(BLOCK):
-            yield hashlib.blake2b(b, digest_size=16).digest(), b
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(root, "bench"))
+import floor as floor_py  # noqa: E402
 
-v1_hashes = [h for h, _ in block_hashes(v1)]
-v1_set = set(v1_hashes)
-n_blocks = n_same_offset_diff = n_missing = 0
-missing_distinct = set()
-zc = subprocess.Popen(["zstd", f"-{level}", "-q", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-zout = []
-reader = threading.Thread(target=lambda: zout.append(len(zc.stdout.read())))
-reader.start()
-for i, (h, b) in enumerate(block_hashes(v2)):
-    n_blocks += 1
-    if i >= len(v1_hashes) or v1_hashes[i] != h:
-        n_same_offset_diff += 1
-    if h not in v1_set:
-        n_missing += 1
-        missing_distinct.add(h)
-        zc.stdin.write(b)
-zc.stdin.close()
-reader.join()
-if zc.wait() != 0:
-    sys.exit("zstd failed compressing the floor")
-floor = zout[0]
+blocks = floor_py.floor(v1, v2, level)
+floor = blocks.pop("floor_bytes")
+n_blocks, n_same_offset_diff, n_missing = blocks["n_blocks"], blocks["same_offset_differs"], blocks["missing_from_v1"]
 
 # 4b. casync with its defaults: what a client holding v1's store fetches for v2, plus v2's index.
 log("casync")
@@ -261,8 +242,7 @@ results = {
     "metrics": rows,
     "samples_s": {"build": {"ours": build_ours, "baseline": build_base},
                   "extract": {"ours": extract_ours, "baseline": extract_base}},
-    "blocks": {"block_size": BLOCK, "n_blocks": n_blocks, "same_offset_differs": n_same_offset_diff,
-               "missing_from_v1": n_missing, "missing_from_v1_distinct": len(missing_distinct)},
+    "blocks": blocks,
     "delta_plan": {k: v for k, v in plan.items() if k != "ranges"},
     "casync": {"new_chunks": len(new_chunks), "new_chunk_bytes": casync_bytes - caibx, "caibx_bytes": caibx},
 }

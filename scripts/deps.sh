@@ -5,7 +5,8 @@ set -euo pipefail
 
 need_apt=()
 # command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots.
-for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd time:time \
+# GNU time goes by its path, because `command -v time` finds the shell keyword.
+for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time \
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86 \
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools \
     qemu-system-aarch64:qemu-system-arm; do

@@ -5,6 +5,7 @@
 
 use std::io::{self, Read};
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use image_layout::delta::{ChunkPlan, ChunkSource, HaveIndex, Planner, DEFAULT_COALESCE_GAP};
 use image_layout::format::chunk_hash;
@@ -22,6 +23,8 @@ pub struct DeltaSource<'o> {
     delta: DeltaIndex,
     have: HaveIndex,
     old: &'o mut dyn SlotDevice,
+    /// The booted slot's device, for messages.
+    old_path: PathBuf,
 }
 
 /// Reads the delta index and the booted slot's block index (from its cache, or by reading the slot once), and
@@ -39,10 +42,12 @@ pub(crate) fn plan<'o>(
     let node = &mut *rec.node;
     let booted = node.booted;
     let cache = node.config.slot_index_path(booted);
+    let old_path =
+        crate::slots::resolve(node.config, booted).map_or_else(|_| PathBuf::from("the booted slot"), |s| s.path);
     let fingerprints = match slot_index::load(&cache, p.block_size) {
         Some(f) => f,
         None => {
-            let rerr = |source| Error::ReadSlot { slot: booted, device: cache.clone(), source };
+            let rerr = |source| Error::ReadSlot { slot: booted, device: old_path.clone(), source };
             let len = match node.journal().slot(booted) {
                 Some(image) => image.size_bytes,
                 None => old.size().map_err(rerr)?,
@@ -69,7 +74,7 @@ pub(crate) fn plan<'o>(
         log::info!("nothing of the new payload is in slot {booted}; installing in full");
         return Ok(None);
     }
-    Ok(Some(DeltaSource { delta, have, old }))
+    Ok(Some(DeltaSource { delta, have, old, old_path }))
 }
 
 /// What a piece of the bundle is.
@@ -135,11 +140,19 @@ pub(crate) fn write(
             }
             ChunkSource::Local => {
                 let buf = vec![0u8; p.chunk_raw_size(c) as usize];
-                match assemble(p, &plan, &[], buf, &mut *src.old, booted, &index.entries[c as usize].raw_hash)? {
+                match assemble(
+                    p,
+                    &plan,
+                    &[],
+                    buf,
+                    &mut *src.old,
+                    (booted, &src.old_path),
+                    &index.entries[c as usize].raw_hash,
+                )? {
                     Some((raw, reused)) => {
-                        w.write(rec, c, &raw)?;
                         rec.reused += reused;
                         rec.reused_total += reused;
+                        w.write(rec, c, &raw)?;
                     }
                     None => fallback.push(c),
                 }
@@ -180,11 +193,11 @@ pub(crate) fn write(
                     return Ok(());
                 }
                 let expected = &index.entries[chunk_idx as usize].raw_hash;
-                match assemble(p, &x.plan, &x.frames, x.buf, &mut *src.old, booted, expected)? {
+                match assemble(p, &x.plan, &x.frames, x.buf, &mut *src.old, (booted, &src.old_path), expected)? {
                     Some((raw, reused)) => {
-                        w.write(rec, chunk_idx, &raw)?;
                         rec.reused += reused;
                         rec.reused_total += reused;
+                        w.write(rec, chunk_idx, &raw)?;
                     }
                     None => fallback.push(chunk_idx),
                 }
@@ -216,7 +229,7 @@ fn assemble(
     fetched_frames: &[u64],
     mut buf: Vec<u8>,
     old: &mut dyn SlotDevice,
-    booted: bootctl::rules::Slot,
+    (booted, old_path): (bootctl::rules::Slot, &Path),
     expected: &[u8; 32],
 ) -> Result<Option<(Vec<u8>, u64)>> {
     let bs = p.block_size as usize;
@@ -234,7 +247,7 @@ fn assemble(
         };
         old.read_at(off, &mut buf[i * bs..(i + 1) * bs]).map_err(|source| Error::ReadSlot {
             slot: booted,
-            device: "booted slot".into(),
+            device: old_path.to_owned(),
             source,
         })?;
         reused += bs as u64;

@@ -184,6 +184,26 @@ pub enum Error {
         /// The slot's size.
         slot_bytes: u64,
     },
+    /// A partition label names more than one device (a disk image left plugged in, say).
+    #[error("slot {slot}: PARTLABEL={label} names {devices:?}; refusing to guess which one is the slot")]
+    AmbiguousLabel {
+        /// The slot.
+        slot: Slot,
+        /// The label.
+        label: String,
+        /// Every device with it.
+        devices: Vec<PathBuf>,
+    },
+    /// The target slot's file backs a loop device.
+    #[error("slot {slot}: {device} backs {loop_device}; refusing to write a file in use")]
+    SlotInUse {
+        /// The slot.
+        slot: Slot,
+        /// Its file.
+        device: PathBuf,
+        /// The loop device.
+        loop_device: String,
+    },
     /// A slot's device could not be found.
     #[error("slot {slot}: cannot find {spec:?}")]
     ResolveSlot {
@@ -327,14 +347,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The install was interrupted (a signal); the journal lets it resume.
-    #[error("install interrupted at chunk {n_done}/{n_chunks}; run install again to resume")]
-    Interrupted {
-        /// Chunks done.
-        n_done: u64,
-        /// Chunks in all.
-        n_chunks: u64,
-    },
 }
 
 /// The crate's result type.
@@ -351,6 +363,8 @@ impl Error {
             | Error::TooBig { .. }
             | Error::SlotMounted { .. }
             | Error::SlotIsRoot { .. }
+            | Error::SlotInUse { .. }
+            | Error::AmbiguousLabel { .. }
             | Error::TargetBooted { .. }
             | Error::BootedNotGood { .. }
             | Error::Busy { .. }

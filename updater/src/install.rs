@@ -183,6 +183,13 @@ pub fn install(
         u.phase.is_installing() && u.target == target.slot && u.bundle == bundle && u.n_chunks == p.n_chunks()
     });
     if resume {
+        // This run's reboot wish replaces the interrupted run's.
+        let mut j = node.journal().clone();
+        let u = j.update.as_mut().expect("resume implies an update");
+        if u.reboot != opts.reboot {
+            u.reboot = opts.reboot;
+            node.save(j)?;
+        }
         let u = node.journal().update.as_ref().expect("resume implies an update");
         log::info!(
             "resuming install of slot {} in phase {} at {}/{} chunks",
@@ -224,7 +231,15 @@ pub fn install(
         let mut w = ChunkWriter::new(dev, target, opts, &p);
         let plan = match old {
             Some(old) if opts.delta && fetch.seekable() && !todo.is_empty() => {
-                delta::plan(fetch, &mut rec, &verified, pi, &index, &todo, old)?
+                // A delta that cannot be planned (a damaged delta index, an unreadable booted slot) is no reason
+                // to fail: the full install needs neither.
+                match delta::plan(fetch, &mut rec, &verified, pi, &index, &todo, old) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        log::warn!("no delta install: {e}");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -475,14 +490,27 @@ fn verify(
     let mut buf = vec![0u8; p.chunk_size as usize];
     let mut bad = Vec::new();
     let bs = p.block_size as usize;
-    let mut fingerprints = Vec::with_capacity((p.size_bytes / bs as u64) as usize);
+    // The fingerprints of what is read back become the slot's index cache, written as they come.
+    let cache = node.config.slot_index_path(target.slot);
+    let mut fingerprints = match slot_index::Writer::create(&cache, p.block_size, p.size_bytes / bs as u64) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::warn!("{}", Error::WriteCache { path: cache.clone(), source: e });
+            None
+        }
+    };
     for c in 0..p.n_chunks() {
         let len = p.chunk_raw_size(c) as usize;
         dev.read_at(c * u64::from(p.chunk_size), &mut buf[..len]).map_err(rerr)?;
         if chunk_hash(&buf[..len]) != index.entries[c as usize].raw_hash {
             bad.push(c);
         }
-        fingerprints.extend(buf[..len].chunks_exact(bs).map(fingerprint));
+        if let Some(w) = fingerprints.as_mut() {
+            if let Err(e) = buf[..len].chunks_exact(bs).try_for_each(|b| w.push(fingerprint(b))) {
+                log::warn!("{}", Error::WriteCache { path: cache.clone(), source: e });
+                fingerprints = None;
+            }
+        }
         if c % 64 == 63 || c + 1 == p.n_chunks() {
             progress(&Progress {
                 stage: "verifying",
@@ -516,8 +544,7 @@ fn verify(
     // Durability: the slot was synced and read back whole before this save.
     node.save(j)?;
     log::info!("slot {}: {} chunks read back and verified", target.slot, p.n_chunks());
-    let cache = node.config.slot_index_path(target.slot);
-    if let Err(e) = slot_index::save(&cache, p.block_size, &fingerprints) {
+    if let Some(Err(e)) = fingerprints.map(slot_index::Writer::commit) {
         log::warn!("{}", Error::WriteCache { path: cache, source: e });
     }
     Ok(())

@@ -37,7 +37,7 @@ pub enum Phase {
     RolledBack,
     /// The operator cancelled the update before it was committed; the target slot was made unbootable.
     Cancelled,
-    /// The update stopped for good (a slot that reads back wrong twice, an anomaly at boot); `reason` says why.
+    /// An anomaly at boot (the target booted while its install was unfinished); `reason` says why.
     Failed,
 }
 

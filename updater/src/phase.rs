@@ -154,7 +154,10 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
                 return Err(Error::WrongPhase { verb: "flip", phase: u.phase });
             }
             let target = u.target;
-            if target == *booted || !state.slot(*booted).good {
+            if target == *booted {
+                return Err(Error::TargetBooted { slot: *booted });
+            }
+            if !state.slot(*booted).good {
                 return Err(Error::BootedNotGood { slot: *booted });
             }
             actions.push(Action::SetActive(target));
@@ -259,8 +262,9 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
     let target = u.target;
     let t = state.slot(target);
     // The bootloader's state is the truth about a flip: a cut after set-active and before the journal said
-    // `flipped` leaves the target active and not good.
-    let flip_done = state.active() == target && !t.good;
+    // `flipped` leaves the target active, not good, with tries (or booted on one). An earlier failed update of the
+    // same slot leaves it active with no tries: that is no flip.
+    let flip_done = state.active() == target && !t.good && (t.tries > 0 || booted == target);
     let phase = match u.phase {
         Phase::Verified if flip_done => Phase::Flipped,
         p => p,
@@ -532,10 +536,14 @@ mod tests {
                         // The journal is saved once when it changed (a restarted install may save it unchanged).
                         let saves = s.actions.iter().filter(|a| **a == Action::Save).count();
                         assert!(saves <= 1 && (s.journal == j || saves == 1), "{ctx}");
-                        // The booted slot is never activated, and only the booted slot is ever marked good.
+                        // The booted slot is never activated, a slot is activated only from `verified`, and
+                        // only the booted slot is ever marked good.
                         for a in &s.actions {
                             match a {
-                                Action::SetActive(t) => assert_ne!(*t, booted, "{ctx}"),
+                                Action::SetActive(t) => {
+                                    assert_ne!(*t, booted, "{ctx}");
+                                    assert_eq!(j.phase(), Some(Phase::Verified), "{ctx}");
+                                }
                                 Action::MarkGood(t) => assert_eq!(*t, booted, "{ctx}"),
                                 _ => {}
                             }
@@ -649,6 +657,20 @@ mod tests {
         let state = BootState::provisioned(Slot::A).set_active(Slot::B, 3).expect("A good").boot().1;
         let s = step(&j, &Event::Booted { booted: Slot::B, state }).expect("boot");
         assert_eq!(s.journal.phase(), Some(Phase::Trial));
+    }
+
+    #[test]
+    fn a_verified_install_into_a_slot_that_failed_before_is_not_a_rollback() {
+        // B failed an earlier update: still active, no tries. A new install of B is verified, then the power goes
+        // before the flip.
+        let state = BootState::provisioned(Slot::A).set_active(Slot::B, 3).expect("A good").mark_bad(Slot::B);
+        let j = Journal { update: Some(update(Phase::Verified, Slot::B, None)), ..Journal::default() };
+        let s = step(&j, &Event::Booted { booted: Slot::A, state }).expect("boot");
+        assert_eq!(s.journal.phase(), Some(Phase::Verified));
+        assert!(s
+            .actions
+            .iter()
+            .all(|a| matches!(a, Action::Emit(e) if e.kind == "booted" || e.kind == "interrupted")));
     }
 
     #[test]

@@ -43,8 +43,15 @@ pub struct Node<'c> {
 }
 
 impl<'c> Node<'c> {
-    /// Opens the node as configured: takes the lock, loads the journal, opens the boot state read-write.
+    /// Opens the node as configured: takes the lock (refused while another run holds it), loads the journal, opens
+    /// the boot state read-write.
     pub fn open(config: &'c Config, booted: Slot) -> Result<Node<'c>> {
+        Node::open_locked(config, booted, false)
+    }
+
+    /// As [`Node::open`], waiting for the lock when `wait` (`boot` must run its checks even while an install from
+    /// the cloud link holds it).
+    pub fn open_locked(config: &'c Config, booted: Slot, wait: bool) -> Result<Node<'c>> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| Error::Lock { path: dir.clone(), source })?;
         let lock_path = config.lock_path();
@@ -56,6 +63,10 @@ impl<'c> Node<'c> {
             .map_err(|source| Error::Lock { path: lock_path.clone(), source })?;
         match crate::sys::try_lock(&lock) {
             Ok(true) => {}
+            Ok(false) if wait => {
+                log::info!("waiting for the edge-update that holds {}", lock_path.display());
+                crate::sys::lock(&lock).map_err(|source| Error::Lock { path: lock_path.clone(), source })?;
+            }
             Ok(false) => return Err(Error::Locked { path: lock_path }),
             Err(source) => return Err(Error::Lock { path: lock_path, source }),
         }

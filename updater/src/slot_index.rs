@@ -36,21 +36,65 @@ pub fn load(path: &Path, block_size: u32) -> Option<Vec<u64>> {
     Some(body[24..].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }
 
-/// Writes a cache (atomically; not synced, since a lost cache is only rebuilt).
-pub fn save(path: &Path, block_size: u32, fingerprints: &[u64]) -> std::io::Result<()> {
-    let mut body = Vec::with_capacity(24 + fingerprints.len() * 8 + 32);
-    body.extend_from_slice(MAGIC);
-    body.extend_from_slice(&block_size.to_le_bytes());
-    body.extend_from_slice(&0u32.to_le_bytes());
-    body.extend_from_slice(&(fingerprints.len() as u64).to_le_bytes());
-    for fp in fingerprints {
-        body.extend_from_slice(&fp.to_le_bytes());
+/// Writes a cache as its fingerprints come, so that memory does not grow with the slot (atomically; not synced,
+/// since a lost cache is only rebuilt).
+pub struct Writer {
+    out: image_layout::fsutil::AtomicFile,
+    buf: Vec<u8>,
+    hasher: blake3::Hasher,
+    left: u64,
+}
+
+impl Writer {
+    /// Starts a cache of `n` fingerprints.
+    pub fn create(path: &Path, block_size: u32, n: u64) -> std::io::Result<Writer> {
+        let out = image_layout::fsutil::AtomicFile::create(path).map_err(std::io::Error::other)?;
+        let mut w = Writer { out, buf: Vec::with_capacity(64 << 10), hasher: blake3::Hasher::new(), left: n };
+        w.put(MAGIC)?;
+        w.put(&block_size.to_le_bytes())?;
+        w.put(&0u32.to_le_bytes())?;
+        w.put(&n.to_le_bytes())?;
+        Ok(w)
     }
-    let hash = *blake3::hash(&body).as_bytes();
-    body.extend_from_slice(&hash);
-    let mut f = image_layout::fsutil::AtomicFile::create(path).map_err(std::io::Error::other)?;
-    f.write_all(&body)?;
-    f.commit_unsynced().map_err(std::io::Error::other)
+
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(b);
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 64 << 10 {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Adds the next block's fingerprint.
+    pub fn push(&mut self, fp: u64) -> std::io::Result<()> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("more fingerprints than announced"));
+        }
+        self.left -= 1;
+        self.put(&fp.to_le_bytes())
+    }
+
+    /// Ends the cache with its hash and renames it into place.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        if self.left != 0 {
+            return Err(std::io::Error::other(format!("{} fingerprints missing", self.left)));
+        }
+        let hash = *self.hasher.finalize().as_bytes();
+        self.buf.extend_from_slice(&hash);
+        self.out.write_all(&self.buf)?;
+        self.out.commit_unsynced().map_err(std::io::Error::other)
+    }
+}
+
+/// Writes a whole cache.
+pub fn save(path: &Path, block_size: u32, fingerprints: &[u64]) -> std::io::Result<()> {
+    let mut w = Writer::create(path, block_size, fingerprints.len() as u64)?;
+    for &fp in fingerprints {
+        w.push(fp)?;
+    }
+    w.commit()
 }
 
 /// Removes a cache (before its slot is overwritten).

@@ -29,7 +29,14 @@ pub fn resolve(config: &Config, slot: Slot) -> Result<SlotPath> {
     };
     let not_found = || Error::ResolveSlot { slot, spec: spec.clone() };
     let path = match spec.strip_prefix("PARTLABEL=") {
-        Some(label) => find_partlabel(&config.sys_class_block, &config.dev_dir, label).ok_or_else(not_found)?,
+        Some(label) => {
+            let mut found = find_partlabel(&config.sys_class_block, &config.dev_dir, label);
+            if found.len() > 1 {
+                found.sort();
+                return Err(Error::AmbiguousLabel { slot, label: label.to_owned(), devices: found });
+            }
+            found.pop().ok_or_else(not_found)?
+        }
         None => PathBuf::from(spec),
     };
     let meta = std::fs::metadata(&path).map_err(|_| not_found())?;
@@ -37,16 +44,30 @@ pub fn resolve(config: &Config, slot: Slot) -> Result<SlotPath> {
     Ok(SlotPath { slot, path, rdev })
 }
 
-/// The device node of the partition whose GPT name is `label` (`PARTNAME=` in its sysfs `uevent`).
-fn find_partlabel(sys_class_block: &Path, dev_dir: &Path, label: &str) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(sys_class_block).ok()?;
+/// The device nodes of every partition whose GPT name is `label` (`PARTNAME=` in its sysfs `uevent`); more than
+/// one means a second disk with the same layout is attached.
+fn find_partlabel(sys_class_block: &Path, dev_dir: &Path, label: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(sys_class_block) else { return Vec::new() };
+    let mut found = Vec::new();
     for e in entries.flatten() {
         let Ok(uevent) = std::fs::read_to_string(e.path().join("uevent")) else { continue };
         let field = |k: &str| uevent.lines().find_map(|l| l.strip_prefix(k).map(str::to_owned));
         if field("PARTNAME=").as_deref() == Some(label) {
             if let Some(name) = field("DEVNAME=") {
-                return Some(dev_dir.join(name));
+                found.push(dev_dir.join(name));
             }
+        }
+    }
+    found
+}
+
+/// The loop device backed by `file`, if any (`loop/backing_file` in sysfs).
+fn loop_backing(sys_class_block: &Path, file: &Path) -> Option<String> {
+    let entries = std::fs::read_dir(sys_class_block).ok()?;
+    for e in entries.flatten() {
+        let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
+        if Path::new(backing.trim_end()) == file {
+            return Some(e.file_name().to_string_lossy().into_owned());
         }
     }
     None
@@ -114,6 +135,12 @@ pub fn check_target(config: &Config, target: &SlotPath) -> Result<()> {
                 device: target.path.clone(),
                 mount_point: m.mount_point,
             });
+        }
+    }
+    // A file slot attached to a loop device may be mounted through it, under the loop device's name.
+    if target.rdev.is_none() {
+        if let Some(loop_device) = loop_backing(&config.sys_class_block, &canonical) {
+            return Err(Error::SlotInUse { slot: target.slot, device: target.path.clone(), loop_device });
         }
     }
     if let Some(rdev) = target.rdev {
@@ -190,7 +217,27 @@ mod tests {
             std::fs::write(sys.join(name).join("uevent"), uevent).expect("write");
         }
         let dev = Path::new("/dev");
-        assert_eq!(find_partlabel(&sys, dev, "edge-b"), Some(PathBuf::from("/dev/vda3")));
-        assert_eq!(find_partlabel(&sys, dev, "edge-c"), None);
+        assert_eq!(find_partlabel(&sys, dev, "edge-b"), [PathBuf::from("/dev/vda3")]);
+        assert!(find_partlabel(&sys, dev, "edge-c").is_empty());
+        // A second disk with the same layout (a provisioning stick left in): the label is ambiguous.
+        std::fs::create_dir_all(sys.join("sda3")).expect("mkdir");
+        std::fs::write(sys.join("sda3/uevent"), "DEVNAME=sda3\nDEVTYPE=partition\nPARTNAME=edge-b\n").expect("write");
+        let text = format!("compatible = \"t\"\nsys_class_block = {:?}\n", sys.display().to_string());
+        let config = Config::parse(&text, Path::new("t")).expect("config");
+        let r = resolve(&config, Slot::B);
+        assert!(matches!(&r, Err(Error::AmbiguousLabel { devices, .. }) if devices.len() == 2), "{r:?}");
+        // A file slot that backs a loop device is in use.
+        std::fs::create_dir_all(sys.join("loop3/loop")).expect("mkdir");
+        let file = dir.path().join("b.img");
+        std::fs::write(&file, b"slot").expect("write");
+        std::fs::write(sys.join("loop3/loop/backing_file"), format!("{}\n", file.display())).expect("write");
+        let text = format!(
+            "compatible = \"t\"\nsys_class_block = {:?}\nmountinfo = {:?}\n",
+            sys.display().to_string(),
+            sys.join("loop3/loop/backing_file").display().to_string()
+        );
+        let config = Config::parse(&text, Path::new("t")).expect("config");
+        let r = check_target(&config, &SlotPath { slot: Slot::B, path: file, rdev: None });
+        assert!(matches!(&r, Err(Error::SlotInUse { loop_device, .. }) if loop_device == "loop3"), "{r:?}");
     }
 }

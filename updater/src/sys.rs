@@ -19,6 +19,11 @@ pub fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
+/// flock(2) `LOCK_EX`, waiting for another holder to let go.
+pub fn lock(file: &File) -> io::Result<()> {
+    Ok(rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)?)
+}
+
 /// sync(2), then reboot(2) `LINUX_REBOOT_CMD_RESTART`; returns only on failure.
 pub fn reboot() -> io::Error {
     rustix::fs::sync();

@@ -255,11 +255,60 @@ fn a_power_cut_at_every_write_and_sync_of_a_delta_install() {
     power_cuts(&image_a, &image_b, true);
 }
 
+/// What must hold of the durable state after any cut.
+struct Expect<'a> {
+    image_a: &'a [u8],
+    image_b: &'a [u8],
+    chunk_size: u32,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl Expect<'_> {
+    fn check(&self, disk: &Disk, config: &Config, ctx: &str) {
+        assert_eq!(&disk.slot_a.lock().expect("lock")[..self.image_a.len()], self.image_a, "{ctx}: slot A written");
+        let journal = FileJournal::new(config.journal_path()).load().expect("the journal reads back whole");
+        let slot_b = disk.slot_b.lock().expect("lock").clone();
+        let on_slot = |c: usize| chunk_on_slot(&slot_b, self.chunk_size, self.image_b.len(), c);
+        let verified_whole = self.hashes.iter().enumerate().all(|(c, h)| on_slot(c) == *h);
+        if let Some(u) = &journal.update {
+            for r in &u.chunks_done {
+                for c in r[0]..r[1] {
+                    assert_eq!(on_slot(c as usize), self.hashes[c as usize], "{ctx}: the journal claims chunk {c}");
+                }
+            }
+            if !u.phase.is_installing() {
+                assert!(verified_whole, "{ctx}: phase {:?} with a slot that is not whole", u.phase);
+            }
+        }
+        let state = disk.boot_state();
+        if state.qualifies(Slot::B) {
+            assert!(verified_whole, "{ctx}: slot B bootable but not whole");
+            let p = journal.phase();
+            assert!(p == Some(Phase::Verified) || p == Some(Phase::Flipped), "{ctx}: {journal:?}");
+        }
+    }
+}
+
+/// The node comes back after a cut: the bootloader picks a slot and `boot` reconciles. True when that finished the
+/// update (the flip was done and the target booted and committed).
+fn come_back(disk: &Disk, config: &Config, ctx: &str) -> bool {
+    let booted = disk.power_on();
+    let power = Power::new(u64::MAX);
+    let mut node = disk.node(config, booted, &power);
+    let state = node.boot_state().expect("state");
+    node.handle(Event::Booted { booted, state }).expect("boot");
+    if booted == Slot::B {
+        assert_eq!(node.journal().phase(), Some(Phase::Committed), "{ctx}");
+    }
+    booted == Slot::B
+}
+
 fn power_cuts(image_a: &[u8], image_b: &[u8], delta: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle_path = dir.path().join("v2.bundle");
     bundle(&bundle_path, image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
     let (chunk_size, hashes) = chunk_hashes(&bundle_path);
+    let expect = Expect { image_a, image_b, chunk_size, hashes };
     let slot_len = 512 << 10;
 
     // A run without a cut counts the operations.
@@ -270,52 +319,120 @@ fn power_cuts(image_a: &[u8], image_b: &[u8], delta: bool) {
     assert!(total > 20, "{total} operations");
     assert_eq!(report.reused_bytes > 0, delta, "{report:?}");
 
+    let mut n_cuts = 0;
     for cut_at in 0..total {
         let disk = Disk::new(image_a, slot_len);
         let config = disk.config();
         let (r, _) = run_install(&disk, &config, &bundle_path, cut_at, delta);
         assert!(r.is_err(), "cut at {cut_at} of {total} went unnoticed");
-
-        // What is durable after the cut.
         let ctx = format!("cut at operation {cut_at} of {total}");
-        assert_eq!(&disk.slot_a.lock().expect("lock")[..image_a.len()], image_a, "{ctx}: slot A written");
-        let journal = FileJournal::new(config.journal_path()).load().expect("the journal reads back whole");
-        let slot_b = disk.slot_b.lock().expect("lock").clone();
-        let verified_whole =
-            hashes.iter().enumerate().all(|(c, h)| chunk_on_slot(&slot_b, chunk_size, image_b.len(), c) == *h);
-        if let Some(u) = &journal.update {
-            for r in &u.chunks_done {
-                for c in r[0]..r[1] {
-                    let on = chunk_on_slot(&slot_b, chunk_size, image_b.len(), c as usize);
-                    assert_eq!(on, hashes[c as usize], "{ctx}: the journal claims chunk {c}, which is not on the slot");
-                }
-            }
-            if !u.phase.is_installing() {
-                assert!(verified_whole, "{ctx}: phase {:?} with a slot that is not whole", u.phase);
-            }
+        expect.check(&disk, &config, &ctx);
+        n_cuts += 1;
+        if come_back(&disk, &config, &ctx) {
+            continue;
         }
-        let state = disk.boot_state();
-        if state.qualifies(Slot::B) {
-            assert!(verified_whole, "{ctx}: slot B bootable but not whole");
-            assert!(journal.phase().is_some_and(|p| p == Phase::Verified || p == Phase::Flipped), "{ctx}: {journal:?}");
+        // The retried install is cut too, at another point, and the node comes back again.
+        let second = (cut_at * 7 + 3) % total;
+        let (r, _) = run_install(&disk, &config, &bundle_path, second, delta);
+        let ctx = format!("{ctx}, then at operation {second} of the retried install");
+        expect.check(&disk, &config, &ctx);
+        if r.is_err() {
+            n_cuts += 1;
         }
-
-        // The node comes back: the bootloader picks a slot, `boot` reconciles, the install is retried.
-        let booted = disk.power_on();
-        let power = Power::new(u64::MAX);
-        {
-            let mut node = disk.node(&config, booted, &power);
-            let state = node.boot_state().expect("state");
-            node.handle(Event::Booted { booted, state }).expect("boot");
-            if booted == Slot::B {
-                assert_eq!(node.journal().phase(), Some(Phase::Committed), "{ctx}");
-                continue;
-            }
+        if come_back(&disk, &config, &ctx) {
+            continue;
         }
         let (r, _) = run_install(&disk, &config, &bundle_path, u64::MAX, delta);
         r.unwrap_or_else(|e| panic!("{ctx}: the retried install failed: {e}"));
         assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], image_b, "{ctx}");
         assert_eq!(disk.power_on(), Slot::B, "{ctx}");
     }
-    eprintln!("power cut at each of {total} operations of a {} install", if delta { "delta" } else { "full" });
+    let kind = if delta { "delta" } else { "full" };
+    eprintln!("{n_cuts} power cuts in a {kind} install ({total} operations, each cut once, then the retry cut again)");
+}
+
+impl Disk {
+    /// A copy of everything durable, with its own data directory.
+    fn copy(&self) -> Disk {
+        let dup = |m: &Arc<Mutex<Vec<u8>>>| Arc::new(Mutex::new(m.lock().expect("lock").clone()));
+        let d = Disk {
+            slot_a: dup(&self.slot_a),
+            slot_b: dup(&self.slot_b),
+            state: [dup(&self.state[0]), dup(&self.state[1])],
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        std::fs::create_dir_all(d.dir.path().join("data")).expect("mkdir");
+        let journal = self.dir.path().join("data/journal.json");
+        std::fs::copy(&journal, d.dir.path().join("data/journal.json")).expect("copy journal");
+        d
+    }
+
+    fn config_with(&self, health: &str) -> Config {
+        let d = self.dir.path();
+        let text = format!(
+            "compatible = \"{}\"\ndata_dir = \"{}\"\nreboot = \"none\"\n[health]\ndeadline_secs = 30\n{health}",
+            common::COMPATIBLE,
+            d.join("data").display()
+        );
+        Config::parse(&text, Path::new("crash.toml")).expect("config")
+    }
+}
+
+/// Runs `boot` on `disk` as the bootloader picks, with the power cut at operation `cut_at`.
+fn run_boot(disk: &Disk, config: &Config, cut_at: u64) -> (updater::Result<()>, u64, Slot) {
+    let booted = disk.power_on();
+    let power = Power::new(cut_at);
+    let mut node = disk.node(config, booted, &power);
+    let r = node.boot_state().and_then(|state| node.handle(Event::Booted { booted, state })).map(|_| ());
+    (r, power.ops.load(Ordering::SeqCst), booted)
+}
+
+#[test]
+fn a_power_cut_at_every_write_of_a_commit_and_of_a_rollback() {
+    let image_a = payload(200 << 10, 1);
+    let image_b = payload(200 << 10, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle_path = dir.path().join("v2.bundle");
+    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let flipped = Disk::new(&image_a, 256 << 10);
+    let (r, _) = run_install(&flipped, &flipped.config(), &bundle_path, u64::MAX, false);
+    r.expect("install");
+    let mut n_points = 0;
+    for (failing, health) in [(false, ""), (true, "[[health.commands]]\nargv = [\"false\"]\nattempts = 1\n")] {
+        let disk = flipped.copy();
+        let (r, total, booted) = run_boot(&disk, &disk.config_with(health), u64::MAX);
+        r.expect("boot without a cut");
+        assert_eq!(booted, Slot::B);
+        for cut_at in 0..total {
+            let disk = flipped.copy();
+            let config = disk.config_with(health);
+            let ctx = format!("checks {}, cut at operation {cut_at} of {total}", if failing { "fail" } else { "pass" });
+            let (r, _, _) = run_boot(&disk, &config, cut_at);
+            assert!(r.is_err(), "{ctx}: the cut went unnoticed");
+            // Boot again until the update settles; the bootloader always has a slot to boot.
+            let mut last = Slot::B;
+            for _ in 0..6 {
+                let (r, _, booted) = run_boot(&disk, &config, u64::MAX);
+                r.unwrap_or_else(|e| panic!("{ctx}: boot after the cut: {e}"));
+                last = booted;
+                let phase = FileJournal::new(config.journal_path()).load().expect("journal").phase();
+                if phase.is_some_and(|p| p.is_final()) {
+                    break;
+                }
+            }
+            let journal = FileJournal::new(config.journal_path()).load().expect("journal");
+            let state = disk.boot_state();
+            if failing {
+                assert_eq!(journal.phase(), Some(Phase::RolledBack), "{ctx}");
+                assert_eq!(last, Slot::A, "{ctx}");
+                assert!(!state.qualifies(Slot::B) && state.slot(Slot::A).good, "{ctx}: {state:?}");
+            } else {
+                assert_eq!(journal.phase(), Some(Phase::Committed), "{ctx}");
+                assert!(state.slot(Slot::B).good && state.slot(Slot::A).good, "{ctx}: {state:?}");
+            }
+            assert_eq!(&disk.slot_a.lock().expect("lock")[..image_a.len()], &image_a[..], "{ctx}");
+            n_points += 1;
+        }
+    }
+    eprintln!("power cut at each of {n_points} operations of boot (commit and rollback)");
 }

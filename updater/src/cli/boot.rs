@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::phase::Event;
 
-use super::{describe, open_node, Output};
+use super::{describe, open_node_waiting, Output};
 
 /// `boot` arguments.
 #[derive(Debug, clap::Args)]
@@ -12,7 +12,7 @@ pub struct Args {}
 
 /// Runs `boot`.
 pub fn run(config: &Config, _args: Args) -> Result<Output> {
-    let mut node = open_node(config)?;
+    let mut node = open_node_waiting(config)?;
     let state = node.boot_state()?;
     let booted = node.booted;
     let outcome = node.handle(Event::Booted { booted, state })?;

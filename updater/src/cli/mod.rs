@@ -75,6 +75,12 @@ pub fn open_node(config: &Config) -> Result<Node<'_>> {
     Node::open(config, booted)
 }
 
+/// As [`open_node`], waiting for the lock.
+pub fn open_node_waiting(config: &Config) -> Result<Node<'_>> {
+    let booted = crate::slots::booted(config)?;
+    Node::open_locked(config, booted, true)
+}
+
 /// A line saying where an update stands, for people.
 pub fn describe(node: &Node<'_>) -> String {
     match &node.journal().update {
