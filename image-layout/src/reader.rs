@@ -323,30 +323,61 @@ impl DeltaIndex {
 
 /// Decompresses one zstd input into exactly `len` bytes, or `None` (corrupt, too long or too short).
 pub fn decompress_exact(stored: &[u8], len: usize) -> Option<Vec<u8>> {
-    if stored.is_empty() {
-        return Some(vec![0u8; len]);
-    }
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::new();
     let mut d = zstd::bulk::Decompressor::new().ok()?;
-    let n = d.decompress_to_buffer(stored, &mut out).ok()?;
-    (n == len && out.len() == len).then_some(out)
+    decompress_exact_into(stored, len, &mut out, &mut d).then_some(out)
+}
+
+/// As [`decompress_exact`], into `out` (its capacity reused) with a reusable decompressor; false when the input is
+/// corrupt, too long or too short.
+pub fn decompress_exact_into(
+    stored: &[u8],
+    len: usize,
+    out: &mut Vec<u8>,
+    d: &mut zstd::bulk::Decompressor<'static>,
+) -> bool {
+    out.clear();
+    if stored.is_empty() {
+        out.resize(len, 0);
+        return true;
+    }
+    out.reserve_exact(len);
+    matches!(d.decompress_to_buffer(stored, out), Ok(n) if n == len && out.len() == len)
+}
+
+/// A decompressor to reuse across chunks (its context is allocated once).
+pub fn decompressor() -> zstd::bulk::Decompressor<'static> {
+    zstd::bulk::Decompressor::new().expect("a zstd decompression context can be allocated")
 }
 
 /// Verifies a stored chunk and decompresses it: stored hash, then decompression into the exact raw size, then the
 /// chunk hash over the raw blocks. Pure, so it runs on any thread.
 pub fn decode_chunk(p: &Payload, chunk_idx: u64, e: &IndexEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_chunk_into(p, chunk_idx, e, stored, &mut out, &mut decompressor())?;
+    Ok(out)
+}
+
+/// As [`decode_chunk`], into `out` (its capacity reused, so a pipeline allocates its buffers once) with a reusable
+/// decompressor.
+pub fn decode_chunk_into(
+    p: &Payload,
+    chunk_idx: u64,
+    e: &IndexEntry,
+    stored: &[u8],
+    out: &mut Vec<u8>,
+    d: &mut zstd::bulk::Decompressor<'static>,
+) -> Result<()> {
     if *blake3::hash(stored).as_bytes() != e.stored_hash {
         return Err(Error::ChunkHash { payload: p.name.clone(), chunk_idx });
     }
-    let raw = decompress_exact(stored, e.raw_size as usize).ok_or_else(|| Error::Decompress {
-        payload: p.name.clone(),
-        what: "chunk",
-        idx: chunk_idx,
-    })?;
-    if chunk_hash(&raw) != e.raw_hash {
+    if !decompress_exact_into(stored, e.raw_size as usize, out, d) {
+        return Err(Error::Decompress { payload: p.name.clone(), what: "chunk", idx: chunk_idx });
+    }
+    if chunk_hash(out) != e.raw_hash {
         return Err(Error::ChunkHash { payload: p.name.clone(), chunk_idx });
     }
-    Ok(raw)
+    Ok(())
 }
 
 /// A stored chunk read from a stream, not yet verified.

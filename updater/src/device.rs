@@ -17,6 +17,17 @@ pub trait SlotDevice: BlockDevice + Send {
     fn size(&mut self) -> io::Result<u64>;
     /// Drops what the page cache holds of it, so that the next reads come from the device itself.
     fn drop_cache(&mut self) -> io::Result<()>;
+    /// A second handle that reads what is durable on the device, for checking synced chunks on another thread
+    /// while later ones are written.
+    fn reader(&self) -> io::Result<Box<dyn SlotReader>>;
+}
+
+/// Reads back what a [`SlotDevice`] made durable.
+pub trait SlotReader: Send {
+    /// Fills `buf` from `offset`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Drops the page cache's copy of `len` bytes at `offset` (synced, so clean), so reads come from the device.
+    fn drop_cache(&mut self, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// A slot on a block device or in a regular file.
@@ -55,7 +66,19 @@ impl SlotDevice for SlotFile {
         self.file.seek(SeekFrom::End(0))
     }
     fn drop_cache(&mut self) -> io::Result<()> {
-        sys::drop_page_cache(&self.file)
+        sys::drop_page_cache(&self.file, 0, 0)
+    }
+    fn reader(&self) -> io::Result<Box<dyn SlotReader>> {
+        Ok(Box::new(SlotFile { file: self.file.try_clone()? }))
+    }
+}
+
+impl SlotReader for SlotFile {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        FileExt::read_exact_at(&self.file, buf, offset)
+    }
+    fn drop_cache(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        sys::drop_page_cache(&self.file, offset, len)
     }
 }
 

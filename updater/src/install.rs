@@ -17,12 +17,13 @@ use bootctl::rules::Slot;
 use image_layout::format::{chunk_hash, fingerprint, to_hex, Header, HEADER_LEN};
 use image_layout::keys::Keyring;
 use image_layout::manifest::Payload;
-use image_layout::reader::{decode_chunk, ChunkIndex, Head, Policy, Verified};
+use image_layout::reader::{decode_chunk_into, decompressor, ChunkIndex, Head, Policy, Verified};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::delta;
-use crate::device::SlotDevice;
+use crate::device::{SlotDevice, SlotReader};
 use crate::error::{Error, Result};
 use crate::fetch::{Counted, Counter, Fetch};
 use crate::journal::{BundleInfo, Phase, Update};
@@ -222,13 +223,14 @@ pub fn install(
     slot_index::remove(&cache).map_err(|source| Error::WriteCache { path: cache.clone(), source })?;
     let resumed_chunks = node.journal().update.as_ref().map_or(0, |u| u.n_done());
 
+    let started = Instant::now();
     let mut rec = Recorder { node, counter: counter.clone(), recorded_fetch: 0, reused: 0, reused_total: 0, progress };
+    let mut checked = None;
     if rec.node.journal().phase() == Some(Phase::Downloading) {
         let todo: Vec<u64> = {
             let u = rec.node.journal().update.as_ref().expect("an update");
             (0..p.n_chunks()).filter(|&c| !u.is_done(c)).collect()
         };
-        let mut w = ChunkWriter::new(dev, target, opts, &p);
         let plan = match old {
             Some(old) if opts.delta && fetch.seekable() && !todo.is_empty() => {
                 // A delta that cannot be planned (a damaged delta index, an unreadable booted slot) is no reason
@@ -243,18 +245,40 @@ pub fn install(
             }
             _ => None,
         };
-        match plan {
-            Some(mut plan) => delta::write(fetch, &mut rec, &mut w, &verified, pi, &index, &mut plan, &todo)?,
-            None => write_full(fetch, &mut rec, &mut w, &verified, &p, &index, &todo, opts)?,
-        }
-        w.finish(&mut rec)?;
+        // Chunks are read back on another thread as soon as they are synced, while later ones are written.
+        let cache = open_cache(rec.node, target, &p);
+        let reader = dev.reader().map_err(|e| log::warn!("no read-back while writing: {e}")).ok();
+        checked = std::thread::scope(|s| -> Result<Option<Checked>> {
+            let (tx, rx) = sync_channel::<Segment>(4);
+            let checker = reader.map(|r| {
+                let (p, index) = (&p, &index);
+                s.spawn(move || check_segments(r, rx, p, index, cache))
+            });
+            let mut w = ChunkWriter::new(dev, target, opts, &p, checker.as_ref().map(|_| tx));
+            let r = match plan {
+                Some(mut plan) => delta::write(fetch, &mut rec, &mut w, &verified, pi, &index, &mut plan, &todo),
+                None => write_full(fetch, &mut rec, &mut w, &verified, &p, &index, &todo, opts),
+            }
+            .and_then(|()| w.finish(&mut rec));
+            // The checker ends when the writer's sender goes.
+            drop(w);
+            let checked = checker.map(|h| h.join().expect("the checker does not panic"));
+            r.map(|()| checked)
+        })?;
     }
     let Recorder { node, progress, reused_total: reused_bytes, .. } = rec;
+    log::debug!("slot {}: written in {:.3} s", target.slot, started.elapsed().as_secs_f64());
+    let verify_started = Instant::now();
 
-    // Read every chunk back from the device itself and check it.
+    // Read every chunk back from the device itself and check it (those the checker did not already).
     if matches!(node.journal().phase(), Some(Phase::Written | Phase::Verified)) {
-        verify(node, &p, &index, target, dev, progress)?;
+        let checked = match checked {
+            Some(c) => c,
+            None => Checked::none(p.n_chunks(), open_cache(node, target, &p)),
+        };
+        verify(node, &p, &index, target, dev, checked, progress)?;
     }
+    log::debug!("slot {}: read back in {:.3} s", target.slot, verify_started.elapsed().as_secs_f64());
     let state = node.boot_state()?;
     let outcome = node.handle(Event::Flip { booted: node.booted, state })?;
     Ok(Report {
@@ -321,10 +345,19 @@ pub(crate) struct ChunkWriter<'d> {
     unsynced: u64,
     last_sync: Instant,
     pending: Vec<[u64; 2]>,
+    /// Where synced chunks go to be read back, with the digest of what was written.
+    check: Option<SyncSender<Segment>>,
+    digests: Segment,
 }
 
 impl<'d> ChunkWriter<'d> {
-    fn new(dev: &'d mut dyn SlotDevice, target: &'d SlotPath, opts: &Options, p: &'d Payload) -> ChunkWriter<'d> {
+    fn new(
+        dev: &'d mut dyn SlotDevice,
+        target: &'d SlotPath,
+        opts: &Options,
+        p: &'d Payload,
+        check: Option<SyncSender<Segment>>,
+    ) -> ChunkWriter<'d> {
         ChunkWriter {
             dev,
             target,
@@ -334,6 +367,8 @@ impl<'d> ChunkWriter<'d> {
             unsynced: 0,
             last_sync: Instant::now(),
             pending: Vec::new(),
+            check,
+            digests: Vec::new(),
         }
     }
 
@@ -344,6 +379,9 @@ impl<'d> ChunkWriter<'d> {
     /// Writes chunk `c` (already checked against its hash).
     pub(crate) fn write(&mut self, rec: &mut Recorder<'_, '_>, c: u64, raw: &[u8]) -> Result<()> {
         self.dev.write_at(c * u64::from(self.p.chunk_size), raw).map_err(|e| self.werr(e))?;
+        if self.check.is_some() {
+            self.digests.push((c, block_digests(self.p, raw)));
+        }
         match self.pending.last_mut() {
             Some(last) if last[1] == c => last[1] = c + 1,
             _ => self.pending.push([c, c + 1]),
@@ -361,6 +399,12 @@ impl<'d> ChunkWriter<'d> {
         self.dev.sync().map_err(|e| self.werr(e))?;
         let pending = std::mem::take(&mut self.pending);
         rec.synced(&pending, last, self.p)?;
+        if let Some(tx) = &self.check {
+            // A checker that stopped only means the final read-back does its chunks.
+            if tx.send(std::mem::take(&mut self.digests)).is_err() {
+                self.check = None;
+            }
+        }
         self.unsynced = 0;
         self.last_sync = Instant::now();
         Ok(())
@@ -373,6 +417,7 @@ impl<'d> ChunkWriter<'d> {
 }
 
 enum Msg {
+    /// A chunk, decoded into a buffer of the pool (or why it could not be).
     Chunk(u64, std::result::Result<Vec<u8>, image_layout::Error>),
     ReadFailed(Error),
 }
@@ -399,14 +444,16 @@ fn write_full(
         fetch.open(at, Some(end)).map_err(|source| Error::Fetch { source_name: name.clone(), offset: at, source })?;
     let mut stream = Counted::new(stream, rec.counter.clone());
     let threads = opts.threads.max(1);
-    // Chunks in flight anywhere in the pipeline (being read, decoded, waiting to be written): memory is bounded by
-    // this many stored plus raw chunks, whatever the image size.
-    let window = threads + 2;
-    let (token_tx, token_rx) = sync_channel::<()>(window);
+    // A fixed pool of buffers circulates: a raw buffer goes reader -> worker -> writer -> reader, a stored one
+    // reader -> worker -> reader. Memory is this many stored plus raw chunks whatever the image size, allocated once.
+    let window = threads + 1;
+    let (raw_tx, raw_rx) = sync_channel::<Vec<u8>>(window);
+    let (stored_tx, stored_rx) = sync_channel::<Vec<u8>>(window);
     for _ in 0..window {
-        token_tx.send(()).expect("the receiver is alive");
+        raw_tx.send(Vec::new()).expect("the receiver is alive");
+        stored_tx.send(Vec::new()).expect("the receiver is alive");
     }
-    let (job_tx, job_rx) = sync_channel::<(u64, Vec<u8>)>(threads);
+    let (job_tx, job_rx) = sync_channel::<(u64, Vec<u8>, Vec<u8>)>(threads);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = sync_channel::<Msg>(window);
     std::thread::scope(|s| {
@@ -414,21 +461,19 @@ fn write_full(
         let name = &name;
         let stream = &mut stream;
         s.spawn(move || {
-            let token_rx: Receiver<()> = token_rx;
+            let (raw_rx, stored_rx): (Receiver<Vec<u8>>, Receiver<Vec<u8>>) = (raw_rx, stored_rx);
             let mut pos = at;
             for c in first..n {
-                if token_rx.recv().is_err() {
-                    return;
-                }
+                let (Ok(raw), Ok(mut stored)) = (raw_rx.recv(), stored_rx.recv()) else { return };
                 let e = &index.entries[c as usize];
-                let mut stored = vec![0u8; e.stored_size as usize];
+                stored.resize(e.stored_size as usize, 0);
                 let section = format!("payload {} chunk {c}", p.name);
                 if let Err(err) = read_exact(stream, &mut stored, pos, &section, name) {
                     let _ = reader_res.send(Msg::ReadFailed(err));
                     return;
                 }
                 pos += u64::from(e.stored_size);
-                if job_tx.send((c, stored)).is_err() {
+                if job_tx.send((c, stored, raw)).is_err() {
                     return;
                 }
             }
@@ -436,16 +481,23 @@ fn write_full(
         for _ in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let res_tx: SyncSender<Msg> = res_tx.clone();
-            s.spawn(move || loop {
-                let job = job_rx.lock().expect("no worker panics holding the lock").recv();
-                let Ok((c, stored)) = job else { return };
-                let raw = decode_chunk(p, c, &index.entries[c as usize], &stored);
-                if res_tx.send(Msg::Chunk(c, raw)).is_err() {
-                    return;
+            let stored_tx = stored_tx.clone();
+            s.spawn(move || {
+                let mut d = decompressor();
+                loop {
+                    let job = job_rx.lock().expect("no worker panics holding the lock").recv();
+                    let Ok((c, stored, mut raw)) = job else { return };
+                    let r = decode_chunk_into(p, c, &index.entries[c as usize], &stored, &mut raw, &mut d);
+                    // The reader may have stopped; then nobody needs the buffer back.
+                    let _ = stored_tx.send(stored);
+                    if res_tx.send(Msg::Chunk(c, r.map(|()| raw))).is_err() {
+                        return;
+                    }
                 }
             });
         }
         drop(res_tx);
+        drop(stored_tx);
         let mut pending = std::collections::BTreeMap::new();
         let mut next = first;
         let result = (|| {
@@ -461,55 +513,136 @@ fn write_full(
                 while let Some(raw) = pending.remove(&next) {
                     w.write(rec, next, &raw)?;
                     next += 1;
-                    let _ = token_tx.send(());
+                    let _ = raw_tx.send(raw);
                 }
             }
             Ok(())
         })();
         // Unblock the reader and the workers so the scope can end, whatever happened.
-        drop(token_tx);
+        drop(raw_tx);
         drop(res_rx);
         result
     })
 }
 
-/// Reads every chunk back from the device, past the page cache, and checks its hash; moves the journal to
-/// `verified` and caches the slot's block fingerprints, or moves it back to `downloading` without the chunks that
-/// read back wrong.
+/// Chunks synced together, each with the digests of the verified bytes written ([`block_digests`]).
+type Segment = Vec<(u64, Vec<u64>)>;
+
+/// The XXH3-64 of every block of a chunk (the fingerprints the slot index cache keeps), and of its short tail if
+/// any: what the read-back compares, and what the cache takes, in one pass.
+fn block_digests(p: &Payload, raw: &[u8]) -> Vec<u64> {
+    let mut blocks = raw.chunks_exact(p.block_size as usize);
+    let mut d: Vec<u64> = blocks.by_ref().map(fingerprint).collect();
+    if !blocks.remainder().is_empty() {
+        d.push(xxh3_64(blocks.remainder()));
+    }
+    d
+}
+
+/// What the read-back found so far.
+struct Checked {
+    /// Chunks read back from the device that matched what was written.
+    ok: Vec<bool>,
+    /// Chunks read back that did not.
+    bad: Vec<u64>,
+    /// The slot's index cache being written from the bytes read back.
+    cache: Option<slot_index::Writer>,
+}
+
+impl Checked {
+    fn none(n_chunks: u64, cache: Option<slot_index::Writer>) -> Checked {
+        Checked { ok: vec![false; n_chunks as usize], bad: Vec::new(), cache }
+    }
+
+    /// Records chunk `c`'s fingerprints (its whole blocks' digests) in the cache.
+    fn fingerprint(&mut self, p: &Payload, c: u64, raw: &[u8]) {
+        self.put_fingerprints(p, c, &block_digests(p, raw), raw.len());
+    }
+
+    fn put_fingerprints(&mut self, p: &Payload, c: u64, digests: &[u64], raw_len: usize) {
+        if let Some(w) = self.cache.as_mut() {
+            let whole = raw_len / p.block_size as usize;
+            let first = c * u64::from(p.chunk_size / p.block_size);
+            if let Err(e) = w.put(first, &digests[..whole]) {
+                log::warn!("slot index cache: {e}");
+                self.cache = None;
+            }
+        }
+    }
+}
+
+/// Starts the target's index cache, `None` (with a warning) when it cannot be written.
+fn open_cache(node: &Node<'_>, target: &SlotPath, p: &Payload) -> Option<slot_index::Writer> {
+    let cache = node.config.slot_index_path(target.slot);
+    slot_index::Writer::create(&cache, p.block_size, p.size_bytes / u64::from(p.block_size))
+        .map_err(|e| log::warn!("{}", Error::WriteCache { path: cache, source: e }))
+        .ok()
+}
+
+/// The checker thread: reads each synced segment back from the device, past the page cache, and compares every
+/// chunk with the digest of what was written (those bytes matched their signed hash before they were written).
+fn check_segments(
+    mut r: Box<dyn SlotReader>,
+    rx: Receiver<Segment>,
+    p: &Payload,
+    index: &ChunkIndex,
+    cache: Option<slot_index::Writer>,
+) -> Checked {
+    let mut checked = Checked::none(p.n_chunks(), cache);
+    let mut buf = vec![0u8; p.chunk_size as usize];
+    let cs = u64::from(p.chunk_size);
+    for segment in rx {
+        let (Some(lo), Some(hi)) = (segment.iter().map(|s| s.0).min(), segment.iter().map(|s| s.0).max()) else {
+            continue;
+        };
+        if r.drop_cache(lo * cs, (hi + 1) * cs - lo * cs).is_err() {
+            // The final read-back, which drops the whole cache, does these.
+            continue;
+        }
+        for (c, digest) in segment {
+            let len = p.chunk_raw_size(c) as usize;
+            if r.read_at(c * cs, &mut buf[..len]).is_err() {
+                continue;
+            }
+            if block_digests(p, &buf[..len]) == digest {
+                checked.ok[c as usize] = true;
+                checked.put_fingerprints(p, c, &digest, len);
+            } else if chunk_hash(&buf[..len]) != index.entries[c as usize].raw_hash {
+                checked.bad.push(c);
+            }
+        }
+    }
+    checked
+}
+
+/// Reads back every chunk the checker did not, from the device past the page cache, and checks it against its
+/// signed hash; moves the journal to `verified` and commits the slot's index cache, or moves it back to
+/// `downloading` without the chunks that read back wrong.
+#[allow(clippy::too_many_arguments)]
 fn verify(
     node: &mut Node<'_>,
     p: &Payload,
     index: &ChunkIndex,
     target: &SlotPath,
     dev: &mut dyn SlotDevice,
+    mut checked: Checked,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<()> {
     let rerr = |source| Error::ReadSlot { slot: target.slot, device: target.path.clone(), source };
     dev.sync().map_err(|source| Error::WriteSlot { slot: target.slot, device: target.path.clone(), source })?;
     dev.drop_cache().map_err(rerr)?;
     let mut buf = vec![0u8; p.chunk_size as usize];
-    let mut bad = Vec::new();
-    let bs = p.block_size as usize;
-    // The fingerprints of what is read back become the slot's index cache, written as they come.
-    let cache = node.config.slot_index_path(target.slot);
-    let mut fingerprints = match slot_index::Writer::create(&cache, p.block_size, p.size_bytes / bs as u64) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            log::warn!("{}", Error::WriteCache { path: cache.clone(), source: e });
-            None
-        }
-    };
     for c in 0..p.n_chunks() {
+        if checked.ok[c as usize] || checked.bad.contains(&c) {
+            continue;
+        }
         let len = p.chunk_raw_size(c) as usize;
         dev.read_at(c * u64::from(p.chunk_size), &mut buf[..len]).map_err(rerr)?;
-        if chunk_hash(&buf[..len]) != index.entries[c as usize].raw_hash {
-            bad.push(c);
-        }
-        if let Some(w) = fingerprints.as_mut() {
-            if let Err(e) = buf[..len].chunks_exact(bs).try_for_each(|b| w.push(fingerprint(b))) {
-                log::warn!("{}", Error::WriteCache { path: cache.clone(), source: e });
-                fingerprints = None;
-            }
+        if chunk_hash(&buf[..len]) == index.entries[c as usize].raw_hash {
+            checked.ok[c as usize] = true;
+            checked.fingerprint(p, c, &buf[..len]);
+        } else {
+            checked.bad.push(c);
         }
         if c % 64 == 63 || c + 1 == p.n_chunks() {
             progress(&Progress {
@@ -523,10 +656,11 @@ fn verify(
     }
     let mut j = node.journal().clone();
     let u = j.update.as_mut().expect("verify runs in an update");
-    if let Some(&first_bad) = bad.first() {
+    checked.bad.sort_unstable();
+    if let Some(&first_bad) = checked.bad.first() {
         let mut done = Vec::new();
         let mut start = 0;
-        for &b in &bad {
+        for &b in &checked.bad {
             if b > start {
                 done.push([start, b]);
             }
@@ -541,11 +675,12 @@ fn verify(
         return Err(Error::ReadBack { slot: target.slot, device: target.path.clone(), chunk_idx: first_bad });
     }
     u.phase = Phase::Verified;
-    // Durability: the slot was synced and read back whole before this save.
+    // Durability: every chunk was synced and read back from the device before this save.
     node.save(j)?;
     log::info!("slot {}: {} chunks read back and verified", target.slot, p.n_chunks());
-    if let Some(Err(e)) = fingerprints.map(slot_index::Writer::commit) {
-        log::warn!("{}", Error::WriteCache { path: cache, source: e });
+    if let Some(Err(e)) = checked.cache.map(slot_index::Writer::commit) {
+        let path = node.config.slot_index_path(target.slot);
+        log::warn!("{}", Error::WriteCache { path, source: e });
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! order, then the blake3 of everything before it.
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use image_layout::format::fingerprint;
@@ -36,54 +37,57 @@ pub fn load(path: &Path, block_size: u32) -> Option<Vec<u64>> {
     Some(body[24..].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }
 
-/// Writes a cache as its fingerprints come, so that memory does not grow with the slot (atomically; not synced,
-/// since a lost cache is only rebuilt).
+/// Writes a cache as its fingerprints come, in any order (each at its block's place in the file), so that memory
+/// does not grow with the slot; atomic, not synced, since a lost cache is only rebuilt.
 pub struct Writer {
     out: image_layout::fsutil::AtomicFile,
-    buf: Vec<u8>,
-    hasher: blake3::Hasher,
-    left: u64,
+    n: u64,
+    written: u64,
 }
 
 impl Writer {
     /// Starts a cache of `n` fingerprints.
     pub fn create(path: &Path, block_size: u32, n: u64) -> std::io::Result<Writer> {
-        let out = image_layout::fsutil::AtomicFile::create(path).map_err(std::io::Error::other)?;
-        let mut w = Writer { out, buf: Vec::with_capacity(64 << 10), hasher: blake3::Hasher::new(), left: n };
-        w.put(MAGIC)?;
-        w.put(&block_size.to_le_bytes())?;
-        w.put(&0u32.to_le_bytes())?;
-        w.put(&n.to_le_bytes())?;
-        Ok(w)
+        let mut out = image_layout::fsutil::AtomicFile::create(path).map_err(std::io::Error::other)?;
+        let mut head = Vec::with_capacity(24);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&block_size.to_le_bytes());
+        head.extend_from_slice(&0u32.to_le_bytes());
+        head.extend_from_slice(&n.to_le_bytes());
+        out.write_all(&head)?;
+        out.file().set_len(24 + n * 8)?;
+        Ok(Writer { out, n, written: 0 })
     }
 
-    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.hasher.update(b);
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= 64 << 10 {
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
+    /// Sets the fingerprints of blocks `first..first + fps.len()`.
+    pub fn put(&mut self, first: u64, fps: &[u64]) -> std::io::Result<()> {
+        if first + fps.len() as u64 > self.n {
+            return Err(std::io::Error::other("a fingerprint past the announced blocks"));
         }
+        let bytes: Vec<u8> = fps.iter().flat_map(|f| f.to_le_bytes()).collect();
+        self.out.file().write_all_at(&bytes, 24 + first * 8)?;
+        self.written += fps.len() as u64;
         Ok(())
     }
 
-    /// Adds the next block's fingerprint.
-    pub fn push(&mut self, fp: u64) -> std::io::Result<()> {
-        if self.left == 0 {
-            return Err(std::io::Error::other("more fingerprints than announced"));
-        }
-        self.left -= 1;
-        self.put(&fp.to_le_bytes())
-    }
-
-    /// Ends the cache with its hash and renames it into place.
+    /// Ends the cache with the hash of everything in it and renames it into place; every block must have been set.
     pub fn commit(mut self) -> std::io::Result<()> {
-        if self.left != 0 {
-            return Err(std::io::Error::other(format!("{} fingerprints missing", self.left)));
+        if self.written != self.n {
+            return Err(std::io::Error::other(format!("{} of {} fingerprints set", self.written, self.n)));
         }
-        let hash = *self.hasher.finalize().as_bytes();
-        self.buf.extend_from_slice(&hash);
-        self.out.write_all(&self.buf)?;
+        // The temporary file is open for writing only; read it back through a second handle.
+        let f = std::fs::File::open(self.out.tmp_path())?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut at = 0u64;
+        let end = 24 + self.n * 8;
+        while at < end {
+            let k = buf.len().min((end - at) as usize);
+            f.read_exact_at(&mut buf[..k], at)?;
+            hasher.update(&buf[..k]);
+            at += k as u64;
+        }
+        self.out.file().write_all_at(hasher.finalize().as_bytes(), end)?;
         self.out.commit_unsynced().map_err(std::io::Error::other)
     }
 }
@@ -91,9 +95,7 @@ impl Writer {
 /// Writes a whole cache.
 pub fn save(path: &Path, block_size: u32, fingerprints: &[u64]) -> std::io::Result<()> {
     let mut w = Writer::create(path, block_size, fingerprints.len() as u64)?;
-    for &fp in fingerprints {
-        w.push(fp)?;
-    }
+    w.put(0, fingerprints)?;
     w.commit()
 }
 
@@ -139,6 +141,16 @@ mod tests {
         b[30] ^= 1;
         std::fs::write(&path, &b).expect("write");
         assert_eq!(load(&path, 4096), None);
+        // Set out of order, as a read-back of a delta install does.
+        let mut w = Writer::create(&path, 4096, 4).expect("create");
+        w.put(2, &[3, u64::MAX]).expect("put");
+        w.put(0, &[1, 2]).expect("put");
+        w.commit().expect("commit");
+        assert_eq!(load(&path, 4096), Some(vec![1, 2, 3, u64::MAX]));
+        let mut w = Writer::create(&path, 4096, 4).expect("create");
+        w.put(0, &[1, 2]).expect("put");
+        assert!(w.commit().is_err(), "a cache with blocks missing is not committed");
+        assert_eq!(load(&path, 4096), Some(vec![1, 2, 3, u64::MAX]));
         remove(&path).expect("remove");
         remove(&path).expect("removing a missing cache is fine");
         assert_eq!(load(&path, 4096), None);

@@ -4,10 +4,11 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 
-/// posix_fadvise(2) `POSIX_FADV_DONTNEED` over the whole file: drops its clean cached pages, so the next reads
-/// come from the device (the read-back check must not be answered by the page cache).
-pub fn drop_page_cache(file: &File) -> io::Result<()> {
-    Ok(rustix::fs::fadvise(file.as_fd(), 0, None, rustix::fs::Advice::DontNeed)?)
+/// posix_fadvise(2) `POSIX_FADV_DONTNEED` over `len` bytes at `offset` (0: to the end): drops the file's clean
+/// cached pages there, so the next reads come from the device (the read-back must not be answered by the cache).
+pub fn drop_page_cache(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let len = std::num::NonZeroU64::new(len);
+    Ok(rustix::fs::fadvise(file.as_fd(), offset, len, rustix::fs::Advice::DontNeed)?)
 }
 
 /// flock(2) `LOCK_EX | LOCK_NB`: `Ok(false)` when another process holds the lock.

@@ -19,7 +19,7 @@ use image_layout::format::chunk_hash;
 use image_layout::keys::Keyring;
 use image_layout::reader::{BundleAt, Policy};
 use updater::config::Config;
-use updater::device::SlotDevice;
+use updater::device::{SlotDevice, SlotReader};
 use updater::fetch::FileFetch;
 use updater::install::{install, Options};
 use updater::journal::{FileJournal, Journal, JournalStore, Phase};
@@ -109,6 +109,30 @@ impl SlotDevice for CrashingDevice {
     fn drop_cache(&mut self) -> io::Result<()> {
         // What was not synced is gone from "the device"; a read-back must not see it.
         self.unsynced.clear();
+        Ok(())
+    }
+    fn reader(&self) -> io::Result<Box<dyn SlotReader>> {
+        Ok(Box::new(DurableReader { durable: Arc::clone(&self.durable), power: Arc::clone(&self.power) }))
+    }
+}
+
+/// Reads what a [`CrashingDevice`] made durable, as a read past the page cache does.
+struct DurableReader {
+    durable: Arc<Mutex<Vec<u8>>>,
+    power: Arc<Power>,
+}
+
+impl SlotReader for DurableReader {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if self.power.cut.load(Ordering::SeqCst) {
+            return Err(io::Error::other("power cut"));
+        }
+        let d = self.durable.lock().expect("lock");
+        let range = offset as usize..offset as usize + buf.len();
+        buf.copy_from_slice(d.get(range).ok_or(io::ErrorKind::UnexpectedEof)?);
+        Ok(())
+    }
+    fn drop_cache(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }
 }
@@ -435,4 +459,74 @@ fn a_power_cut_at_every_write_of_a_commit_and_of_a_rollback() {
         }
     }
     eprintln!("power cut at each of {n_points} operations of boot (commit and rollback)");
+}
+
+/// A device that loses one byte of what it is given to keep (a bad write the drive does not report).
+struct LossyDevice {
+    inner: CrashingDevice,
+    at: u64,
+    done: bool,
+}
+
+impl BlockDevice for LossyDevice {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_at(offset, buf)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        let at = self.at;
+        let covers = self.inner.unsynced.iter().any(|(o, w)| (*o..*o + w.len() as u64).contains(&at));
+        self.inner.sync()?;
+        if covers && !self.done {
+            self.inner.durable.lock().expect("lock")[at as usize] ^= 0xff;
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+impl SlotDevice for LossyDevice {
+    fn size(&mut self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn drop_cache(&mut self) -> io::Result<()> {
+        self.inner.drop_cache()
+    }
+    fn reader(&self) -> io::Result<Box<dyn SlotReader>> {
+        self.inner.reader()
+    }
+}
+
+#[test]
+fn a_chunk_the_device_lost_is_caught_by_the_read_back_and_rewritten() {
+    let image_a = payload(200 << 10, 1);
+    let image_b = payload(200 << 10, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle_path = dir.path().join("v2.bundle");
+    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let disk = Disk::new(&image_a, 256 << 10);
+    let config = disk.config();
+    let power = Power::new(u64::MAX);
+    let keyring = Keyring::from_keys(vec![key().public()]);
+    let mut node = disk.node(&config, Slot::A, &power);
+    let lost_at = 5 * (16 << 10) + 77;
+    let mut dev = LossyDevice {
+        inner: CrashingDevice::new(Arc::clone(&disk.slot_b), Arc::clone(&power)),
+        at: lost_at,
+        done: false,
+    };
+    let mut fetch = FileFetch::new(bundle_path.clone());
+    let r = install(&mut node, &keyring, &mut fetch, &target_b(), &mut dev, None, &options(), &mut |_| {});
+    assert!(matches!(r, Err(updater::Error::ReadBack { chunk_idx: 5, .. })), "{r:?}");
+    assert!(!disk.boot_state().qualifies(Slot::B), "a slot that reads back wrong is never made bootable");
+    let u = node.journal().update.clone().expect("update");
+    assert_eq!((u.phase, u.chunks_done.clone()), (Phase::Downloading, vec![[0, 5], [6, u.n_chunks]]));
+    drop(node);
+    // Run again: the lost chunk is written again, read back, and the slot flipped.
+    let (r, _) = run_install(&disk, &config, &bundle_path, u64::MAX, false);
+    assert_eq!(r.expect("the retried install").resumed_chunks, u.n_chunks - 1);
+    assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], &image_b[..]);
+    assert_eq!(disk.power_on(), Slot::B);
 }
