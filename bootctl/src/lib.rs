@@ -11,6 +11,7 @@ pub mod blockdev;
 pub mod booted;
 pub mod cli;
 pub mod config;
+pub mod docgen;
 pub mod error;
 pub mod grubcfg;
 pub mod grubenv;

@@ -10,20 +10,10 @@ use bootctl::rules::Slot;
 
 use crate::journal::Phase;
 
-/// Exit codes of `edge-update`.
+/// Exit codes of `edge-update`: those of `edge-image` for a bundle that is not good (the same classes, the same
+/// numbers), and two of its own.
 pub mod exit {
-    /// Any other failure (I/O, the network gave up, a slot that reads back wrong).
-    pub const FAILURE: i32 = 1;
-    /// A usage error (clap's own code).
-    pub const USAGE: i32 = 2;
-    /// The bundle is malformed.
-    pub const MALFORMED: i32 = 3;
-    /// Not enough trusted signatures.
-    pub const SIGNATURE: i32 = 4;
-    /// A hash does not match.
-    pub const HASH: i32 = 5;
-    /// The bundle has expired.
-    pub const EXPIRED: i32 = 6;
+    pub use image_layout::error::exit::{EXPIRED, FAILURE, HASH, MALFORMED, SIGNATURE, USAGE};
     /// Refused before writing: the bundle does not fit this node (board, version, size), or the node's state
     /// does not allow the verb now (target mounted or booted, an update in progress).
     pub const REFUSED: i32 = 7;

@@ -42,6 +42,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 10] = [
+        Phase::Downloading,
+        Phase::Written,
+        Phase::Verified,
+        Phase::Flipped,
+        Phase::Rebooting,
+        Phase::Trial,
+        Phase::Committed,
+        Phase::RolledBack,
+        Phase::Cancelled,
+        Phase::Failed,
+    ];
+
     /// Whether the update is over (nothing more happens without a new install).
     pub fn is_final(self) -> bool {
         matches!(self, Phase::Committed | Phase::RolledBack | Phase::Cancelled | Phase::Failed)

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::phase::Event;
 
-use super::{describe, open_node, Output};
+use super::{operator_verb, Output};
 
 /// `cancel` arguments.
 #[derive(Debug, clap::Args)]
@@ -12,9 +12,5 @@ pub struct Args {}
 
 /// Runs `cancel`.
 pub fn run(config: &Config, _args: Args) -> Result<Output> {
-    let mut node = open_node(config)?;
-    let state = node.boot_state()?;
-    let booted = node.booted;
-    node.handle(Event::Cancel { booted, state })?;
-    Ok(Output { text: describe(&node) })
+    operator_verb(config, |booted, state| Event::Cancel { booted, state })
 }

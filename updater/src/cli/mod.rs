@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use bootctl::rules::{BootState, Slot};
+
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::Result;
+use crate::phase::Event;
 use crate::run::Node;
 
 pub mod boot;
@@ -79,6 +82,16 @@ pub fn open_node(config: &Config) -> Result<Node<'_>> {
 pub fn open_node_waiting(config: &Config) -> Result<Node<'_>> {
     let booted = crate::slots::booted(config)?;
     Node::open_locked(config, booted, true)
+}
+
+/// Runs an operator verb: the event it makes of the booted slot and the boot state, handled, then where the update
+/// stands.
+pub fn operator_verb(config: &Config, event: fn(Slot, BootState) -> Event) -> Result<Output> {
+    let mut node = open_node(config)?;
+    let state = node.boot_state()?;
+    let booted = node.booted;
+    node.handle(event(booted, state))?;
+    Ok(Output { text: describe(&node) })
 }
 
 /// A line saying where an update stands, for people.
