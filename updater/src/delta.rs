@@ -113,6 +113,7 @@ pub(crate) fn write(
     index: &ChunkIndex,
     src: &mut DeltaSource<'_>,
     todo: &[u64],
+    threads: usize,
 ) -> Result<()> {
     let p = &verified.manifest.payloads[pi];
     let name = fetch.name().to_owned();
@@ -126,6 +127,7 @@ pub(crate) fn write(
     };
     let booted = rec.node.booted;
     let mut pieces = Vec::new();
+    let mut local = Vec::new();
     let mut fallback = Vec::new();
     for &c in todo {
         let plan = planner.chunk(c);
@@ -138,27 +140,10 @@ pub(crate) fn write(
                     pieces.push(Piece { range: start..end, kind: Kind::Frame { chunk_idx: c, frame_idx: f } });
                 }
             }
-            ChunkSource::Local => {
-                let buf = vec![0u8; p.chunk_raw_size(c) as usize];
-                match assemble(
-                    p,
-                    &plan,
-                    &[],
-                    buf,
-                    &mut *src.old,
-                    (booted, &src.old_path),
-                    &index.entries[c as usize].raw_hash,
-                )? {
-                    Some((raw, reused)) => {
-                        rec.reused += reused;
-                        rec.reused_total += reused;
-                        w.write(rec, c, &raw)?;
-                    }
-                    None => fallback.push(c),
-                }
-            }
+            ChunkSource::Local => local.push(c),
         }
     }
+    write_local(rec, w, p, index, &planner, (&*src.old, &src.old_path), &local, threads, &mut fallback)?;
 
     let counter = rec.counter.clone();
     let mut partial: Option<Partial> = None;
@@ -193,7 +178,9 @@ pub(crate) fn write(
                     return Ok(());
                 }
                 let expected = &index.entries[chunk_idx as usize].raw_hash;
-                match assemble(p, &x.plan, &x.frames, x.buf, &mut *src.old, (booted, &src.old_path), expected)? {
+                let old = &mut *src.old;
+                let mut read = |off: u64, b: &mut [u8]| old.read_at(off, b);
+                match assemble(p, &x.plan, &x.frames, x.buf, &mut read, (booted, &src.old_path), expected)? {
                     Some((raw, reused)) => {
                         rec.reused += reused;
                         rec.reused_total += reused;
@@ -221,6 +208,71 @@ pub(crate) fn write(
     })
 }
 
+/// Writes the chunks that are wholly in the booted slot, assembled and hashed on `threads` workers (each with its own
+/// read handle on the booted slot), written here as they come; those that do not match go to `fallback`.
+#[allow(clippy::too_many_arguments)]
+fn write_local(
+    rec: &mut Recorder<'_, '_>,
+    w: &mut ChunkWriter<'_>,
+    p: &Payload,
+    index: &ChunkIndex,
+    planner: &Planner<'_>,
+    (old, old_path): (&dyn SlotDevice, &Path),
+    local: &[u64],
+    threads: usize,
+    fallback: &mut Vec<u64>,
+) -> Result<()> {
+    use std::sync::mpsc::sync_channel;
+    use std::sync::{Arc, Mutex};
+    if local.is_empty() {
+        return Ok(());
+    }
+    let booted = rec.node.booted;
+    let rerr = |source| Error::ReadSlot { slot: booted, device: old_path.to_owned(), source };
+    let readers = (0..threads.max(1)).map(|_| old.reader().map_err(rerr)).collect::<Result<Vec<_>>>()?;
+    let (job_tx, job_rx) = sync_channel::<u64>(local.len());
+    for &c in local {
+        job_tx.send(c).expect("the channel holds every job");
+    }
+    drop(job_tx);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    type Assembled = Result<Option<(Vec<u8>, u64)>>;
+    let (res_tx, res_rx) = sync_channel::<(u64, Assembled)>(threads.max(1));
+    std::thread::scope(|s| {
+        for mut reader in readers {
+            let (job_rx, res_tx) = (Arc::clone(&job_rx), res_tx.clone());
+            s.spawn(move || loop {
+                let Ok(c) = job_rx.lock().expect("no worker panics holding the lock").recv() else { return };
+                let plan = planner.chunk(c);
+                let buf = vec![0u8; p.chunk_raw_size(c) as usize];
+                let mut read = |off: u64, b: &mut [u8]| reader.read_at(off, b);
+                let expected = &index.entries[c as usize].raw_hash;
+                let r = assemble(p, &plan, &[], buf, &mut read, (booted, old_path), expected);
+                if res_tx.send((c, r)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(res_tx);
+        let result = (|| {
+            for (c, r) in res_rx.iter() {
+                match r? {
+                    Some((raw, reused)) => {
+                        rec.reused += reused;
+                        rec.reused_total += reused;
+                        w.write(rec, c, &raw)?;
+                    }
+                    None => fallback.push(c),
+                }
+            }
+            Ok(())
+        })();
+        // Workers blocked on a full result channel see it gone and stop.
+        drop(res_rx);
+        result
+    })
+}
+
 /// Fills the blocks of a chunk that no fetched frame covers from the booted slot, and checks the chunk hash;
 /// `None` when it does not match. Returns the chunk and the bytes reused.
 fn assemble(
@@ -228,7 +280,7 @@ fn assemble(
     plan: &ChunkPlan,
     fetched_frames: &[u64],
     mut buf: Vec<u8>,
-    old: &mut dyn SlotDevice,
+    old: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
     (booted, old_path): (bootctl::rules::Slot, &Path),
     expected: &[u8; 32],
 ) -> Result<Option<(Vec<u8>, u64)>> {
@@ -245,7 +297,7 @@ fn assemble(
             // The planner fetches every frame with a block the booted slot lacks.
             return Ok(None);
         };
-        old.read_at(off, &mut buf[i * bs..(i + 1) * bs]).map_err(|source| Error::ReadSlot {
+        old(off, &mut buf[i * bs..(i + 1) * bs]).map_err(|source| Error::ReadSlot {
             slot: booted,
             device: old_path.to_owned(),
             source,

@@ -256,7 +256,9 @@ pub fn install(
             });
             let mut w = ChunkWriter::new(dev, target, opts, &p, checker.as_ref().map(|_| tx));
             let r = match plan {
-                Some(mut plan) => delta::write(fetch, &mut rec, &mut w, &verified, pi, &index, &mut plan, &todo),
+                Some(mut plan) => {
+                    delta::write(fetch, &mut rec, &mut w, &verified, pi, &index, &mut plan, &todo, opts.threads)
+                }
                 None => write_full(fetch, &mut rec, &mut w, &verified, &p, &index, &todo, opts),
             }
             .and_then(|()| w.finish(&mut rec));
