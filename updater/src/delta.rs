@@ -181,12 +181,12 @@ pub(crate) fn write(
                 let old = &mut *src.old;
                 let mut read = |off: u64, b: &mut [u8]| old.read_at(off, b);
                 match assemble(p, &x.plan, &x.frames, x.buf, &mut read, (booted, &src.old_path), expected)? {
-                    Some((raw, reused)) => {
+                    (raw, Some(reused)) => {
                         rec.reused += reused;
                         rec.reused_total += reused;
                         w.write(rec, chunk_idx, &raw)?;
                     }
-                    None => fallback.push(chunk_idx),
+                    (_, None) => fallback.push(chunk_idx),
                 }
             }
             Ok(())
@@ -236,15 +236,24 @@ fn write_local(
     }
     drop(job_tx);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    type Assembled = Result<Option<(Vec<u8>, u64)>>;
-    let (res_tx, res_rx) = sync_channel::<(u64, Assembled)>(threads.max(1));
+    // A fixed pool of chunk buffers circulates between the workers and the writer, allocated once.
+    let n_bufs = threads.max(1) + 1;
+    let (buf_tx, buf_rx) = sync_channel::<Vec<u8>>(n_bufs);
+    for _ in 0..n_bufs {
+        buf_tx.send(Vec::new()).expect("the receiver is alive");
+    }
+    let buf_rx = Arc::new(Mutex::new(buf_rx));
+    type Assembled = Result<(Vec<u8>, Option<u64>)>;
+    let (res_tx, res_rx) = sync_channel::<(u64, Assembled)>(n_bufs);
     std::thread::scope(|s| {
         for mut reader in readers {
-            let (job_rx, res_tx) = (Arc::clone(&job_rx), res_tx.clone());
+            let (job_rx, buf_rx, res_tx) = (Arc::clone(&job_rx), Arc::clone(&buf_rx), res_tx.clone());
             s.spawn(move || loop {
                 let Ok(c) = job_rx.lock().expect("no worker panics holding the lock").recv() else { return };
+                let Ok(mut buf) = buf_rx.lock().expect("no worker panics holding the lock").recv() else { return };
+                buf.clear();
+                buf.resize(p.chunk_raw_size(c) as usize, 0);
                 let plan = planner.chunk(c);
-                let buf = vec![0u8; p.chunk_raw_size(c) as usize];
                 let mut read = |off: u64, b: &mut [u8]| reader.read_at(off, b);
                 let expected = &index.entries[c as usize].raw_hash;
                 let r = assemble(p, &plan, &[], buf, &mut read, (booted, old_path), expected);
@@ -256,25 +265,28 @@ fn write_local(
         drop(res_tx);
         let result = (|| {
             for (c, r) in res_rx.iter() {
-                match r? {
-                    Some((raw, reused)) => {
+                let (raw, reused) = r?;
+                match reused {
+                    Some(reused) => {
                         rec.reused += reused;
                         rec.reused_total += reused;
                         w.write(rec, c, &raw)?;
                     }
                     None => fallback.push(c),
                 }
+                let _ = buf_tx.send(raw);
             }
             Ok(())
         })();
-        // Workers blocked on a full result channel see it gone and stop.
+        // Workers blocked on the pool or on a full result channel see them gone and stop.
+        drop(buf_tx);
         drop(res_rx);
         result
     })
 }
 
-/// Fills the blocks of a chunk that no fetched frame covers from the booted slot, and checks the chunk hash;
-/// `None` when it does not match. Returns the chunk and the bytes reused.
+/// Fills the blocks of a chunk that no fetched frame covers from the booted slot, and checks the chunk hash.
+/// Returns the buffer, and the bytes reused when the chunk matched (`None` when it did not).
 fn assemble(
     p: &Payload,
     plan: &ChunkPlan,
@@ -283,7 +295,7 @@ fn assemble(
     old: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
     (booted, old_path): (bootctl::rules::Slot, &Path),
     expected: &[u8; 32],
-) -> Result<Option<(Vec<u8>, u64)>> {
+) -> Result<(Vec<u8>, Option<u64>)> {
     let bs = p.block_size as usize;
     let blocks_per_frame = (p.frame_size / p.block_size) as usize;
     let first_frame = plan.chunk_idx * u64::from(p.chunk_size / p.frame_size);
@@ -295,7 +307,7 @@ fn assemble(
         }
         let Some(off) = *l else {
             // The planner fetches every frame with a block the booted slot lacks.
-            return Ok(None);
+            return Ok((buf, None));
         };
         old(off, &mut buf[i * bs..(i + 1) * bs]).map_err(|source| Error::ReadSlot {
             slot: booted,
@@ -304,7 +316,8 @@ fn assemble(
         })?;
         reused += bs as u64;
     }
-    Ok((chunk_hash(&buf) == *expected).then_some((buf, reused)))
+    let matched = chunk_hash(&buf) == *expected;
+    Ok((buf, matched.then_some(reused)))
 }
 
 /// Fetches pieces in coalesced requests, in bundle order, handing each to `handle`.
