@@ -9,7 +9,7 @@ need_apt=()
 for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time \
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86 \
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools \
-    qemu-system-aarch64:qemu-system-arm; do
+    qemu-system-aarch64:qemu-system-arm file:file; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
@@ -34,3 +34,7 @@ for comp in rustfmt clippy; do
         rustup component add "$comp"
     fi
 done
+# Node binaries are static musl builds (edge-init's size is checked by the tests).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl
+fi

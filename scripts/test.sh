@@ -11,6 +11,15 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== the fuzz target still builds (running it needs nightly: image-layout/fuzz/README.md)" >&2
 cargo check --quiet --manifest-path image-layout/fuzz/Cargo.toml
+echo "== edge-init: a static musl release build of at most 1 MiB" >&2
+cargo build --quiet --release --locked --target x86_64-unknown-linux-musl -p edge-init
+init_bin=target/x86_64-unknown-linux-musl/release/edge-init
+init_size=$(stat -c %s "$init_bin")
+echo "edge-init: $init_size bytes ($(file -b "$init_bin" | cut -d, -f1-2))" >&2
+if [ "$init_size" -gt $((1 << 20)) ]; then
+    echo "error: edge-init is $init_size bytes, over the 1 MiB budget" >&2
+    exit 1
+fi
 echo "== cargo test" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

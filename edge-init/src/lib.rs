@@ -1,4 +1,12 @@
 //! The node's PID 1 (`edge-init`): mounts, services, reaping, signals, watchdog, ordered shutdown.
 //!
-//! This crate is a placeholder until its issue lands; it links none of the update code.
+//! It links none of the update code and has no network code: a bug in the updater cannot take PID 1 down with it.
+//! Today it parses the kernel command line (`cmdline`) and runs one command as its only child (`one`), the way
+//! tini does in a container; the service supervisor, the control socket, the watchdog and the shutdown sequence
+//! come in the next steps of its issue.
 #![warn(missing_docs)]
+
+pub mod cmdline;
+pub mod log_sink;
+pub mod one;
+pub mod sys;
