@@ -9,4 +9,6 @@
 pub mod cmdline;
 pub mod log_sink;
 pub mod one;
+pub mod services;
+pub mod supervise;
 pub mod sys;
