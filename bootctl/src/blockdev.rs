@@ -38,6 +38,16 @@ impl FileDevice {
         Ok(FileDevice { file })
     }
 
+    /// A device over a file already open.
+    pub fn from_file(file: File) -> FileDevice {
+        FileDevice { file }
+    }
+
+    /// The open file (for system calls the trait does not cover, such as dropping its cached pages).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The size in bytes; seeking to the end works for block devices too, whose metadata says 0.
     pub fn size(&mut self) -> io::Result<u64> {
         self.file.seek(SeekFrom::End(0))

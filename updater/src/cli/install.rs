@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 
 use crate::config::{Config, RebootMethod};
-use crate::device::SlotFile;
+use crate::device::{Access, SlotFile};
 use crate::error::{Error, Result};
 use crate::fetch::{Fetch, FileFetch, PipeFetch};
 use crate::http::{HttpFetch, HttpOptions};
@@ -57,7 +57,7 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         node.reboot = RebootMethod::Init;
     }
     let target = crate::slots::resolve(config, node.booted.other())?;
-    let mut dev = SlotFile::open(&target.path).map_err(|source| Error::OpenSlot {
+    let mut dev = SlotFile::open(&target.path, Access::ReadWrite).map_err(|source| Error::OpenSlot {
         slot: target.slot,
         device: target.path.clone(),
         source,
@@ -65,7 +65,11 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
     let mut fetch = open_source(&args.source)?;
     // The booted slot, read only, for delta reuse; without it the install is simply full.
     let mut old = match crate::slots::resolve(config, node.booted).and_then(|b| {
-        SlotFile::open_read_only(&b.path).map_err(|source| Error::OpenSlot { slot: b.slot, device: b.path, source })
+        SlotFile::open(&b.path, Access::ReadOnly).map_err(|source| Error::OpenSlot {
+            slot: b.slot,
+            device: b.path,
+            source,
+        })
     }) {
         Ok(f) => Some(f),
         Err(e) => {
