@@ -68,13 +68,17 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let c: Config = toml::from_str(text)
             .map_err(|e| Error::Config { path: path.to_owned(), detail: e.message().to_owned() })?;
-        if !(1..=MAX_TRIES).contains(&c.tries) {
-            return Err(Error::Config {
-                path: path.to_owned(),
-                detail: format!("tries {} out of range 1..=9", c.tries),
-            });
-        }
+        c.check().map_err(|detail| Error::Config { path: path.to_owned(), detail })?;
         Ok(c)
+    }
+
+    /// Checks the values the types cannot (also for a config embedded in another file, such as the updater's
+    /// `[bootctl]` table); the error names the key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_TRIES).contains(&self.tries) {
+            return Err(format!("tries {} out of range 1..=9", self.tries));
+        }
+        Ok(())
     }
 
     /// The block device of a slot, if configured.
@@ -121,11 +125,7 @@ pub fn defaults_table() -> String {
             "the mount point whose device must be the booted slot's",
         ),
     ];
-    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
-    for (k, v, m) in rows {
-        out.push_str(&format!("| `{k}` | {v} | {m} |\n"));
-    }
-    out
+    crate::docgen::key_table(&rows)
 }
 
 #[cfg(test)]

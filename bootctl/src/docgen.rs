@@ -27,6 +27,15 @@ pub fn check_doc(path: &std::path::Path, sections: &[(&str, &str, String)], refr
     }
 }
 
+/// A config reference table: one row per key, its default and its meaning (the key is shown as code).
+pub fn key_table(rows: &[(&str, String, &str)]) -> String {
+    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
+    for (k, v, m) in rows {
+        out.push_str(&format!("| `{k}` | {v} | {m} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

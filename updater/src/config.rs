@@ -170,9 +170,7 @@ impl Config {
         if c.threshold == 0 {
             return Err(bad("threshold 0 out of range 1..".to_owned()));
         }
-        if !(1..=bootctl::rules::MAX_TRIES).contains(&c.bootctl.tries) {
-            return Err(bad(format!("bootctl.tries {} out of range 1..=9", c.bootctl.tries)));
-        }
+        c.bootctl.check().map_err(|detail| bad(format!("bootctl.{detail}")))?;
         if c.slots.a == c.slots.b {
             return Err(bad(format!("slots.a and slots.b are both {:?}", c.slots.a)));
         }
@@ -242,11 +240,7 @@ pub fn defaults_table() -> String {
         ("health.commands", "`[]`".to_owned(), "`{ argv = [...], timeout_secs = 30, attempts = 10 }`, must exit 0"),
         ("health.http", "`[]`".to_owned(), "`{ url = \"...\", status = 200, timeout_secs = 30, attempts = 10 }`"),
     ];
-    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
-    for (k, v, m) in rows {
-        out.push_str(&format!("| `{k}` | {v} | {m} |\n"));
-    }
-    out
+    bootctl::docgen::key_table(&rows)
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
             Err(format!("timed out after {} s", timeout.as_secs_f32()))
         }
     };
-    // Durability of nothing; this only reaps the child (killed above when it timed out).
+    // Reaps the child (killed above when it timed out).
     let _ = waiter.join();
     // Anything the command left running in its group goes too.
     let _ = crate::sys::kill_process_group(pgid);
