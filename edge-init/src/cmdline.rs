@@ -13,7 +13,8 @@ pub enum PartSpec {
 }
 
 impl PartSpec {
-    fn parse(s: &str) -> Option<PartSpec> {
+    /// `PARTLABEL=name`, `PARTUUID=uuid` or an absolute path; `None` for anything else.
+    pub fn parse(s: &str) -> Option<PartSpec> {
         if let Some(l) = s.strip_prefix("PARTLABEL=") {
             return (!l.is_empty()).then(|| PartSpec::Label(l.to_owned()));
         }

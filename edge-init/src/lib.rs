@@ -6,9 +6,13 @@
 //! come in the next steps of its issue.
 #![warn(missing_docs)]
 
+pub mod boot;
 pub mod cmdline;
+pub mod data;
 pub mod log_sink;
+pub mod modules;
 pub mod one;
 pub mod services;
 pub mod supervise;
 pub mod sys;
+pub mod watchdog;

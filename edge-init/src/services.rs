@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cmdline::PartSpec;
+
 /// The services file's default path.
 pub const DEFAULT_PATH: &str = "/etc/edge/services.toml";
 
@@ -132,7 +134,113 @@ fn default_output() -> Output {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    modules: Vec<String>,
+    #[serde(default)]
+    watchdog: RawWatchdog,
+    #[serde(default)]
+    data: RawData,
+    #[serde(default)]
     service: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWatchdog {
+    enabled: bool,
+    device: Option<PathBuf>,
+    identity: Option<String>,
+    timeout_secs: u64,
+}
+
+impl Default for RawWatchdog {
+    fn default() -> Self {
+        RawWatchdog { enabled: true, device: None, identity: None, timeout_secs: 30 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawData {
+    device: String,
+    mount: PathBuf,
+    fstype: String,
+    options: String,
+    format: Vec<String>,
+    fsck: Vec<String>,
+    wait_secs: u64,
+}
+
+impl Default for RawData {
+    fn default() -> Self {
+        RawData {
+            device: "PARTLABEL=edge-data".to_owned(),
+            mount: PathBuf::from("/data"),
+            fstype: "ext4".to_owned(),
+            options: "noatime".to_owned(),
+            format: ["/sbin/mkfs.ext4", "-q", "-L", "edge-data"].map(str::to_owned).to_vec(),
+            fsck: ["/sbin/e2fsck", "-p"].map(str::to_owned).to_vec(),
+            wait_secs: 10,
+        }
+    }
+}
+
+/// Everything in `/etc/edge/services.toml`: the node-level tables and the services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `hostname`: set at boot (else `/etc/hostname`, else `edge`).
+    pub hostname: Option<String>,
+    /// `modules`: kernel modules to load at boot, each `"name param=value ..."` as in `/etc/modules`.
+    pub modules: Vec<Module>,
+    /// `[watchdog]`.
+    pub watchdog: WatchdogConfig,
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[[service]]`, in start order.
+    pub services: Vec<Service>,
+}
+
+/// One kernel module to load, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// Its name (`-` and `_` are the same to the kernel).
+    pub name: String,
+    /// Its parameters, `key=value` words as `finit_module` takes them.
+    pub params: String,
+}
+
+/// `[watchdog]`: the hardware watchdog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchdogConfig {
+    /// `enabled` (default true; `edge.watchdog=0` on the kernel command line also turns it off).
+    pub enabled: bool,
+    /// `device`: this device node (else the first whose sysfs `identity` matches, else `/dev/watchdog0`).
+    pub device: Option<PathBuf>,
+    /// `identity`: the watchdog whose `/sys/class/watchdog/*/identity` is this.
+    pub identity: Option<String>,
+    /// `timeout_secs` (default 30): asked of the hardware; it is petted at a third of what it really uses.
+    pub timeout: Duration,
+}
+
+/// `[data]`: the data partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataConfig {
+    /// `device` (default `PARTLABEL=edge-data`; `edge.data=` on the kernel command line wins).
+    pub device: PartSpec,
+    /// `mount` (default `/data`).
+    pub mount: PathBuf,
+    /// `fstype` (default `ext4`).
+    pub fstype: String,
+    /// `options` (default `noatime`): mount options, comma-separated.
+    pub options: String,
+    /// `format`: the program and arguments that make a filesystem on a blank partition (the device is added
+    /// last); empty: never format.
+    pub format: Vec<String>,
+    /// `fsck`: the program and arguments run once when the mount fails (the device is added last); empty: none.
+    pub fsck: Vec<String>,
+    /// `wait_secs` (default 10): how long to wait for the device to appear.
+    pub wait: Duration,
 }
 
 /// One service, checked.
@@ -208,8 +316,9 @@ pub fn signal_number(name: &str) -> Option<i32> {
     })
 }
 
-/// Parses and checks services text, in an order where every service comes after those it is `after`.
-pub fn parse(text: &str, path: &Path) -> Result<Vec<Service>, Error> {
+/// Parses and checks the file's text; the services come in an order where every service comes after those it is
+/// `after`.
+pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
     let bad = |detail: String| Error { path: path.to_owned(), detail };
     // The parser's own text names the line and shows it; one line of it is enough in a log.
     let raw: RawFile = toml::from_str(text).map_err(|e| {
@@ -265,7 +374,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Service>, Error> {
             critical: r.critical,
         });
     }
-    order(out).map_err(bad)
+    let services = order(out).map_err(bad)?;
+    let mut modules = Vec::new();
+    for m in &raw.modules {
+        let (name, params) = m.trim().split_once(' ').unwrap_or((m.trim(), ""));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            return Err(bad(format!("modules: {m:?} does not start with a module name")));
+        }
+        modules.push(Module { name: name.to_owned(), params: params.trim().to_owned() });
+    }
+    let w = raw.watchdog;
+    if !(1..=3600).contains(&w.timeout_secs) {
+        return Err(bad(format!("watchdog.timeout_secs {} is not within 1..3600", w.timeout_secs)));
+    }
+    let watchdog = WatchdogConfig {
+        enabled: w.enabled,
+        device: w.device,
+        identity: w.identity,
+        timeout: Duration::from_secs(w.timeout_secs),
+    };
+    let d = raw.data;
+    let device = PartSpec::parse(&d.device)
+        .ok_or_else(|| bad(format!("data.device {:?} is not PARTLABEL=, PARTUUID= or a /dev path", d.device)))?;
+    if !d.mount.is_absolute() {
+        return Err(bad(format!("data.mount {} is not an absolute path", d.mount.display())));
+    }
+    let data = DataConfig {
+        device,
+        mount: d.mount,
+        fstype: d.fstype,
+        options: d.options,
+        format: d.format,
+        fsck: d.fsck,
+        wait: Duration::from_secs(d.wait_secs),
+    };
+    Ok(Config { hostname: raw.hostname, modules, watchdog, data, services })
 }
 
 /// Sorts services so that each comes after those it is `after` (stable otherwise); an unknown name or a cycle is
@@ -295,7 +438,7 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<Vec<Service>, String> {
-        parse(text, Path::new("services.toml")).map_err(|e| e.detail)
+        parse(text, Path::new("services.toml")).map(|c| c.services).map_err(|e| e.detail)
     }
 
     #[test]

@@ -426,7 +426,7 @@ mod tests {
     use std::path::Path;
 
     fn sup(text: &str) -> Supervisor {
-        Supervisor::new(crate::services::parse(text, Path::new("s.toml")).expect("services"))
+        Supervisor::new(crate::services::parse(text, Path::new("s.toml")).expect("services").services)
     }
 
     fn secs(s: u64) -> Duration {

@@ -1,4 +1,7 @@
-//! The system calls `edge-init` makes, and the only module that names `rustix`.
+//! The system calls `edge-init` makes, and the only module (with its submodules) that names `rustix` or `libc`.
+
+pub mod mount;
+pub mod watchdog;
 
 use std::io;
 

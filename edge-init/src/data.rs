@@ -1,0 +1,1 @@
+//! The data partition: found, checked, formatted when blank, mounted (to be written).

@@ -1,0 +1,1 @@
+//! The watchdog ioctls (to be written).

@@ -1,0 +1,1 @@
+//! The hardware watchdog (to be written).
