@@ -4,12 +4,13 @@
 set -euo pipefail
 
 need_apt=()
-# command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots.
+# command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots; tini (with
+# tini-static) and catatonit are the peers of bench/init.sh.
 # GNU time goes by its path, because `command -v time` finds the shell keyword.
 for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time \
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86 \
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools \
-    qemu-system-aarch64:qemu-system-arm file:file; do
+    qemu-system-aarch64:qemu-system-arm file:file tini:tini catatonit:catatonit; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done

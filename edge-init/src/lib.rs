@@ -7,12 +7,17 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod cgroup;
 pub mod cmdline;
+pub mod ctl;
 pub mod data;
 pub mod log_sink;
 pub mod modules;
 pub mod one;
+pub mod output;
+pub mod pid1;
 pub mod services;
+pub mod spawn;
 pub mod supervise;
 pub mod sys;
 pub mod watchdog;

@@ -11,6 +11,19 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// One line of a service's output: to the kernel log as `<6>name: line`, or to stderr as `name: line`.
+    pub fn service_line(&self, name: &str, line: &str) {
+        match &self.kmsg {
+            Some(f) => {
+                let rec = format!("<6>{name}: {line}\n");
+                if let Ok(mut f) = f.lock() {
+                    let _ = f.write_all(rec.as_bytes());
+                }
+            }
+            None => eprintln!("{name}: {line}"),
+        }
+    }
+
     /// Writes to `/dev/kmsg` when `kmsg` and it can be opened, to stderr otherwise.
     pub fn new(kmsg: bool) -> Sink {
         let kmsg = kmsg.then(|| std::fs::OpenOptions::new().write(true).open("/dev/kmsg").ok()).flatten();

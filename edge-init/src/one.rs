@@ -4,6 +4,7 @@
 //! the command died of signal N) once the command has ended.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use signal_hook::consts::signal::{
@@ -68,8 +69,17 @@ pub fn run(argv: &[OsString]) -> i32 {
             return 1;
         }
     };
-    // std's spawn resets the signal mask and dispositions in the child before exec.
-    let command = match Command::new(program).args(args).spawn() {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: the closure runs in the child between fork and exec and only calls `sys::reset_signals`, which is
+    // async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            sys::reset_signals();
+            Ok(())
+        });
+    }
+    let command = match cmd.spawn() {
         Ok(child) => child.id(),
         Err(e) => {
             log::error!("cannot run {}: {e}", program.to_string_lossy());

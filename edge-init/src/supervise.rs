@@ -186,16 +186,24 @@ impl Supervisor {
     }
 
     /// The health question of `edge-update`: `Ok` when every service is up (or a one-shot that ended well) and
-    /// none is restarting, else what is not.
-    pub fn healthy(&self) -> Result<(), String> {
+    /// none is restarting, else what is not. The service of `asker` (the pid that asks, and the services that
+    /// wait for it) is left out: `edge-update boot` asks while it runs.
+    pub fn healthy(&self, asker: Option<u32>) -> Result<(), String> {
+        let mut excluded: Vec<usize> = asker.and_then(|p| self.by_pid(p)).into_iter().collect();
+        for (idx, s) in self.svcs.iter().enumerate() {
+            if s.spec.after.iter().any(|a| self.index(a).is_some_and(|d| excluded.contains(&d))) {
+                excluded.push(idx);
+            }
+        }
         let mut not = Vec::new();
-        for s in &self.svcs {
-            let ok = match (&s.state, s.spec.ready, s.spec.restart) {
-                (State::Up { .. }, _, _) => s.streak == 0 || s.spec.restart == Restart::Never,
-                (State::Exited { exit: Some(Exit::Code(0)) }, Ready::Exited, _) => true,
-                (State::Exited { exit: Some(Exit::Code(0)) }, _, Restart::Never | Restart::OnFailure) => true,
-                _ => false,
-            };
+        for (idx, s) in self.svcs.iter().enumerate() {
+            let ok = excluded.contains(&idx)
+                || match (&s.state, s.spec.ready, s.spec.restart) {
+                    (State::Up { .. }, _, _) => s.streak == 0 || s.spec.restart == Restart::Never,
+                    (State::Exited { exit: Some(Exit::Code(0)) }, Ready::Exited, _) => true,
+                    (State::Exited { exit: Some(Exit::Code(0)) }, _, Restart::Never | Restart::OnFailure) => true,
+                    _ => false,
+                };
             if !ok {
                 not.push(format!("{} {}", s.spec.name, describe(&s.state)));
             }
@@ -205,6 +213,11 @@ impl Supervisor {
         } else {
             Err(not.join(", "))
         }
+    }
+
+    /// The index of the service whose process (or session) is `pid`.
+    pub fn service_of(&self, pid: u32) -> Option<usize> {
+        self.by_pid(pid)
     }
 
     /// Handles one input at time `now`.
@@ -343,9 +356,15 @@ impl Supervisor {
             let timed_out = s.crashes.last() == Some(&Duration::MAX);
             if timed_out {
                 s.crashes.pop();
-                self.crashed(idx, now, Some(exit));
+                if s.spec.restart == Restart::Never {
+                    log::warn!("{}: stopped for not getting ready; not restarted", s.spec.name);
+                    s.state = State::Exited { exit: Some(exit) };
+                } else {
+                    self.crashed(idx, now, Some(exit));
+                }
                 return;
             }
+            log::info!("{}: stopped ({})", s.spec.name, describe_exit(exit));
             s.state = if restart && !self.stopping_all { State::Waiting } else { State::Exited { exit: Some(exit) } };
             return;
         }
@@ -363,6 +382,8 @@ impl Supervisor {
         if !restart {
             if failure {
                 log::warn!("{}: ended ({}); not restarted", s.spec.name, describe_exit(exit));
+            } else {
+                log::info!("{}: exited 0", s.spec.name);
             }
             s.state = State::Exited { exit: Some(exit) };
             return;
@@ -370,6 +391,7 @@ impl Supervisor {
         if failure {
             self.crashed(idx, now, Some(exit));
         } else {
+            log::info!("{}: exited 0; starting it again", s.spec.name);
             s.state = State::Waiting;
         }
     }
@@ -468,15 +490,15 @@ mod tests {
         // Only `boot` starts; `app` waits for it to exit 0.
         let c = s.step(secs(0), Input::Tick);
         assert_eq!(run(&mut s, secs(0), c, &mut pid), [0]);
-        assert!(s.healthy().is_err());
+        assert!(s.healthy(None).is_err());
         let c = s.step(secs(1), Input::Exited { pid: 100, exit: Exit::Code(0) });
         assert_eq!(run(&mut s, secs(1), c, &mut pid), [1]);
         assert_eq!(s.svcs[1].state, State::Up { pid: 101, since: secs(1) });
-        assert_eq!(s.healthy(), Ok(()));
+        assert_eq!(s.healthy(None), Ok(()));
         // `app` crashes: backoff 1 s, then 2 s; the third crash in the window is past the budget of 2.
         assert!(s.step(secs(2), Input::Exited { pid: 101, exit: Exit::Signal(11) }).is_empty());
         assert_eq!(s.svcs[1].state, State::Backoff { until: secs(3) });
-        assert!(s.healthy().is_err_and(|e| e.contains("app restarting")));
+        assert!(s.healthy(None).is_err_and(|e| e.contains("app restarting")));
         assert_eq!(s.next_deadline(), Some(secs(3)));
         let c = s.step(secs(3), Input::Tick);
         assert_eq!(run(&mut s, secs(3), c, &mut pid), [1]);
@@ -486,7 +508,7 @@ mod tests {
         assert_eq!(run(&mut s, secs(6), c, &mut pid), [1]);
         s.step(secs(7), Input::Exited { pid: 103, exit: Exit::Code(1) });
         assert!(matches!(s.svcs[1].state, State::Failed { .. }), "{:?}", s.svcs[1].state);
-        assert!(s.healthy().is_err_and(|e| e.contains("failed")));
+        assert!(s.healthy(None).is_err_and(|e| e.contains("failed")));
         // An operator's start clears the budget.
         let c = s.step(secs(8), Input::Start("app".into()));
         assert_eq!(run(&mut s, secs(8), c, &mut pid), [1]);
@@ -501,7 +523,7 @@ mod tests {
         let c = s.step(secs(1), Input::Exited { pid: 100, exit: Exit::Code(8) });
         assert!(c.is_empty(), "{c:?}");
         assert_eq!(s.svcs[1].state, State::Waiting);
-        assert!(s.healthy().is_err_and(|e| e.contains("boot exited 8")));
+        assert!(s.healthy(None).is_err_and(|e| e.contains("boot exited 8")));
     }
 
     #[test]
@@ -562,5 +584,39 @@ mod tests {
         assert_eq!(s.svcs[0].state, State::Exited { exit: Some(Exit::Code(0)) });
         // An orphan's exit means nothing to the supervisor.
         assert!(s.step(secs(5), Input::Exited { pid: 999, exit: Exit::Code(1) }).is_empty());
+    }
+
+    #[test]
+    fn a_never_restarted_service_that_is_not_ready_in_time_stays_down() {
+        let mut s = sup(
+            "[[service]]\nname = \"mute\"\nargv = [\"/m\"]\nready = \"notify\"\nstart_timeout_secs = 5\nrestart = \"never\"\n",
+        );
+        let mut pid = 100;
+        let cmds = s.step(secs(0), Input::Tick);
+        assert_eq!(run(&mut s, secs(0), cmds, &mut pid), [0]);
+        let cmds = s.step(secs(5), Input::Tick);
+        assert_eq!(cmds, [Cmd::Signal { idx: 0, pid: 100, signal: 15 }]);
+        s.step(secs(6), Input::Exited { pid: 100, exit: Exit::Signal(15) });
+        assert_eq!(s.svcs[0].state, State::Exited { exit: Some(Exit::Signal(15)) });
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_health_question_leaves_out_who_asks() {
+        let mut s = sup(
+            "[[service]]\nname = \"app\"\nargv = [\"/a\"]\n\
+             [[service]]\nname = \"check\"\nargv = [\"/c\"]\nafter = [\"app\"]\nready = \"exited\"\nrestart = \"never\"\n\
+             [[service]]\nname = \"late\"\nargv = [\"/l\"]\nafter = [\"check\"]\n",
+        );
+        let mut pid = 100;
+        let cmds = s.step(secs(0), Input::Tick);
+        run(&mut s, secs(0), cmds, &mut pid);
+        let cmds = s.step(secs(0), Input::Tick);
+        run(&mut s, secs(0), cmds, &mut pid);
+        // app (100) is up, check (101) runs and asks; late waits for check.
+        assert!(s.healthy(None).is_err_and(|e| e.contains("check starting") && e.contains("late waiting")));
+        assert_eq!(s.healthy(Some(101)), Ok(()));
+        // A process that is no service's leaves nothing out.
+        assert!(s.healthy(Some(999)).is_err_and(|e| e.contains("check starting")));
     }
 }

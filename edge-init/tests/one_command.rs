@@ -15,10 +15,12 @@ fn status(args: &[&str]) -> i32 {
 #[test]
 fn the_command_status_comes_back() {
     let check = |script: &str, expected: i32| assert_eq!(status(&["--", "sh", "-c", script]), expected, "{script}");
-    check("exit 0", 0);
-    check("exit 7", 7);
-    check("kill -TERM $$", 128 + 15);
-    check("kill -KILL $$", 128 + 9);
+    for code in 0..=255 {
+        check(&format!("exit {code}"), code);
+    }
+    for (name, n) in [("HUP", 1), ("INT", 2), ("QUIT", 3), ("ABRT", 6), ("KILL", 9), ("SEGV", 11), ("TERM", 15)] {
+        check(&format!("trap - {name}; kill -{name} $$"), 128 + n);
+    }
     assert_eq!(status(&["--", "/nonexistent/command"]), 127);
     assert_eq!(status(&["--"]), 2);
     assert_eq!(status(&[]), 2);
@@ -39,6 +41,28 @@ fn signals_reach_the_command() {
         assert!(sent.success());
         assert_eq!(child.wait().expect("wait").code(), Some(code), "SIG{name}");
     }
+}
+
+#[test]
+fn inherited_signal_state_is_not_passed_on() {
+    // edge-init is started with SIGINT and SIGALRM ignored and SIGUSR2 blocked; its command starts with neither.
+    let mut cmd = edge_init();
+    cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    // SAFETY: between fork and exec the closure only calls signal(2), sigemptyset, sigaddset and sigprocmask on a
+    // local set: async-signal-safe, no allocation.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGALRM, libc::SIG_IGN);
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGUSR2);
+            libc::sigprocmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("edge-init");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
 
 #[test]

@@ -1,0 +1,122 @@
+//! Each service's cgroup v2 leaf: made before it starts, joined by the child before exec, killed whole with
+//! `cgroup.kill` (docs/edge-init.md, "Services"). Without cgroup2 a service is stopped by its process group.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The directory under which each service gets its leaf.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    root: PathBuf,
+}
+
+/// The cgroup2 mount point in `mountinfo` (the text of `/proc/self/mountinfo`), joined with this process's own
+/// cgroup from `self_cgroup` (the text of `/proc/self/cgroup`, its `0::` line).
+pub fn own_cgroup(mountinfo: &str, self_cgroup: &str) -> Option<PathBuf> {
+    let mount = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4))?
+    })?;
+    let own = self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let own = own.trim().trim_start_matches('/');
+    Some(if own.is_empty() { PathBuf::from(mount) } else { Path::new(mount).join(own) })
+}
+
+impl Cgroups {
+    /// The services' cgroups under this process's own cgroup, when cgroup2 is mounted and writable.
+    pub fn discover() -> Option<Cgroups> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let root = own_cgroup(&mountinfo, &cgroup)?.join("services");
+        match fs::create_dir_all(&root) {
+            Ok(()) => Some(Cgroups { root }),
+            Err(e) => {
+                log::warn!("cannot make {}: {e}; services are stopped by their process group", root.display());
+                None
+            }
+        }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Makes service `name`'s leaf (if needed) and opens its `cgroup.procs` for the child to join.
+    pub fn leaf(&self, name: &str) -> io::Result<File> {
+        let dir = self.dir(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
+    }
+
+    /// The processes in service `name`'s leaf.
+    pub fn pids(&self, name: &str) -> Vec<u32> {
+        fs::read_to_string(self.dir(name).join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kills every process in service `name`'s leaf (`cgroup.kill`, or each pid with SIGKILL on kernels before
+    /// 5.14); how many there were.
+    pub fn kill(&self, name: &str) -> io::Result<usize> {
+        let pids = self.pids(name);
+        if pids.is_empty() {
+            return Ok(0);
+        }
+        match OpenOptions::new().write(true).open(self.dir(name).join("cgroup.kill")) {
+            Ok(mut f) => f.write_all(b"1")?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                for pid in &pids {
+                    let _ = crate::sys::kill(*pid, signal_hook::consts::signal::SIGKILL);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(pids.len())
+    }
+
+    /// Sends `signal` to every process in service `name`'s leaf; how many there were.
+    pub fn signal(&self, name: &str, signal: i32) -> usize {
+        let pids = self.pids(name);
+        for pid in &pids {
+            let _ = crate::sys::kill(*pid, signal);
+        }
+        pids.len()
+    }
+
+    /// Removes every empty leaf (at the end of a shutdown); the rest stays.
+    pub fn remove_empty(&self) {
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_cgroup() {
+        let check = |mountinfo: &str, cgroup: &str, expected: Option<&str>| {
+            assert_eq!(own_cgroup(mountinfo, cgroup), expected.map(PathBuf::from), "{mountinfo} / {cgroup}");
+        };
+        let unified = "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let hybrid = "22 21 0:20 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                      35 21 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        check(unified, "0::/\n", Some("/sys/fs/cgroup"));
+        check(unified, "0::/init.scope\n", Some("/sys/fs/cgroup/init.scope"));
+        check(hybrid, "4:memory:/x\n0::/test-1\n", Some("/sys/fs/cgroup/unified/test-1"));
+        check("22 21 0:20 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n", "0::/\n", None);
+        check(unified, "4:memory:/x\n", None);
+    }
+}

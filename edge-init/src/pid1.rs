@@ -1,0 +1,802 @@
+//! PID 1: one loop over a closed [`Event`]. Each wakeup (a signal, a child's exit, a timer, a control connection,
+//! a readiness message, a service's output, a watchdog tick) becomes one event, and [`Init::handle`] is the one
+//! `match` that acts on it (docs/edge-init.md, "PID 1").
+//!
+//! Decisions about services are `supervise::Supervisor`'s; this module runs its commands, reaps every child,
+//! and owns the shutdown sequence: services in reverse order, then every other process (TERM, grace, KILL), then
+//! sync and unmount with deadlines, then reboot(2). It never exits while it is PID 1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+
+use crate::cgroup::Cgroups;
+use crate::ctl::{json_string, Request};
+use crate::log_sink::Sink;
+use crate::output::Reader;
+use crate::services::{self, Config};
+use crate::supervise::{describe, Cmd, Input, State, Supervisor};
+use crate::sys::{self, Exit, Halt, Reaped, SIGPWR};
+use crate::watchdog::{Petting, Watchdog};
+
+/// How long every other process has after SIGTERM, and again after SIGKILL, in a shutdown.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long a shutdown waits for sync(2).
+pub const SYNC_DEADLINE: Duration = Duration::from_secs(10);
+/// How long unmounting may take in a shutdown.
+pub const UNMOUNT_DEADLINE: Duration = Duration::from_secs(10);
+/// The longest the loop sleeps with nothing to do (a bound, not a poll: every wakeup has a cause).
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// The signals PID 1 handles.
+const SIGNALS: [i32; 8] = [SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPWR, SIGHUP, SIGQUIT, SIGCHLD];
+
+/// Where things are, for a real node and for tests.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The services file (`--config`; `edge.services=` on the kernel command line wins).
+    pub config: PathBuf,
+    /// The directory of the control and notify sockets (`--run`).
+    pub run_dir: PathBuf,
+    /// The kernel command line to use instead of `/proc/cmdline` (`--cmdline`).
+    pub cmdline: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: PathBuf::from(services::DEFAULT_PATH),
+            run_dir: PathBuf::from("/run/edge-init"),
+            cmdline: None,
+        }
+    }
+}
+
+/// Everything that can make PID 1 act.
+#[derive(Debug)]
+pub enum Event {
+    /// A signal arrived.
+    Signal(i32),
+    /// A child ended: a service, or any orphan re-parented to us.
+    ChildExited(u32, Exit),
+    /// Time passed (a restart delay, a grace period, a start timeout or a shutdown deadline may have ended).
+    Timer,
+    /// A client connected to the control socket.
+    Control(UnixStream),
+    /// A datagram on `NOTIFY_SOCKET`.
+    Notify {
+        /// The sender's session (read as the datagram arrives, while the sender surely still exists): a service
+        /// leads its own session, so this is the service's main pid.
+        session: u32,
+        /// Its text (`READY=1`, `STATUS=...`).
+        message: String,
+    },
+    /// A service's output pipe is readable (the reader's position).
+    Output(usize),
+    /// The hardware watchdog is due to be petted.
+    WatchdogTick,
+}
+
+/// Where a shutdown stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Services stopping, in reverse order.
+    Services,
+    /// SIGTERM sent to every remaining process.
+    Term { until: Duration },
+    /// SIGKILL sent to every remaining process.
+    Kill { until: Duration },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shutdown {
+    /// `None`: not PID 1, exit when done.
+    how: Option<Halt>,
+    stage: Stage,
+}
+
+/// The state of PID 1.
+pub struct Init {
+    sink: &'static Sink,
+    start: Instant,
+    pid1: bool,
+    sup: Supervisor,
+    cgroups: Option<Cgroups>,
+    readers: Vec<Option<Reader>>,
+    notify_path: PathBuf,
+    shutdown: Option<Shutdown>,
+    children_left: bool,
+    data: String,
+    watchdog: Option<(Watchdog, Petting)>,
+    petting_stopped: bool,
+    statuses: Vec<String>,
+    restarts: Vec<u32>,
+}
+
+/// The self-pipe: each handled signal sets its flag and writes a byte to wake the loop.
+struct SignalPipe {
+    read: UnixStream,
+    flags: Vec<(i32, Arc<AtomicBool>)>,
+}
+
+impl SignalPipe {
+    fn install() -> std::io::Result<SignalPipe> {
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let mut flags = Vec::new();
+        for sig in SIGNALS {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(sig, flag.clone())?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+            flags.push((sig, flag));
+        }
+        Ok(SignalPipe { read, flags })
+    }
+
+    fn drain(&self) -> Vec<i32> {
+        let mut buf = [0u8; 64];
+        while matches!((&self.read).read(&mut buf), Ok(n) if n > 0) {}
+        self.flags.iter().filter(|(_, f)| f.swap(false, Ordering::SeqCst)).map(|(s, _)| *s).collect()
+    }
+}
+
+/// Loads the services file; a missing or bad one is an error an operator must act on, and the node still comes
+/// up with no services (an update in trial is then not committed, and the bootloader falls back).
+fn load_config(path: &Path) -> Config {
+    let empty = || services::parse("", path).expect("an empty services file is valid");
+    match std::fs::read_to_string(path) {
+        Ok(text) => services::parse(&text, path).unwrap_or_else(|e| {
+            log::error!("{e}; starting no services");
+            empty()
+        }),
+        Err(e) => {
+            log::error!("services file {}: {e}; starting no services", path.display());
+            empty()
+        }
+    }
+}
+
+/// Runs PID 1 (or, when not PID 1, a supervisor that exits after a stop): never returns while PID 1.
+pub fn run(opts: Options, sink: &'static Sink) -> i32 {
+    let pid1 = sys::pid() == 1;
+    install_panic_hook(pid1);
+    if let Err(e) = sys::cloexec_inherited() {
+        log::warn!("cannot mark inherited descriptors close-on-exec: {e}");
+    }
+    if pid1 && sys::in_initial_pid_namespace() {
+        if let Err(e) = sys::disable_ctrl_alt_del() {
+            log::warn!("cannot route ctrl-alt-del to PID 1: {e}");
+        }
+    } else if let Err(e) = sys::become_subreaper() {
+        log::warn!("cannot become a child subreaper, orphans will not be reaped here: {e}");
+    }
+    let cmdline = match &opts.cmdline {
+        Some(c) => c.clone(),
+        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+    };
+    let cmdline = crate::cmdline::parse(&cmdline);
+    if cmdline.debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    for w in &cmdline.unknown {
+        log::warn!("kernel command line: {w} means nothing to this version; ignored");
+    }
+    let config_path = cmdline.services.as_ref().map_or(opts.config.clone(), PathBuf::from);
+    let config = load_config(&config_path);
+    let signals = match SignalPipe::install() {
+        Ok(s) => s,
+        Err(e) => fatal(pid1, &format!("cannot install signal handlers: {e}")),
+    };
+    if let Err(e) = std::fs::create_dir_all(&opts.run_dir) {
+        log::error!("cannot make {}: {e}", opts.run_dir.display());
+    }
+    let control_path = opts.run_dir.join("control.sock");
+    let notify_path = opts.run_dir.join("notify.sock");
+    let control = bind_control(&control_path);
+    let notify = bind_notify(&notify_path);
+    let cgroups = Cgroups::discover();
+    let watchdog = if pid1 {
+        match Watchdog::open(&config.watchdog, cmdline.watchdog, Path::new("/sys"), Path::new("/dev")) {
+            Ok(w) => w.map(|w| {
+                let p = Petting::new(w.interval());
+                (w, p)
+            }),
+            Err(e) => {
+                log::error!("{e}; running without the hardware watchdog");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let n = config.services.len();
+    let mut init = Init {
+        sink,
+        start: Instant::now(),
+        pid1,
+        sup: Supervisor::new(config.services.clone()),
+        cgroups,
+        readers: Vec::new(),
+        notify_path,
+        shutdown: None,
+        children_left: true,
+        data: "not managed".to_owned(),
+        watchdog,
+        petting_stopped: false,
+        statuses: vec![String::new(); n],
+        restarts: vec![0; n],
+    };
+    log::info!("started with {n} services from {}", config_path.display());
+    init.drive(Input::Tick);
+    init.run_loop(&signals, control.as_ref(), notify.as_ref())
+}
+
+fn bind_control(path: &Path) -> Option<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let listener = match UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("control socket {}: {e}", path.display());
+            return None;
+        }
+    };
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        log::warn!("control socket {}: {e}", path.display());
+    }
+    listener.set_nonblocking(true).ok()?;
+    Some(listener)
+}
+
+fn bind_notify(path: &Path) -> Option<UnixDatagram> {
+    let _ = std::fs::remove_file(path);
+    let sock = UnixDatagram::bind(path)
+        .and_then(|s| sys::pass_credentials(&s).map(|()| s))
+        .map_err(|e| log::error!("notify socket {}: {e}", path.display()))
+        .ok()?;
+    sock.set_nonblocking(true).ok()?;
+    Some(sock)
+}
+
+impl Init {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn run_loop(&mut self, signals: &SignalPipe, control: Option<&UnixListener>, notify: Option<&UnixDatagram>) -> ! {
+        loop {
+            let now = self.now();
+            let critical = self.critical_alive();
+            let pet_at = self.watchdog.as_ref().and_then(|(_, p)| p.next_deadline(critical));
+            let wake = [self.sup.next_deadline(), self.shutdown_deadline(), pet_at].into_iter().flatten().min();
+            let timeout = wake.map_or(MAX_SLEEP, |w| w.saturating_sub(now)).min(MAX_SLEEP);
+            let mut fds = vec![signals.read.as_fd()];
+            fds.extend(control.map(|c| c.as_fd()));
+            fds.extend(notify.map(|n| n.as_fd()));
+            let fixed = fds.len();
+            let reader_at: Vec<usize> = (0..self.readers.len()).filter(|&i| self.readers[i].is_some()).collect();
+            fds.extend(reader_at.iter().filter_map(|&i| self.readers[i].as_ref().map(|r| r.fd())));
+            let ready = match sys::poll(&fds, Some(timeout)) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("poll: {e}");
+                    vec![false; fds.len()]
+                }
+            };
+            drop(fds);
+            let mut events = Vec::new();
+            if ready[0] {
+                events.extend(signals.drain().into_iter().map(Event::Signal));
+            }
+            // Every wakeup reaps: an exit is never missed, whatever woke the loop.
+            loop {
+                match sys::reap() {
+                    Ok(Reaped::Child(pid, exit)) => events.push(Event::ChildExited(pid, exit)),
+                    Ok(Reaped::NoneReady) => {
+                        self.children_left = true;
+                        break;
+                    }
+                    Ok(Reaped::NoChildren) => {
+                        self.children_left = false;
+                        break;
+                    }
+                    Err(e) => {
+                        log::error!("waitpid: {e}");
+                        break;
+                    }
+                }
+            }
+            let mut at = 1;
+            if let Some(c) = control {
+                if ready[at] {
+                    while let Ok((s, _)) = c.accept() {
+                        events.push(Event::Control(s));
+                    }
+                }
+                at += 1;
+            }
+            if let Some(n) = notify {
+                if ready[at] {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(Some((len, sender))) = sys::recv_with_pid(n, &mut buf) {
+                        let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+                        let session = sys::session_of(sender).unwrap_or(sender);
+                        events.push(Event::Notify { session, message });
+                    }
+                }
+            }
+            for (k, &i) in reader_at.iter().enumerate() {
+                if ready[fixed + k] {
+                    events.push(Event::Output(i));
+                }
+            }
+            events.push(Event::Timer);
+            let (critical, now) = (self.critical_alive(), self.now());
+            if self.watchdog.as_ref().is_some_and(|(_, p)| p.due(now, critical)) {
+                events.push(Event::WatchdogTick);
+            }
+            for e in events {
+                self.handle(e);
+            }
+            if self.readers.iter().all(Option::is_none) {
+                self.readers.clear();
+            }
+        }
+    }
+
+    /// The one place that acts on an event.
+    pub fn handle(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Signal(sig) => self.signal(sig),
+            Event::ChildExited(pid, exit) => {
+                let svc = self.sup.service_of(pid);
+                // What the service wrote before it ended comes before the news of its end.
+                if let Some(idx) = svc {
+                    for slot in self.readers.iter_mut().filter(|r| r.as_ref().is_some_and(|r| r.idx == idx)) {
+                        if let Some(r) = slot.as_mut() {
+                            if !r.readable(self.sink) {
+                                *slot = None;
+                            }
+                        }
+                    }
+                }
+                self.drive(Input::Exited { pid, exit });
+                if let Some(idx) = svc {
+                    self.after_exit(idx, exit);
+                } else {
+                    log::debug!("reaped {pid}: {exit:?}");
+                }
+            }
+            Event::Timer => {
+                self.drive(Input::Tick);
+                self.advance_shutdown(now);
+            }
+            Event::Control(stream) => self.control(stream),
+            Event::Notify { session: pid, message } => {
+                for line in message.lines() {
+                    if line == "READY=1" {
+                        self.drive(Input::Ready { pid });
+                    } else if let Some(status) = line.strip_prefix("STATUS=") {
+                        if let Some(idx) = self.sup.service_of(pid) {
+                            self.statuses[idx] = status.to_owned();
+                        }
+                    }
+                }
+            }
+            Event::Output(i) => {
+                if let Some(r) = self.readers[i].as_mut() {
+                    if !r.readable(self.sink) {
+                        self.readers[i] = None;
+                    }
+                }
+            }
+            Event::WatchdogTick => {
+                if let Some((w, p)) = self.watchdog.as_mut() {
+                    if let Err(e) = w.pet() {
+                        log::warn!("watchdog {}: {e}", w.path().display());
+                    }
+                    // A failed pet counts too, so a broken device does not make the loop spin.
+                    p.petted(now);
+                }
+            }
+        }
+    }
+
+    /// Feeds one input to the supervisor and runs its commands, again while they start services (so services
+    /// waiting for a `ready = "started"` one start at once).
+    /// Whether every critical service has a process (starting, up or stopping); during a shutdown, always: its
+    /// deadlines bound it, and only a PID 1 that hangs should let the watchdog fire.
+    fn critical_alive(&mut self) -> bool {
+        if self.shutdown.is_some() {
+            return true;
+        }
+        let down: Vec<&str> = self
+            .sup
+            .svcs
+            .iter()
+            .filter(|s| s.spec.critical)
+            .filter(|s| !matches!(s.state, State::Starting { .. } | State::Up { .. } | State::Stopping { .. }))
+            .map(|s| s.spec.name.as_str())
+            .collect();
+        if !down.is_empty() && !self.petting_stopped && self.watchdog.is_some() {
+            log::error!("critical service {} is down; the watchdog is no longer petted", down.join(", "));
+        }
+        if down.is_empty() && self.petting_stopped {
+            log::info!("every critical service is back; petting the watchdog again");
+        }
+        self.petting_stopped = !down.is_empty();
+        down.is_empty()
+    }
+
+    fn drive(&mut self, input: Input) {
+        let now = self.now();
+        let mut cmds = self.sup.step(now, input);
+        loop {
+            let mut spawned = false;
+            for c in cmds {
+                spawned |= self.exec(c, now);
+            }
+            if !spawned {
+                break;
+            }
+            cmds = self.sup.step(now, Input::Tick);
+        }
+    }
+
+    /// Runs one command; whether it started a service.
+    fn exec(&mut self, cmd: Cmd, now: Duration) -> bool {
+        match cmd {
+            Cmd::Spawn(idx) => {
+                self.spawn(idx, now);
+                true
+            }
+            Cmd::Signal { idx, pid, signal } => {
+                log::info!("{}: stopping (signal {signal})", self.sup.svcs[idx].spec.name);
+                if sys::kill_group(pid, signal).is_err() {
+                    let _ = sys::kill(pid, signal);
+                }
+                false
+            }
+            Cmd::KillAll { idx, pid } => {
+                let name = self.sup.svcs[idx].spec.name.clone();
+                let killed = match &self.cgroups {
+                    Some(cg) => cg.kill(&name).map_err(|e| log::warn!("{name}: cgroup.kill: {e}")).unwrap_or(0),
+                    None => usize::from(sys::kill_group(pid, signal_hook::consts::signal::SIGKILL).is_ok()),
+                };
+                log::warn!("{name}: still running after its grace period; killed ({killed} processes)");
+                false
+            }
+            Cmd::AllStopped => {
+                if let Some(sd) = self.shutdown.as_mut().filter(|sd| sd.stage == Stage::Services) {
+                    log::info!("every service is stopped");
+                    if self.pid1 {
+                        let _ = sys::kill_everyone(signal_hook::consts::signal::SIGTERM);
+                        sd.stage = Stage::Term { until: now + KILL_GRACE };
+                    } else {
+                        // Not PID 1: the other processes are not ours to end.
+                        sd.stage = Stage::Kill { until: now };
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    fn spawn(&mut self, idx: usize, now: Duration) {
+        let svc = self.sup.svcs[idx].spec.clone();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let id = match crate::spawn::identity(&passwd, &groups, svc.user.as_deref(), svc.group.as_deref()) {
+            Ok(id) => id,
+            Err(e) => {
+                log::error!("{}: {e}", svc.name);
+                self.sup.spawn_failed(idx, now);
+                return;
+            }
+        };
+        let procs = match &self.cgroups {
+            Some(cg) => match cg.leaf(&svc.name) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    log::warn!("{}: no cgroup ({e}); it is stopped by its process group", svc.name);
+                    None
+                }
+            },
+            None => None,
+        };
+        match crate::spawn::spawn(&svc, &id, &self.notify_path, procs) {
+            Ok(s) => {
+                log::info!("{}: started (pid {})", svc.name, s.pid);
+                self.sup.spawned(idx, s.pid, now);
+                self.readers.push(Some(Reader::new(idx, &svc.name, s.output, &svc.output)));
+            }
+            Err(e) => {
+                log::error!("{}: cannot start {}: {e}", svc.name, svc.argv[0]);
+                self.sup.spawn_failed(idx, now);
+            }
+        }
+    }
+
+    /// After a service's main process ended: what it left in its cgroup is killed (it is not a service any
+    /// more), and a restart is counted.
+    fn after_exit(&mut self, idx: usize, exit: Exit) {
+        let name = self.sup.svcs[idx].spec.name.clone();
+        log::debug!("{name}: main process ended: {exit:?}");
+        if let Some(cg) = &self.cgroups {
+            match cg.kill(&name) {
+                Ok(0) => {}
+                Ok(n) => log::warn!("{name}: {n} processes left behind; killed"),
+                Err(e) => log::warn!("{name}: cgroup.kill: {e}"),
+            }
+        }
+        if matches!(self.sup.svcs[idx].state, State::Backoff { .. } | State::Waiting) {
+            self.restarts[idx] += 1;
+        }
+    }
+
+    fn signal(&mut self, sig: i32) {
+        let how = match sig {
+            SIGTERM => Some(Halt::Reboot),
+            SIGINT => {
+                log::info!("ctrl-alt-del");
+                Some(Halt::Reboot)
+            }
+            SIGUSR1 => Some(Halt::Halt),
+            SIGUSR2 => Some(Halt::PowerOff),
+            SIGPWR => {
+                // A UPS daemon decides when to power off (it sends USR2); all PID 1 does is save what it can.
+                log::warn!("power failure signalled; syncing filesystems");
+                sys::sync();
+                None
+            }
+            SIGCHLD => None,
+            _ => {
+                log::info!("signal {sig} ignored");
+                None
+            }
+        };
+        if let Some(how) = how {
+            self.request(how);
+        }
+    }
+
+    /// Starts a shutdown that ends in `how` (PID 1) or in an exit (otherwise).
+    fn request(&mut self, how: Halt) {
+        if self.shutdown.is_some() {
+            log::info!("{how:?} asked while already shutting down; carrying on");
+            return;
+        }
+        let how = self.pid1.then_some(how);
+        log::info!("shutting down, then {}", how.map_or("exit".to_owned(), |h| format!("{h:?}").to_lowercase()));
+        self.shutdown = Some(Shutdown { how, stage: Stage::Services });
+        self.drive(Input::StopAll);
+    }
+
+    fn shutdown_deadline(&self) -> Option<Duration> {
+        match self.shutdown?.stage {
+            Stage::Services => None,
+            Stage::Term { until } | Stage::Kill { until } => Some(until),
+        }
+    }
+
+    fn advance_shutdown(&mut self, now: Duration) {
+        let Some(sd) = self.shutdown else { return };
+        match sd.stage {
+            Stage::Services => {}
+            Stage::Term { until } if self.children_left && now < until => {}
+            Stage::Term { .. } if self.children_left => {
+                log::warn!("processes still running {} s after SIGTERM; killing them", KILL_GRACE.as_secs());
+                let _ = sys::kill_everyone(signal_hook::consts::signal::SIGKILL);
+                self.shutdown = Some(Shutdown { stage: Stage::Kill { until: now + KILL_GRACE }, ..sd });
+            }
+            Stage::Kill { until } if self.children_left && now < until && self.pid1 => {}
+            Stage::Term { .. } | Stage::Kill { .. } => self.finish(sd.how),
+        }
+    }
+
+    /// The end of a shutdown: sync, unmount, and reboot(2), or exit when not PID 1.
+    fn finish(&mut self, how: Option<Halt>) -> ! {
+        log::info!("syncing filesystems");
+        sys::sync();
+        if let Some(cg) = &self.cgroups {
+            cg.remove_empty();
+        }
+        let Some(how) = how else {
+            log::info!("stopped; exiting");
+            std::process::exit(0);
+        };
+        log::info!(
+            "{}",
+            match how {
+                Halt::Reboot => "rebooting",
+                Halt::PowerOff => "powering off",
+                Halt::Halt => "halting",
+            }
+        );
+        end(how)
+    }
+
+    fn control(&mut self, stream: UnixStream) {
+        let (pid, uid) = match sys::peer(&stream) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("control socket: no peer credentials: {e}");
+                return;
+            }
+        };
+        let mut out = &stream;
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        // The request is read even from a peer that is refused, so that it gets the answer rather than a reset.
+        if BufReader::new((&stream).take(512)).read_line(&mut line).is_err() {
+            return;
+        }
+        if uid != 0 {
+            log::warn!("control socket: refused pid {pid} (uid {uid}): only root may ask");
+            let _ = out.write_all(b"refused: only root may use the control socket\n");
+            return;
+        }
+        let reply = match Request::parse(&line) {
+            Err(e) => e,
+            Ok(req) => self.answer(req, pid),
+        };
+        let _ = out.write_all(reply.as_bytes());
+        let _ = out.write_all(b"\n");
+        if let Ok(req) = Request::parse(&line) {
+            let how = match req {
+                Request::Reboot => Some(Halt::Reboot),
+                Request::Poweroff => Some(Halt::PowerOff),
+                Request::Halt => Some(Halt::Halt),
+                _ => None,
+            };
+            if let Some(how) = how {
+                drop(stream);
+                self.request(how);
+            }
+        }
+    }
+
+    fn answer(&mut self, req: Request, pid: u32) -> String {
+        let known = |s: &Supervisor, name: &str| s.svcs.iter().any(|v| v.spec.name == name);
+        match req {
+            Request::Status => format!("ok\n{}", self.status_text().trim_end()),
+            Request::StatusJson => format!("ok\n{}", self.status_json()),
+            Request::Health => {
+                let asker = sys::session_of(pid).unwrap_or(pid);
+                match self.sup.healthy(Some(asker)) {
+                    Ok(()) => "ok".to_owned(),
+                    Err(why) => format!("not ready: {why}"),
+                }
+            }
+            Request::Start(n) | Request::Stop(n) | Request::Restart(n) if !known(&self.sup, &n) => {
+                format!("no service {n}")
+            }
+            _ if self.shutdown.is_some() => "refused: shutting down".to_owned(),
+            Request::Start(n) => {
+                self.drive(Input::Start(n));
+                "ok".to_owned()
+            }
+            Request::Stop(n) => {
+                self.drive(Input::Stop(n));
+                "ok".to_owned()
+            }
+            Request::Restart(n) => {
+                self.drive(Input::Restart(n));
+                "ok".to_owned()
+            }
+            Request::Reboot | Request::Poweroff | Request::Halt => "ok".to_owned(),
+        }
+    }
+
+    fn watchdog_text(&self) -> String {
+        match &self.watchdog {
+            None => "none".to_owned(),
+            Some((w, _)) => format!(
+                "{} ({}), timeout {}, {}",
+                w.path().display(),
+                w.identity(),
+                w.timeout().map_or("unknown".to_owned(), |t| format!("{} s", t.as_secs())),
+                if self.petting_stopped { "not petted: a critical service is down" } else { "petted" }
+            ),
+        }
+    }
+
+    fn status_text(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.sup.svcs.iter().enumerate() {
+            let mut line = format!("{:<16} {}", s.spec.name, describe(&s.state));
+            if self.restarts[i] > 0 {
+                line.push_str(&format!(", {} restarts", self.restarts[i]));
+            }
+            if !self.statuses[i].is_empty() {
+                line.push_str(&format!(" ({})", self.statuses[i]));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str(&format!("data: {}\nwatchdog: {}\n", self.data, self.watchdog_text()));
+        out.push_str(&format!(
+            "health: {}\n",
+            self.sup.healthy(None).map_or_else(|e| format!("not ready: {e}"), |()| "ok".to_owned())
+        ));
+        out
+    }
+
+    fn status_json(&self) -> String {
+        let svcs: Vec<String> = self
+            .sup
+            .svcs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let pid = match s.state {
+                    State::Starting { pid, .. } | State::Up { pid, .. } | State::Stopping { pid, .. } => {
+                        pid.to_string()
+                    }
+                    _ => "null".to_owned(),
+                };
+                format!(
+                    "{{\"name\":{},\"state\":{},\"pid\":{pid},\"restarts\":{},\"status\":{}}}",
+                    json_string(&s.spec.name),
+                    json_string(&describe(&s.state)),
+                    self.restarts[i],
+                    json_string(&self.statuses[i])
+                )
+            })
+            .collect();
+        let health = self.sup.healthy(None).map_or_else(|e| e, |()| "ok".to_owned());
+        format!(
+            "{{\"services\":[{}],\"data\":{},\"watchdog\":{},\"health\":{}}}",
+            svcs.join(","),
+            json_string(&self.data),
+            json_string(&self.watchdog_text()),
+            json_string(&health)
+        )
+    }
+}
+
+/// reboot(2), and if even that fails, wait for the hardware watchdog (no longer petted) or a person.
+fn end(how: Halt) -> ! {
+    if let Err(e) = sys::reboot(how) {
+        log::error!("reboot(2): {e}; waiting for the watchdog");
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// A path PID 1 cannot recover from: said in the kernel log, then a reboot (never an exit of PID 1).
+pub fn fatal(pid1: bool, why: &str) -> ! {
+    log::error!("fatal: {why}");
+    if pid1 {
+        sys::sync();
+        end(Halt::Reboot)
+    }
+    std::process::exit(1)
+}
+
+/// A panic (a bug) is written to the kernel log, then PID 1 syncs and reboots; `panic = "abort"` in release.
+fn install_panic_hook(pid1: bool) {
+    std::panic::set_hook(Box::new(move |info| {
+        let line = format!("<2>edge-init: panic: {info}\n");
+        match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+            Ok(mut k) if pid1 => {
+                let _ = k.write_all(line.as_bytes());
+            }
+            _ => eprint!("{}", &line[3..]),
+        }
+        if pid1 {
+            sys::sync();
+            let _ = sys::reboot(Halt::Reboot);
+        }
+    }));
+}

@@ -1,0 +1,138 @@
+//! Starting one service: its user and group, a minimal environment, its output pipe, and the child's setup
+//! between fork and exec (`sys::child_setup`: its own session, default signals, its cgroup).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::services::Service;
+use crate::sys;
+
+/// The `PATH` services get unless they set their own.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A started service.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its process (and session, and process group).
+    pub pid: u32,
+    /// The read end of its stdout and stderr.
+    pub output: OwnedFd,
+}
+
+/// Who a service runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// The user's name, for `USER` and `LOGNAME`.
+    pub name: String,
+    /// The home directory, for `HOME`.
+    pub home: String,
+}
+
+/// Finds `user` (a name or a number) in the text of `/etc/passwd`, and `group` (a name or a number, else the
+/// user's own group) in the text of `/etc/group`.
+pub fn identity(passwd: &str, group_file: &str, user: Option<&str>, group: Option<&str>) -> Result<Identity, String> {
+    let entries: Vec<Vec<&str>> =
+        passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).collect();
+    let user = user.unwrap_or("0");
+    let found = entries.iter().find(|f| f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user));
+    let mut id = match (found, user.parse::<u32>()) {
+        (Some(f), _) => Identity {
+            uid: f[2].parse().map_err(|_| format!("user {user}: bad uid in /etc/passwd"))?,
+            gid: f[3].parse().map_err(|_| format!("user {user}: bad gid in /etc/passwd"))?,
+            name: f[0].to_owned(),
+            home: f[5].to_owned(),
+        },
+        // A number with no entry is used as it is, as `setpriv` does.
+        (None, Ok(uid)) => Identity { uid, gid: uid, name: uid.to_string(), home: "/".to_owned() },
+        (None, Err(_)) => return Err(format!("user {user} is not in /etc/passwd")),
+    };
+    if let Some(g) = group {
+        id.gid = match group_file.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 3 && f[0] == g)
+        {
+            Some(f) => f[2].parse().map_err(|_| format!("group {g}: bad gid in /etc/group"))?,
+            None => g.parse().map_err(|_| format!("group {g} is not in /etc/group"))?,
+        };
+    }
+    Ok(id)
+}
+
+/// The environment a service starts with: a minimal one, `NOTIFY_SOCKET`, then its own `env` on top.
+pub fn environment(svc: &Service, id: &Identity, notify: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_owned(), PATH.to_owned());
+    env.insert("HOME".to_owned(), id.home.clone());
+    env.insert("USER".to_owned(), id.name.clone());
+    env.insert("LOGNAME".to_owned(), id.name.clone());
+    env.insert("NOTIFY_SOCKET".to_owned(), notify.display().to_string());
+    env.insert("EDGE_SERVICE".to_owned(), svc.name.clone());
+    for (k, v) in &svc.env {
+        env.insert(k.clone(), v.clone());
+    }
+    env
+}
+
+/// Starts `svc`: stdin from /dev/null, stdout and stderr into one pipe, in the cgroup whose `cgroup.procs` is
+/// open as `cgroup_procs`, as `id`.
+pub fn spawn(svc: &Service, id: &Identity, notify: &Path, cgroup_procs: Option<File>) -> io::Result<Spawned> {
+    let (read, write) = sys::output_pipe()?;
+    let mut cmd = Command::new(&svc.argv[0]);
+    cmd.args(&svc.argv[1..])
+        .env_clear()
+        .envs(environment(svc, id, notify))
+        .current_dir(&svc.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write.try_clone()?))
+        .stderr(Stdio::from(write));
+    if id.uid != 0 || id.gid != 0 {
+        // std drops the supplementary groups when it changes the user of a root process.
+        cmd.uid(id.uid).gid(id.gid);
+    }
+    let procs: Option<OwnedFd> = cgroup_procs.map(OwnedFd::from);
+    // SAFETY: the closure runs in the child between fork and exec and calls only `sys::child_setup`, which makes
+    // async-signal-safe system calls (write, setsid, signal, sigprocmask) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || sys::child_setup(procs.as_ref().map(|f| f.as_fd())));
+    }
+    let child = cmd.spawn()?;
+    // The write ends are in the child now; dropping `cmd` closes ours, so the pipe ends when the service does.
+    drop(cmd);
+    Ok(Spawned { pid: child.id(), output: read })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/var/lib/app:/bin/false\nbad:x:y:0::/:/\n";
+    const GROUP: &str = "root:x:0:\nvideo:x:44:app\n";
+
+    #[test]
+    fn users_and_groups() {
+        let check = |user: Option<&str>, group: Option<&str>, expected: Result<(u32, u32, &str), &str>| {
+            let got = identity(PASSWD, GROUP, user, group).map(|i| (i.uid, i.gid, i.home));
+            let expected = expected.map(|(u, g, h)| (u, g, h.to_owned())).map_err(str::to_owned);
+            match (&got, &expected) {
+                (Err(g), Err(e)) => assert!(g.contains(e.as_str()), "{user:?} {group:?}: {g}"),
+                _ => assert_eq!(got, expected, "{user:?} {group:?}"),
+            }
+        };
+        check(None, None, Ok((0, 0, "/root")));
+        check(Some("app"), None, Ok((1000, 1000, "/var/lib/app")));
+        check(Some("1000"), None, Ok((1000, 1000, "/var/lib/app")));
+        check(Some("app"), Some("video"), Ok((1000, 44, "/var/lib/app")));
+        check(Some("app"), Some("45"), Ok((1000, 45, "/var/lib/app")));
+        check(Some("4242"), None, Ok((4242, 4242, "/")));
+        check(Some("nobody-here"), None, Err("not in /etc/passwd"));
+        check(Some("app"), Some("nogroup-here"), Err("not in /etc/group"));
+        check(Some("bad"), None, Err("bad uid"));
+    }
+}

@@ -1,0 +1,243 @@
+//! `edge-init` as PID 1 of new namespaces, without QEMU (docs/edge-init.md, "PID 1"): reaping, restarts and the
+//! crash budget, ordering and readiness, a service stopped whole, each signal's meaning, signal state not passed
+//! on, the control socket, and a PID 1 that survives crashing services and floods of children. Reboot and
+//! poweroff are the real reboot(2): in a PID namespace other than the first, the kernel ends the namespace's
+//! PID 1 with SIGHUP (restart) or SIGINT (power off, halt), and `unshare` dies of the same signal.
+
+#[path = "common/node.rs"]
+mod node;
+
+use node::{end_signal, wait_gone, Inherited, Node};
+
+const SIGHUP: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGUSR1: i32 = 10;
+const SIGUSR2: i32 = 12;
+const SIGALRM: i32 = 14;
+const SIGTERM: i32 = 15;
+const SIGWINCH: i32 = 28;
+const SIGPWR: i32 = 30;
+
+/// A service that stays up until stopped.
+const IDLE: &str = "[[service]]\nname = \"idle\"\nargv = [\"sleep\", \"1000\"]\n";
+
+#[test]
+fn orphans_and_zombies_are_reaped() {
+    // 300 double forks: each inner process is orphaned at once and re-parented to PID 1. The service then waits
+    // until only PID 1 and itself are left in the namespace's /proc: every orphan ended and was reaped.
+    let script = r#"
+        i=0
+        while [ $i -lt 300 ]; do ( sleep 0.0$((i % 5)) & ); ( setsid true & ); i=$((i + 1)); done
+        tries=0
+        while :; do
+            n=0; for p in /proc/[0-9]*; do [ -d "$p" ] && n=$((n + 1)); done
+            if [ $n -le 2 ] || [ $tries -ge 3000 ]; then break; fi
+            tries=$((tries + 1)); sleep 0.01
+        done
+        echo "processes left: $n"
+    "#;
+    let mut node = Node::start(&format!(
+        "[[service]]\nname = \"reaper\"\nargv = [\"sh\", \"-c\", '''{script}''']\nrestart = \"never\"\nready = \"exited\"\n"
+    ));
+    let line = node.wait_log("reaper: processes left:");
+    assert!(line.ends_with("processes left: 2"), "{line}");
+    node.wait_log("reaper: exited 0");
+    assert!(node.ctl(&["poweroff"]).0 == 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
+
+#[test]
+fn restarts_back_off_and_the_crash_budget_gives_up() {
+    let mut node = Node::start(
+        "[[service]]\nname = \"crash\"\nargv = [\"sh\", \"-c\", \"echo run; exit 1\"]\nbackoff_secs = 1\n\
+         crash_budget = 2\n",
+    );
+    node.wait_log("crash: exited 1; restarting in 1 s");
+    node.wait_log("crash: exited 1; restarting in 2 s");
+    node.wait_log("crash: crashed 3 times within 300 s; given up");
+    assert_eq!(node.count_log("crash: run"), 3);
+    let status = node.status();
+    assert!(status.contains("crash            failed: crashed 3 times within 300 s, 2 restarts"), "{status}");
+    let (code, _, err) = node.ctl(&["health"]);
+    assert_eq!((code, err.contains("not ready: crash failed")), (1, true), "{err}");
+    // `ctl start` gives a failed service a fresh budget.
+    assert_eq!(node.ctl(&["start", "crash"]).0, 0);
+    node.wait_new_log("crash: run");
+    node.wait_new_log("crash: exited 1; restarting in 1 s");
+    assert_eq!(node.ctl(&["poweroff"]).0, 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
+
+#[test]
+fn services_start_in_order_once_ready() {
+    let mut node = Node::start(
+        r#"
+        [[service]]
+        name = "app"
+        argv = ["sh", "-c", "echo app starts; exec sleep 1000"]
+        after = ["db"]
+
+        [[service]]
+        name = "db"
+        argv = ["sh", "-c", "mkfifo {dir}/go; echo waiting; read x < {dir}/go; {exe} notify READY=1 STATUS=serving; exec sleep 1000"]
+        ready = "notify"
+        start_timeout_secs = 600
+
+        [[service]]
+        name = "mute"
+        argv = ["sleep", "1000"]
+        ready = "notify"
+        start_timeout_secs = 1
+        restart = "never"
+        "#,
+    );
+    node.wait_log("db: waiting");
+    // db is started and not ready: app waits for it.
+    let status = node.status();
+    assert!(status.contains("db               starting"), "{status}");
+    assert!(status.contains("app              waiting"), "{status}");
+    assert_eq!(node.count_log("app: app starts"), 0);
+    std::fs::write(node.path("go"), "go\n").expect("tell db to get ready");
+    node.wait_log("app: app starts");
+    let status = node.status();
+    assert!(status.contains("db               up (pid") && status.contains("(serving)"), "{status}");
+    // A service that never says READY=1 is stopped at its start timeout.
+    node.wait_log("mute: not ready after 1 s; stopping it");
+    node.wait_log("mute: stopped");
+    assert_eq!(node.ctl(&["poweroff"]).0, 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
+
+#[test]
+fn a_stubborn_service_is_stopped_whole() {
+    // It ignores SIGTERM, and so does a grandchild in a session of its own (out of the service's process group).
+    let mut node = Node::start(
+        r#"
+        [[service]]
+        name = "stubborn"
+        argv = ["sh", "-c", "trap '' TERM; setsid sh -c 'echo grandchild; exec sleep 1001' & echo main; exec sleep 1002"]
+        grace_secs = 1
+        "#,
+    );
+    node.wait_log("stubborn: grandchild");
+    node.wait_log("stubborn: main");
+    let pids = node.service_pids("stubborn");
+    assert!(pids.len() >= 2, "{pids:?}");
+    assert_eq!(node.ctl(&["stop", "stubborn"]).0, 0);
+    node.wait_log("stubborn: still running after its grace period; killed");
+    node.wait_log("stubborn: stopped (killed by signal 9)");
+    for pid in pids {
+        assert!(wait_gone(pid), "process {pid} of the service is still there");
+    }
+    assert!(node.status().contains("stubborn         killed by signal 9"));
+    assert_eq!(node.ctl(&["reboot"]).0, 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
+
+#[test]
+fn each_signal_keeps_its_busybox_meaning() {
+    // TERM reboots (busybox `reboot`), USR2 powers off (`poweroff`), USR1 halts (`halt`), INT is ctrl-alt-del.
+    let check = |signal: i32, line: &str, ended_by: i32| {
+        let mut node = Node::start(IDLE);
+        node.signal(signal);
+        assert_eq!(end_signal(node.wait_end()), Some(ended_by), "signal {signal}");
+        assert_eq!(node.count_log(line), 1, "signal {signal}: {line}\n{}", node.seen.join("\n"));
+        assert_eq!(node.count_log("idle: stopped (killed by signal 15)"), 1, "signal {signal}");
+    };
+    check(SIGTERM, "edge-init: info: rebooting", SIGHUP);
+    check(SIGINT, "edge-init: info: ctrl-alt-del", SIGHUP);
+    check(SIGUSR2, "edge-init: info: powering off", SIGINT);
+    check(SIGUSR1, "edge-init: info: halting", SIGINT);
+    // SIGPWR syncs and carries on: powering off is the UPS daemon's decision (it sends USR2).
+    let mut node = Node::start(IDLE);
+    node.signal(SIGPWR);
+    node.wait_log("power failure signalled; syncing filesystems");
+    assert!(node.status().contains("idle             up"));
+    node.signal(SIGTERM);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
+
+#[test]
+fn inherited_signal_state_is_not_passed_on() {
+    // edge-init is started with signals ignored and blocked; its services start with none of either.
+    let inherited = Inherited { ignore: &[SIGINT, SIGWINCH, SIGALRM], block: &[SIGUSR2, SIGALRM] };
+    let mut node = Node::start_with(
+        "[[service]]\nname = \"show\"\nargv = [\"grep\", \"-E\", \"^Sig(Blk|Ign)\", \"/proc/self/status\"]\n\
+         restart = \"never\"\n",
+        inherited,
+    );
+    assert_eq!(node.wait_log("show: SigBlk:"), "show: SigBlk:\t0000000000000000");
+    assert_eq!(node.wait_log("show: SigIgn:"), "show: SigIgn:\t0000000000000000");
+    node.signal(SIGTERM);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+    // The check can fail: the same command under a plain shell keeps what it inherited.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "trap '' INT; exec grep -E '^SigIgn' /proc/self/status"])
+        .output()
+        .expect("sh");
+    assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "SigIgn:\t0000000000000000");
+}
+
+#[test]
+fn the_control_socket_answers_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut node = Node::start(IDLE);
+    let sock = node.path("run/control.sock");
+    let mode = std::fs::metadata(&sock).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Even with the file opened to everyone, the peer's credentials are checked.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (code, out, err) = node.ctl_as(&["status"], Some(65534));
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("refused: only root may use the control socket"), "{err}");
+    node.wait_log("control socket: refused pid");
+    let (code, out, _) = node.ctl_as(&["status", "--json"], None);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("{\"services\":[{\"name\":\"idle\",\"state\":\"up (pid "), "{out}");
+    let (code, _, err) = node.ctl(&["stop", "nosuch"]);
+    assert_eq!((code, err.trim_end()), (1, "edge-init ctl stop nosuch: no service nosuch"));
+    assert_eq!(node.ctl(&["health"]).0, 0);
+    node.signal(SIGTERM);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
+
+#[test]
+fn pid1_survives_crashing_services_and_a_flood_of_children() {
+    let mut node = Node::start(
+        r#"
+        [[service]]
+        name = "segv"
+        argv = ["sh", "-c", "kill -SEGV $$"]
+        restart = "always"
+        crash_budget = 1000
+        backoff_secs = 1
+        backoff_max_secs = 1
+
+        [[service]]
+        name = "flood"
+        argv = ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do ( true & ); true & i=$((i + 1)); done; wait; echo flood done"]
+        restart = "never"
+        "#,
+    );
+    node.wait_log("flood: flood done");
+    node.wait_log("flood: exited 0");
+    for _ in 0..3 {
+        node.wait_new_log("segv: killed by signal 11; restarting in 1 s");
+    }
+    let status = node.status();
+    assert!(status.contains("flood            exited 0"), "{status}");
+    // Still PID 1, still answering, and nothing it should have reaped is left a zombie.
+    let init = node.init_pid();
+    let zombies: Vec<u32> = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .expect("children")
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+        })
+        .collect();
+    // A child that ended a moment ago may not be reaped yet; the orphans of 2000 are long gone.
+    assert!(zombies.len() <= 1, "{zombies:?}");
+    node.signal(SIGUSR2);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
