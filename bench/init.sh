@@ -80,10 +80,38 @@ run_tini() { as_pid1 /usr/bin/tini -- "$@"; }
 run_tini_static() { as_pid1 /usr/bin/tini-static -- "$@"; }
 run_catatonit() { as_pid1 /usr/bin/catatonit -- "$@"; }
 
+# edge-init's own mode: PID 1 with a services file whose first service is the workload; a second one, started
+# once the workload has exited 0, asks for a poweroff over the control socket. Its own namespaces too (mount, UTS,
+# network): as PID 1 it sets the hostname, brings up lo and mounts. Ended by the real reboot(2), which in a PID
+# namespace kills its PID 1 (SIGINT for a poweroff), so its status is not the workload's: the result file is.
+run_edge_init_services() {
+    local cfg=$out/services.toml
+    cat >"$cfg" <<TOML
+[data]
+device = "/nonexistent"
+mount = "$out/data"
+wait_secs = 0
+format = []
+[[service]]
+name = "workload"
+argv = ["$1", "$2", "$3", "$4"]
+restart = "never"
+ready = "exited"
+[[service]]
+name = "off"
+argv = ["$out/bin/edge-init", "ctl", "--socket", "$out/run/control.sock", "poweroff"]
+after = ["workload"]
+restart = "never"
+TOML
+    unshare --pid --fork --mount --uts --net --mount-proc "$out/bin/edge-init" --config "$cfg" --run "$out/run" \
+        --log stderr --cmdline "" 2>/dev/null || true
+}
+
 # The rows: ours or peer, the name shown, the file whose bytes count, and the function that runs it.
 sides=() names=() files=() funcs=()
 row() { sides+=("$1") names+=("$2") files+=("$3") funcs+=("$4"); }
 row ours "edge-init -- CMD" "$out/bin/edge-init" run_edge_init
+row ours "edge-init (PID 1, services)" "$out/bin/edge-init" run_edge_init_services
 row peer "tini" /usr/bin/tini run_tini
 row peer "tini-static" /usr/bin/tini-static run_tini_static
 row peer "catatonit" /usr/bin/catatonit run_catatonit
