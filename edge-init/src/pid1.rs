@@ -261,6 +261,11 @@ fn bind_notify(path: &Path) -> Option<UnixDatagram> {
         .and_then(|s| sys::pass_credentials(&s).map(|()| s))
         .map_err(|e| log::error!("notify socket {}: {e}", path.display()))
         .ok()?;
+    // Services running as other users must be able to send; the kernel, not the message, says who sent it.
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)) {
+        log::warn!("notify socket {}: {e}", path.display());
+    }
     sock.set_nonblocking(true).ok()?;
     Some(sock)
 }
