@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The directory under which each service gets its leaf.
 #[derive(Debug, Clone)]
@@ -11,24 +11,10 @@ pub struct Cgroups {
     root: PathBuf,
 }
 
-/// The cgroup2 mount point in `mountinfo` (the text of `/proc/self/mountinfo`), joined with this process's own
-/// cgroup from `self_cgroup` (the text of `/proc/self/cgroup`, its `0::` line).
-pub fn own_cgroup(mountinfo: &str, self_cgroup: &str) -> Option<PathBuf> {
-    let mount = mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4))?
-    })?;
-    let own = self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let own = own.trim().trim_start_matches('/');
-    Some(if own.is_empty() { PathBuf::from(mount) } else { Path::new(mount).join(own) })
-}
-
 impl Cgroups {
     /// The services' cgroups under this process's own cgroup, when cgroup2 is mounted and writable.
     pub fn discover() -> Option<Cgroups> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
-        let root = own_cgroup(&mountinfo, &cgroup)?.join("services");
+        let root = crate::boot::cgroup2_root()?.join("services");
         match fs::create_dir_all(&root) {
             Ok(()) => Some(Cgroups { root }),
             Err(e) => {
@@ -98,25 +84,5 @@ impl Cgroups {
             }
         }
         let _ = fs::remove_dir(&self.root);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_own_cgroup() {
-        let check = |mountinfo: &str, cgroup: &str, expected: Option<&str>| {
-            assert_eq!(own_cgroup(mountinfo, cgroup), expected.map(PathBuf::from), "{mountinfo} / {cgroup}");
-        };
-        let unified = "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
-        let hybrid = "22 21 0:20 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
-                      35 21 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
-        check(unified, "0::/\n", Some("/sys/fs/cgroup"));
-        check(unified, "0::/init.scope\n", Some("/sys/fs/cgroup/init.scope"));
-        check(hybrid, "4:memory:/x\n0::/test-1\n", Some("/sys/fs/cgroup/unified/test-1"));
-        check("22 21 0:20 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n", "0::/\n", None);
-        check(unified, "4:memory:/x\n", None);
     }
 }

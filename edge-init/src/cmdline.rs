@@ -25,6 +25,17 @@ impl PartSpec {
     }
 }
 
+impl std::fmt::Display for PartSpec {
+    /// As written on the kernel command line: `PARTLABEL=edge-data`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartSpec::Label(l) => write!(f, "PARTLABEL={l}"),
+            PartSpec::Uuid(u) => write!(f, "PARTUUID={u}"),
+            PartSpec::Path(p) => f.write_str(p),
+        }
+    }
+}
+
 /// What `edge-init` takes from the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cmdline {
@@ -42,6 +53,11 @@ pub struct Cmdline {
     pub services: Option<String>,
     /// `edge.watchdog=0`: leave the hardware watchdog alone.
     pub watchdog: bool,
+    /// The kernel's own `rootfstype=`: the root's filesystem in initramfs mode (ext4 when unset).
+    pub root_fstype: Option<String>,
+    /// `module.param=value` words: the kernel applies them to built-in modules only, so `edge-init` passes them to
+    /// the modules it loads (module name with `-` as `_`, then `param=value`).
+    pub module_params: Vec<(String, String)>,
     /// Words starting with `edge.` that mean nothing to this version, to be logged once.
     pub unknown: Vec<String>,
 }
@@ -67,6 +83,15 @@ pub fn parse(line: &str) -> Cmdline {
             ("edge.watchdog", Some("0")) => c.watchdog = false,
             ("edge.watchdog", Some("1")) => c.watchdog = true,
             (k, _) if k.starts_with("edge.") => c.unknown.push(word.clone()),
+            ("rootfstype", Some(v)) if !v.is_empty() => c.root_fstype = Some(v.to_owned()),
+            (k, Some(v)) if k.contains('.') => {
+                let (module, param) = k.split_once('.').unwrap_or((k, ""));
+                let plausible =
+                    |t: &str| !t.is_empty() && t.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch));
+                if plausible(module) && !param.is_empty() {
+                    c.module_params.push((module.replace('-', "_"), format!("{param}={v}")));
+                }
+            }
             _ => {}
         }
     }
@@ -126,6 +151,18 @@ mod tests {
         check("edge.watchdog=0", Cmdline { watchdog: false, ..base.clone() });
         check("edge.services=/run/s.toml", Cmdline { services: Some("/run/s.toml".into()), ..base.clone() });
         check("edge.frobnicate=1", Cmdline { unknown: vec!["edge.frobnicate=1".into()], ..base.clone() });
-        check("a=\"edge.slot=B x\" edge.slot=A", Cmdline { slot: Some('A'), ..base });
+        check("a=\"edge.slot=B x\" edge.slot=A", Cmdline { slot: Some('A'), ..base.clone() });
+        check("rootfstype=ext4", Cmdline { root_fstype: Some("ext4".into()), ..base.clone() });
+        check(
+            "i6300esb.heartbeat=30 snd-hda.model=\"a b\" rd.x=1 .y=2 z.=3",
+            Cmdline {
+                module_params: vec![
+                    ("i6300esb".into(), "heartbeat=30".into()),
+                    ("snd_hda".into(), "model=a b".into()),
+                    ("rd".into(), "x=1".into()),
+                ],
+                ..base
+            },
+        );
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
+use crate::boot;
 use crate::cgroup::Cgroups;
 use crate::ctl::{json_string, Request};
 use crate::log_sink::Sink;
@@ -113,6 +114,8 @@ pub struct Init {
     shutdown: Option<Shutdown>,
     children_left: bool,
     data: String,
+    /// Where `edge-init` mounted the data partition (or its tmpfs stand-in), to unmount at shutdown.
+    data_mount: Option<PathBuf>,
     watchdog: Option<(Watchdog, Petting)>,
     petting_stopped: bool,
     statuses: Vec<String>,
@@ -190,6 +193,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     }
     let config_path = cmdline.services.as_ref().map_or(opts.config.clone(), PathBuf::from);
     let config = load_config(&config_path);
+    let (data, data_mount) = if pid1 { early_boot(&config, &cmdline) } else { ("not managed".to_owned(), None) };
     let signals = match SignalPipe::install() {
         Ok(s) => s,
         Err(e) => fatal(pid1, &format!("cannot install signal handlers: {e}")),
@@ -227,7 +231,8 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         notify_path,
         shutdown: None,
         children_left: true,
-        data: "not managed".to_owned(),
+        data,
+        data_mount,
         watchdog,
         petting_stopped: false,
         statuses: vec![String::new(); n],
@@ -236,6 +241,46 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     log::info!("started with {n} services from {}", config_path.display());
     init.drive(Input::Tick);
     init.run_loop(&signals, control.as_ref(), notify.as_ref())
+}
+
+/// PID 1's start: the mounts, hostname and `lo`; the kernel modules; in an initramfs, the switch to the slot's
+/// root (which does not come back); then the data partition. Returns the data partition's state and where it is.
+fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline) -> (String, Option<PathBuf>) {
+    if sys::in_initial_pid_namespace() {
+        // Service output goes to the kernel log line by line; its default rate limit would drop most of it.
+        if let Err(e) = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n") {
+            log::warn!("cannot lift the kernel log's rate limit for services: {e}");
+        }
+    }
+    for warning in boot::early(config.hostname.as_deref()) {
+        log::debug!("early boot: {warning}");
+    }
+    let extra = cmdline.modules.iter().map(|n| services::Module { name: n.clone(), params: String::new() });
+    let modules: Vec<services::Module> = config
+        .modules
+        .iter()
+        .cloned()
+        .chain(extra)
+        .map(|m| {
+            let name = m.name.replace('-', "_");
+            let mut params: Vec<String> = (!m.params.is_empty()).then(|| m.params.clone()).into_iter().collect();
+            params.extend(cmdline.module_params.iter().filter(|(n, _)| *n == name).map(|(_, p)| p.clone()));
+            services::Module { name: m.name.clone(), params: params.join(" ") }
+        })
+        .collect();
+    for (name, outcome) in crate::modules::load(&modules, &[], &crate::modules::default_dir()) {
+        log::debug!("module {name}: {outcome:?}");
+    }
+    if let Some(root) = &cmdline.root {
+        if boot::in_initramfs() {
+            let fstype = cmdline.root_fstype.as_deref().unwrap_or("ext4");
+            let e = boot::switch_root(root, fstype, config.data.wait, Path::new("/sbin/edge-init"));
+            // Before the initramfs is cleared this leaves it as it was; after, there is nothing to go back to.
+            fatal(true, &e.to_string());
+        }
+    }
+    let state = crate::data::mount_data(&config.data, cmdline.data.as_ref());
+    (state.to_string(), Some(config.data.mount.clone()))
 }
 
 fn bind_control(path: &Path) -> Option<UnixListener> {
@@ -559,7 +604,7 @@ impl Init {
             SIGPWR => {
                 // A UPS daemon decides when to power off (it sends USR2); all PID 1 does is save what it can.
                 log::warn!("power failure signalled; syncing filesystems");
-                sys::sync();
+                sys::mount::sync();
                 None
             }
             SIGCHLD => None,
@@ -609,10 +654,17 @@ impl Init {
 
     /// The end of a shutdown: sync, unmount, and reboot(2), or exit when not PID 1.
     fn finish(&mut self, how: Option<Halt>) -> ! {
-        log::info!("syncing filesystems");
-        sys::sync();
         if let Some(cg) = &self.cgroups {
             cg.remove_empty();
+        }
+        log::info!("syncing filesystems");
+        if !boot::sync_with_deadline(SYNC_DEADLINE) {
+            log::warn!("sync still running after {} s; unmounting anyway", SYNC_DEADLINE.as_secs());
+        }
+        // The machine's PID 1 unmounts everything; in a container or a test, only the data partition it mounted.
+        let under = if sys::in_initial_pid_namespace() { Some(PathBuf::from("/")) } else { self.data_mount.clone() };
+        if let Some(under) = under {
+            boot::unmount_all(&under, UNMOUNT_DEADLINE);
         }
         let Some(how) = how else {
             log::info!("stopped; exiting");
@@ -783,7 +835,7 @@ fn end(how: Halt) -> ! {
 pub fn fatal(pid1: bool, why: &str) -> ! {
     log::error!("fatal: {why}");
     if pid1 {
-        sys::sync();
+        sys::mount::sync();
         end(Halt::Reboot)
     }
     std::process::exit(1)
@@ -800,7 +852,7 @@ fn install_panic_hook(pid1: bool) {
             _ => eprint!("{}", &line[3..]),
         }
         if pid1 {
-            sys::sync();
+            sys::mount::sync();
             let _ = sys::reboot(Halt::Reboot);
         }
     }));

@@ -411,7 +411,7 @@ impl Supervisor {
         let delay = s.spec.backoff.saturating_mul(1u32 << s.streak.min(20)).min(s.spec.backoff_max);
         s.streak += 1;
         let how = exit.map_or("could not start".to_owned(), describe_exit);
-        log::warn!("{}: {how}; restarting in {} s", s.spec.name, delay.as_secs_f32());
+        log::warn!("{}: {how}; restarting in {} s", s.spec.name, delay.as_secs());
         s.state = State::Backoff { until: now + delay };
     }
 }

@@ -233,11 +233,67 @@ fn pid1_survives_crashing_services_and_a_flood_of_children() {
         .split_whitespace()
         .filter_map(|p| p.parse::<u32>().ok())
         .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
         })
         .collect();
     // A child that ended a moment ago may not be reaped yet; the orphans of 2000 are long gone.
     assert!(zombies.len() <= 1, "{zombies:?}");
     node.signal(SIGUSR2);
     assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
+
+/// A loop device over an image file, detached when dropped.
+struct Loop {
+    dev: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Loop {
+    fn ext4() -> Loop {
+        let dir = tempfile::Builder::new().prefix("disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let img = dir.path().join("data.img");
+        std::fs::File::create(&img).and_then(|f| f.set_len(64 << 20)).expect("image");
+        let ok = std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img).status().expect("mkfs.ext4");
+        assert!(ok.success());
+        let out = std::process::Command::new("losetup").args(["--find", "--show"]).arg(&img).output().expect("losetup");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Loop { dev: String::from_utf8_lossy(&out.stdout).trim().to_owned(), _dir: dir }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+#[test]
+fn what_was_written_to_the_data_partition_before_a_reboot_survives_it() {
+    let disk = Loop::ext4();
+    let data = format!("[data]\ndevice = \"{}\"\nmount = \"{{dir}}/data\"\nwait_secs = 5\nformat = []\n", disk.dev);
+    // 8 MiB and a note, written without fsync: only the shutdown's sync and unmount can get them to the disk.
+    let mut node = Node::start_full(
+        "[[service]]\nname = \"writer\"\nargv = [\"sh\", \"-c\", \"head -c 8388608 /dev/urandom > {dir}/data/blob && \
+         cksum < {dir}/data/blob > {dir}/data/sum && echo written; exec sleep 1000\"]\n",
+        Some(&data),
+        Inherited::default(),
+    );
+    node.wait_log("writer: written");
+    let status = node.status();
+    assert!(status.contains(&format!("data: mounted {} on {}", disk.dev, node.path("data").display())), "{status}");
+    assert_eq!(node.ctl(&["reboot"]).0, 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+    node.wait_log(&format!("unmounted {}", node.path("data").display()));
+    // The filesystem was unmounted cleanly, and what the service wrote is there.
+    let fsck = std::process::Command::new("e2fsck").args(["-fn", &disk.dev]).output().expect("e2fsck");
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    let script = "mkdir -p \"$2\" && mount -o ro \"$1\" \"$2\" && cksum < \"$2/blob\" | cmp - \"$2/sum\" && echo same";
+    let mnt = tempfile::Builder::new().prefix("mnt-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh", &disk.dev])
+        .arg(mnt.path())
+        .output()
+        .expect("unshare");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "same\n", "{}", String::from_utf8_lossy(&out.stderr));
 }

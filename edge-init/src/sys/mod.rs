@@ -263,10 +263,5 @@ pub fn unread(sock: &std::os::unix::net::UnixDatagram) -> io::Result<usize> {
     Ok(n.max(0) as usize)
 }
 
-/// sync(2): every filesystem's dirty data to disk.
-pub fn sync() {
-    rustix::fs::sync();
-}
-
 /// SIGPWR, which signal-hook does not name: a UPS daemon's "power is failing".
 pub const SIGPWR: i32 = libc::SIGPWR;

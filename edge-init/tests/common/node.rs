@@ -26,9 +26,7 @@ pub struct Node {
 
 /// The cgroup2 directory this test process is in, if cgroup2 is mounted.
 fn own_cgroup() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    edge_init::cgroup::own_cgroup(&mountinfo, &cgroup)
+    edge_init::boot::cgroup2_root()
 }
 
 /// Signals to leave ignored and blocked in the process that starts `edge-init` (see `Node::start_with`).
@@ -45,17 +43,20 @@ impl Node {
     }
 
     pub fn start_with(services: &str, inherited: Inherited) -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix("node-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("tempdir");
+        Node::start_full(services, None, inherited)
+    }
+
+    /// Starts a node with `data` as its `[data]` table (`{dir}` replaced), instead of one with no data partition.
+    pub fn start_full(services: &str, data: Option<&str>, inherited: Inherited) -> Node {
+        let dir = tempfile::Builder::new().prefix("node-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
         let d = dir.path().display().to_string();
-        let text = format!(
-            "[data]\ndevice = \"/nonexistent/data\"\nmount = \"{d}/data\"\nwait_secs = 0\nformat = []\n{}",
-            services.replace("{dir}", &d).replace("{exe}", EXE)
-        );
+        let data = data.map(|t| t.replace("{dir}", &d)).unwrap_or_else(|| {
+            format!("[data]\ndevice = \"/nonexistent/data\"\nmount = \"{d}/data\"\nwait_secs = 0\nformat = []\n")
+        });
+        let text = format!("{data}\n{}", services.replace("{dir}", &d).replace("{exe}", EXE));
         std::fs::write(dir.path().join("services.toml"), text).expect("services file");
-        let cgroup = own_cgroup().map(|c| c.join(format!("edge-init-test-{}", dir.path().file_name().expect("name").to_string_lossy())));
+        let cgroup = own_cgroup()
+            .map(|c| c.join(format!("edge-init-test-{}", dir.path().file_name().expect("name").to_string_lossy())));
         if let Some(c) = &cgroup {
             std::fs::create_dir(c).expect("test cgroup");
         }
