@@ -85,26 +85,32 @@ run_catatonit() { as_pid1 /usr/bin/catatonit -- "$@"; }
 # network): as PID 1 it sets the hostname, brings up lo and mounts. Ended by the real reboot(2), which in a PID
 # namespace kills its PID 1 (SIGINT for a poweroff), so its status is not the workload's: the result file is.
 run_edge_init_services() {
-    local cfg=$out/services.toml
-    cat >"$cfg" <<TOML
+    # Its files live under /var/tmp: as PID 1 it mounts a fresh tmpfs on /tmp (and /run) in its mount namespace,
+    # which would hide a checkout under /tmp.
+    local node
+    node=$(mktemp -d /var/tmp/edge-init-bench.XXXXXX)
+    cp "$out/bin/edge-init" "$2" "$node/"
+    cat >"$node/services.toml" <<TOML
 [data]
 device = "/nonexistent"
-mount = "$out/data"
+mount = "$node/data"
 wait_secs = 0
 format = []
 [[service]]
 name = "workload"
-argv = ["$1", "$2", "$3", "$4"]
+argv = ["$1", "$node/$(basename "$2")", "$node/result", "$4"]
 restart = "never"
 ready = "exited"
 [[service]]
 name = "off"
-argv = ["$out/bin/edge-init", "ctl", "--socket", "$out/run/control.sock", "poweroff"]
+argv = ["$node/edge-init", "ctl", "--socket", "$node/run/control.sock", "poweroff"]
 after = ["workload"]
 restart = "never"
 TOML
-    unshare --pid --fork --mount --uts --net --mount-proc "$out/bin/edge-init" --config "$cfg" --run "$out/run" \
-        --log stderr --cmdline "" 2>/dev/null || true
+    unshare --pid --fork --mount --uts --net --mount-proc "$node/edge-init" --config "$node/services.toml" \
+        --run "$node/run" --log stderr --cmdline "" 2>/dev/null || true
+    if [ -e "$node/result" ]; then cp "$node/result" "$3"; fi
+    rm -rf "$node"
 }
 
 # The rows: ours or peer, the name shown, the file whose bytes count, and the function that runs it.

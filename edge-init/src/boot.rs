@@ -348,9 +348,8 @@ struct TableEntry {
 
 /// The partition table's entry for partition `partn` (from 1) of a disk, GPT or MBR.
 fn read_table_entry<D: Read + Seek>(disk: &mut D, partn: u32) -> io::Result<Option<TableEntry>> {
-    let mut head = vec![0u8; 8192];
-    let n = read_up_to(disk, &mut head)?;
-    head.truncate(n);
+    let mut head = Vec::with_capacity(8192);
+    disk.by_ref().take(8192).read_to_end(&mut head)?;
     if let Some(h) = gpt_header(&head) {
         if partn == 0 || partn > h.n_entries {
             return Ok(None);
@@ -373,20 +372,6 @@ fn read_table_entry<D: Read + Seek>(disk: &mut D, partn: u32) -> io::Result<Opti
         return Ok(Some(TableEntry { uuid: format!("{sig:08x}-{partn:02x}"), name: None }));
     }
     Ok(None)
-}
-
-/// Reads until `buf` is full or the end; returns how much was read.
-fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// `f_type` of statfs(2) for ramfs and tmpfs, what an initramfs's `/` is (statfs(2)).

@@ -53,7 +53,7 @@ impl Node {
         let data = data.map(|t| t.replace("{dir}", &d)).unwrap_or_else(|| {
             format!("[data]\ndevice = \"/nonexistent/data\"\nmount = \"{d}/data\"\nwait_secs = 0\nformat = []\n")
         });
-        let text = format!("{data}\n{}", services.replace("{dir}", &d).replace("{exe}", EXE));
+        let text = format!("{data}\n{}", services.replace("{dir}", &d).replace("{exe}", &exe));
         std::fs::write(dir.path().join("services.toml"), text).expect("services file");
         let cgroup = own_cgroup()
             .map(|c| c.join(format!("edge-init-test-{}", dir.path().file_name().expect("name").to_string_lossy())));
@@ -65,7 +65,7 @@ impl Node {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", script, "sh"])
             .arg(cgroup.as_deref().unwrap_or(Path::new("")))
-            .args(["unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", EXE])
+            .args(["unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", &exe])
             .args(["--config", &format!("{d}/services.toml"), "--run", &format!("{d}/run")])
             .args(["--log", "stderr", "--cmdline", ""])
             .stdin(Stdio::null())
@@ -110,19 +110,9 @@ impl Node {
 
     /// Waits for a log line containing `needle` (lines already seen count) and returns it.
     pub fn wait_log(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        loop {
-            match self.log.recv_timeout(PATIENCE) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; the log:\n{}", self.seen.join("\n")),
-            }
+        match self.seen.iter().find(|l| l.contains(needle)) {
+            Some(l) => l.clone(),
+            None => self.wait_new_log(needle),
         }
     }
 
