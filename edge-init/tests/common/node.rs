@@ -48,8 +48,14 @@ impl Node {
 
     /// Starts a node with `data` as its `[data]` table (`{dir}` replaced), instead of one with no data partition.
     pub fn start_full(services: &str, data: Option<&str>, inherited: Inherited) -> Node {
-        let dir = tempfile::Builder::new().prefix("node-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        // Under /var/tmp, not the target directory: as PID 1, edge-init mounts a fresh tmpfs on /tmp (and on /run
+        // where it is no mount) in the node's mount namespace, which would hide a checkout under /tmp. For the same
+        // reason the node runs a copy of the binary from its own directory.
+        let dir = tempfile::Builder::new().prefix("edge-init-node-").tempdir_in("/var/tmp").expect("tempdir");
         let d = dir.path().display().to_string();
+        let exe = dir.path().join("edge-init");
+        std::fs::copy(EXE, &exe).expect("copy edge-init");
+        let exe = exe.display().to_string();
         let data = data.map(|t| t.replace("{dir}", &d)).unwrap_or_else(|| {
             format!("[data]\ndevice = \"/nonexistent/data\"\nmount = \"{d}/data\"\nwait_secs = 0\nformat = []\n")
         });
