@@ -297,3 +297,43 @@ fn what_was_written_to_the_data_partition_before_a_reboot_survives_it() {
         .expect("unshare");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "same\n", "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_service_runs_as_its_user_with_its_environment_and_its_capped_log_file() {
+    let mut node = Node::start(
+        r#"
+        [[service]]
+        name = "who"
+        argv = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G) $(pwd) $GREETING $USER $EDGE_SERVICE $PATH"]
+        user = "65534"
+        group = "65534"
+        cwd = "/proc"
+        env = { GREETING = "hello" }
+        restart = "never"
+
+        [[service]]
+        name = "chatty"
+        argv = ["sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i-..............................; i=$((i + 1)); done"]
+        output = { file = "{dir}/log/chatty.log", max_bytes = 4096 }
+        restart = "never"
+        "#,
+    );
+    let line = node.wait_log(" hello ");
+    assert_eq!(
+        line,
+        "who: 65534 65534 65534 /proc hello nobody who /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    node.wait_log("chatty: exited 0");
+    // 200 lines of about 40 bytes with a cap of 4096: the file holds the last lines whole, `.1` the ones before.
+    let now = std::fs::read_to_string(node.path("log/chatty.log")).expect("log");
+    let before = std::fs::read_to_string(node.path("log/chatty.log.1")).expect("log.1");
+    assert!(now.len() <= 4096 && before.len() <= 4096, "{} {}", now.len(), before.len());
+    assert!(now.ends_with("line-199-..............................\n"), "{now}");
+    let all: Vec<&str> = before.lines().chain(now.lines()).collect();
+    let first: usize = all[0].split('-').nth(1).and_then(|n| n.parse().ok()).expect("numbered");
+    let expected: Vec<String> = (first..200).map(|i| format!("line-{i}-..............................")).collect();
+    assert_eq!(all, expected, "the lines kept are the last ones, in order, none lost between the files");
+    assert_eq!(node.count_log("chatty: line-"), 0, "a file service's output does not go to the log");
+    node.signal(SIGTERM);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
