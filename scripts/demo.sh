@@ -177,8 +177,11 @@ reboot_node
 boot_node
 u status
 echo "GRUB's own tool reads the boot state (its fill line left out here):"
-printf '$ %s\n' "grub-editenv node/esp/state0.env list"
-grub-editenv node/esp/state0.env list | grep -v '^edge_fill='
+# Two copies, written in turn; the newer is the one with the higher edge_begin (docs/boot-state.md).
+for copy in state0 state1; do
+    printf '$ %s\n' "grub-editenv node/esp/$copy.env list"
+    grub-editenv "node/esp/$copy.env" list | grep -v '^edge_fill='
+done
 
 step "a bad update: 1.2.0 into slot A, whose service never answers its health probe"
 write_config $'[[health.http]]\nurl = "http://127.0.0.1:9/healthz"\nattempts = 2\ntimeout_secs = 2'
