@@ -177,7 +177,8 @@ reboot_node
 boot_node
 u status
 echo "GRUB's own tool reads the boot state (its fill line left out here):"
-# Two copies, written in turn; the newer is the one with the higher edge_begin (docs/boot-state.md).
+# Two copies, written in turn; the newer is the one whose generation (edge_begin: 0, 1, 2, then 0 again) is one
+# past the other's (docs/boot-state.md).
 for copy in state0 state1; do
     printf '$ %s\n' "grub-editenv node/esp/$copy.env list"
     grub-editenv "node/esp/$copy.env" list | grep -v '^edge_fill='
