@@ -1,8 +1,9 @@
 //! `edge-init` as PID 1 of new namespaces, without QEMU (docs/edge-init.md, "PID 1"): reaping, restarts and the
 //! crash budget, ordering and readiness, a service stopped whole, each signal's meaning, signal state not passed
-//! on, the control socket, and a PID 1 that survives crashing services and floods of children. Reboot and
-//! poweroff are the real reboot(2): in a PID namespace other than the first, the kernel ends the namespace's
-//! PID 1 with SIGHUP (restart) or SIGINT (power off, halt), and `unshare` dies of the same signal.
+//! on, the control socket, a PID 1 that survives crashing services and floods of children, the data partition
+//! through a reboot, and initramfs mode switching into a slot root.
+//! Reboot and poweroff are the real reboot(2): in a PID namespace other than the first, the kernel ends the
+//! namespace's PID 1 with SIGHUP (restart) or SIGINT (power off, halt), and `unshare` dies of the same signal.
 
 #[path = "common/node.rs"]
 mod node;
@@ -336,4 +337,76 @@ fn a_service_runs_as_its_user_with_its_environment_and_its_capped_log_file() {
     assert_eq!(node.count_log("chatty: line-"), 0, "a file service's output does not go to the log");
     node.signal(SIGTERM);
     assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
+
+#[test]
+fn initramfs_mode_switches_into_the_slot_root() {
+    // An "initramfs": a tmpfs holding edge-init as /init, made `/` with chroot inside new PID and mount namespaces.
+    // The slot root: an ext4 loop device holding edge-init as /sbin/edge-init and a services file whose one
+    // service asks for a poweroff. edge-init must find the root, mount it, move /dev, /proc, /sys and /run into
+    // it, clear the tmpfs, make the root `/`, and exec the root's edge-init, which runs the service.
+    let work = tempfile::Builder::new().prefix("edge-init-initramfs-").tempdir_in("/var/tmp").expect("tempdir");
+    let root = work.path().join("root");
+    // The test binary is dynamically linked: each tree gets the libraries it needs (`ldd` lists them).
+    let ldd = std::process::Command::new("ldd").arg(node::EXE).output().expect("ldd");
+    let needed: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(str::to_owned)
+        .collect();
+    assert!(!needed.is_empty(), "{}", String::from_utf8_lossy(&ldd.stdout));
+    let populate = |tree: &std::path::Path, init: &str| {
+        for lib in &needed {
+            let to = tree.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().expect("dir")).expect("lib dir");
+            std::fs::copy(lib, &to).expect("copy lib");
+        }
+        let to = tree.join(init);
+        std::fs::create_dir_all(to.parent().expect("dir")).expect("init dir");
+        std::fs::copy(node::EXE, &to).expect("copy edge-init");
+        for d in ["proc", "sys", "dev", "run", "tmp", "data", "etc/edge"] {
+            std::fs::create_dir_all(tree.join(d)).expect("dir");
+        }
+    };
+    populate(&root, "sbin/edge-init");
+    std::fs::write(
+        root.join("etc/edge/services.toml"),
+        "[data]\ndevice = \"/nonexistent\"\nwait_secs = 0\nformat = []\n\
+         [[service]]\nname = \"done\"\nargv = [\"/sbin/edge-init\", \"ctl\", \"poweroff\"]\nrestart = \"never\"\n",
+    )
+    .expect("services");
+    let img = work.path().join("root.img");
+    std::fs::File::create(&img).and_then(|f| f.set_len(64 << 20)).expect("image");
+    let ok =
+        std::process::Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(&root).arg(&img).status().expect("mkfs");
+    assert!(ok.success());
+    let out = std::process::Command::new("losetup").args(["--find", "--show"]).arg(&img).output().expect("losetup");
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let disk = Loop { dev: dev.clone(), _dir: tempfile::tempdir_in("/var/tmp").expect("tempdir") };
+    let script = r#"
+        set -e
+        mount -t tmpfs initramfs "$1"
+        cp -a "$2/." "$1/"
+        rm -rf "$1/etc/edge"
+        mv "$1/sbin/edge-init" "$1/init"
+        exec chroot "$1" /init --cmdline "edge.root=$3 edge.debug" --log stderr
+    "#;
+    let initramfs = work.path().join("initramfs");
+    std::fs::create_dir_all(&initramfs).expect("mount point");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--pid", "--fork", "--uts", "--net", "sh", "-c", script, "sh"])
+        .arg(&initramfs)
+        .arg(&root)
+        .arg(&disk.dev)
+        .output()
+        .expect("unshare");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(SIGINT), "{log}");
+    let line = |needle: &str| {
+        log.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in\n{log}"))
+    };
+    let switched = line(&format!("switched root to {dev}"));
+    let started = line("started with 1 services from /etc/edge/services.toml");
+    assert!(switched < started, "{log}");
+    line("powering off");
 }
