@@ -34,9 +34,13 @@ impl Cgroups {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot make {}: {e}", dir.display()))),
         }
-        OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
+        let procs = dir.join("cgroup.procs");
+        OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", procs.display())))
     }
 
     /// The processes in service `name`'s leaf.
@@ -53,25 +57,19 @@ impl Cgroups {
         if pids.is_empty() {
             return Ok(0);
         }
-        match OpenOptions::new().write(true).open(self.dir(name).join("cgroup.kill")) {
-            Ok(mut f) => f.write_all(b"1")?,
+        let kill = self.dir(name).join("cgroup.kill");
+        match OpenOptions::new().write(true).open(&kill) {
+            Ok(mut f) => f
+                .write_all(b"1")
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", kill.display())))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 for pid in &pids {
                     let _ = crate::sys::kill(*pid, signal_hook::consts::signal::SIGKILL);
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot open {}: {e}", kill.display()))),
         }
         Ok(pids.len())
-    }
-
-    /// Sends `signal` to every process in service `name`'s leaf; how many there were.
-    pub fn signal(&self, name: &str, signal: i32) -> usize {
-        let pids = self.pids(name);
-        for pid in &pids {
-            let _ = crate::sys::kill(*pid, signal);
-        }
-        pids.len()
     }
 
     /// Removes every empty leaf (at the end of a shutdown); the rest stays.

@@ -1,9 +1,9 @@
 //! The node's PID 1 (`edge-init`): mounts, services, reaping, signals, watchdog, ordered shutdown.
 //!
 //! It links none of the update code and has no network code: a bug in the updater cannot take PID 1 down with it.
-//! Today it parses the kernel command line (`cmdline`) and runs one command as its only child (`one`), the way
-//! tini does in a container; the service supervisor, the control socket, the watchdog and the shutdown sequence
-//! come in the next steps of its issue.
+//! `pid1` is its one loop; `supervise` decides about services, `boot`, `modules` and `data` bring the node up,
+//! `watchdog` keeps the hardware watchdog, and `one` runs one command the way tini does in a container
+//! (ARCHITECTURE.md, docs/edge-init.md).
 #![warn(missing_docs)]
 
 pub mod boot;

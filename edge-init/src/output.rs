@@ -46,10 +46,11 @@ impl Reader {
         self.fd.as_fd()
     }
 
-    /// Reads what is there and passes on each whole line; `false` once every writer has closed the pipe.
+    /// Reads what is there, up to a pipe's worth (64 KiB) so that a service that never stops writing cannot hold
+    /// the loop, and passes on each whole line; `false` once every writer has closed the pipe.
     pub fn readable(&mut self, sink: &Sink) -> bool {
         let mut buf = [0u8; 4096];
-        loop {
+        for _ in 0..16 {
             match sys::read(self.fd.as_fd(), &mut buf) {
                 Ok(0) => {
                     if !self.partial.is_empty() {
@@ -77,6 +78,7 @@ impl Reader {
                 }
             }
         }
+        true
     }
 
     fn emit(&mut self, sink: &Sink, line: &[u8]) {
@@ -86,7 +88,7 @@ impl Reader {
             Dest::File { path, max, file, size } => {
                 if let Err(e) = append(path, *max, file, size, text.as_bytes()) {
                     // The line is not lost: it goes to the kernel log instead.
-                    log::warn!("{}: cannot write {}: {e}", self.name, path.display());
+                    log::warn!("{}: log file {}: {e}; the line goes to the kernel log", self.name, path.display());
                     *file = None;
                     sink.service_line(&self.name, &text);
                 }
@@ -97,11 +99,15 @@ impl Reader {
 
 /// Appends one line to `path`, first moving it to `path.1` when the line would take it past `max`.
 fn append(path: &PathBuf, max: u64, file: &mut Option<File>, size: &mut u64, line: &[u8]) -> io::Result<()> {
+    let ctx = |what: &str| {
+        let what = what.to_owned();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
     if file.is_none() {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(ctx(&format!("cannot make {}", dir.display())))?;
         }
-        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        let f = OpenOptions::new().create(true).append(true).open(path).map_err(ctx("cannot open it"))?;
         *size = f.metadata()?.len();
         *file = Some(f);
     }
@@ -109,15 +115,15 @@ fn append(path: &PathBuf, max: u64, file: &mut Option<File>, size: &mut u64, lin
     if *size + len > max && *size > 0 {
         let mut old = path.clone().into_os_string();
         old.push(".1");
-        std::fs::rename(path, &old)?;
-        *file = Some(OpenOptions::new().create(true).append(true).truncate(false).open(path)?);
+        std::fs::rename(path, &old).map_err(ctx("cannot rotate it to .1"))?;
+        *file = Some(OpenOptions::new().create(true).append(true).open(path).map_err(ctx("cannot open it"))?);
         *size = 0;
     }
     let f = file.as_mut().ok_or_else(|| io::Error::other("output file not open"))?;
     let mut rec = Vec::with_capacity(line.len() + 1);
     rec.extend_from_slice(line);
     rec.push(b'\n');
-    f.write_all(&rec)?;
+    f.write_all(&rec).map_err(ctx("cannot append to it"))?;
     *size += len;
     Ok(())
 }

@@ -87,8 +87,9 @@ pub enum Event {
 /// Where a shutdown stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// Services stopping, in reverse order.
-    Services,
+    /// Services stopping, in reverse order; past `until` (every grace period and then some), the rest are ended
+    /// with everything else.
+    Services { until: Duration },
     /// SIGTERM sent to every remaining process.
     Term { until: Duration },
     /// SIGKILL sent to every remaining process.
@@ -107,6 +108,8 @@ pub struct Init {
     sink: &'static Sink,
     start: Instant,
     pid1: bool,
+    /// PID 1 of the machine's first PID namespace: the one that unmounts `/` and reboots the machine.
+    machine: bool,
     sup: Supervisor,
     cgroups: Option<Cgroups>,
     readers: Vec<Option<Reader>>,
@@ -120,6 +123,8 @@ pub struct Init {
     petting_stopped: bool,
     statuses: Vec<String>,
     restarts: Vec<u32>,
+    /// Whether each service's current process joined its cgroup leaf.
+    in_cgroup: Vec<bool>,
 }
 
 /// The self-pipe: each handled signal sets its flag and writes a byte to wake the loop.
@@ -170,19 +175,37 @@ fn load_config(path: &Path) -> Config {
 pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let pid1 = sys::pid() == 1;
     install_panic_hook(pid1);
+    // Handlers first: the kernel drops a signal to PID 1 that has none, and a `reboot` during a first-boot format
+    // must not be lost.
+    let signals = match SignalPipe::install() {
+        Ok(s) => s,
+        Err(e) => fatal(pid1, &format!("cannot install signal handlers: {e}")),
+    };
     if let Err(e) = sys::cloexec_inherited() {
         log::warn!("cannot mark inherited descriptors close-on-exec: {e}");
     }
-    if pid1 && sys::in_initial_pid_namespace() {
+    // /proc first: the kernel command line and the namespace check read it.
+    if pid1 {
+        boot::mount_api_filesystems();
+    }
+    // The machine itself: not a container's PID 1, not a test's, not a supervisor outside PID 1.
+    let machine = pid1 && sys::in_initial_pid_namespace();
+    if machine {
         if let Err(e) = sys::disable_ctrl_alt_del() {
             log::warn!("cannot route ctrl-alt-del to PID 1: {e}");
         }
-    } else if let Err(e) = sys::become_subreaper() {
-        log::warn!("cannot become a child subreaper, orphans will not be reaped here: {e}");
+    }
+    if !pid1 {
+        if let Err(e) = sys::become_subreaper() {
+            log::warn!("cannot become a child subreaper, orphans will not be reaped here: {e}");
+        }
     }
     let cmdline = match &opts.cmdline {
         Some(c) => c.clone(),
-        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
+            log::error!("cannot read /proc/cmdline: {e}; going on without the edge. words");
+            String::new()
+        }),
     };
     let cmdline = crate::cmdline::parse(&cmdline);
     if cmdline.debug {
@@ -193,11 +216,8 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     }
     let config_path = cmdline.services.as_ref().map_or(opts.config.clone(), PathBuf::from);
     let config = load_config(&config_path);
-    let (data, data_mount) = if pid1 { early_boot(&config, &cmdline) } else { ("not managed".to_owned(), None) };
-    let signals = match SignalPipe::install() {
-        Ok(s) => s,
-        Err(e) => fatal(pid1, &format!("cannot install signal handlers: {e}")),
-    };
+    let (data, data_mount) =
+        if pid1 { early_boot(&config, &cmdline, machine) } else { ("not managed".to_owned(), None) };
     if let Err(e) = std::fs::create_dir_all(&opts.run_dir) {
         log::error!("cannot make {}: {e}", opts.run_dir.display());
     }
@@ -225,6 +245,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         sink,
         start: Instant::now(),
         pid1,
+        machine,
         sup: Supervisor::new(config.services.clone()),
         cgroups,
         readers: Vec::new(),
@@ -237,6 +258,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         petting_stopped: false,
         statuses: vec![String::new(); n],
         restarts: vec![0; n],
+        in_cgroup: vec![false; n],
     };
     log::info!("started with {n} services from {}", config_path.display());
     init.drive(Input::Tick);
@@ -245,16 +267,15 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
 
 /// PID 1's start: the mounts, hostname and `lo`; the kernel modules; in an initramfs, the switch to the slot's
 /// root (which does not come back); then the data partition. Returns the data partition's state and where it is.
-fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline) -> (String, Option<PathBuf>) {
-    if sys::in_initial_pid_namespace() {
+fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline, machine: bool) -> (String, Option<PathBuf>) {
+    if machine {
         // Service output goes to the kernel log line by line; its default rate limit would drop most of it.
         if let Err(e) = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n") {
             log::warn!("cannot lift the kernel log's rate limit for services: {e}");
         }
     }
-    for warning in boot::early(config.hostname.as_deref()) {
-        log::debug!("early boot: {warning}");
-    }
+    // Each failure was logged where it happened.
+    boot::name_and_loopback(config.hostname.as_deref());
     let extra = cmdline.modules.iter().map(|n| services::Module { name: n.clone(), params: String::new() });
     let modules: Vec<services::Module> = config
         .modules
@@ -268,9 +289,7 @@ fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline) -> (String, Op
             services::Module { name: m.name.clone(), params: params.join(" ") }
         })
         .collect();
-    for (name, outcome) in crate::modules::load(&modules, &[], &crate::modules::default_dir()) {
-        log::debug!("module {name}: {outcome:?}");
-    }
+    crate::modules::load(&modules, &[], &crate::modules::default_dir());
     if let Some(root) = &cmdline.root {
         if boot::in_initramfs() {
             let fstype = cmdline.root_fstype.as_deref().unwrap_or("ext4");
@@ -337,6 +356,7 @@ impl Init {
                 Ok(r) => r,
                 Err(e) => {
                     log::error!("poll: {e}");
+                    std::thread::sleep(timeout.min(Duration::from_secs(1)));
                     vec![false; fds.len()]
                 }
             };
@@ -375,7 +395,9 @@ impl Init {
             if let Some(n) = notify {
                 if ready[at] {
                     let mut buf = [0u8; 4096];
-                    while let Ok(Some((len, sender))) = sys::recv_with_pid(n, &mut buf) {
+                    // A bounded number per wakeup: a sender that never stops cannot hold the loop.
+                    for _ in 0..64 {
+                        let Ok(Some((len, sender))) = sys::recv_with_pid(n, &mut buf) else { break };
                         let message = String::from_utf8_lossy(&buf[..len]).into_owned();
                         let session = sys::session_of(sender).unwrap_or(sender);
                         events.push(Event::Notify { session, message });
@@ -395,9 +417,7 @@ impl Init {
             for e in events {
                 self.handle(e);
             }
-            if self.readers.iter().all(Option::is_none) {
-                self.readers.clear();
-            }
+            self.readers.retain(Option::is_some);
         }
     }
 
@@ -418,11 +438,20 @@ impl Init {
                         }
                     }
                 }
-                self.drive(Input::Exited { pid, exit });
+                // What the ended service left in its cgroup goes before a new instance can be started there.
                 if let Some(idx) = svc {
                     self.after_exit(idx, exit);
                 } else {
                     log::debug!("reaped {pid}: {exit:?}");
+                }
+                self.drive(Input::Exited { pid, exit });
+                if let Some(idx) = svc {
+                    if matches!(
+                        self.sup.svcs[idx].state,
+                        State::Backoff { .. } | State::Waiting | State::Starting { .. } | State::Up { .. }
+                    ) {
+                        self.restarts[idx] += 1;
+                    }
                 }
             }
             Event::Timer => {
@@ -462,8 +491,9 @@ impl Init {
 
     /// Feeds one input to the supervisor and runs its commands, again while they start services (so services
     /// waiting for a `ready = "started"` one start at once).
-    /// Whether every critical service has a process (starting, up or stopping); during a shutdown, always: its
-    /// deadlines bound it, and only a PID 1 that hangs should let the watchdog fire.
+    /// Whether every critical service is alive or being brought back within its crash budget (only `failed`, or
+    /// ended and not restarted, is down); during a shutdown, always: its deadlines bound it, and only a PID 1 that
+    /// hangs should let the watchdog fire.
     fn critical_alive(&mut self) -> bool {
         if self.shutdown.is_some() {
             return true;
@@ -473,7 +503,7 @@ impl Init {
             .svcs
             .iter()
             .filter(|s| s.spec.critical)
-            .filter(|s| !matches!(s.state, State::Starting { .. } | State::Up { .. } | State::Stopping { .. }))
+            .filter(|s| matches!(s.state, State::Failed { .. } | State::Exited { .. }))
             .map(|s| s.spec.name.as_str())
             .collect();
         if !down.is_empty() && !self.petting_stopped && self.watchdog.is_some() {
@@ -517,15 +547,18 @@ impl Init {
             }
             Cmd::KillAll { idx, pid } => {
                 let name = self.sup.svcs[idx].spec.name.clone();
-                let killed = match &self.cgroups {
-                    Some(cg) => cg.kill(&name).map_err(|e| log::warn!("{name}: cgroup.kill: {e}")).unwrap_or(0),
-                    None => usize::from(sys::kill_group(pid, signal_hook::consts::signal::SIGKILL).is_ok()),
+                let in_cgroup = self.in_cgroup[idx].then_some(()).and(self.cgroups.as_ref());
+                let by_cgroup = in_cgroup.map(|cg| cg.kill(&name).map_err(|e| log::warn!("{name}: {e}")));
+                let killed = match by_cgroup {
+                    Some(Ok(n)) => n,
+                    // Not in its cgroup, or the cgroup would not kill: its process group, which is most of it.
+                    _ => usize::from(sys::kill_group(pid, signal_hook::consts::signal::SIGKILL).is_ok()),
                 };
                 log::warn!("{name}: still running after its grace period; killed ({killed} processes)");
                 false
             }
             Cmd::AllStopped => {
-                if let Some(sd) = self.shutdown.as_mut().filter(|sd| sd.stage == Stage::Services) {
+                if let Some(sd) = self.shutdown.as_mut().filter(|sd| matches!(sd.stage, Stage::Services { .. })) {
                     log::info!("every service is stopped");
                     if self.pid1 {
                         let _ = sys::kill_everyone(signal_hook::consts::signal::SIGTERM);
@@ -562,14 +595,16 @@ impl Init {
             },
             None => None,
         };
+        let joins = procs.is_some();
         match crate::spawn::spawn(&svc, &id, &self.notify_path, procs) {
             Ok(s) => {
+                self.in_cgroup[idx] = joins;
                 log::info!("{}: started (pid {})", svc.name, s.pid);
                 self.sup.spawned(idx, s.pid, now);
                 self.readers.push(Some(Reader::new(idx, &svc.name, s.output, &svc.output)));
             }
             Err(e) => {
-                log::error!("{}: cannot start {}: {e}", svc.name, svc.argv[0]);
+                log::error!("{}: cannot start: {e}", svc.name);
                 self.sup.spawn_failed(idx, now);
             }
         }
@@ -584,11 +619,8 @@ impl Init {
             match cg.kill(&name) {
                 Ok(0) => {}
                 Ok(n) => log::warn!("{name}: {n} processes left behind; killed"),
-                Err(e) => log::warn!("{name}: cgroup.kill: {e}"),
+                Err(e) => log::warn!("{name}: {e}"),
             }
-        }
-        if matches!(self.sup.svcs[idx].state, State::Backoff { .. } | State::Waiting) {
-            self.restarts[idx] += 1;
         }
     }
 
@@ -604,7 +636,10 @@ impl Init {
             SIGPWR => {
                 // A UPS daemon decides when to power off (it sends USR2); all PID 1 does is save what it can.
                 log::warn!("power failure signalled; syncing filesystems");
-                sys::mount::sync();
+                // On a thread: a failing disk can hold sync(2) for minutes, and the loop must go on.
+                if let Err(e) = std::thread::Builder::new().spawn(sys::mount::sync) {
+                    log::warn!("cannot start a thread for sync: {e}");
+                }
                 None
             }
             SIGCHLD => None,
@@ -626,21 +661,25 @@ impl Init {
         }
         let how = self.pid1.then_some(how);
         log::info!("shutting down, then {}", how.map_or("exit".to_owned(), |h| format!("{h:?}").to_lowercase()));
-        self.shutdown = Some(Shutdown { how, stage: Stage::Services });
+        let graces: Duration = self.sup.svcs.iter().map(|s| s.spec.grace + KILL_GRACE).sum();
+        self.shutdown = Some(Shutdown { how, stage: Stage::Services { until: self.now() + graces + KILL_GRACE } });
         self.drive(Input::StopAll);
     }
 
     fn shutdown_deadline(&self) -> Option<Duration> {
         match self.shutdown?.stage {
-            Stage::Services => None,
-            Stage::Term { until } | Stage::Kill { until } => Some(until),
+            Stage::Services { until } | Stage::Term { until } | Stage::Kill { until } => Some(until),
         }
     }
 
     fn advance_shutdown(&mut self, now: Duration) {
         let Some(sd) = self.shutdown else { return };
         match sd.stage {
-            Stage::Services => {}
+            Stage::Services { until } if now < until => {}
+            Stage::Services { .. } => {
+                log::error!("services still stopping past the shutdown's deadline; ending every process");
+                self.exec(Cmd::AllStopped, now);
+            }
             Stage::Term { until } if self.children_left && now < until => {}
             Stage::Term { .. } if self.children_left => {
                 log::warn!("processes still running {} s after SIGTERM; killing them", KILL_GRACE.as_secs());
@@ -657,12 +696,17 @@ impl Init {
         if let Some(cg) = &self.cgroups {
             cg.remove_empty();
         }
+        // What is left in the pipes is written out, and the log files are closed before their filesystem is
+        // unmounted.
+        for mut r in self.readers.drain(..).flatten() {
+            r.readable(self.sink);
+        }
         log::info!("syncing filesystems");
         if !boot::sync_with_deadline(SYNC_DEADLINE) {
             log::warn!("sync still running after {} s; unmounting anyway", SYNC_DEADLINE.as_secs());
         }
         // The machine's PID 1 unmounts everything; in a container or a test, only the data partition it mounted.
-        let under = if sys::in_initial_pid_namespace() { Some(PathBuf::from("/")) } else { self.data_mount.clone() };
+        let under = if self.machine { Some(PathBuf::from("/")) } else { self.data_mount.clone() };
         if let Some(under) = under {
             boot::unmount_all(&under, UNMOUNT_DEADLINE);
         }
@@ -691,7 +735,9 @@ impl Init {
         };
         let mut out = &stream;
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        // Bounds on a slow client: the loop serves one connection at a time.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
         let mut line = String::new();
         // The request is read even from a peer that is refused, so that it gets the answer rather than a reset.
         if BufReader::new((&stream).take(512)).read_line(&mut line).is_err() {
@@ -702,13 +748,14 @@ impl Init {
             let _ = out.write_all(b"refused: only root may use the control socket\n");
             return;
         }
-        let reply = match Request::parse(&line) {
-            Err(e) => e,
-            Ok(req) => self.answer(req, pid),
+        let req = Request::parse(&line);
+        let reply = match &req {
+            Err(e) => e.clone(),
+            Ok(req) => self.answer(req.clone(), pid),
         };
         let _ = out.write_all(reply.as_bytes());
         let _ = out.write_all(b"\n");
-        if let Ok(req) = Request::parse(&line) {
+        if let Ok(req) = req {
             let how = match req {
                 Request::Reboot => Some(Halt::Reboot),
                 Request::Poweroff => Some(Halt::PowerOff),
@@ -728,6 +775,8 @@ impl Init {
             Request::Status => format!("ok\n{}", self.status_text().trim_end()),
             Request::StatusJson => format!("ok\n{}", self.status_json()),
             Request::Health => {
+                // Time-based state (a crash streak that a long run ended) is brought up to date first.
+                self.drive(Input::Tick);
                 let asker = sys::session_of(pid).unwrap_or(pid);
                 match self.sup.healthy(Some(asker)) {
                     Ok(()) => "ok".to_owned(),

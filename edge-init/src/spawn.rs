@@ -83,7 +83,7 @@ pub fn environment(svc: &Service, id: &Identity, notify: &Path) -> BTreeMap<Stri
 /// Starts `svc`: stdin from /dev/null, stdout and stderr into one pipe, in the cgroup whose `cgroup.procs` is
 /// open as `cgroup_procs`, as `id`.
 pub fn spawn(svc: &Service, id: &Identity, notify: &Path, cgroup_procs: Option<File>) -> io::Result<Spawned> {
-    let (read, write) = sys::output_pipe()?;
+    let (read, write) = sys::output_pipe().map_err(|e| io::Error::new(e.kind(), format!("output pipe: {e}")))?;
     let mut cmd = Command::new(&svc.argv[0]);
     cmd.args(&svc.argv[1..])
         .env_clear()
@@ -92,17 +92,21 @@ pub fn spawn(svc: &Service, id: &Identity, notify: &Path, cgroup_procs: Option<F
         .stdin(Stdio::null())
         .stdout(Stdio::from(write.try_clone()?))
         .stderr(Stdio::from(write));
-    if id.uid != 0 || id.gid != 0 {
-        // std drops the supplementary groups when it changes the user of a root process.
-        cmd.uid(id.uid).gid(id.gid);
-    }
+    let ids = (id.uid != 0 || id.gid != 0).then_some((id.uid, id.gid));
     let procs: Option<OwnedFd> = cgroup_procs.map(OwnedFd::from);
     // SAFETY: the closure runs in the child between fork and exec and calls only `sys::child_setup`, which makes
-    // async-signal-safe system calls (write, setsid, signal, sigprocmask) and allocates nothing.
+    // async-signal-safe system calls (write, setsid, rt_sigaction, sigprocmask, setgroups, setgid, setuid) and
+    // allocates nothing.
     unsafe {
-        cmd.pre_exec(move || sys::child_setup(procs.as_ref().map(|f| f.as_fd())));
+        cmd.pre_exec(move || sys::child_setup(procs.as_ref().map(|f| f.as_fd()), ids));
     }
-    let child = cmd.spawn()?;
+    let child = cmd.spawn().map_err(|e| {
+        if !svc.cwd.is_dir() {
+            io::Error::new(e.kind(), format!("working directory {} does not exist", svc.cwd.display()))
+        } else {
+            io::Error::new(e.kind(), format!("{}: {e}", svc.argv[0]))
+        }
+    })?;
     // The write ends are in the child now; dropping `cmd` closes ours, so the pipe ends when the service does.
     drop(cmd);
     Ok(Spawned { pid: child.id(), output: read })

@@ -296,10 +296,14 @@ impl Supervisor {
             match s.state {
                 State::Backoff { until } if now >= until && !self.stopping_all => s.state = State::Waiting,
                 State::Backoff { .. } if self.stopping_all => s.state = State::Exited { exit: None },
-                State::Stopping { pid, deadline, .. } if now >= deadline => {
+                State::Stopping { pid, deadline, restart } if now >= deadline => {
                     cmds.push(Cmd::KillAll { idx, pid });
                     // Killed once; the exit still has to come, so the deadline moves out of the way.
-                    s.state = State::Stopping { pid, deadline: Duration::MAX, restart: false };
+                    s.state = State::Stopping { pid, deadline: Duration::MAX, restart };
+                }
+                // A run as long as the largest backoff ends a crash streak, also while it goes on running.
+                State::Up { since, .. } if s.streak > 0 && now.saturating_sub(since) >= s.spec.backoff_max => {
+                    s.streak = 0;
                 }
                 State::Starting { since, .. } if now >= since + s.spec.start_timeout => {
                     log::warn!("{}: not ready after {} s; stopping it", s.spec.name, s.spec.start_timeout.as_secs());
@@ -391,8 +395,9 @@ impl Supervisor {
         if failure {
             self.crashed(idx, now, Some(exit));
         } else {
-            log::info!("{}: exited 0; starting it again", s.spec.name);
-            s.state = State::Waiting;
+            // Not a crash, but not at once either: a service that keeps exiting 0 must not spin.
+            log::info!("{}: exited 0; starting it again in {} s", s.spec.name, s.spec.backoff.as_secs());
+            s.state = State::Backoff { until: now + s.spec.backoff };
         }
     }
 
@@ -618,5 +623,35 @@ mod tests {
         assert_eq!(s.healthy(Some(101)), Ok(()));
         // A process that is no service's leaves nothing out.
         assert!(s.healthy(Some(999)).is_err_and(|e| e.contains("check starting")));
+    }
+
+    #[test]
+    fn issue_6_review_restarts_neither_spin_nor_leave_health_failing_nor_get_lost() {
+        let mut s = sup(
+            "[[service]]\nname = \"a\"\nargv = [\"/a\"]\nrestart = \"always\"\nbackoff_secs = 2\nbackoff_max_secs = 8\n",
+        );
+        let mut pid = 100;
+        let c = s.step(secs(0), Input::Tick);
+        run(&mut s, secs(0), c, &mut pid);
+        // A clean exit under `always` waits one backoff before the next start, without counting as a crash.
+        assert!(s.step(secs(1), Input::Exited { pid: 100, exit: Exit::Code(0) }).is_empty());
+        assert_eq!(s.svcs[0].state, State::Backoff { until: secs(3) });
+        let c = s.step(secs(3), Input::Tick);
+        assert_eq!(run(&mut s, secs(3), c, &mut pid), [0]);
+        assert_eq!(s.healthy(None), Ok(()));
+        // A crash, a restart: not healthy until it has run as long as the largest backoff, then healthy again.
+        s.step(secs(4), Input::Exited { pid: 101, exit: Exit::Code(1) });
+        let c = s.step(secs(6), Input::Tick);
+        assert_eq!(run(&mut s, secs(6), c, &mut pid), [0]);
+        assert!(s.healthy(None).is_err_and(|e| e.contains("a up (pid 102)")));
+        s.step(secs(13), Input::Tick);
+        assert!(s.healthy(None).is_err());
+        s.step(secs(14), Input::Tick);
+        assert_eq!(s.healthy(None), Ok(()));
+        // A restart of a service that ignores its stop signal still starts it again after the kill.
+        s.step(secs(20), Input::Restart("a".into()));
+        assert_eq!(s.step(secs(30), Input::Tick), [Cmd::KillAll { idx: 0, pid: 102 }]);
+        let c = s.step(secs(31), Input::Exited { pid: 102, exit: Exit::Signal(9) });
+        assert_eq!(run(&mut s, secs(31), c, &mut pid), [0]);
     }
 }

@@ -167,7 +167,7 @@ struct OpenDevice {
 
 impl fmt::Display for OpenDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot open watchdog device {}", self.path.display())
+        write!(f, "cannot open watchdog device {}: {}", self.path.display(), self.source)
     }
 }
 
@@ -270,11 +270,6 @@ impl Watchdog {
     /// How often to pet it: a third of its real timeout ([`interval_for`]).
     pub fn interval(&self) -> Duration {
         interval_for(self.timeout)
-    }
-
-    /// Time before it fires, where the driver can tell (`WDIOC_GETTIMELEFT`).
-    pub fn time_left(&self) -> io::Result<Duration> {
-        Ok(Duration::from_secs(sys::time_left(self.fd.as_fd())?.into()))
     }
 
     /// Pets it: `WDIOC_KEEPALIVE` where the driver takes it, else a write of one NUL byte (never `V`).

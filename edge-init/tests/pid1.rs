@@ -136,6 +136,23 @@ fn a_stubborn_service_is_stopped_whole() {
 }
 
 #[test]
+fn issue_6_review_a_restart_does_not_kill_the_new_instance() {
+    let mut node = Node::start(IDLE);
+    let first = node.wait_log("idle: started (pid");
+    assert_eq!(node.ctl(&["restart", "idle"]).0, 0);
+    node.wait_log("idle: stopped (killed by signal 15)");
+    let second = node.wait_new_log("idle: started (pid");
+    assert_ne!(first, second);
+    // A later event in the same log: whatever the restart did is logged before it.
+    assert_eq!(node.ctl(&["stop", "idle"]).0, 0);
+    node.wait_new_log("idle: stopped (killed by signal 15)");
+    assert_eq!(node.count_log("left behind"), 0, "{}", node.seen.join("\n"));
+    assert_eq!(node.count_log("killed by signal 9"), 0, "{}", node.seen.join("\n"));
+    node.signal(SIGTERM);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
+
+#[test]
 fn each_signal_keeps_its_busybox_meaning() {
     // TERM reboots (busybox `reboot`), USR2 powers off (`poweroff`), USR1 halts (`halt`), INT is ctrl-alt-del.
     let check = |signal: i32, line: &str, ended_by: i32| {
@@ -218,6 +235,11 @@ fn pid1_survives_crashing_services_and_a_flood_of_children() {
         name = "flood"
         argv = ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do ( true & ); true & i=$((i + 1)); done; wait; echo flood done"]
         restart = "never"
+
+        [[service]]
+        name = "chatty"
+        argv = ["yes", "a line that never ends"]
+        output = { file = "{dir}/chatty.log", max_bytes = 65536 }
         "#,
     );
     node.wait_log("flood: flood done");
@@ -225,8 +247,10 @@ fn pid1_survives_crashing_services_and_a_flood_of_children() {
     for _ in 0..3 {
         node.wait_new_log("segv: killed by signal 11; restarting in 1 s");
     }
+    // A service that writes without pause does not hold the loop: the control socket still answers.
     let status = node.status();
     assert!(status.contains("flood            exited 0"), "{status}");
+    assert!(status.contains("chatty           up"), "{status}");
     // Still PID 1, still answering, and nothing it should have reaped is left a zombie.
     let init = node.init_pid();
     let zombies: Vec<u32> = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))

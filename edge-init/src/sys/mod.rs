@@ -217,15 +217,23 @@ pub fn in_initial_pid_namespace() -> bool {
 }
 
 /// Between fork and exec, in a service's child: into its cgroup when `cgroup_procs` (an open `cgroup.procs`) is
-/// given, a session of its own (`setsid`), every signal back to its default and none blocked. Only
-/// async-signal-safe calls: no allocation, no locks.
-pub fn child_setup(cgroup_procs: Option<std::os::fd::BorrowedFd<'_>>) -> io::Result<()> {
+/// given, a session of its own (`setsid`), every signal back to its default and none blocked, then, when `ids`
+/// (uid, gid) is given, no supplementary groups and that group and user. The cgroup is joined while still root:
+/// kernels check the writer's credentials against `cgroup.procs`. Only async-signal-safe calls: no allocation, no
+/// locks.
+pub fn child_setup(cgroup_procs: Option<std::os::fd::BorrowedFd<'_>>, ids: Option<(u32, u32)>) -> io::Result<()> {
     if let Some(fd) = cgroup_procs {
         // "0" moves the writing process; done first, so nothing the service forks escapes its cgroup.
         rustix::io::write(fd, b"0")?;
     }
     rustix::process::setsid()?;
     reset_signals();
+    if let Some((uid, gid)) = ids {
+        // Per-thread calls, which in a child of fork (one thread) are the process's.
+        rustix::thread::set_thread_groups(&[])?;
+        rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(gid))?;
+        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid))?;
+    }
     Ok(())
 }
 
