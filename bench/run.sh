@@ -7,15 +7,8 @@
 # Usage: bench/run.sh        (as root on Debian 12; installs what it needs; see bench/README.md for the knobs)
 set -euo pipefail
 
-runs=${BENCH_RUNS:-5}
-level=${BENCH_LEVEL:-3}
-extra_build_args=${BENCH_EXTRA_BUILD_ARGS:-}
-case $runs in '' | *[!0-9]* | 0) echo "BENCH_RUNS must be a positive integer, not ${runs@Q}" >&2; exit 2 ;; esac
-case $level in [1-9] | 1[0-9]) ;; *) echo "BENCH_LEVEL must be a zstd level from 1 to 19, not ${level@Q}" >&2; exit 2 ;; esac
-
-bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$bench/.." && pwd)
-out=$bench/out
+# shellcheck source=bench/knobs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/knobs.sh"
 
 # Tools: installed only when missing, so a second run touches no package lists.
 missing=()

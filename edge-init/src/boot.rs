@@ -140,17 +140,10 @@ fn choose_hostname(configured: Option<&str>, etc_hostname: Option<&str>) -> Stri
     [configured, first_line].into_iter().flatten().map(str::trim).find(|h| !h.is_empty()).unwrap_or("edge").to_owned()
 }
 
-/// Early boot: [`mount_api`], then [`name_and_loopback`]. Nothing here is fatal: each failure is logged as a
-/// warning and returned, one line each; an empty list means everything is in place.
-pub fn early(hostname: Option<&str>) -> Vec<String> {
-    let mut failed = mount_api_filesystems();
-    failed.extend(name_and_loopback(hostname));
-    failed
-}
-
 /// Mounts the API filesystems that are not mounted yet (`/proc`, `/sys`, `/dev`, `/dev/pts`, `/dev/shm`, `/run`,
 /// `/tmp`, cgroup2 on `/sys/fs/cgroup`): the first thing PID 1 does, since even the kernel command line is read
-/// from `/proc`. Failures are logged as warnings and returned.
+/// from `/proc`. Nothing here is fatal: each failure is logged as a warning and returned, one line each; an empty
+/// list means everything is in place.
 pub fn mount_api_filesystems() -> Vec<String> {
     let mut failed = Vec::new();
     let mut fail = |line: String| {

@@ -141,11 +141,25 @@ pub enum Outcome {
 /// modules it needs, from `modules_dir` (normally [`default_dir`]). Nothing here is fatal: a missing directory, an
 /// unknown module or one the kernel refuses is a warning, and the rest are still loaded. Returns each module and
 /// its outcome, in the order they were tried.
-pub fn load(modules: &[Module], extra: &[String], modules_dir: &Path) -> Vec<(String, Outcome)> {
+pub fn load(
+    modules: &[Module],
+    extra: &[String],
+    cmdline_params: &[(String, String)],
+    modules_dir: &Path,
+) -> Vec<(String, Outcome)> {
     let mut wanted = modules.to_vec();
     for name in extra {
         if !wanted.iter().any(|m| normalize(&m.name) == normalize(name)) {
             wanted.push(Module { name: name.clone(), params: String::new() });
+        }
+    }
+    // `module.param=value` words of the kernel command line go after the parameters the image gave.
+    for m in &mut wanted {
+        for (_, p) in cmdline_params.iter().filter(|(n, _)| normalize(n) == normalize(&m.name)) {
+            if !m.params.is_empty() {
+                m.params.push(' ');
+            }
+            m.params.push_str(p);
         }
     }
     if wanted.is_empty() {
@@ -296,15 +310,15 @@ kernel/b.ko: kernel/a.ko
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("6.6.0-none");
         let wanted = [Module { name: "i6300esb".into(), params: "heartbeat=10".into() }];
-        let got = load(&wanted, &["virtio-net".into(), "i6300esb".into()], &missing);
+        let got = load(&wanted, &["virtio-net".into(), "i6300esb".into()], &[], &missing);
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|(_, o)| matches!(o, Outcome::Failed(_))), "{got:?}");
         assert_eq!(got[1].0, "virtio_net");
-        assert_eq!(load(&[], &[], &missing), []);
+        assert_eq!(load(&[], &[], &[], &missing), []);
         // Built-in and unknown modules are reported without calling the kernel.
         fs::write(dir.path().join("modules.dep"), DEP).expect("write");
         fs::write(dir.path().join("modules.builtin"), "kernel/drivers/block/virtio_blk.ko\n").expect("write");
-        let got = load(&[], &["virtio-blk".into(), "nosuch".into()], dir.path());
+        let got = load(&[], &["virtio-blk".into(), "nosuch".into()], &[], dir.path());
         assert_eq!(got, [("virtio_blk".into(), Outcome::Builtin), ("nosuch".into(), Outcome::Unknown)]);
     }
 }

@@ -276,20 +276,7 @@ fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline, machine: bool)
     }
     // Each failure was logged where it happened.
     boot::name_and_loopback(config.hostname.as_deref());
-    let extra = cmdline.modules.iter().map(|n| services::Module { name: n.clone(), params: String::new() });
-    let modules: Vec<services::Module> = config
-        .modules
-        .iter()
-        .cloned()
-        .chain(extra)
-        .map(|m| {
-            let name = m.name.replace('-', "_");
-            let mut params: Vec<String> = (!m.params.is_empty()).then(|| m.params.clone()).into_iter().collect();
-            params.extend(cmdline.module_params.iter().filter(|(n, _)| *n == name).map(|(_, p)| p.clone()));
-            services::Module { name: m.name.clone(), params: params.join(" ") }
-        })
-        .collect();
-    crate::modules::load(&modules, &[], &crate::modules::default_dir());
+    crate::modules::load(&config.modules, &cmdline.modules, &cmdline.module_params, &crate::modules::default_dir());
     if let Some(root) = &cmdline.root {
         if boot::in_initramfs() {
             let fstype = cmdline.root_fstype.as_deref().unwrap_or("ext4");
