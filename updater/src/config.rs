@@ -55,7 +55,7 @@ pub struct Slots {
 
 impl Default for Slots {
     fn default() -> Slots {
-        Slots { a: "PARTLABEL=edge-a".to_owned(), b: "PARTLABEL=edge-b".to_owned() }
+        Slots { a: "PARTLABEL=edge-slot-a".to_owned(), b: "PARTLABEL=edge-slot-b".to_owned() }
     }
 }
 

@@ -210,18 +210,18 @@ mod tests {
         let sys = dir.path().join("sys");
         for (name, uevent) in [
             ("vda", "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n"),
-            ("vda2", "MAJOR=253\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=edge-a\n"),
-            ("vda3", "MAJOR=253\nMINOR=3\nDEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\nPARTNAME=edge-b\n"),
+            ("vda2", "MAJOR=253\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=edge-slot-a\n"),
+            ("vda3", "MAJOR=253\nMINOR=3\nDEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\nPARTNAME=edge-slot-b\n"),
         ] {
             std::fs::create_dir_all(sys.join(name)).expect("mkdir");
             std::fs::write(sys.join(name).join("uevent"), uevent).expect("write");
         }
         let dev = Path::new("/dev");
-        assert_eq!(find_partlabel(&sys, dev, "edge-b"), [PathBuf::from("/dev/vda3")]);
+        assert_eq!(find_partlabel(&sys, dev, "edge-slot-b"), [PathBuf::from("/dev/vda3")]);
         assert!(find_partlabel(&sys, dev, "edge-c").is_empty());
         // A second disk with the same layout (a provisioning stick left in): the label is ambiguous.
         std::fs::create_dir_all(sys.join("sda3")).expect("mkdir");
-        std::fs::write(sys.join("sda3/uevent"), "DEVNAME=sda3\nDEVTYPE=partition\nPARTNAME=edge-b\n").expect("write");
+        std::fs::write(sys.join("sda3/uevent"), "DEVNAME=sda3\nDEVTYPE=partition\nPARTNAME=edge-slot-b\n").expect("write");
         let text = format!("compatible = \"t\"\nsys_class_block = {:?}\n", sys.display().to_string());
         let config = Config::parse(&text, Path::new("t")).expect("config");
         let r = resolve(&config, Slot::B);
