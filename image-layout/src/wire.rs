@@ -131,3 +131,56 @@ pub struct DeltaPlanReport {
     /// The ranges, `[start, end)` absolute offsets in the bundle.
     pub ranges: Vec<[u64; 2]>,
 }
+
+/// `edge-image disk`.
+#[derive(Debug, Serialize)]
+pub struct DiskReport {
+    /// The disk image written.
+    pub output: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// The disk GUID.
+    pub disk_guid: String,
+    /// The partitions, in table order.
+    pub partitions: Vec<PartitionReport>,
+}
+
+/// One partition of a disk built by `edge-image disk`.
+#[derive(Debug, Serialize)]
+pub struct PartitionReport {
+    /// Its number (1 is the first; GRUB's `gptN`).
+    pub number: u32,
+    /// Its GPT name (`PARTLABEL=`).
+    pub label: String,
+    /// Its type GUID.
+    pub type_guid: String,
+    /// Its unique GUID (`PARTUUID=`).
+    pub unique_guid: String,
+    /// First sector (512 bytes each).
+    pub first_lba: u64,
+    /// Last sector, inclusive.
+    pub last_lba: u64,
+    /// Its size.
+    pub size_bytes: u64,
+    /// `fat16` or `fat32` for the ESP, `ext4` for the data partition, null for the slots.
+    pub filesystem: Option<String>,
+    /// For a slot, the bundle written into it; null for the other partitions and an empty slot B.
+    pub bundle: Option<SlotBundleReport>,
+}
+
+/// The bundle whose payload a slot holds.
+#[derive(Debug, Serialize)]
+pub struct SlotBundleReport {
+    /// The bundle file.
+    pub file: String,
+    /// The manifest's name.
+    pub name: String,
+    /// The manifest's version.
+    pub version: String,
+    /// blake3 of the manifest bytes: the bundle's identity.
+    pub manifest_blake3: String,
+    /// The payload written.
+    pub payload: String,
+    /// Its size (the rest of the slot is zeros).
+    pub payload_bytes: u64,
+}

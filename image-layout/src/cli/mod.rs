@@ -10,13 +10,14 @@ use crate::error::Result;
 
 pub mod build;
 pub mod delta_plan;
+pub mod disk;
 pub mod extract;
 pub mod inspect;
 pub mod keygen;
 pub mod sign;
 pub mod verify;
 
-/// Build, sign, inspect, verify and extract edge-image bundles.
+/// Build, sign, inspect, verify and extract edge-image bundles, and build disk images from them.
 #[derive(Debug, Parser)]
 #[command(name = "edge-image", version, about)]
 pub struct Cli {
@@ -42,6 +43,8 @@ pub enum Command {
     Sign(sign::Args),
     /// Show what a node holding OLD_IMAGE would fetch and reuse to install BUNDLE.
     DeltaPlan(delta_plan::Args),
+    /// Build a flashable GPT disk image (ESP, slots A and B, data) from a layout file and bundles.
+    Disk(disk::Args),
 }
 
 /// A report printed either as JSON or as text.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Extract(a) => extract::run(a),
         Command::Sign(a) => sign::run(a),
         Command::DeltaPlan(a) => delta_plan::run(a),
+        Command::Disk(a) => disk::run(a),
     }
 }
 
