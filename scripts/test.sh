@@ -21,12 +21,22 @@ if [ "$init_size" -gt $((1 << 20)) ]; then
     exit 1
 fi
 echo "== cargo test" >&2
+# The QEMU node tests keep the console log of a failed test here; old ones are cleared first.
+qemu_logs=target/qemu-logs
+rm -rf "$qemu_logs"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
 passed=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$log")
 failed=$(awk '/^test result:/ {s += $6} END {print s + 0}' "$log")
+if [ "$status" -ne 0 ] && compgen -G "$qemu_logs/*.log" >/dev/null; then
+    for console in "$qemu_logs"/*.log; do
+        echo
+        echo "== console of the failed QEMU test $(basename "$console" .log) (last 200 lines; whole file: $console)"
+        tail -n 200 "$console" | sed 's/\x1b\[[0-9;?=]*[a-zA-Z]//g' | tr -d '\r'
+    done
+fi
 echo
 echo "$passed passed, $failed failed"
 exit "$status"

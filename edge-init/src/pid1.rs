@@ -449,7 +449,13 @@ impl Init {
             Event::Notify { session: pid, message } => {
                 for line in message.lines() {
                     if line == "READY=1" {
+                        let before = self.sup.service_of(pid).map(|idx| self.sup.svcs[idx].state.clone());
                         self.drive(Input::Ready { pid });
+                        if let Some(idx) = self.sup.service_of(pid) {
+                            if before.as_ref() != Some(&self.sup.svcs[idx].state) {
+                                log::info!("{}: ready", self.sup.svcs[idx].spec.name);
+                            }
+                        }
                     } else if let Some(status) = line.strip_prefix("STATUS=") {
                         if let Some(idx) = self.sup.service_of(pid) {
                             self.statuses[idx] = status.to_owned();

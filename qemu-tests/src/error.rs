@@ -89,6 +89,49 @@ pub enum Error {
         /// The last lines of the guest console.
         console_tail: String,
     },
+    /// The console of a running node did not show the awaited text in time (or QEMU ended first).
+    ConsoleTimeout {
+        /// The text or texts awaited.
+        waiting_for: String,
+        /// How long it waited.
+        timeout: Duration,
+        /// Whether QEMU had exited.
+        ended: bool,
+        /// The last lines of the guest console.
+        console_tail: String,
+    },
+    /// A command in the guest's shell did not finish in time, or the shell went away (a reboot).
+    ShellTimeout {
+        /// The command.
+        command: String,
+        /// What the shell printed so far.
+        output: String,
+        /// The last lines of the guest console.
+        console_tail: String,
+    },
+    /// A command in the guest's shell exited with a failure status.
+    GuestCommand {
+        /// The command.
+        command: String,
+        /// Its exit status.
+        code: i32,
+        /// What it printed.
+        output: String,
+    },
+    /// A QMP command failed.
+    Qmp {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        what: String,
+    },
+    /// The node's assets (kernel, initramfs, root images, bundles, disks) could not be built.
+    Assets {
+        /// What was being built.
+        what: String,
+        /// Why it failed.
+        why: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -123,6 +166,20 @@ impl fmt::Display for Error {
             Error::BootTimeout { timeout, console_tail } => {
                 write!(f, "the guest did not finish within {timeout:?}, qemu killed\nconsole tail:\n{console_tail}")
             }
+            Error::ConsoleTimeout { waiting_for, timeout, ended, console_tail } => {
+                let how = if *ended { "qemu exited" } else { "timed out" };
+                write!(f, "waited {timeout:?} for {waiting_for} on the console: {how}\nconsole tail:\n{console_tail}")
+            }
+            Error::ShellTimeout { command, output, console_tail } => write!(
+                f,
+                "the guest shell did not finish `{command}`; its output so far:\n{}\nconsole tail:\n{console_tail}",
+                output.trim_end()
+            ),
+            Error::GuestCommand { command, code, output } => {
+                write!(f, "`{command}` in the guest exited {code}:\n{}", output.trim_end())
+            }
+            Error::Qmp { command, what } => write!(f, "QMP `{command}` failed: {what}"),
+            Error::Assets { what, why } => write!(f, "cannot build {what}: {why}"),
         }
     }
 }

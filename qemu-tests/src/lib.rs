@@ -26,9 +26,11 @@ mod error;
 mod gpt;
 mod grub;
 mod image;
+pub mod node;
 mod qemu;
 mod tools;
 pub mod uboot;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +42,7 @@ pub use grub::{GRUB_CFG_PATH, GRUB_EFI_PATH, MARKER_NOT_FOUND, MARKER_RETURNED, 
 pub use image::{DiskImage, GrubImage, Layout, MAX_SIZE_MIB, MIN_SIZE_MIB};
 pub use qemu::{max_parallel_boots, BootEnd, BootLog, BootOptions};
 pub use tools::Tools;
+pub use vm::{log_dir, ShellOutput, Vm, VmOptions, HOST_SERVER_ADDR};
 
 /// The host tools and the GRUB binary every image of a test run boots.
 #[derive(Debug, Clone)]

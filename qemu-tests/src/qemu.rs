@@ -224,7 +224,7 @@ fn kill(child: &mut Child) {
 }
 
 /// A path inside a QEMU `-drive` option, where a comma must be doubled.
-fn option_path(path: &Path) -> String {
+pub(crate) fn option_path(path: &Path) -> String {
     path.to_string_lossy().replace(',', ",,")
 }
 

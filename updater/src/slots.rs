@@ -221,7 +221,8 @@ mod tests {
         assert!(find_partlabel(&sys, dev, "edge-c").is_empty());
         // A second disk with the same layout (a provisioning stick left in): the label is ambiguous.
         std::fs::create_dir_all(sys.join("sda3")).expect("mkdir");
-        std::fs::write(sys.join("sda3/uevent"), "DEVNAME=sda3\nDEVTYPE=partition\nPARTNAME=edge-slot-b\n").expect("write");
+        std::fs::write(sys.join("sda3/uevent"), "DEVNAME=sda3\nDEVTYPE=partition\nPARTNAME=edge-slot-b\n")
+            .expect("write");
         let text = format!("compatible = \"t\"\nsys_class_block = {:?}\n", sys.display().to_string());
         let config = Config::parse(&text, Path::new("t")).expect("config");
         let r = resolve(&config, Slot::B);

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Builds what the QEMU test node boots, without root: a Debian kernel (downloaded and unpacked into a cache, never
+# installed), an initramfs whose /init is edge-init, and ext4 root images of the node's slots made with mke2fs -d.
+#
+# Usage: qemu-tests/node/build.sh OUT_DIR
+# Writes into OUT_DIR (default target/qemu-node):
+#   kernel-version      the kernel release used (resolved from linux-image-amd64 at run time)
+#   BOOTX64.EFI         GRUB for the ESP (grub-mkstandalone with grub-embedded.cfg)
+#   vmlinuz initrd.img  the kernel and the initramfs (also inside every root image, under /boot)
+#   bin/                the node's static binaries, edge-image among them (for building bundles and disks), busybox
+#   keys/node.key .pub  the key the test bundles are signed with (made once, kept), trusted by every root image
+#   root-VARIANT-VERSION.ext4  slot root filesystems, for each VARIANT:VERSION in EDGE_NODE_IMAGES
+#   root/               the tree shared by every image
+# Variants differ only in /etc/edge/services.toml and /etc/edge/broken:
+#   good       net, the ESP mount, the app stand-in (critical, notify), the harness shell, then `edge-update boot`
+#   unhealthy  as good, but its health check fails (/etc/edge/broken)
+#   hang       a critical service that is down for good, so edge-init stops petting the watchdog; nothing commits
+#   panic      a service that crashes the kernel (sysrq c); panic=10 on the command line reboots it
+# A version goes into /etc/edge/version and /usr/share/edge-node/release (a few KiB that change with it); the same
+# inputs give the same image bytes. The cargo build uses EDGE_NODE_TARGET_DIR (default target/qemu-node-cargo), so
+# that a test can run this script while an outer cargo holds the workspace's target directory.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=$(mkdir -p "${1:-$repo/target/qemu-node}" && cd "${1:-$repo/target/qemu-node}" && pwd)
+images=${EDGE_NODE_IMAGES:-good:1.0.0 good:2.0.0 good:3.0.0 unhealthy:2.0.0 hang:2.0.0 panic:2.0.0}
+cache=${EDGE_NODE_CACHE:-$repo/target/qemu-node-cache}
+mkdir -p "$cache"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+
+# Debian packages are fetched into the cache and unpacked there, never installed.
+fetch_deb() { # fetch_deb PACKAGE -> prints the unpacked directory
+    local pkg=$1 deb dir
+    deb=$(ls "$cache/debs/${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+        mkdir -p "$cache/debs"
+        (cd "$cache/debs" && apt-get download -qq "$pkg" >/dev/null 2>&1) ||
+            { apt-get update -qq >&2 && (cd "$cache/debs" && apt-get download -qq "$pkg" >/dev/null); }
+        deb=$(ls "$cache/debs/${pkg}"_*.deb | head -n1)
+    fi
+    dir="$cache/unpacked/$(basename "$deb" .deb)"
+    if [ ! -d "$dir" ]; then
+        rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+        dpkg -x "$deb" "$dir.tmp"
+        mv "$dir.tmp" "$dir"
+    fi
+    echo "$dir"
+}
+
+# The kernel: whatever linux-image-amd64 depends on today (the generic kernel: its i6300esb watchdog driver is a
+# module, the cloud kernel has none).
+if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then apt-get update -qq; fi
+kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
+[ -n "$kpkg" ] || { echo "build.sh: cannot resolve the kernel package of linux-image-amd64" >&2; exit 1; }
+kdir=$(fetch_deb "$kpkg")
+kver=${kpkg#linux-image-}
+[ -f "$kdir/boot/vmlinuz-$kver" ] || { echo "build.sh: $kpkg has no /boot/vmlinuz-$kver" >&2; exit 1; }
+if [ ! -f "$kdir/lib/modules/$kver/modules.dep" ]; then
+    depmod -b "$kdir" "$kver"
+fi
+bbdir=$(fetch_deb busybox-static)
+
+# The node's binaries: static musl builds.
+target=x86_64-unknown-linux-musl
+cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
+(cd "$repo" && cargo build -q --release --locked --target "$target" --target-dir "$cargo_target" \
+    -p edge-init -p updater -p bootctl -p image-layout)
+bin="$cargo_target/$target/release"
+mkdir -p "$out/bin"
+for b in edge-init edge-update edge-bootctl edge-image; do install -m 0755 "$bin/$b" "$out/bin/$b.tmp" && mv "$out/bin/$b.tmp" "$out/bin/$b"; done
+# busybox's nc is also the host side of the guest's one network forward (qemu-tests/src/vm.rs).
+install -m 0755 "$bbdir/bin/busybox" "$out/bin/busybox.tmp" && mv "$out/bin/busybox.tmp" "$out/bin/busybox"
+mkdir -p "$out/keys"
+[ -f "$out/keys/node.key" ] || "$out/bin/edge-image" keygen -o "$out/keys/node" >/dev/null
+
+# copy_modules DEST NAME...: the named modules and everything they depend on, with a modules.dep for them.
+copy_modules() {
+    local dest=$1 mdir="$kdir/lib/modules/$kver"; shift
+    local -A seen=()
+    local queue=("$@") name path dep
+    while [ ${#queue[@]} -gt 0 ]; do
+        name=${queue[0]}; queue=("${queue[@]:1}")
+        name=${name//-/_}
+        [ -n "${seen[$name]:-}" ] && continue
+        seen[$name]=1
+        path=$(awk -F: -v n="$name" '{ f = $1; sub(".*/", "", f); sub("\\.ko.*$", "", f); gsub("-", "_", f); if (f == n) { print $1; exit } }' "$mdir/modules.dep")
+        if [ -z "$path" ]; then
+            if grep -q "/${name}.ko" "$mdir/modules.builtin" 2>/dev/null; then continue; fi
+            echo "build.sh: no module $name in $kpkg" >&2; exit 1
+        fi
+        mkdir -p "$dest/lib/modules/$kver/$(dirname "$path")"
+        cp "$mdir/$path" "$dest/lib/modules/$kver/$path"
+        for dep in $(awk -F: -v p="$path" '$1 == p { print $2 }' "$mdir/modules.dep"); do
+            dep=${dep##*/}; queue+=("${dep%%.ko*}")
+        done
+    done
+    cp "$mdir/modules.builtin" "$mdir/modules.builtin.modinfo" "$mdir/modules.order" "$dest/lib/modules/$kver/"
+    depmod -b "$dest" "$kver"
+}
+
+work=$(mktemp -d "$out/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# The initramfs: edge-init as /init, its services file (the disk's drivers), and those drivers.
+initramfs="$work/initramfs"
+cp -r "$here/initramfs" "$initramfs"
+install -m 0755 "$bin/edge-init" "$initramfs/init"
+mkdir -p "$initramfs/sbin" "$initramfs/newroot" "$initramfs/proc" "$initramfs/sys" "$initramfs/run"
+ln -s ../init "$initramfs/sbin/edge-init"
+copy_modules "$initramfs" virtio_pci virtio_blk crc32c_generic ext4
+find "$initramfs" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+python3 "$here/mkcpio.py" "$initramfs" "$work/initrd.cpio"
+gzip -n -9 -c "$work/initrd.cpio" >"$work/initrd.img"
+
+# The root tree shared by every variant.
+root="$work/root"
+cp -r "$here/rootfs" "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,boot/efi,data,dev,proc,sys,run,tmp,root,newroot,etc/edge/keys}
+chmod 1777 "$root/tmp"
+install -m 0755 "$bbdir/bin/busybox" "$root/bin/busybox"
+for applet in $("$root/bin/busybox" --list-full); do
+    case $applet in sbin/init | linuxrc | bin/busybox) continue ;; esac
+    [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done
+install -m 0755 "$bin/edge-init" "$root/sbin/edge-init"
+install -m 0755 "$bin/edge-update" "$root/usr/bin/edge-update"
+install -m 0755 "$bin/edge-bootctl" "$root/usr/bin/edge-bootctl"
+install -m 0644 "$kdir/boot/vmlinuz-$kver" "$root/boot/vmlinuz"
+install -m 0644 "$work/initrd.img" "$root/boot/initrd.img"
+copy_modules "$root" virtio_pci virtio_blk crc32c_generic ext4 virtio_net virtio_console i6300esb vfat nls_cp437 nls_ascii
+echo edge-node >"$root/etc/hostname"
+cp "$out/keys/node.pub" "$root/etc/edge/keys/"
+
+services_common() {
+    cat <<'TOML'
+# The test node's services (qemu-tests/node/build.sh writes this file).
+hostname = "edge-node"
+modules = ["virtio_net", "virtio_console", "i6300esb", "vfat", "nls_cp437", "nls_ascii"]
+
+[watchdog]
+identity = "i6300ESB timer"
+timeout_secs = 20
+
+[data]
+fsck = []
+format = []
+
+[[service]]
+name = "net"
+argv = ["/usr/libexec/edge-node/net"]
+ready = "exited"
+restart = "never"
+
+[[service]]
+name = "esp"
+argv = ["/usr/libexec/edge-node/esp"]
+ready = "exited"
+restart = "never"
+
+[[service]]
+name = "shell"
+argv = ["/usr/libexec/edge-node/shell"]
+restart = "always"
+TOML
+}
+
+services_update() { # services_update AFTER...: `edge-update boot` once the named services are up
+    local after
+    after=$(printf '"%s", ' "$@")
+    cat <<TOML
+
+[[service]]
+name = "update-boot"
+argv = ["/usr/bin/edge-update", "boot"]
+after = [${after%, }]
+ready = "exited"
+restart = "never"
+TOML
+}
+
+app_service() {
+    cat <<'TOML'
+
+[[service]]
+name = "app"
+argv = ["/usr/libexec/edge-node/app"]
+ready = "notify"
+start_timeout_secs = 60
+critical = true
+TOML
+}
+
+for image in $images; do
+    variant=${image%%:*} version=${image#*:}
+    rm -rf "$work/v" && cp -a "$root" "$work/v"
+    echo "$version" >"$work/v/etc/edge/version"
+    mkdir -p "$work/v/usr/share/edge-node"
+    for i in $(seq 1 64); do echo "edge-node $version release line $i"; done >"$work/v/usr/share/edge-node/release"
+    {
+        services_common
+        app_service
+        case $variant in
+        good | unhealthy) services_update esp net app ;;
+        hang)
+            cat <<'TOML'
+
+[[service]]
+name = "stuck"
+argv = ["/bin/false"]
+restart = "never"
+critical = true
+TOML
+            services_update esp net app stuck
+            ;;
+        panic)
+            cat <<'TOML'
+
+[[service]]
+name = "crash"
+argv = ["/bin/sh", "-c", "echo c >/proc/sysrq-trigger"]
+after = ["app"]
+restart = "never"
+TOML
+            services_update esp net app crash
+            ;;
+        *) echo "build.sh: unknown variant $variant in EDGE_NODE_IMAGES" >&2; exit 1 ;;
+        esac
+    } >"$work/v/etc/edge/services.toml"
+    if [ "$variant" = unhealthy ]; then echo "this build fails its health check" >"$work/v/etc/edge/broken"; fi
+    find "$work/v" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+    # A fixed UUID and hash seed, and the fixed times above, make the image the same for the same tree.
+    rm -f "$work/root.ext4"
+    E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -b 4096 -L edge-root -d "$work/v" \
+        -U 6564676f-726f-4f74-8000-000000000001 -E root_owner=0:0,hash_seed=6564676f-726f-4f74-8000-000000000002 \
+        "$work/root.ext4" "${EDGE_NODE_ROOT_MIB:-48}M" >/dev/null
+    mv "$work/root.ext4" "$out/root-$variant-$version.ext4"
+done
+
+# GRUB for the ESP; every module goes into its memdisk and loads on first use.
+grub-mkstandalone --format=x86_64-efi --modules="part_gpt fat serial terminal search search_fs_file configfile echo test" \
+    --locales= --fonts= --themes= --output "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$here/grub-embedded.cfg"
+mv "$work/BOOTX64.EFI" "$out/BOOTX64.EFI"
+
+rm -rf "$out/root" && mv "$root" "$out/root"
+cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
+mv "$work/initrd.img" "$out/initrd.img"
+echo "$kver" >"$out/kernel-version"
+echo "built the test node for kernel $kver into $out" >&2

@@ -1,0 +1,249 @@
+//! The test node's assets, built once per test process: the kernel, initramfs and slot root images of
+//! `qemu-tests/node/build.sh`, signed bundles of those images, and whole node disks made by `edge-image disk`.
+//!
+//! Everything lives in `target/qemu-node/` and is reused by later runs where it can be: the downloaded kernel is
+//! cached, build.sh rebuilds the root images (they are reproducible), bundles and disks are rebuilt per process.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::error::{Error, Result};
+use crate::tools::{run, Tools};
+use crate::vm::{Vm, VmOptions};
+
+/// The board string of the test node: its `update.toml` and every good test bundle carry it.
+pub const COMPATIBLE: &str = "edge-qemu-x86_64";
+
+/// Where the assets are built: `target/qemu-node`.
+pub fn assets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/qemu-node")
+}
+
+/// A slot root image of build.sh: one of its variants at one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Starts its services and passes its health check.
+    Good,
+    /// Starts its services, fails its health check.
+    Unhealthy,
+    /// A critical service down for good: edge-init stops petting the watchdog.
+    Hang,
+    /// Crashes the kernel once its services run.
+    Panic,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Good => "good",
+            Variant::Unhealthy => "unhealthy",
+            Variant::Hang => "hang",
+            Variant::Panic => "panic",
+        }
+    }
+}
+
+/// A bundle to build from a root image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BundleSpec {
+    /// The root image's variant.
+    pub variant: Variant,
+    /// Its version (one build.sh made: 1.0.0, 2.0.0 or 3.0.0 for good, 2.0.0 for the others).
+    pub version: String,
+    /// The bundle's anti-rollback counter.
+    pub security_version: u64,
+    /// The bundle's board string.
+    pub compatible: String,
+    /// The secret key it is signed with: `None` for the node's key, else a key of [`Assets::other_key`].
+    pub key: Option<String>,
+}
+
+impl BundleSpec {
+    /// A good image at `version`, signed with the node's key for the node's board.
+    pub fn good(version: &str, security_version: u64) -> BundleSpec {
+        BundleSpec {
+            variant: Variant::Good,
+            version: version.to_owned(),
+            security_version,
+            compatible: COMPATIBLE.to_owned(),
+            key: None,
+        }
+    }
+
+    /// The same bundle, of another variant.
+    pub fn variant(mut self, variant: Variant) -> BundleSpec {
+        self.variant = variant;
+        self
+    }
+
+    fn file_name(&self) -> String {
+        let mut name = format!("{}-{}-sv{}", self.variant.name(), self.version, self.security_version);
+        if self.compatible != COMPATIBLE {
+            name.push_str(&format!("-for-{}", self.compatible));
+        }
+        if let Some(key) = &self.key {
+            name.push_str(&format!("-by-{key}"));
+        }
+        name + ".edgeb"
+    }
+}
+
+/// The built assets of one test process.
+pub struct Assets {
+    dir: PathBuf,
+    tools: Arc<Tools>,
+    /// Bundles built so far by this process (built again by the next one, so they follow the code).
+    built: Mutex<HashSet<String>>,
+}
+
+impl Assets {
+    /// Runs build.sh once per process and returns the assets; every later call returns the same (or the same error).
+    pub fn get() -> Result<&'static Assets> {
+        static ASSETS: OnceLock<std::result::Result<Assets, String>> = OnceLock::new();
+        let built = ASSETS.get_or_init(|| Assets::build().map_err(|err| crate::report(&err)));
+        built.as_ref().map_err(|why| Error::Assets { what: "the test node".to_owned(), why: why.clone() })
+    }
+
+    fn build() -> Result<Assets> {
+        let tools = Arc::new(Tools::find()?);
+        let dir = assets_dir();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/build.sh");
+        run(Command::new("bash").arg(&script).arg(&dir))?;
+        for sub in ["bundles", "disks", "keys"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(|source| Error::WriteFile { path, source })?;
+        }
+        Ok(Assets { dir, tools, built: Mutex::new(HashSet::new()) })
+    }
+
+    /// The host tools.
+    pub fn tools(&self) -> Arc<Tools> {
+        Arc::clone(&self.tools)
+    }
+
+    /// The assets folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// One of the node's binaries as build.sh installed it (`edge-image`, `edge-update`, `busybox`, ...).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
+
+    /// The root image of `variant` at `version`.
+    pub fn root_image(&self, variant: Variant, version: &str) -> PathBuf {
+        self.dir.join(format!("root-{}-{version}.ext4", variant.name()))
+    }
+
+    /// The directory of trusted public keys the node ships (`/etc/edge/keys`).
+    pub fn keyring(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
+    /// The secret key of a key pair the node does not trust, made on first use.
+    pub fn other_key(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.dir.join("untrusted");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
+        let key = dir.join(format!("{name}.key"));
+        if !key.exists() {
+            run(Command::new(self.bin("edge-image")).arg("keygen").arg("-o").arg(dir.join(name)))?;
+        }
+        Ok(key)
+    }
+
+    /// The bundle of `spec`, built on first use in this process.
+    pub fn bundle(&self, spec: &BundleSpec) -> Result<PathBuf> {
+        let name = spec.file_name();
+        let path = self.dir.join("bundles").join(&name);
+        // One builder at a time: two tests asking for the same bundle get one build.
+        let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        if built.contains(&name) {
+            return Ok(path);
+        }
+        let key = match &spec.key {
+            None => self.dir.join("keys/node.key"),
+            Some(other) => self.other_key(other)?,
+        };
+        let image = self.root_image(spec.variant, &spec.version);
+        run(Command::new(self.bin("edge-image"))
+            .arg("build")
+            .arg("--payload")
+            .arg(format!("rootfs={}", image.display()))
+            .args(["--version", &spec.version, "--compatible", &spec.compatible])
+            .args(["--security-version", &spec.security_version.to_string()])
+            .args(["--name", &format!("edge-node-{}", spec.variant.name())])
+            .arg("--key")
+            .arg(&key)
+            .arg("-o")
+            .arg(&path)
+            .env("SOURCE_DATE_EPOCH", "1700000000"))?;
+        built.insert(name);
+        Ok(path)
+    }
+
+    /// The boot state of a node provisioned with slot A good and active: `state0.env` and `state1.env` as
+    /// `edge-bootctl provision --good A` writes them, made once per process.
+    pub fn boot_state(&self) -> Result<PathBuf> {
+        let dir = self.dir.join("boot-state");
+        static MADE: OnceLock<()> = OnceLock::new();
+        if MADE.get().is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
+            let config = self.dir.join("boot-state.toml");
+            let text = format!("backend = \"grub\"\ngrub_state_dir = \"{}\"\n", dir.display());
+            std::fs::write(&config, text).map_err(|source| Error::WriteFile { path: config.clone(), source })?;
+            run(Command::new(self.bin("edge-bootctl")).arg("--config").arg(&config).args([
+                "provision",
+                "--good",
+                "A",
+            ]))?;
+            let _ = MADE.set(());
+        }
+        Ok(dir)
+    }
+
+    /// A node disk named `name` with `slot_a` written into slot A (good and active) and an empty slot B, built by
+    /// `edge-image disk` from a layout file beside it, with the committed GRUB script (bootctl/grub/grub.cfg).
+    pub fn disk(&self, name: &str, slot_a: &Path) -> Result<PathBuf> {
+        let dir = self.dir.join("disks");
+        let layout = dir.join(format!("{name}.toml"));
+        let disk = dir.join(format!("{name}.img"));
+        let text = format!(
+            r#"compatible = "{COMPATIBLE}"
+keyring = "{keyring}"
+
+[esp]
+size = "16MiB"
+grub_efi = "{efi}"
+grub_cfg = "{cfg}"
+boot_state = "{state}"
+
+[slots]
+size = "64MiB"
+a = "{a}"
+
+[data]
+size = "32MiB"
+"#,
+            keyring = self.keyring().display(),
+            efi = self.dir.join("BOOTX64.EFI").display(),
+            cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootctl/grub/grub.cfg").display(),
+            state = self.boot_state()?.display(),
+            a = slot_a.display(),
+        );
+        std::fs::write(&layout, text).map_err(|source| Error::WriteFile { path: layout.clone(), source })?;
+        run(Command::new(self.bin("edge-image")).arg("disk").arg(&layout).arg("-o").arg(&disk))?;
+        Ok(disk)
+    }
+
+    /// Starts a node booting `disk`, with the host's `http_port` (on 127.0.0.1) forwarded to `http://10.0.2.100/`.
+    pub fn start(&self, name: &str, disk: &Path, http_port: Option<u16>) -> Result<Vm> {
+        let mut options = VmOptions::new(name, disk);
+        options.http_port = http_port;
+        options.relay = Some(self.bin("busybox"));
+        Vm::start(self.tools(), options)
+    }
+}
