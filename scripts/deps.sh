@@ -6,13 +6,14 @@ set -euo pipefail
 need_apt=()
 # command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots; tini (with
 # tini-static) and catatonit are the peers of bench/init.sh; musl-gcc builds the C parts of the node binaries (ring);
-# busybox-static, cpio and depmod build the QEMU test root and its initramfs; sfdisk and sgdisk check disk images.
+# depmod builds the QEMU test node's module lists (its kernel and busybox are downloaded, not installed); sfdisk
+# and sgdisk check disk images.
 # GNU time goes by its path, because `command -v time` finds the shell keyword.
 for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time \
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86 \
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools \
     qemu-system-aarch64:qemu-system-arm file:file tini:tini catatonit:catatonit \
-    musl-gcc:musl-tools /bin/busybox:busybox-static cpio:cpio depmod:kmod sfdisk:fdisk sgdisk:gdisk; do
+    musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
