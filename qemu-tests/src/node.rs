@@ -187,21 +187,20 @@ impl Assets {
     /// The boot state of a node provisioned with slot A good and active: `state0.env` and `state1.env` as
     /// `edge-bootctl provision --good A` writes them, made once per process.
     pub fn boot_state(&self) -> Result<PathBuf> {
+        // Made once however many tests ask at the same time: the first makes it, the others wait for it.
+        static MADE: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+        let made = MADE.get_or_init(|| self.provision().map_err(|err| crate::report(&err)));
+        made.clone().map_err(|why| Error::Assets { what: "the provisioned boot state".to_owned(), why })
+    }
+
+    fn provision(&self) -> Result<PathBuf> {
         let dir = self.dir.join("boot-state");
-        static MADE: OnceLock<()> = OnceLock::new();
-        if MADE.get().is_none() {
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
-            let config = self.dir.join("boot-state.toml");
-            let text = format!("backend = \"grub\"\ngrub_state_dir = \"{}\"\n", dir.display());
-            std::fs::write(&config, text).map_err(|source| Error::WriteFile { path: config.clone(), source })?;
-            run(Command::new(self.bin("edge-bootctl")).arg("--config").arg(&config).args([
-                "provision",
-                "--good",
-                "A",
-            ]))?;
-            let _ = MADE.set(());
-        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
+        let config = self.dir.join("boot-state.toml");
+        let text = format!("backend = \"grub\"\ngrub_state_dir = \"{}\"\n", dir.display());
+        std::fs::write(&config, text).map_err(|source| Error::WriteFile { path: config.clone(), source })?;
+        run(Command::new(self.bin("edge-bootctl")).arg("--config").arg(&config).args(["provision", "--good", "A"]))?;
         Ok(dir)
     }
 

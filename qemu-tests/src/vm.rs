@@ -273,11 +273,6 @@ impl Vm {
         }
     }
 
-    /// Moves the search position of [`Vm::expect`] to the end of what the console showed so far.
-    pub fn skip_console(&mut self) {
-        self.cursor = self.console.state.lock().unwrap_or_else(PoisonError::into_inner).raw.len();
-    }
-
     /// The whole console so far as plain text.
     pub fn console(&self) -> String {
         console::clean(&self.console.state.lock().unwrap_or_else(PoisonError::into_inner).raw)
@@ -409,14 +404,6 @@ impl Vm {
             }
         }
         Ok(line.trim().to_owned())
-    }
-
-    /// Whether QEMU is running.
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
     }
 }
 

@@ -84,6 +84,8 @@ fn a_first_boot_from_slot_a_starts_the_services() {
     }
     assert_eq!(ok(vm.sh_ok("cat /etc/edge/version", CMD)).trim(), "1.0.0");
     assert_eq!(ok(vm.sh_ok("cat /proc/1/comm", CMD)).trim(), "edge-init");
+    let qmp = ok(vm.qmp(r#"{"execute": "query-status"}"#));
+    assert!(qmp.contains("\"running\""), "{qmp}");
     eprintln!("a: QEMU start to services up: {:.1} s", up.as_secs_f64());
 }
 
