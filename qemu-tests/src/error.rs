@@ -118,6 +118,13 @@ pub enum Error {
         /// What it printed.
         output: String,
     },
+    /// QEMU's shell or QMP socket did not accept a connection within 30 s of QEMU's start.
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// The last connection error.
+        source: io::Error,
+    },
     /// A QMP command failed.
     Qmp {
         /// The command.
@@ -178,6 +185,7 @@ impl fmt::Display for Error {
             Error::GuestCommand { command, code, output } => {
                 write!(f, "`{command}` in the guest exited {code}:\n{}", output.trim_end())
             }
+            Error::Connect { path, .. } => write!(f, "cannot connect to QEMU's socket {}", path.display()),
             Error::Qmp { command, what } => write!(f, "QMP `{command}` failed: {what}"),
             Error::Assets { what, why } => write!(f, "cannot build {what}: {why}"),
         }
@@ -190,6 +198,7 @@ impl std::error::Error for Error {
             Error::Spawn { source, .. }
             | Error::WriteFile { source, .. }
             | Error::ReadFile { source, .. }
+            | Error::Connect { source, .. }
             | Error::ReadConsole { source }
             | Error::WaitQemu { source } => Some(source),
             _ => None,

@@ -109,10 +109,11 @@ impl Vm {
     /// Starts QEMU with a fresh copy of the firmware variables; holds one of the process's CPU slots until dropped.
     pub fn start(tools: Arc<Tools>, options: VmOptions) -> Result<Vm> {
         let cpu = CpuSlot::acquire();
+        let parent = options.disk.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = tempfile::Builder::new()
             .prefix("vm.")
-            .tempdir_in(options.disk.parent().unwrap_or(Path::new(".")))
-            .map_err(|source| Error::WriteFile { path: options.disk.clone(), source })?;
+            .tempdir_in(parent)
+            .map_err(|source| Error::WriteFile { path: parent.to_owned(), source })?;
         let vars = dir.path().join("OVMF_VARS.fd");
         std::fs::copy(&tools.ovmf_vars, &vars).map_err(|source| Error::WriteFile { path: vars.clone(), source })?;
         let logs = log_dir();
@@ -448,7 +449,7 @@ fn connect(path: &Path) -> Result<UnixStream> {
         match UnixStream::connect(path) {
             Ok(stream) => return Ok(stream),
             Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-            Err(source) => return Err(Error::ReadFile { path: path.to_owned(), source }),
+            Err(source) => return Err(Error::Connect { path: path.to_owned(), source }),
         }
     }
 }
