@@ -384,9 +384,13 @@ impl Init {
                     let mut buf = [0u8; 4096];
                     // A bounded number per wakeup: a sender that never stops cannot hold the loop.
                     for _ in 0..64 {
-                        let Ok(Some((len, sender))) = sys::recv_with_pid(n, &mut buf) else { break };
-                        let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+                        // The sender's session is looked up while its datagram is still queued: `edge-init notify`
+                        // waits for the queue to empty before it exits, so it is alive for getsid. Reading first
+                        // let a sender rescheduled in between exit, be reaped, and its READY=1 go to no service.
+                        let Ok(Some((_, sender))) = sys::recv_with_pid(n, &mut buf, true) else { break };
                         let session = sys::session_of(sender).unwrap_or(sender);
+                        let Ok(Some((len, _))) = sys::recv_with_pid(n, &mut buf, false) else { break };
+                        let message = String::from_utf8_lossy(&buf[..len]).into_owned();
                         events.push(Event::Notify { session, message });
                     }
                 }

@@ -24,7 +24,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=$(mkdir -p "${1:-$repo/target/qemu-node}" && cd "${1:-$repo/target/qemu-node}" && pwd)
-images=${EDGE_NODE_IMAGES:-good:1.0.0 good:2.0.0 good:3.0.0 unhealthy:2.0.0 hang:2.0.0 panic:2.0.0}
+images=${EDGE_NODE_IMAGES:-good:1.0.0 good:2.0.0 good:3.0.0 unhealthy:2.0.0 unhealthy:3.0.0 hang:2.0.0 panic:2.0.0}
 cache=${EDGE_NODE_CACHE:-$repo/target/qemu-node-cache}
 mkdir -p "$cache"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}

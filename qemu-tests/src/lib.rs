@@ -134,3 +134,9 @@ fn scratch_dir() -> Result<tempfile::TempDir> {
 pub fn read_file(image: &DiskImage, name: &str) -> Result<Vec<u8>> {
     image.read_file(name)
 }
+
+/// Runs a host command to completion and returns its stdout; a failure status is an error naming the command and
+/// carrying its stderr.
+pub fn host_command(cmd: &mut std::process::Command) -> Result<String> {
+    tools::run(cmd).map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -50,7 +50,8 @@ impl Variant {
 pub struct BundleSpec {
     /// The root image's variant.
     pub variant: Variant,
-    /// Its version (one build.sh made: 1.0.0, 2.0.0 or 3.0.0 for good, 2.0.0 for the others).
+    /// Its version (one build.sh made: 1.0.0, 2.0.0 or 3.0.0 for good, 2.0.0 or 3.0.0 for unhealthy, 2.0.0 for
+    /// the others).
     pub version: String,
     /// The bundle's anti-rollback counter.
     pub security_version: u64,
@@ -75,6 +76,18 @@ impl BundleSpec {
     /// The same bundle, of another variant.
     pub fn variant(mut self, variant: Variant) -> BundleSpec {
         self.variant = variant;
+        self
+    }
+
+    /// The same bundle, for another board.
+    pub fn compatible(mut self, compatible: &str) -> BundleSpec {
+        self.compatible = compatible.to_owned();
+        self
+    }
+
+    /// The same bundle, signed with a key the node does not trust (see [`Assets::other_key`]).
+    pub fn signed_by(mut self, key: &str) -> BundleSpec {
+        self.key = Some(key.to_owned());
         self
     }
 
@@ -238,11 +251,17 @@ size = "32MiB"
         Ok(disk)
     }
 
-    /// Starts a node booting `disk`, with the host's `http_port` (on 127.0.0.1) forwarded to `http://10.0.2.100/`.
-    pub fn start(&self, name: &str, disk: &Path, http_port: Option<u16>) -> Result<Vm> {
+    /// The options of a node booting `disk`, with the host's `http_port` (on 127.0.0.1) forwarded to
+    /// `http://10.0.2.100/` through the node's busybox `nc`.
+    pub fn vm_options(&self, name: &str, disk: &Path, http_port: Option<u16>) -> VmOptions {
         let mut options = VmOptions::new(name, disk);
         options.http_port = http_port;
         options.relay = Some(self.bin("busybox"));
-        Vm::start(self.tools(), options)
+        options
+    }
+
+    /// Starts a node booting `disk`, with the host's `http_port` (on 127.0.0.1) forwarded to `http://10.0.2.100/`.
+    pub fn start(&self, name: &str, disk: &Path, http_port: Option<u16>) -> Result<Vm> {
+        Vm::start(self.tools(), self.vm_options(name, disk, http_port))
     }
 }

@@ -274,6 +274,18 @@ impl Vm {
         }
     }
 
+    /// Whether the console, after what earlier calls matched, already shows `text` on a whole line: returns that line
+    /// and moves past it, without waiting.
+    pub fn seen(&mut self, text: &str) -> Option<String> {
+        let state = self.console.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = self.cursor + find(&state.raw[self.cursor.min(state.raw.len())..], text.as_bytes())?;
+        let line_start = state.raw[..start].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let line_end = start + state.raw[start..].iter().position(|&b| b == b'\n')?;
+        let line = console::clean(&state.raw[line_start..line_end]).trim().to_owned();
+        self.cursor = line_end;
+        Some(line)
+    }
+
     /// The whole console so far as plain text.
     pub fn console(&self) -> String {
         console::clean(&self.console.state.lock().unwrap_or_else(PoisonError::into_inner).raw)

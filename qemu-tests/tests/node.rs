@@ -29,10 +29,23 @@ const INSTALL: Duration = Duration::from_secs(600);
 /// Serves `bundle` at `/NAME` on a fresh loopback server.
 fn serve(bundle: &Path) -> (Server, String) {
     let server = Server::start();
+    let url = publish(&server, bundle);
+    (server, url)
+}
+
+/// Serves `bundle` at `/NAME` on `server`; returns its URL as the guest sees it.
+fn publish(server: &Server, bundle: &Path) -> String {
     let name = bundle.file_name().expect("a bundle file name").to_string_lossy().into_owned();
-    let bytes = std::fs::read(bundle).unwrap_or_else(|e| panic!("read {}: {e}", bundle.display()));
-    server.put(&format!("/{name}"), bytes);
-    (server, format!("http://{}/{name}", qemu_tests::HOST_SERVER_ADDR))
+    server.put(&format!("/{name}"), read(bundle));
+    format!("http://{}/{name}", qemu_tests::HOST_SERVER_ADDR)
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// The port of `server` on 127.0.0.1.
@@ -62,6 +75,30 @@ fn bootctl_status(vm: &mut Vm) -> String {
 /// `edge-update status` in the guest.
 fn update_status(vm: &mut Vm) -> String {
     ok(vm.sh_ok("edge-update status", CMD))
+}
+
+/// The version the booted root says it is.
+fn version(vm: &mut Vm) -> String {
+    ok(vm.sh_ok("cat /etc/edge/version", CMD)).trim().to_owned()
+}
+
+/// Installs from `source` into the slot that is not booted, asks `edge-init` to reboot, and waits for the next
+/// boot to begin; returns the slot it boots.
+fn install_and_reboot(vm: &mut Vm, source: &str) -> char {
+    ok(vm.sh_ok(&format!("edge-update install {source}"), INSTALL));
+    ok(vm.sh_detached("edge-init ctl reboot", CMD));
+    next_boot(vm)
+}
+
+/// Waits for `slot` to be committed with `version` in this boot and for the services to be up; checks that the
+/// booted root is that version and the boot state says so.
+fn committed(vm: &mut Vm, slot: char, version_: &str) {
+    let line = ok(vm.expect(&format!("slot {slot} committed with"), BOOT));
+    assert!(line.contains(version_), "{line}");
+    services_up(vm);
+    let status = bootctl_status(vm);
+    assert!(status.contains(&format!("slot {slot}:     good, active, booted")), "{status}");
+    assert_eq!(version(vm), version_);
 }
 
 #[test]
@@ -156,4 +193,456 @@ fn d_a_failed_health_check_rolls_back() {
     let update = update_status(&mut vm);
     assert!(update.contains("rolled back") || update.contains("rolled-back"), "{update}");
     assert_eq!(ok(vm.sh_ok("cat /etc/edge/version", CMD)).trim(), "1.0.0");
+}
+
+#[test]
+fn c_update_b_back_to_a_so_both_directions_work() {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
+    let v3 = ok(assets.bundle(&BundleSpec::good("3.0.0", 3)));
+    let disk = ok(assets.disk("c_both_ways", &v1));
+    let server = Server::start();
+    let (url2, url3) = (publish(&server, &v2), publish(&server, &v3));
+    let mut vm = ok(assets.start("c_both_ways", &disk, Some(port(&server))));
+    assert_eq!(next_boot(&mut vm), 'A');
+    services_up(&mut vm);
+
+    assert_eq!(install_and_reboot(&mut vm, &url2), 'B');
+    committed(&mut vm, 'B', "2.0.0");
+    assert_eq!(install_and_reboot(&mut vm, &url3), 'A', "the update from B goes to A");
+    committed(&mut vm, 'A', "3.0.0");
+    let status = bootctl_status(&mut vm);
+    assert!(status.contains("slot B:     good\n"), "B stays good as the fallback:\n{status}");
+    let update = update_status(&mut vm);
+    assert!(update.contains("3.0.0") && update.contains("committed"), "{update}");
+}
+
+/// A copy of `bundle` with its signatures taken out (the header says none; the body is unchanged).
+fn unsigned_copy(bundle: &Path, out: &Path) {
+    let bytes = read(bundle);
+    let manifest_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    let n_signatures = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")) as usize;
+    let body = 24 + manifest_len + 72 * n_signatures;
+    let mut copy = bytes[..24 + manifest_len].to_vec();
+    copy[16..20].copy_from_slice(&0u32.to_le_bytes());
+    copy.extend_from_slice(&bytes[body..]);
+    write(out, &copy);
+}
+
+/// The chunk area of `bundle`'s first payload: its byte offset in the file and its length.
+fn chunk_area(bytes: &[u8]) -> (usize, usize) {
+    let manifest_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    let n_signatures = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")) as usize;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes[24..24 + manifest_len]).expect("manifest JSON");
+    let chunks = &manifest["payloads"][0]["chunks"];
+    let offset = chunks["offset"].as_u64().expect("offset") as usize;
+    (24 + manifest_len + 72 * n_signatures + offset, chunks["size_bytes"].as_u64().expect("size") as usize)
+}
+
+/// A copy of `bundle` with one byte flipped in the middle of its first payload's chunk area (signed and indexed as
+/// before, so only the chunk's hash can tell).
+fn corrupt_copy(bundle: &Path, out: &Path) {
+    let mut bytes = read(bundle);
+    let (start, len) = chunk_area(&bytes);
+    bytes[start + len / 2] ^= 0xff;
+    write(out, &bytes);
+}
+
+#[test]
+fn g_bad_bundles_are_refused_and_change_nothing() {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
+    let v3 = ok(assets.bundle(&BundleSpec::good("3.0.0", 3)));
+    let stranger = ok(assets.bundle(&BundleSpec::good("3.0.0", 3).signed_by("stranger")));
+    let other_board = ok(assets.bundle(&BundleSpec::good("3.0.0", 3).compatible("edge-qemu-aarch64")));
+    let bundles = assets.dir().join("bundles");
+    let (unsigned, corrupt) = (bundles.join("g-unsigned-3.0.0.edgeb"), bundles.join("g-corrupt-3.0.0.edgeb"));
+    unsigned_copy(&v3, &unsigned);
+    corrupt_copy(&v3, &corrupt);
+    let disk = ok(assets.disk("g_bad_bundles", &v1));
+    let server = Server::start();
+    let mut vm = ok(assets.start("g_bad_bundles", &disk, Some(port(&server))));
+    assert_eq!(next_boot(&mut vm), 'A');
+    services_up(&mut vm);
+    // Committing 2.0.0 (security version 2) gives the node an anti-rollback floor for the downgrade.
+    assert_eq!(install_and_reboot(&mut vm, &publish(&server, &v2)), 'B');
+    committed(&mut vm, 'B', "2.0.0");
+
+    let boot_state = bootctl_status(&mut vm);
+    let update = update_status(&mut vm);
+    let refused = [
+        ("unsigned", &unsigned, 4, "signature"),
+        ("signed by an untrusted key", &stranger, 4, "signature"),
+        ("for another board", &other_board, 7, "edge-qemu-aarch64"),
+        ("a downgrade", &v1, 7, "security"),
+    ];
+    for (what, bundle, code, says) in refused {
+        let out = ok(vm.sh(&format!("edge-update install {}", publish(&server, bundle)), INSTALL));
+        assert_eq!(out.code, code, "a bundle {what}: exit {}:\n{}", out.code, out.output);
+        assert!(out.output.contains(says), "a bundle {what} is refused naming {says:?}:\n{}", out.output);
+        assert_eq!(bootctl_status(&mut vm), boot_state, "a bundle {what} changed the boot state");
+        assert_eq!(update_status(&mut vm), update, "a bundle {what} changed the update journal");
+    }
+
+    // A damaged chunk is only found when it arrives, after the target was made unbootable: the install stops there,
+    // the booted slot and the boot order are as they were, and the half-written target is never booted.
+    let out = ok(vm.sh(&format!("edge-update install --full {}", publish(&server, &corrupt)), INSTALL));
+    assert_eq!(out.code, 5, "a corrupted chunk: exit {}:\n{}", out.code, out.output);
+    assert!(out.output.contains("chunk"), "the refusal names the chunk:\n{}", out.output);
+    let status = bootctl_status(&mut vm);
+    assert!(status.contains("next boot:  B (good)"), "{status}");
+    assert!(status.contains("slot B:     good, active, booted"), "{status}");
+    assert!(status.contains("slot A:     not good, 0 tries left"), "{status}");
+    ok(vm.sh_detached("edge-init ctl reboot", CMD));
+    assert_eq!(next_boot(&mut vm), 'B');
+    services_up(&mut vm);
+    assert_eq!(version(&mut vm), "2.0.0");
+}
+
+/// The two boot-state copies on the node's ESP: each copy's byte offset in `disk` and its 1 KiB block.
+fn state_copies(disk: &Path) -> Vec<(u64, Vec<u8>)> {
+    let bytes = read(disk);
+    // The ESP is partition 1: its first LBA is at byte 32 of the first entry of the GPT (LBA 2).
+    let first = u64::from_le_bytes(bytes[1024 + 32..1024 + 40].try_into().expect("8 bytes")) as usize * 512;
+    let last = u64::from_le_bytes(bytes[1024 + 40..1024 + 48].try_into().expect("8 bytes")) as usize * 512 + 512;
+    let mut copies = Vec::new();
+    for at in (first..last).step_by(512) {
+        let block = &bytes[at..at + 1024];
+        if block.starts_with(b"# GRUB Environment Block\n") && find(block, b"edge_begin=").is_some() {
+            copies.push((at as u64, block.to_vec()));
+        }
+    }
+    assert_eq!(copies.len(), 2, "two boot-state copies on the ESP of {}", disk.display());
+    copies
+}
+
+/// The generation a copy's `edge_begin` says.
+fn generation(block: &[u8]) -> u8 {
+    let at = find(block, b"edge_begin=").expect("edge_begin") + b"edge_begin=".len();
+    block[at] - b'0'
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn h_a_torn_boot_state_write_still_boots_a_good_slot() {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
+    let disk = ok(assets.disk("h_torn_state", &v1));
+    let (server, url) = serve(&v2);
+    let mut vm = ok(assets.start("h_torn_state", &disk, Some(port(&server))));
+    assert_eq!(next_boot(&mut vm), 'A');
+    services_up(&mut vm);
+    let before = state_copies(&disk);
+
+    // The flip writes B active on trial into the older copy; the power goes right after, and then that write is
+    // torn as a cut halfway would leave it: its first sector new, its second as the copy was before.
+    ok(vm.sh_ok(&format!("edge-update install {url} && sync"), INSTALL));
+    let status = bootctl_status(&mut vm);
+    assert!(status.contains("next boot:  B (trial"), "{status}");
+    vm.power_cut();
+    let after = state_copies(&disk);
+    let newest = if (generation(&after[0].1) + 2) % 3 == generation(&after[1].1) { 0 } else { 1 };
+    let (at, ref block) = after[newest];
+    let old = &before.iter().find(|(old_at, _)| *old_at == at).expect("the same copy before").1;
+    assert_ne!(block, old, "the flip wrote the copy at {at}");
+    let mut torn = block[..512].to_vec();
+    torn.extend_from_slice(&old[512..]);
+    let mut file = std::fs::OpenOptions::new().write(true).open(&disk).expect("open the disk");
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at)).expect("seek");
+    std::io::Write::write_all(&mut file, &torn).expect("write the torn copy");
+    drop(file);
+
+    ok(vm.power_on());
+    assert_eq!(next_boot(&mut vm), 'A', "GRUB takes the whole copy, which boots the good slot");
+    let rolled = ok(vm.expect("slot B rolled back", BOOT));
+    assert!(rolled.contains("fell back"), "{rolled}");
+    services_up(&mut vm);
+    let status = bootctl_status(&mut vm);
+    assert!(status.contains("slot A:     good, active, booted"), "{status}");
+    assert!(!status.contains("both whole"), "the torn copy is reported:\n{status}");
+    assert_eq!(version(&mut vm), "1.0.0");
+
+    // The node writes its state again over the torn copy: the retried update goes through.
+    assert_eq!(install_and_reboot(&mut vm, &url), 'B');
+    committed(&mut vm, 'B', "2.0.0");
+    assert!(bootctl_status(&mut vm).contains("copies:     both whole"));
+}
+
+#[test]
+fn i_an_update_from_a_usb_stick_with_no_network() {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
+    let disk = ok(assets.disk("i_usb_stick", &v1));
+    // The stick: a FAT file system with the bundle on it, as an operator would copy it.
+    let stick = assets.dir().join("disks/i_usb_stick-stick.img");
+    let _ = std::fs::remove_file(&stick);
+    ok(qemu_tests::host_command(
+        std::process::Command::new("mkfs.vfat").args(["-n", "EDGE-STICK", "-C"]).arg(&stick).arg("65536"),
+    ));
+    ok(qemu_tests::host_command(
+        std::process::Command::new("mcopy").arg("-i").arg(&stick).arg(&v2).arg("::/update.edgeb"),
+    ));
+    // No network forward: the guest has no route to anything.
+    let mut options = assets.vm_options("i_usb_stick", &disk, None);
+    options.extra_disks.push(stick);
+    let mut vm = ok(Vm::start(assets.tools(), options));
+    assert_eq!(next_boot(&mut vm), 'A');
+    services_up(&mut vm);
+    ok(vm.sh_ok("mkdir -p /run/stick && mount -t vfat -o ro /dev/vdb /run/stick", CMD));
+    assert_eq!(install_and_reboot(&mut vm, "/run/stick/update.edgeb"), 'B');
+    committed(&mut vm, 'B', "2.0.0");
+    let update = update_status(&mut vm);
+    assert!(update.contains("/run/stick/update.edgeb"), "{update}");
+}
+
+/// Bytes of 4 KiB blocks of `new` found nowhere in `old`: what really changed, wherever blocks moved.
+fn changed_bytes(old: &Path, new: &Path) -> u64 {
+    let old: std::collections::HashSet<Vec<u8>> = read(old).chunks(4096).map(<[u8]>::to_vec).collect();
+    read(new).chunks(4096).filter(|block| !old.contains(*block)).map(|block| block.len() as u64).sum()
+}
+
+#[test]
+fn j_a_delta_update_fetches_far_less_than_the_bundle() {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
+    let disk = ok(assets.disk("j_delta", &v1));
+    let (server, url) = serve(&v2);
+    let mut vm = ok(assets.start("j_delta", &disk, Some(port(&server))));
+    assert_eq!(next_boot(&mut vm), 'A');
+    services_up(&mut vm);
+    let out = ok(vm.sh_ok(&format!("edge-update install --json {url} 2>/dev/null"), INSTALL));
+    let result: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("result").is_some())
+        .unwrap_or_else(|| panic!("a result line in\n{out}"));
+    let fetched = result["fetched_bytes"].as_u64().expect("fetched_bytes");
+    let reused = result["reused_bytes"].as_u64().expect("reused_bytes");
+    let image = result["image_bytes"].as_u64().expect("image_bytes");
+    let bundle = std::fs::metadata(&v2).expect("the bundle").len();
+    let changed = changed_bytes(&assets.root_image(Variant::Good, "1.0.0"), &assets.root_image(Variant::Good, "2.0.0"));
+    assert!(fetched > 0 && fetched <= server.bytes_sent(), "fetched {fetched}, served {}", server.bytes_sent());
+    assert!(fetched * 50 < bundle, "a delta fetches far less than the bundle: {fetched} of {bundle} bytes");
+    assert!(reused > image / 2, "most of the image comes from slot A: {reused} of {image} bytes");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(vm.sh_ok("edge-update status --json", CMD))).expect("status JSON");
+    assert_eq!(status["journal"]["update"]["bytes_fetched"].as_u64(), Some(fetched), "{status}");
+    // What slot B holds is the new image, byte for byte.
+    let want = ok(qemu_tests::host_command(
+        std::process::Command::new("sha256sum").arg(assets.root_image(Variant::Good, "2.0.0")),
+    ));
+    let got = ok(vm.sh_ok(&format!("head -c {image} /dev/vda3 | sha256sum"), CMD));
+    assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "slot B holds the 2.0.0 image");
+    eprintln!(
+        "j: delta fetched {fetched} bytes of a {bundle}-byte bundle ({:.2} %); {changed} bytes of the image changed; \
+         {reused} bytes reused from slot A",
+        fetched as f64 * 100.0 / bundle as f64
+    );
+}
+
+/// The tries `set-active` gave slot B, from `edge-bootctl status` after a flip.
+fn tries_of_b(vm: &mut Vm) -> u32 {
+    let status = bootctl_status(vm);
+    let line = status.lines().find(|l| l.starts_with("slot B:")).unwrap_or_else(|| panic!("slot B in\n{status}"));
+    let tries = line.split(',').find_map(|part| part.trim().strip_suffix(" tries left"));
+    tries.and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("tries of B in {line:?}"))
+}
+
+/// Installs `variant` 2.0.0 on a node running 1.0.0 on slot A and reboots it; B is then booted once per try, and
+/// `each_try` is what the console must show on each (in order) before the node resets, and `after_reset` what the
+/// boot after each try shows; then the node must be back on A, with B rolled back.
+fn tries_run_out(name: &str, variant: Variant, each_try: &[&str], after_reset: Option<&str>) {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let bad = ok(assets.bundle(&BundleSpec::good("2.0.0", 2).variant(variant)));
+    let disk = ok(assets.disk(name, &v1));
+    let (server, url) = serve(&bad);
+    let mut vm = ok(assets.start(name, &disk, Some(port(&server))));
+    assert_eq!(next_boot(&mut vm), 'A');
+    services_up(&mut vm);
+    ok(vm.sh_ok(&format!("edge-update install {url}"), INSTALL));
+    let tries = tries_of_b(&mut vm);
+    assert!(tries >= 1, "B has tries");
+    ok(vm.sh_detached("edge-init ctl reboot", CMD));
+    let started = Instant::now();
+    for n in 1..=tries {
+        assert_eq!(next_boot(&mut vm), 'B', "try {n} of {tries} boots B");
+        if let (Some(text), true) = (after_reset, n > 1) {
+            ok(vm.expect(text, BOOT));
+        }
+        for text in each_try {
+            ok(vm.expect(text, BOOT));
+        }
+    }
+    assert_eq!(next_boot(&mut vm), 'A', "after {tries} tries of B the node is back on A");
+    if let Some(text) = after_reset {
+        ok(vm.expect(text, BOOT));
+    }
+    let rolled = ok(vm.expect("slot B rolled back", BOOT));
+    assert!(rolled.contains("the bootloader fell back to slot A"), "{rolled}");
+    services_up(&mut vm);
+    let status = bootctl_status(&mut vm);
+    assert!(status.contains("slot A:     good, booted"), "{status}");
+    assert!(status.contains("slot B:     not good, 0 tries left"), "{status}");
+    assert_eq!(version(&mut vm), "1.0.0");
+    let update = update_status(&mut vm);
+    assert!(update.contains("rolled-back") || update.contains("rolled back"), "{update}");
+    eprintln!("{name}: {tries} tries of B and back on A in {:.0} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn e1_a_hanging_slot_is_reset_by_the_watchdog_until_its_tries_run_out() {
+    tries_run_out(
+        "e1_hang",
+        Variant::Hang,
+        &["critical service stuck is down; the watchdog is no longer petted"],
+        // The reset that follows is the watchdog's, not a reboot: the next boot's edge-init reads it back.
+        Some("the last reset was a watchdog reset"),
+    );
+}
+
+#[test]
+fn e2_a_panicking_slot_is_rebooted_until_its_tries_run_out() {
+    tries_run_out("e2_panic", Variant::Panic, &["Kernel panic - not syncing", "Rebooting in 10 seconds"], None);
+}
+
+/// A seeded PRNG for the power-cut instants (SplitMix64): the seed is printed, and `EDGE_QEMU_SEED` repeats a run.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("EDGE_QEMU_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            now.as_nanos() as u64
+        });
+        eprintln!("{test}: seed {seed} (EDGE_QEMU_SEED={seed} repeats these instants)");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..hi`.
+    fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
+/// Where the interrupted install stood, from `edge-update status --json`: its phase and the fraction of its chunks
+/// on the slot, for `url` (nothing done for another bundle).
+fn install_progress(vm: &mut Vm, url: &str) -> (String, f64) {
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(vm.sh_ok("edge-update status --json", CMD))).expect("status JSON");
+    let update = &status["journal"]["update"];
+    let phase = update["phase"].as_str().unwrap_or("none").to_owned();
+    if update["source"].as_str() != Some(url) {
+        return (phase, 0.0);
+    }
+    let n = update["n_chunks"].as_u64().unwrap_or(1).max(1);
+    let done: u64 = update["chunks_done"]
+        .as_array()
+        .map(|ranges| ranges.iter().map(|r| r[1].as_u64().unwrap_or(0) - r[0].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0);
+    (phase, done as f64 / n as f64)
+}
+
+#[test]
+fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
+    const INSTALL_CUTS: u32 = 5;
+    const FLIP_CUTS: u32 = 2;
+    let mut rng = Rng::from_env("f");
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let offers = [
+        (ok(assets.bundle(&BundleSpec::good("2.0.0", 2))), "2.0.0"),
+        (ok(assets.bundle(&BundleSpec::good("3.0.0", 3))), "3.0.0"),
+    ];
+    let disk = ok(assets.disk("f_power_cuts", &v1));
+    let server = Server::start();
+    let urls: Vec<String> = offers.iter().map(|(bundle, _)| publish(&server, bundle)).collect();
+    let mut vm = ok(assets.start("f_power_cuts", &disk, Some(port(&server))));
+    let mut slot = next_boot(&mut vm);
+    assert_eq!(slot, 'A');
+    services_up(&mut vm);
+    ok(vm.sh_ok("head -c 1048576 /dev/urandom >/data/keep && sha256sum /data/keep >/data/keep.sum && sync", CMD));
+    let sum = ok(vm.sh_ok("cat /data/keep.sum", CMD));
+
+    let (mut offer, mut install_cuts, mut flip_cuts) = (0, 0, 0);
+    let mut round = 0;
+    while install_cuts < INSTALL_CUTS || flip_cuts < FLIP_CUTS {
+        round += 1;
+        assert!(round <= 16, "16 rounds without the cuts wanted");
+        let url = &urls[offer];
+        let (_, done) = install_progress(&mut vm, url);
+        // A full install, so the whole chunk area streams and the cut can fall anywhere in it; its log goes to the
+        // console, where the host sees the read-back end just before the flip.
+        let sent = server.bytes_sent();
+        ok(vm.sh_ok(&format!("(edge-update install --full {url} 2>&1 | cat >/dev/console) &"), CMD));
+        let verified = "chunks read back and verified";
+        let what = if install_cuts < INSTALL_CUTS {
+            let area = chunk_area(&read(&offers[offer].0)).1 as f64;
+            let at = sent + ((1.0 - done) * area * rng.between(0.02, 0.98)) as u64;
+            let deadline = Instant::now() + INSTALL;
+            loop {
+                if server.bytes_sent() >= at {
+                    break format!("at byte {} of the stream", server.bytes_sent() - sent);
+                }
+                // The stream may end before the chosen byte (a resumed install fetches less than planned).
+                if vm.seen(verified).is_some() {
+                    break "after the read-back, at the flip".to_owned();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                assert!(Instant::now() < deadline, "the install got stuck before byte {at}");
+            }
+        } else {
+            ok(vm.expect(verified, INSTALL));
+            let delay = rng.between(0.0, 0.3);
+            std::thread::sleep(Duration::from_secs_f64(delay));
+            format!("{:.0} ms after the read-back, at the flip", delay * 1000.0)
+        };
+        vm.power_cut();
+        if what.contains("flip") {
+            flip_cuts += 1;
+        } else {
+            install_cuts += 1;
+        }
+        ok(vm.power_on());
+        let booted = next_boot(&mut vm);
+        services_up(&mut vm);
+        let status = bootctl_status(&mut vm);
+        assert!(
+            status.contains(&format!("slot {booted}:     good, active, booted"))
+                || status.contains(&format!("slot {booted}:     good, booted")),
+            "round {round}: the node runs a good slot:\n{status}"
+        );
+        assert_eq!(ok(vm.sh_ok("sha256sum /data/keep", CMD)), sum, "round {round}: the data partition's file changed");
+        let (phase, done) = install_progress(&mut vm, url);
+        eprintln!("f: cut {round} {what}: booted {booted}, update {phase} with {:.0} % of its chunks", done * 100.0);
+        if phase == "committed" {
+            // The cut fell after the flip was saved: the trial booted and committed. The next cut needs a new
+            // update, into the other slot.
+            assert_ne!(booted, slot, "round {round}: a committed update boots its slot");
+            slot = booted;
+            offer += 1;
+            assert!(offer < offers.len(), "no more updates to offer after round {round}");
+        }
+    }
+    // The retried update completes.
+    let other = if slot == 'A' { 'B' } else { 'A' };
+    assert_eq!(install_and_reboot(&mut vm, &urls[offer]), other);
+    committed(&mut vm, other, offers[offer].1);
+    assert_eq!(ok(vm.sh_ok("sha256sum /data/keep", CMD)), sum, "the data partition's file changed");
 }

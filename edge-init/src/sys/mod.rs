@@ -166,13 +166,19 @@ pub fn pass_credentials(sock: &std::os::unix::net::UnixDatagram) -> io::Result<(
     Ok(rustix::net::sockopt::set_socket_passcred(sock, true)?)
 }
 
-/// recvmsg(2) of one datagram with its sender's pid (`None` when nothing is waiting).
-pub fn recv_with_pid(sock: &std::os::unix::net::UnixDatagram, buf: &mut [u8]) -> io::Result<Option<(usize, u32)>> {
+/// recvmsg(2) of one datagram with its sender's pid (`None` when nothing is waiting); with `peek` the datagram
+/// stays queued (`MSG_PEEK`), so the next call reads it again.
+pub fn recv_with_pid(
+    sock: &std::os::unix::net::UnixDatagram,
+    buf: &mut [u8],
+    peek: bool,
+) -> io::Result<Option<(usize, u32)>> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::DONTWAIT) {
+    let flags = if peek { RecvFlags::DONTWAIT | RecvFlags::PEEK } else { RecvFlags::DONTWAIT };
+    let msg = match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
         Ok(m) => m,
         Err(rustix::io::Errno::AGAIN) => return Ok(None),
         Err(e) => return Err(e.into()),
