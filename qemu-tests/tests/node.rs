@@ -7,7 +7,7 @@
 #[path = "../../updater/tests/common/http_server.rs"]
 mod http_server;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http_server::Server;
@@ -559,6 +559,14 @@ fn install_progress(vm: &mut Vm, url: &str) -> (String, f64) {
     (phase, done as f64 / n as f64)
 }
 
+/// Whether a boot-state copy says `target` was made active on trial: not good, with tries (what `set-active` writes).
+fn says_flipped(block: &[u8], target: char) -> bool {
+    let t = target.to_ascii_lowercase();
+    find(block, format!("edge_active={target}\n").as_bytes()).is_some()
+        && find(block, format!("edge_{t}_good=0\n").as_bytes()).is_some()
+        && find(block, format!("edge_{t}_tries=0\n").as_bytes()).is_none()
+}
+
 #[test]
 fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
     const INSTALL_CUTS: u32 = 5;
@@ -566,11 +574,24 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
     let mut rng = Rng::from_env("f");
     let assets = ok(Assets::get());
     let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
-    let offers = [
-        (ok(assets.bundle(&BundleSpec::good("2.0.0", 2))), "2.0.0"),
-        (ok(assets.bundle(&BundleSpec::good("3.0.0", 3))), "3.0.0"),
-    ];
+    // A cut at the flip may land after it was saved; the trial then commits, and the next cut needs a new update.
+    let offers: Vec<(PathBuf, &str)> = [("2.0.0", 2), ("3.0.0", 3), ("2.0.0", 4), ("3.0.0", 5)]
+        .into_iter()
+        .map(|(version, sv)| (ok(assets.bundle(&BundleSpec::good(version, sv))), version))
+        .collect();
     let disk = ok(assets.disk("f_power_cuts", &v1));
+    let copies: Vec<u64> = state_copies(&disk).into_iter().map(|(at, _)| at).collect();
+    let disk_file = std::fs::File::open(&disk).expect("open the disk");
+    let read_copies = || -> Vec<Vec<u8>> {
+        copies
+            .iter()
+            .map(|&at| {
+                let mut block = vec![0; 1024];
+                std::os::unix::fs::FileExt::read_exact_at(&disk_file, &mut block, at).expect("read a copy");
+                block
+            })
+            .collect()
+    };
     let server = Server::start();
     let urls: Vec<String> = offers.iter().map(|(bundle, _)| publish(&server, bundle)).collect();
     let mut vm = ok(assets.start("f_power_cuts", &disk, Some(port(&server))));
@@ -586,32 +607,56 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
         round += 1;
         assert!(round <= 16, "16 rounds without the cuts wanted");
         let url = &urls[offer];
+        let target = if slot == 'A' { 'B' } else { 'A' };
         let (_, done) = install_progress(&mut vm, url);
+        let before = read_copies();
         // A full install, so the whole chunk area streams and the cut can fall anywhere in it; its log goes to the
-        // console, where the host sees the read-back end just before the flip.
+        // console.
         let sent = server.bytes_sent();
         ok(vm.sh_ok(&format!("(edge-update install --full {url} 2>&1 | cat >/dev/console) &"), CMD));
-        let verified = "chunks read back and verified";
-        let what = if install_cuts < INSTALL_CUTS {
-            let area = chunk_area(&read(&offers[offer].0)).1 as f64;
+        let deadline = Instant::now() + INSTALL;
+        let area = chunk_area(&read(&offers[offer].0)).1 as f64;
+        let what = if install_cuts + 1 == INSTALL_CUTS {
+            // The last cut of the install falls after the stream, in the last sync or the read-back.
+            while (server.bytes_sent() - sent) as f64 + 4096.0 < (1.0 - done) * area {
+                assert!(Instant::now() < deadline, "round {round}: the stream did not end");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let delay = rng.between(0.0, 3.0);
+            std::thread::sleep(Duration::from_secs_f64(delay));
+            match vm.seen("chunks read back and verified") {
+                Some(_) => format!("{:.0} ms after the stream ended, at the flip", delay * 1000.0),
+                None => format!("{:.0} ms after the stream ended", delay * 1000.0),
+            }
+        } else if install_cuts < INSTALL_CUTS {
             let at = sent + ((1.0 - done) * area * rng.between(0.02, 0.98)) as u64;
-            let deadline = Instant::now() + INSTALL;
             loop {
                 if server.bytes_sent() >= at {
                     break format!("at byte {} of the stream", server.bytes_sent() - sent);
                 }
                 // The stream may end before the chosen byte (a resumed install fetches less than planned).
-                if vm.seen(verified).is_some() {
+                if vm.seen("chunks read back and verified").is_some() {
                     break "after the read-back, at the flip".to_owned();
                 }
+                assert!(Instant::now() < deadline, "round {round}: the install got stuck before byte {at}");
                 std::thread::sleep(Duration::from_millis(10));
-                assert!(Instant::now() < deadline, "the install got stuck before byte {at}");
             }
         } else {
-            ok(vm.expect(verified, INSTALL));
-            let delay = rng.between(0.0, 0.3);
+            // The flip is set-active (a boot-state copy written and synced), then the journal saying `flipped`.
+            // The host watches the copies in the disk file and cuts a random few milliseconds after one changes to
+            // say the target is on trial: before, while or after the journal is written.
+            loop {
+                let now = read_copies();
+                if now.iter().zip(&before).any(|(new, old)| new != old && says_flipped(new, target)) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "round {round}: no flip seen");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The first at once, so that the journal is likely not yet written; the second anywhere in 40 ms.
+            let delay = if flip_cuts == 0 { 0.0 } else { rng.between(0.0, 0.04) };
             std::thread::sleep(Duration::from_secs_f64(delay));
-            format!("{:.0} ms after the read-back, at the flip", delay * 1000.0)
+            format!("{:.0} ms after set-active wrote the boot state, at the flip", delay * 1000.0)
         };
         vm.power_cut();
         if what.contains("flip") {
@@ -632,17 +677,18 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
         let (phase, done) = install_progress(&mut vm, url);
         eprintln!("f: cut {round} {what}: booted {booted}, update {phase} with {:.0} % of its chunks", done * 100.0);
         if phase == "committed" {
-            // The cut fell after the flip was saved: the trial booted and committed. The next cut needs a new
-            // update, into the other slot.
-            assert_ne!(booted, slot, "round {round}: a committed update boots its slot");
+            // The cut fell after the flip was saved: the trial booted and committed.
+            assert_eq!(booted, target, "round {round}: a committed update boots its slot");
             slot = booted;
             offer += 1;
             assert!(offer < offers.len(), "no more updates to offer after round {round}");
+        } else {
+            assert_eq!(booted, slot, "round {round}: an update not committed leaves the node on its slot");
         }
     }
     // The retried update completes.
-    let other = if slot == 'A' { 'B' } else { 'A' };
-    assert_eq!(install_and_reboot(&mut vm, &urls[offer]), other);
-    committed(&mut vm, other, offers[offer].1);
+    let target = if slot == 'A' { 'B' } else { 'A' };
+    assert_eq!(install_and_reboot(&mut vm, &urls[offer]), target);
+    committed(&mut vm, target, offers[offer].1);
     assert_eq!(ok(vm.sh_ok("sha256sum /data/keep", CMD)), sum, "the data partition's file changed");
 }
