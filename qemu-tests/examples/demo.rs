@@ -105,6 +105,29 @@ fn run(dir: &Path) -> qemu_tests::Result<()> {
     result
 }
 
+/// Offers the bundle at `url` to the node (`edge-update install`), reboots it and waits for the trial boot.
+fn offer(
+    vm: &mut Vm,
+    line: &Timeline,
+    server: &Server,
+    url: &str,
+    bundle: &Path,
+    what: &str,
+    target: char,
+) -> qemu_tests::Result<()> {
+    let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
+    line.event(vm, &format!("{what}: a {} bundle", mib(size)))?;
+    let sent = server.bytes_sent();
+    vm.sh_ok(&format!("edge-update install {url}"), INSTALL)?;
+    let fetched = server.bytes_sent() - sent;
+    line.event(vm, &format!("written to {target}, read back, flipped: {} fetched (delta)", mib(fetched)))?;
+    vm.sh_detached("edge-init ctl reboot", CMD)?;
+    line.note("reboot");
+    let slot = next_boot(vm)?;
+    line.note(&format!("GRUB boots slot {slot} on trial (one try taken)"));
+    Ok(())
+}
+
 fn story(
     vm: &mut Vm,
     line: &Timeline,
@@ -121,32 +144,12 @@ fn story(
     let version = vm.sh_ok("cat /etc/edge/version", CMD)?;
     line.event(vm, &format!("services up, running {}; /data/site.conf written", version.trim()))?;
 
-    // The good update.
-    let size = std::fs::metadata(bundles[0]).map(|m| m.len()).unwrap_or(0);
-    line.event(vm, &format!("update 2.0.0 offered ({} bundle)", mib(size)))?;
-    let sent = server.bytes_sent();
-    vm.sh_ok(&format!("edge-update install {}", urls[0]), INSTALL)?;
-    let fetched = server.bytes_sent() - sent;
-    line.event(vm, &format!("written to B, read back, flipped: {} fetched (delta)", mib(fetched)))?;
-    vm.sh_detached("edge-init ctl reboot", CMD)?;
-    line.note("reboot");
-    let slot = next_boot(vm)?;
-    line.note(&format!("GRUB boots slot {slot} on trial (one try taken)"));
+    // The good update, then the broken one.
+    offer(vm, line, server, &urls[0], bundles[0], "update 2.0.0 offered", 'B')?;
     let committed = vm.expect("committed with", BOOT)?;
     services_up(vm)?;
     line.event(vm, message(&committed))?;
-
-    // The broken update.
-    let size = std::fs::metadata(bundles[1]).map(|m| m.len()).unwrap_or(0);
-    line.event(vm, &format!("update 3.0.0 offered ({} bundle; its health check fails)", mib(size)))?;
-    let sent = server.bytes_sent();
-    vm.sh_ok(&format!("edge-update install {}", urls[1]), INSTALL)?;
-    let fetched = server.bytes_sent() - sent;
-    line.event(vm, &format!("written to A, read back, flipped: {} fetched (delta)", mib(fetched)))?;
-    vm.sh_detached("edge-init ctl reboot", CMD)?;
-    line.note("reboot");
-    let slot = next_boot(vm)?;
-    line.note(&format!("GRUB boots slot {slot} on trial (one try taken)"));
+    offer(vm, line, server, &urls[1], bundles[1], "update 3.0.0 offered (its health check fails)", 'A')?;
     let failed = vm.expect("failed (try 2/2)", BOOT)?;
     line.note(message(&failed));
     let bad = vm.expect("marked bad", BOOT)?;

@@ -514,8 +514,8 @@ fn e2_a_panicking_slot_is_rebooted_until_its_tries_run_out() {
     tries_run_out("e2_panic", Variant::Panic, &["Kernel panic - not syncing", "Rebooting in 10 seconds"], None);
 }
 
-/// A seeded PRNG for the power-cut instants (SplitMix64): the seed is printed, and `EDGE_QEMU_SEED` repeats a run.
-struct Rng(u64);
+/// A seeded PRNG for the power-cut instants: the seed is printed, and `EDGE_QEMU_SEED` repeats a run.
+struct Rng(http_server::SplitMix64);
 
 impl Rng {
     fn from_env(test: &str) -> Rng {
@@ -524,20 +524,12 @@ impl Rng {
             now.as_nanos() as u64
         });
         eprintln!("{test}: seed {seed} (EDGE_QEMU_SEED={seed} repeats these instants)");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        Rng(http_server::SplitMix64(seed))
     }
 
     /// A number in `lo..hi`.
     fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+        lo + (self.0.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
     }
 }
 
