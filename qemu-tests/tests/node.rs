@@ -221,23 +221,27 @@ fn c_update_b_back_to_a_so_both_directions_work() {
 /// A copy of `bundle` with its signatures taken out (the header says none; the body is unchanged).
 fn unsigned_copy(bundle: &Path, out: &Path) {
     let bytes = read(bundle);
-    let manifest_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-    let n_signatures = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")) as usize;
-    let body = 24 + manifest_len + 72 * n_signatures;
+    let (manifest_len, body) = bundle_header(&bytes);
     let mut copy = bytes[..24 + manifest_len].to_vec();
     copy[16..20].copy_from_slice(&0u32.to_le_bytes());
     copy.extend_from_slice(&bytes[body..]);
     write(out, &copy);
 }
 
-/// The chunk area of `bundle`'s first payload: its byte offset in the file and its length.
-fn chunk_area(bytes: &[u8]) -> (usize, usize) {
+/// A bundle's manifest length and where its body starts, from its header (docs/bundle-format.md, "Header").
+fn bundle_header(bytes: &[u8]) -> (usize, usize) {
     let manifest_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
     let n_signatures = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")) as usize;
+    (manifest_len, 24 + manifest_len + 72 * n_signatures)
+}
+
+/// The chunk area of `bundle`'s first payload: its byte offset in the file and its length.
+fn chunk_area(bytes: &[u8]) -> (usize, usize) {
+    let (manifest_len, body) = bundle_header(bytes);
     let manifest: serde_json::Value = serde_json::from_slice(&bytes[24..24 + manifest_len]).expect("manifest JSON");
     let chunks = &manifest["payloads"][0]["chunks"];
     let offset = chunks["offset"].as_u64().expect("offset") as usize;
-    (24 + manifest_len + 72 * n_signatures + offset, chunks["size_bytes"].as_u64().expect("size") as usize)
+    (body + offset, chunks["size_bytes"].as_u64().expect("size") as usize)
 }
 
 /// A copy of `bundle` with one byte flipped in the middle of its first payload's chunk area (signed and indexed as
@@ -303,15 +307,23 @@ fn g_bad_bundles_are_refused_and_change_nothing() {
 
 /// The two boot-state copies on the node's ESP: each copy's byte offset in `disk` and its 1 KiB block.
 fn state_copies(disk: &Path) -> Vec<(u64, Vec<u8>)> {
-    let bytes = read(disk);
-    // The ESP is partition 1: its first LBA is at byte 32 of the first entry of the GPT (LBA 2).
-    let first = u64::from_le_bytes(bytes[1024 + 32..1024 + 40].try_into().expect("8 bytes")) as usize * 512;
-    let last = u64::from_le_bytes(bytes[1024 + 40..1024 + 48].try_into().expect("8 bytes")) as usize * 512 + 512;
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(disk).unwrap_or_else(|e| panic!("open {}: {e}", disk.display()));
+    let read_at = |at: u64, len: usize| {
+        let mut bytes = vec![0; len];
+        file.read_exact_at(&mut bytes, at).unwrap_or_else(|e| panic!("read {} at {at}: {e}", disk.display()));
+        bytes
+    };
+    // The ESP is partition 1: its first and last LBA are at bytes 32 and 40 of the GPT's first entry (LBA 2).
+    let entry = read_at(1024, 48);
+    let first = u64::from_le_bytes(entry[32..40].try_into().expect("8 bytes")) * 512;
+    let last = u64::from_le_bytes(entry[40..48].try_into().expect("8 bytes")) * 512 + 512;
+    let esp = read_at(first, (last - first) as usize);
     let mut copies = Vec::new();
-    for at in (first..last).step_by(512) {
-        let block = &bytes[at..at + 1024];
+    for at in (0..esp.len() - 1024).step_by(512) {
+        let block = &esp[at..at + 1024];
         if block.starts_with(b"# GRUB Environment Block\n") && find(block, b"edge_begin=").is_some() {
-            copies.push((at as u64, block.to_vec()));
+            copies.push((first + at as u64, block.to_vec()));
         }
     }
     assert_eq!(copies.len(), 2, "two boot-state copies on the ESP of {}", disk.display());
