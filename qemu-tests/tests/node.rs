@@ -573,8 +573,14 @@ fn says_flipped(block: &[u8], target: char) -> bool {
 
 #[test]
 fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
-    const INSTALL_CUTS: u32 = 5;
-    const FLIP_CUTS: u32 = 2;
+    // Where each cut falls: 4 in the stream, 1 after it (the last sync, the read-back or the flip), 2 at the flip.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Cut {
+        Stream,
+        AfterStream,
+        Flip,
+    }
+    let plan = [Cut::Stream, Cut::Stream, Cut::Stream, Cut::Stream, Cut::AfterStream, Cut::Flip, Cut::Flip];
     let mut rng = Rng::from_env("f");
     let assets = ok(Assets::get());
     let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
@@ -605,11 +611,9 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
     ok(vm.sh_ok("head -c 1048576 /dev/urandom >/data/keep && sha256sum /data/keep >/data/keep.sum && sync", CMD));
     let sum = ok(vm.sh_ok("cat /data/keep.sum", CMD));
 
-    let (mut offer, mut install_cuts, mut flip_cuts) = (0, 0, 0);
-    let mut round = 0;
-    while install_cuts < INSTALL_CUTS || flip_cuts < FLIP_CUTS {
-        round += 1;
-        assert!(round <= 16, "16 rounds without the cuts wanted");
+    let mut offer = 0;
+    for (i, &cut) in plan.iter().enumerate() {
+        let round = i + 1;
         let url = &urls[offer];
         let target = if slot == 'A' { 'B' } else { 'A' };
         let (_, done) = install_progress(&mut vm, url);
@@ -620,19 +624,19 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
         ok(vm.sh_ok(&format!("(edge-update install --full {url} 2>&1 | cat >/dev/console) &"), CMD));
         let deadline = Instant::now() + INSTALL;
         let area = chunk_area(&read(&offers[offer].0)).1 as f64;
-        let what = if install_cuts + 1 == INSTALL_CUTS {
+        let what = if cut == Cut::AfterStream {
             // The last cut of the install falls after the stream, in the last sync or the read-back.
             while (server.bytes_sent() - sent) as f64 + 4096.0 < (1.0 - done) * area {
                 assert!(Instant::now() < deadline, "round {round}: the stream did not end");
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let delay = rng.between(0.0, 3.0);
+            let delay = rng.between(0.0, 0.8);
             std::thread::sleep(Duration::from_secs_f64(delay));
             match vm.seen("chunks read back and verified") {
                 Some(_) => format!("{:.0} ms after the stream ended, at the flip", delay * 1000.0),
                 None => format!("{:.0} ms after the stream ended", delay * 1000.0),
             }
-        } else if install_cuts < INSTALL_CUTS {
+        } else if cut == Cut::Stream {
             let at = sent + ((1.0 - done) * area * rng.between(0.02, 0.98)) as u64;
             loop {
                 if server.bytes_sent() >= at {
@@ -658,16 +662,12 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             // The first at once, so that the journal is likely not yet written; the second anywhere in 40 ms.
-            let delay = if flip_cuts == 0 { 0.0 } else { rng.between(0.0, 0.04) };
+            let first = plan.iter().position(|&c| c == Cut::Flip) == Some(i);
+            let delay = if first { 0.0 } else { rng.between(0.0, 0.04) };
             std::thread::sleep(Duration::from_secs_f64(delay));
             format!("{:.0} ms after set-active wrote the boot state, at the flip", delay * 1000.0)
         };
         vm.power_cut();
-        if what.contains("flip") {
-            flip_cuts += 1;
-        } else {
-            install_cuts += 1;
-        }
         ok(vm.power_on());
         let booted = next_boot(&mut vm);
         services_up(&mut vm);
