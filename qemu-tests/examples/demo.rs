@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http_server::Server;
-use qemu_tests::node::{Assets, BundleSpec, Variant};
+use qemu_tests::node::{self, Assets, BundleSpec, Variant};
 use qemu_tests::{report, Vm};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -51,15 +51,12 @@ impl Timeline {
     }
 }
 
-/// The slot letter of the boot that starts next on the console.
 fn next_boot(vm: &mut Vm) -> qemu_tests::Result<char> {
-    let line = vm.expect("Command line:", BOOT)?;
-    let slot = line.split_whitespace().find_map(|w| w.strip_prefix("edge.slot=")).unwrap_or("?");
-    Ok(slot.chars().next().unwrap_or('?'))
+    node::next_boot(vm, BOOT)
 }
 
 fn services_up(vm: &mut Vm) -> qemu_tests::Result<()> {
-    vm.expect("edge-init: update-boot: exited", BOOT).map(drop)
+    node::services_up(vm, BOOT)
 }
 
 /// What `edge-update` said on a console line, without the line's prefixes and the log level.
@@ -88,8 +85,7 @@ fn run(dir: &Path) -> qemu_tests::Result<()> {
         server.put(&format!("/{name}"), bytes);
         urls.push(format!("http://{}/{name}", qemu_tests::HOST_SERVER_ADDR));
     }
-    let url = server.url("/");
-    let port: u16 = url.trim_start_matches("http://127.0.0.1:").trim_end_matches('/').parse().expect("a port");
+    let port = server.port();
     println!();
     println!("A node in QEMU: disk {} made by `edge-image disk` with 1.0.0 in slot A;", disk.display());
     println!("bundles served by an HTTP server on 127.0.0.1:{port}, which the node reaches as http://10.0.2.100/.");

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::tools::{run, Tools};
@@ -15,6 +16,20 @@ use crate::vm::{Vm, VmOptions};
 
 /// The board string of the test node: its `update.toml` and every good test bundle carry it.
 pub const COMPATIBLE: &str = "edge-qemu-x86_64";
+
+/// Waits for the next boot's kernel command line on `vm`'s console and returns the slot it boots (from `edge.slot=`;
+/// `?` when the line names none).
+pub fn next_boot(vm: &mut Vm, timeout: Duration) -> Result<char> {
+    let line = vm.expect("Command line:", timeout)?;
+    let slot = line.split_whitespace().find_map(|w| w.strip_prefix("edge.slot=")).unwrap_or("?");
+    Ok(slot.chars().next().unwrap_or('?'))
+}
+
+/// Waits until `edge-update boot`, the last of the test node's services, has run to its end in this boot and
+/// succeeded: the update was reconciled, and a trial committed.
+pub fn services_up(vm: &mut Vm, timeout: Duration) -> Result<()> {
+    vm.expect("edge-init: update-boot: exited 0", timeout).map(drop)
+}
 
 /// Where the assets are built: `target/qemu-node`.
 pub fn assets_dir() -> PathBuf {

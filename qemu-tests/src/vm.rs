@@ -32,6 +32,12 @@ pub fn log_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/qemu-logs")
 }
 
+/// Where the line holding byte `at` of `raw` starts, and where it ends (its newline; `None` while it has none yet).
+fn line_bounds(raw: &[u8], at: usize) -> (usize, Option<usize>) {
+    let start = raw[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    (start, raw[at..].iter().position(|&b| b == b'\n').map(|p| at + p))
+}
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
@@ -255,9 +261,7 @@ impl Vm {
                 texts.iter().enumerate().filter_map(|(i, text)| find(hay, text.as_bytes()).map(|at| (at, i))).min();
             let now = Instant::now();
             if let Some((at, i)) = found {
-                let start = self.cursor + at;
-                let line_start = state.raw[..start].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-                let line_end = state.raw[start..].iter().position(|&b| b == b'\n').map(|p| start + p);
+                let (line_start, line_end) = line_bounds(&state.raw, self.cursor + at);
                 // The line is returned whole: its end is awaited unless QEMU ended or time ran out.
                 if line_end.is_some() || state.ended || now >= deadline {
                     let line_end = line_end.unwrap_or(state.raw.len());
@@ -279,8 +283,8 @@ impl Vm {
     pub fn seen(&mut self, text: &str) -> Option<String> {
         let state = self.console.state.lock().unwrap_or_else(PoisonError::into_inner);
         let start = self.cursor + find(&state.raw[self.cursor.min(state.raw.len())..], text.as_bytes())?;
-        let line_start = state.raw[..start].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        let line_end = start + state.raw[start..].iter().position(|&b| b == b'\n')?;
+        let (line_start, line_end) = line_bounds(&state.raw, start);
+        let line_end = line_end?;
         let line = console::clean(&state.raw[line_start..line_end]).trim().to_owned();
         self.cursor = line_end;
         Some(line)

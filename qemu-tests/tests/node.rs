@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http_server::Server;
-use qemu_tests::node::{Assets, BundleSpec, Variant};
+use qemu_tests::node::{self, Assets, BundleSpec, Variant};
 use qemu_tests::{report, Vm};
 
 /// Fails the test with the error and its causes.
@@ -48,23 +48,14 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// The port of `server` on 127.0.0.1.
-fn port(server: &Server) -> u16 {
-    let url = server.url("/");
-    let port = url.trim_start_matches("http://127.0.0.1:").trim_end_matches('/');
-    port.parse().unwrap_or_else(|e| panic!("port of {url}: {e}"))
-}
-
-/// Waits for the next boot's kernel command line and returns its slot letter.
+/// Waits for the next boot and returns its slot letter.
 fn next_boot(vm: &mut Vm) -> char {
-    let line = ok(vm.expect("Command line:", BOOT));
-    let slot = line.split_whitespace().find_map(|w| w.strip_prefix("edge.slot=")).unwrap_or("?");
-    slot.chars().next().unwrap_or('?')
+    ok(node::next_boot(vm, BOOT))
 }
 
 /// Waits until `edge-update boot` has run to its end in this boot, successfully.
 fn services_up(vm: &mut Vm) {
-    ok(vm.expect("edge-init: update-boot: exited 0", BOOT));
+    ok(node::services_up(vm, BOOT));
 }
 
 /// `edge-bootctl status` in the guest.
@@ -133,7 +124,7 @@ fn b_update_a_to_b_over_http_is_committed_and_keeps_the_data() {
     let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
     let disk = ok(assets.disk("b_update", &v1));
     let (server, url) = serve(&v2);
-    let mut vm = ok(assets.start("b_update", &disk, Some(port(&server))));
+    let mut vm = ok(assets.start("b_update", &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
     ok(vm.sh_ok("head -c 1048576 /dev/urandom >/data/keep && sha256sum /data/keep >/data/keep.sum && sync", CMD));
@@ -173,7 +164,7 @@ fn d_a_failed_health_check_rolls_back() {
     let bad = ok(assets.bundle(&BundleSpec::good("2.0.0", 2).variant(Variant::Unhealthy)));
     let disk = ok(assets.disk("d_unhealthy", &v1));
     let (server, url) = serve(&bad);
-    let mut vm = ok(assets.start("d_unhealthy", &disk, Some(port(&server))));
+    let mut vm = ok(assets.start("d_unhealthy", &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
     ok(vm.sh_ok(&format!("edge-update install {url}"), INSTALL));
@@ -204,7 +195,7 @@ fn c_update_b_back_to_a_so_both_directions_work() {
     let disk = ok(assets.disk("c_both_ways", &v1));
     let server = Server::start();
     let (url2, url3) = (publish(&server, &v2), publish(&server, &v3));
-    let mut vm = ok(assets.start("c_both_ways", &disk, Some(port(&server))));
+    let mut vm = ok(assets.start("c_both_ways", &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
 
@@ -267,7 +258,7 @@ fn g_bad_bundles_are_refused_and_change_nothing() {
     corrupt_copy(&v3, &corrupt);
     let disk = ok(assets.disk("g_bad_bundles", &v1));
     let server = Server::start();
-    let mut vm = ok(assets.start("g_bad_bundles", &disk, Some(port(&server))));
+    let mut vm = ok(assets.start("g_bad_bundles", &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
     // Committing 2.0.0 (security version 2) gives the node an anti-rollback floor for the downgrade.
@@ -347,7 +338,7 @@ fn h_a_torn_boot_state_write_still_boots_a_good_slot() {
     let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
     let disk = ok(assets.disk("h_torn_state", &v1));
     let (server, url) = serve(&v2);
-    let mut vm = ok(assets.start("h_torn_state", &disk, Some(port(&server))));
+    let mut vm = ok(assets.start("h_torn_state", &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
     let before = state_copies(&disk);
@@ -365,9 +356,10 @@ fn h_a_torn_boot_state_write_still_boots_a_good_slot() {
     assert_ne!(block, old, "the flip wrote the copy at {at}");
     let mut torn = block[..512].to_vec();
     torn.extend_from_slice(&old[512..]);
-    let mut file = std::fs::OpenOptions::new().write(true).open(&disk).expect("open the disk");
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at)).expect("seek");
-    std::io::Write::write_all(&mut file, &torn).expect("write the torn copy");
+    let file =
+        std::fs::OpenOptions::new().write(true).open(&disk).unwrap_or_else(|e| panic!("open {}: {e}", disk.display()));
+    std::os::unix::fs::FileExt::write_all_at(&file, &torn, at)
+        .unwrap_or_else(|e| panic!("write the torn copy into {} at {at}: {e}", disk.display()));
     drop(file);
 
     ok(vm.power_on());
@@ -427,7 +419,7 @@ fn j_a_delta_update_fetches_far_less_than_the_bundle() {
     let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
     let disk = ok(assets.disk("j_delta", &v1));
     let (server, url) = serve(&v2);
-    let mut vm = ok(assets.start("j_delta", &disk, Some(port(&server))));
+    let mut vm = ok(assets.start("j_delta", &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
     let out = ok(vm.sh_ok(&format!("edge-update install --json {url} 2>/dev/null"), INSTALL));
@@ -477,7 +469,7 @@ fn tries_run_out(name: &str, variant: Variant, each_try: &[&str], after_reset: O
     let bad = ok(assets.bundle(&BundleSpec::good("2.0.0", 2).variant(variant)));
     let disk = ok(assets.disk(name, &v1));
     let (server, url) = serve(&bad);
-    let mut vm = ok(assets.start(name, &disk, Some(port(&server))));
+    let mut vm = ok(assets.start(name, &disk, Some(server.port())));
     assert_eq!(next_boot(&mut vm), 'A');
     services_up(&mut vm);
     ok(vm.sh_ok(&format!("edge-update install {url}"), INSTALL));
@@ -591,20 +583,22 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
         .collect();
     let disk = ok(assets.disk("f_power_cuts", &v1));
     let copies: Vec<u64> = state_copies(&disk).into_iter().map(|(at, _)| at).collect();
-    let disk_file = std::fs::File::open(&disk).expect("open the disk");
+    let disk_file = std::fs::File::open(&disk).unwrap_or_else(|e| panic!("open {}: {e}", disk.display()));
     let read_copies = || -> Vec<Vec<u8>> {
         copies
             .iter()
             .map(|&at| {
                 let mut block = vec![0; 1024];
-                std::os::unix::fs::FileExt::read_exact_at(&disk_file, &mut block, at).expect("read a copy");
+                std::os::unix::fs::FileExt::read_exact_at(&disk_file, &mut block, at)
+                    .unwrap_or_else(|e| panic!("read the boot-state copy at {at} of {}: {e}", disk.display()));
                 block
             })
             .collect()
     };
     let server = Server::start();
     let urls: Vec<String> = offers.iter().map(|(bundle, _)| publish(&server, bundle)).collect();
-    let mut vm = ok(assets.start("f_power_cuts", &disk, Some(port(&server))));
+    let areas: Vec<f64> = offers.iter().map(|(bundle, _)| chunk_area(&read(bundle)).1 as f64).collect();
+    let mut vm = ok(assets.start("f_power_cuts", &disk, Some(server.port())));
     let mut slot = next_boot(&mut vm);
     assert_eq!(slot, 'A');
     services_up(&mut vm);
@@ -623,7 +617,7 @@ fn f_power_cuts_during_the_install_and_the_flip_lose_nothing() {
         let sent = server.bytes_sent();
         ok(vm.sh_ok(&format!("(edge-update install --full {url} 2>&1 | cat >/dev/console) &"), CMD));
         let deadline = Instant::now() + INSTALL;
-        let area = chunk_area(&read(&offers[offer].0)).1 as f64;
+        let area = areas[offer];
         let what = if cut == Cut::AfterStream {
             // The last cut of the install falls after the stream, in the last sync or the read-back.
             while (server.bytes_sent() - sent) as f64 + 4096.0 < (1.0 - done) * area {

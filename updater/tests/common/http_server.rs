@@ -114,6 +114,11 @@ impl Server {
         Server { addr, state, stop, accept: Some(accept), workers }
     }
 
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// The URL of `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
