@@ -1,32 +1,98 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmark need on a fresh Debian 12 machine, and nothing when it is
 # already there. Sourced by scripts/demo.sh, scripts/test.sh and bench/run.sh.
+#
+# QEMU comes in many packages that must all be of one version (qemu-utils 10 declares that it breaks
+# qemu-system-x86 7.2). When the machine already carries QEMU packages from bookworm-backports, the missing ones are
+# installed from there too, adding bookworm-backports to apt's sources (on the same mirror as bookworm) when it is not
+# there yet; on a machine with no QEMU, or with bookworm's, they come from bookworm. docs/qemu-tests.md lists the QEMU
+# versions the suite is known to pass on.
 set -euo pipefail
 
-need_apt=()
 # command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots; tini (with
 # tini-static) and catatonit are the peers of bench/init.sh; musl-gcc builds the C parts of the node binaries (ring);
 # depmod builds the QEMU test node's module lists (its kernel and busybox are downloaded, not installed); sfdisk
-# and sgdisk check disk images.
+# and sgdisk check disk images. A path stands for a file the suite reads rather than a command.
 # GNU time goes by its path, because `command -v time` finds the shell keyword.
-for pair in zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time \
-    grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86 \
-    mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools \
-    qemu-system-aarch64:qemu-system-arm file:file tini:tini catatonit:catatonit \
-    musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk; do
-    cmd=${pair%%:*} pkg=${pair#*:}
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
-done
+edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
+    grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
+    mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
+    qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils file:file tini:tini catatonit:catatonit
+    musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk
+    /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu)
 if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
-    command -v casync >/dev/null 2>&1 || need_apt+=(casync)
+    edge_deps+=(casync:casync)
 fi
-[ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need_apt+=(ovmf)
-[ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need_apt+=(u-boot-qemu)
+
+# The packages of `edge_deps` whose command or file is missing, one per line.
+edge_deps_missing() {
+    local pair cmd
+    for pair in "${edge_deps[@]}"; do
+        cmd=${pair%%:*}
+        case $cmd in
+        /*) [ -e "$cmd" ] && continue ;;
+        *) { command -v "$cmd" || [ -x "/usr/sbin/$cmd" ]; } >/dev/null 2>&1 && continue ;;
+        esac
+        echo "${pair#*:}"
+    done
+}
+
+# The apt suite that QEMU packages must come from: bookworm-backports when any installed QEMU package is a
+# backport, otherwise empty (apt's default, bookworm).
+edge_qemu_suite() {
+    if dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' 'qemu-*' 2>/dev/null | grep -q '^ii .*~bpo12'; then
+        echo bookworm-backports
+    fi
+}
+
+# Adds bookworm-backports to apt's sources, on the mirror apt already uses for bookworm, unless it is there.
+edge_add_backports() {
+    local uri
+    if apt-get indextargets --format '$(RELEASE)' 2>/dev/null | grep -qx bookworm-backports; then
+        return 0
+    fi
+    uri=$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null | awk '$1 == "bookworm" { print $2; exit }')
+    if [ -z "$uri" ]; then
+        echo "error: QEMU packages from bookworm-backports are installed, and apt has no bookworm source to find its backports beside" >&2
+        exit 1
+    fi
+    echo "adding bookworm-backports ($uri) to apt's sources: the installed QEMU packages come from there" >&2
+    cat >/etc/apt/sources.list.d/edge-bookworm-backports.sources <<EOF
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
+mapfile -t need_apt < <(edge_deps_missing)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    qemu_pkgs=() other_pkgs=()
+    for pkg in "${need_apt[@]}"; do
+        case $pkg in
+        qemu-*) qemu_pkgs+=("$pkg") ;;
+        *) other_pkgs+=("$pkg") ;;
+        esac
+    done
+    qemu_suite=$(edge_qemu_suite)
+    if [ -n "$qemu_suite" ] && [ ${#qemu_pkgs[@]} -gt 0 ]; then
+        edge_add_backports
+    fi
     apt-get update -qq
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    if [ ${#other_pkgs[@]} -gt 0 ]; then
+        apt-get install -y -qq "${other_pkgs[@]}" >/dev/null
+    fi
+    if [ ${#qemu_pkgs[@]} -gt 0 ]; then
+        apt-get install -y -qq ${qemu_suite:+-t "$qemu_suite"} "${qemu_pkgs[@]}" >/dev/null
+    fi
+    mapfile -t still_missing < <(edge_deps_missing)
+    if [ ${#still_missing[@]} -gt 0 ]; then
+        echo "error: still missing after apt-get install: ${still_missing[*]} (see apt's messages above)" >&2
+        exit 1
+    fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
