@@ -27,6 +27,27 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A file the tool reads is not of a type it can read: a FIFO, a device, a directory or a socket where a regular
+    /// file (or, for an image, a block device) was expected.
+    #[error("{path} is a {found}, expected {expected}")]
+    FileType {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        found: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A file the tool reads whole is larger than any valid one.
+    #[error("{path} is {size_bytes} bytes, expected at most {max_bytes}")]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or the bytes read before the bound was passed, for a file that grew).
+        size_bytes: u64,
+        /// The bound.
+        max_bytes: u64,
+    },
     /// A key file would be overwritten.
     #[error("{path} already exists; refusing to overwrite a key")]
     KeyExists {
@@ -384,6 +405,8 @@ impl Error {
         match self {
             Error::ReadFile { .. }
             | Error::WriteFile { .. }
+            | Error::FileType { .. }
+            | Error::FileTooLarge { .. }
             | Error::KeyExists { .. }
             | Error::ParseKey { .. }
             | Error::EmptyKeyring { .. }

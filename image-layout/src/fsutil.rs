@@ -1,7 +1,10 @@
-//! The one write-temp, fsync, rename, fsync-directory sequence, so that an output file is either whole or absent.
+//! The one write-temp, fsync, rename, fsync-directory sequence, so that an output file is either whole or absent;
+//! and the one way to open a file whose size and type the tool does not control (a key, a keyring entry, a payload),
+//! so that a FIFO, a device or a huge file named in its place is refused before it can hang the tool or fill memory.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::{self, File, FileType};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -86,4 +89,131 @@ fn parent_dir(p: &Path) -> &Path {
 /// fsync(2) on a directory, so that a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// What a file type is, in the words error messages use.
+pub fn kind_name(t: FileType) -> &'static str {
+    if t.is_file() {
+        "regular file"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+/// The type of `path`, following symbolic links, checked against `accept` before the path is opened: opening a
+/// FIFO for reading blocks until a writer comes, and this crate has no system call module to open it non-blocking.
+/// A path swapped for a FIFO between this check and the open can still block; the paths read here are the
+/// operator's own files, not a place others write to.
+fn check_type(path: &Path, accept: fn(FileType) -> bool, expected: &'static str) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+    check_opened_type(path, meta.file_type(), accept, expected)
+}
+
+fn check_opened_type(path: &Path, t: FileType, accept: fn(FileType) -> bool, expected: &'static str) -> Result<()> {
+    if accept(t) {
+        return Ok(());
+    }
+    Err(Error::FileType { path: path.to_owned(), found: kind_name(t), expected })
+}
+
+/// Reads a small file whole: a regular file (or a symbolic link to one) of at most `max_bytes` bytes.
+///
+/// The type is checked before the open and again on the open file (fstat), the size is checked on the open file,
+/// and at most `max_bytes + 1` bytes are read, so a file that grows after the check is refused all the same and
+/// memory never holds more than the bound.
+pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    let rerr = |source| Error::ReadFile { path: path.to_owned(), source };
+    check_type(path, |t| t.is_file(), "a regular file")?;
+    let file = File::open(path).map_err(rerr)?;
+    let meta = file.metadata().map_err(rerr)?;
+    check_opened_type(path, meta.file_type(), |t| t.is_file(), "a regular file")?;
+    let too_large = |size_bytes| Error::FileTooLarge { path: path.to_owned(), size_bytes, max_bytes };
+    if meta.len() > max_bytes {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(rerr)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Opens an image to be read whole (a payload, a running slot's image): a regular file or a block device, whose
+/// size is known before reading (a block device's by seeking to its end). Returns the file, at its start, and the
+/// size; readers take no more than that size, so a file that grows while it is read does not make the read endless.
+/// A character device (`/dev/zero`), a FIFO, a socket or a directory is refused: none has a size to stop at.
+pub fn open_image(path: &Path) -> Result<(File, u64)> {
+    let rerr = |source| Error::ReadFile { path: path.to_owned(), source };
+    let accept = |t: FileType| t.is_file() || t.is_block_device();
+    let expected = "a regular file or a block device";
+    check_type(path, accept, expected)?;
+    let mut file = File::open(path).map_err(rerr)?;
+    let meta = file.metadata().map_err(rerr)?;
+    check_opened_type(path, meta.file_type(), accept, expected)?;
+    let size_bytes = if meta.file_type().is_block_device() {
+        // A block device's metadata says 0 bytes; its end is its size.
+        let end = file.seek(SeekFrom::End(0)).map_err(rerr)?;
+        file.seek(SeekFrom::Start(0)).map_err(rerr)?;
+        end
+    } else {
+        meta.len()
+    };
+    Ok((file, size_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_14_small_files_are_bounded_and_typed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        fs::write(&file, b"0123456789").expect("write");
+        assert_eq!(read_bounded(&file, 10).expect("at the bound"), b"0123456789");
+        assert!(matches!(read_bounded(&file, 9), Err(Error::FileTooLarge { size_bytes: 10, max_bytes: 9, .. })));
+        let refused = |path: &Path, found: &str| {
+            let r = read_bounded(path, 100);
+            assert!(matches!(&r, Err(Error::FileType { found: f, .. }) if *f == found), "{path:?}: {r:?}");
+        };
+        refused(dir.path(), "directory");
+        refused(Path::new("/dev/null"), "character device");
+        // A symbolic link is followed, and what it points to is checked.
+        let link = dir.path().join("zero.pub");
+        std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
+        refused(&link, "character device");
+        // A FIFO is refused before it is opened, so nothing waits for a writer.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils)");
+        assert!(made.success());
+        refused(&fifo, "FIFO");
+        let r = read_bounded(&dir.path().join("missing"), 100);
+        assert!(matches!(r, Err(Error::ReadFile { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn issue_14_images_have_a_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("img");
+        fs::write(&file, vec![7u8; 5000]).expect("write");
+        let (_, size) = open_image(&file).expect("a regular file");
+        assert_eq!(size, 5000);
+        for (path, found) in [(Path::new("/dev/zero"), "character device"), (dir.path(), "directory")] {
+            let r = open_image(path);
+            assert!(matches!(&r, Err(Error::FileType { found: f, .. }) if *f == found), "{path:?}: {r:?}");
+        }
+    }
 }

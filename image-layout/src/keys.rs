@@ -16,6 +16,16 @@ use crate::format::{from_hex, to_hex, SignatureRecord, KEY_ID_CONTEXT, KEY_ID_LE
 const SECRET_PREFIX: &str = "edge-image-secret-key-v1:";
 const PUBLIC_PREFIX: &str = "edge-image-public-key-v1:";
 
+/// The largest key file read: a key line is 90 bytes, and this leaves room for a CRLF or stray blanks, never for a
+/// file whose reading would cost memory; docs/bundle-format.md, "Keys".
+pub const MAX_KEY_FILE_BYTES: u64 = 1024;
+
+/// A key file's text, its type and size checked first.
+fn read_key_file(path: &Path, kind: &'static str) -> Result<String> {
+    let bytes = crate::fsutil::read_bounded(path, MAX_KEY_FILE_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| Error::ParseKey { path: path.to_owned(), kind })
+}
+
 /// A key id: the first 8 bytes of blake3 (key-derivation mode, [`KEY_ID_CONTEXT`]) of the public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; KEY_ID_LEN]);
@@ -55,7 +65,7 @@ impl SecretKey {
 
     /// Reads a secret key file.
     pub fn load(path: &Path) -> Result<SecretKey> {
-        let text = fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+        let text = read_key_file(path, "secret")?;
         let seed = text
             .trim()
             .strip_prefix(SECRET_PREFIX)
@@ -113,7 +123,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads a public key file.
     pub fn load(path: &Path) -> Result<PublicKey> {
-        let text = fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+        let text = read_key_file(path, "public")?;
         let bytes = text
             .trim()
             .strip_prefix(PUBLIC_PREFIX)
@@ -143,6 +153,10 @@ impl Keyring {
     }
 
     /// Every `*.pub` file in a directory (or a single `.pub` file).
+    ///
+    /// An entry named `*.pub` that is not a regular file (or a symbolic link to one) refuses the whole keyring, as a
+    /// malformed key does: it is a trust anchor someone meant to add, and skipping it would turn a mistake or a
+    /// planted FIFO into a quiet "not enough signatures" later. Other names are not opened at all.
     pub fn load(path: &Path) -> Result<Keyring> {
         if path.is_file() {
             return Ok(Keyring { keys: vec![PublicKey::load(path)?] });
@@ -277,6 +291,45 @@ mod tests {
         let checks = check_signatures(m, &[c.sign_manifest(m)], &ring);
         assert_eq!(checks[0].status, SignerStatus::Untrusted);
         assert!(matches!(require_threshold(&checks, 1), Err(Error::NotEnoughSignatures { valid: 0, .. })));
+    }
+
+    /// Key files and keyring entries are read only when they are regular files, and only up to a bound: a huge key
+    /// file, a link to a device and a FIFO are refused, naming the file, before anything is read.
+    #[test]
+    fn issue_14_key_files_are_bounded_and_typed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ring = dir.path().join("ring");
+        fs::create_dir(&ring).expect("ring");
+        let (secret, public) = SecretKey::from_seed([1; 32]).write_pair(&dir.path().join("k")).expect("keys");
+        fs::copy(&public, ring.join("k.pub")).expect("trust");
+        assert_eq!(Keyring::load(&ring).expect("a good keyring").len(), 1);
+        let refused = |entry: &str, expected: fn(&Error) -> bool| {
+            let r = Keyring::load(&ring);
+            assert!(matches!(&r, Err(e) if expected(e)), "{entry}: {r:?}");
+            fs::remove_file(ring.join(entry)).expect("remove");
+        };
+        // A key file of a mebibyte: refused by its size, not read.
+        let big = fs::File::create(ring.join("big.pub")).expect("create");
+        big.set_len(1 << 20).expect("a sparse mebibyte");
+        refused("big.pub", |e| matches!(e, Error::FileTooLarge { size_bytes: 1_048_576, max_bytes: 1024, .. }));
+        for (name, target) in [("null.pub", "/dev/null"), ("zero.pub", "/dev/zero")] {
+            std::os::unix::fs::symlink(target, ring.join(name)).expect("symlink");
+            refused(name, |e| matches!(e, Error::FileType { found: "character device", .. }));
+        }
+        let made = std::process::Command::new("mkfifo").arg(ring.join("fifo.pub")).status().expect("mkfifo");
+        assert!(made.success());
+        refused("fifo.pub", |e| matches!(e, Error::FileType { found: "FIFO", .. }));
+        fs::create_dir(ring.join("dir.pub")).expect("mkdir");
+        let r = Keyring::load(&ring);
+        assert!(matches!(r, Err(Error::FileType { found: "directory", .. })), "{r:?}");
+        fs::remove_dir(ring.join("dir.pub")).expect("rmdir");
+        // Entries with other names are not opened, whatever they are.
+        std::os::unix::fs::symlink("/dev/zero", ring.join("zero.txt")).expect("symlink");
+        assert_eq!(Keyring::load(&ring).expect("other names are ignored").len(), 1);
+        // The secret key file has the same bound.
+        fs::OpenOptions::new().append(true).open(&secret).expect("open").set_len(1 << 20).expect("grow");
+        let r = SecretKey::load(&secret);
+        assert!(matches!(r, Err(Error::FileTooLarge { .. })), "{:?}", r.err());
     }
 
     #[test]

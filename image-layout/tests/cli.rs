@@ -224,3 +224,90 @@ fn usage_errors_exit_2() {
     assert_eq!(e.run(&["frobnicate"]).status.code(), Some(2));
     let _ = Path::new(BIN);
 }
+
+/// A `--payload` without `=`, or with an empty name or file, is a usage error (exit 2) found before anything is read.
+#[test]
+fn issue_14_bad_payload_spec_is_a_usage_error() {
+    let e = Env::new();
+    e.key("a");
+    for spec in ["rootfs", "=rootfs.img", "rootfs=", "="] {
+        let out = e.run(&[
+            "build",
+            "--payload",
+            spec,
+            "--version",
+            "1",
+            "--security-version",
+            "1",
+            "--compatible",
+            "qemu-x86_64",
+            "--key",
+            "a.key",
+            "-o",
+            "b.bundle",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{spec:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!e.path("b.bundle").exists());
+    }
+}
+
+/// Files whose size and type the tool does not control are checked before they are read: a payload or an old
+/// image that is a character device, a directory or a FIFO, and keyring entries that are links to devices or FIFOs,
+/// are refused with exit 1 and the path and its type named, instead of reading without end or waiting for a writer.
+#[test]
+fn issue_14_files_that_are_not_regular_are_refused() {
+    let e = Env::new();
+    e.key("a");
+    e.build("b.bundle", &[]);
+    std::fs::create_dir(e.path("dir")).expect("dir");
+    let made = Command::new("mkfifo").arg(e.path("fifo")).status().expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let refused = |args: &[&str], path: &str, kind: &str| {
+        let out = e.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("{path} is a {kind}")), "{args:?}: {stderr}");
+    };
+    for (payload, kind) in
+        [("/dev/null", "character device"), ("/dev/zero", "character device"), ("dir", "directory"), ("fifo", "FIFO")]
+    {
+        let spec = format!("rootfs={payload}");
+        let args = ["build", "--payload", &spec, "--version", "1", "--security-version", "1", "--compatible", "x"];
+        refused(&[&args[..], &["--key", "a.key", "-o", "c.bundle"]].concat(), payload, kind);
+    }
+    refused(&["delta-plan", "b.bundle", "--have", "/dev/null"], "/dev/null", "character device");
+    refused(&["delta-plan", "b.bundle", "--have", "/dev/zero"], "/dev/zero", "character device");
+    refused(&["delta-plan", "b.bundle", "--have", "fifo"], "fifo", "FIFO");
+    // Keyring entries, for verify (the updater loads its keyring with the same code).
+    for (entry, kind) in [("null.pub", "character device"), ("zero.pub", "character device"), ("fifo.pub", "FIFO")] {
+        let target = match entry {
+            "null.pub" => PathBuf::from("/dev/null"),
+            "zero.pub" => PathBuf::from("/dev/zero"),
+            _ => e.path("fifo"),
+        };
+        std::os::unix::fs::symlink(&target, e.path(&format!("ring/{entry}"))).expect("symlink");
+        refused(&["verify", "b.bundle", "--keyring", "ring"], entry, kind);
+        std::fs::remove_file(e.path(&format!("ring/{entry}"))).expect("remove");
+    }
+    // A huge key file is refused by its size before it is read.
+    std::fs::File::create(e.path("ring/big.pub")).expect("create").set_len(1 << 30).expect("a sparse GiB");
+    let out = e.run(&["verify", "b.bundle", "--keyring", "ring"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("big.pub is 1073741824 bytes, expected at most 1024"));
+    std::fs::remove_file(e.path("ring/big.pub")).expect("remove");
+    e.ok(&["verify", "b.bundle", "--keyring", "ring"]);
+    assert!(!e.path("c.bundle").exists());
+}
+
+/// A type error in the disk layout file names the file, the line and column, and shows the key.
+#[test]
+fn issue_14_layout_type_error_names_the_line_and_key() {
+    let e = Env::new();
+    std::fs::write(e.path("layout.toml"), "compatible = \"x\"\nthreshold = \"2\"\n").expect("layout");
+    let out = e.run(&["disk", "layout.toml", "-o", "disk.img"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in ["layout.toml", "line 2, column 13", "threshold = \"2\""] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+}

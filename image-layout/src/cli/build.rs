@@ -1,7 +1,7 @@
 //! `edge-image build`: stream payload files into a signed bundle.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use time::OffsetDateTime;
@@ -15,9 +15,10 @@ use crate::writer::{self, BuildOptions, PayloadInput};
 /// Build a signed bundle.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A payload as NAME=FILE (repeatable); a slot image is conventionally `rootfs`.
-    #[arg(long = "payload", value_name = "NAME=FILE", required = true)]
-    pub payloads: Vec<String>,
+    /// A payload as NAME=FILE (repeatable): a regular file or a block device; a slot image is conventionally
+    /// `rootfs`.
+    #[arg(long = "payload", value_name = "NAME=FILE", required = true, value_parser = parse_payload)]
+    pub payloads: Vec<PayloadArg>,
     /// The stack version.
     #[arg(long)]
     pub version: String,
@@ -68,6 +69,27 @@ pub struct Args {
     pub source_date_epoch: Option<i64>,
 }
 
+/// One `--payload NAME=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadArg {
+    /// The payload's name in the manifest.
+    pub name: String,
+    /// The file or block device to read it from.
+    pub path: PathBuf,
+}
+
+/// Splits `NAME=FILE` at its first `=`; a spec without one, or with an empty side, is a usage error (exit 2), found
+/// before any payload is read. The name's characters are checked with the manifest's other rules.
+pub fn parse_payload(spec: &str) -> std::result::Result<PayloadArg, String> {
+    match spec.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok(PayloadArg { name: name.to_owned(), path: PathBuf::from(path) })
+        }
+        Some(_) => Err(format!("{spec:?} has an empty name or file, expected NAME=FILE such as rootfs=rootfs.img")),
+        None => Err(format!("{spec:?} has no '=', expected NAME=FILE such as rootfs=rootfs.img")),
+    }
+}
+
 fn time_arg(what: &'static str, s: &str) -> Result<OffsetDateTime> {
     parse_time(s).ok_or_else(|| Error::InvalidArgument { what, detail: format!("{s:?} is not an RFC 3339 time") })
 }
@@ -91,26 +113,20 @@ pub fn run(args: Args) -> Result<Output> {
     opts.delta_level = args.delta_level;
     opts.threads = args.threads;
     if let Some(path) = &args.stack_info {
-        let text = std::fs::read(path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
+        // The stack goes into the manifest, so a file larger than a manifest can be cannot be a valid one.
+        let text = crate::fsutil::read_bounded(path, u64::from(crate::format::MAX_MANIFEST_LEN))?;
         opts.stack = serde_json::from_slice(&text)
             .map_err(|e| Error::InvalidArgument { what: "--stack-info", detail: format!("{}: {e}", path.display()) })?;
     }
     let keys = args.keys.iter().map(|k| SecretKey::load(k)).collect::<Result<Vec<_>>>()?;
     let mut inputs = Vec::new();
     let mut total = 0u64;
-    for spec in &args.payloads {
-        let (name, path) = spec.split_once('=').ok_or_else(|| Error::InvalidArgument {
-            what: "--payload",
-            detail: format!("{spec:?} is not NAME=FILE"),
-        })?;
-        let path = PathBuf::from(path);
-        let file = File::open(&path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
-        total += file.metadata().map(|m| m.len()).unwrap_or(0);
-        inputs.push(PayloadInput {
-            name: name.to_owned(),
-            reader: Box::new(BufReader::with_capacity(1 << 20, file)),
-            path,
-        });
+    for PayloadArg { name, path } in &args.payloads {
+        let (file, size_bytes) = crate::fsutil::open_image(path)?;
+        total += size_bytes;
+        // No more than the size known at the start is read, so a file that grows meanwhile still ends.
+        let reader = BufReader::with_capacity(1 << 20, file.take(size_bytes));
+        inputs.push(PayloadInput { name: name.clone(), reader: Box::new(reader), path: path.clone() });
     }
     let pb = progress_bar(total, "build");
     let report = writer::build(&opts, inputs, &keys, &args.output, &|n| {

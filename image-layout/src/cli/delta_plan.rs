@@ -1,7 +1,7 @@
 //! `edge-image delta-plan BUNDLE --have OLD_IMAGE [--json]`: what a node holding OLD_IMAGE would fetch and reuse.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use crate::cli::Output;
@@ -53,8 +53,9 @@ fn plan(args: Args, bundle: BundleAt<File>) -> Result<Output> {
     let p = m.payloads[pi].clone();
     let index = bundle.chunk_index(pi)?;
     let delta = bundle.delta_index(pi)?;
-    let old = File::open(&args.have).map_err(|source| Error::ReadFile { path: args.have.clone(), source })?;
-    let have = HaveIndex::scan(BufReader::with_capacity(1 << 20, old), p.block_size)
+    // A slot image, as a payload: a regular file or a block device, read up to the size it had when opened.
+    let (old, old_bytes) = crate::fsutil::open_image(&args.have)?;
+    let have = HaveIndex::scan(BufReader::with_capacity(1 << 20, old.take(old_bytes)), p.block_size)
         .map_err(|source| Error::ReadFile { path: args.have.clone(), source })?;
     let planner = Planner::new(&p, &index, &delta, &have)?;
     let s = planner.summarize(&bundle, pi, args.coalesce_gap);
