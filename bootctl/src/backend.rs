@@ -7,8 +7,9 @@ use crate::blockdev::{Access, BlockDevice};
 use crate::config::{BackendKind, Config};
 use crate::error::{Error, Result};
 use crate::grubstate::GrubStore;
+use crate::health::{Copies, CopyHealth};
 use crate::rules::{BootState, Slot, SlotState};
-use crate::uboot::{Env, EnvStore};
+use crate::uboot::{Env, EnvStore, OtherCopy};
 
 /// Where a bootloader keeps the boot state.
 pub trait Backend {
@@ -18,8 +19,8 @@ pub trait Backend {
     fn read(&mut self) -> Result<BootState>;
     /// Writes a new state durably (synced before returning), never leaving the bootloader without a whole copy.
     fn write(&mut self, state: &BootState) -> Result<()>;
-    /// Whether both stored copies are whole (false: the last write was cut short; the next write repairs it).
-    fn both_copies_whole(&mut self) -> Result<bool>;
+    /// What each stored copy is and which one is read (a copy that is not whole is repaired by the next write).
+    fn copies(&mut self) -> Result<Copies>;
     /// Writes every copy afresh with `state`, whatever they hold now (first install, or recovery of a lost state).
     fn provision(&mut self, state: &BootState) -> Result<()>;
 }
@@ -34,8 +35,8 @@ impl<D: BlockDevice> Backend for GrubStore<D> {
     fn write(&mut self, state: &BootState) -> Result<()> {
         GrubStore::write(self, state).map(|_| ())
     }
-    fn both_copies_whole(&mut self) -> Result<bool> {
-        Ok(GrubStore::read(self)?.other_whole)
+    fn copies(&mut self) -> Result<Copies> {
+        GrubStore::copies(self)
     }
     fn provision(&mut self, state: &BootState) -> Result<()> {
         GrubStore::provision(self, state)
@@ -118,9 +119,29 @@ impl<D: BlockDevice> Backend for UbootBackend<D> {
         self.store.write(&env).map_err(|source| Error::UBoot { location, source })?;
         Ok(())
     }
-    fn both_copies_whole(&mut self) -> Result<bool> {
-        let (_, choice) = self.store.read().map_err(self.err())?;
-        Ok(choice.is_none_or(|c| matches!(c.other, crate::uboot::OtherCopy::Valid { .. })))
+    fn copies(&mut self) -> Result<Copies> {
+        let choice = match self.store.read() {
+            Ok((_, choice)) => choice,
+            Err(crate::uboot::Error::NoValidCopy) => None,
+            Err(source) => return Err(Error::UBoot { location: self.location.clone(), source }),
+        };
+        // A copy is whole when it is the one read, or the other one with a good CRC.
+        let valid =
+            |i: usize| choice.is_some_and(|c| c.current.index() == i || matches!(c.other, OtherCopy::Valid { .. }));
+        let mut health = [CopyHealth::Damaged; 2];
+        for (i, h) in health.iter_mut().enumerate() {
+            *h = match self.store.copy_extent(i).map_err(self.err())? {
+                None => CopyHealth::Missing,
+                Some(false) => CopyHealth::Damaged,
+                Some(true) if valid(i) => CopyHealth::Whole,
+                Some(true) => CopyHealth::Damaged,
+            };
+        }
+        let locations = [0, 1].map(|i| {
+            let (path, offset) = self.store.copy_at(i);
+            format!("{} at byte {offset:#x}", path.display())
+        });
+        Ok(Copies { locations, health, current: choice.map(|c| c.current.index()) })
     }
     fn provision(&mut self, state: &BootState) -> Result<()> {
         let mut env = Env::new();

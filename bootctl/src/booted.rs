@@ -5,8 +5,12 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::blockdev::read_small;
 use crate::error::{Error, Result};
 use crate::rules::Slot;
+
+/// The longest kernel command line read; the kernel's own limit is a few KiB on every architecture.
+pub const MAX_CMDLINE_BYTES: u64 = 64 * 1024;
 
 /// The slot named by `edge.slot=` on a kernel command line (the last one wins, as the kernel's own parsing does).
 pub fn slot_from_cmdline(cmdline: &str) -> Option<Slot> {
@@ -20,8 +24,9 @@ pub fn booted_slot(
     root: &Path,
     slot_device: impl Fn(Slot) -> Option<std::path::PathBuf>,
 ) -> Result<Slot> {
-    let cmdline = std::fs::read_to_string(cmdline_path)
-        .map_err(|source| Error::Read { path: cmdline_path.to_owned(), source })?;
+    let bytes = read_small(cmdline_path, MAX_CMDLINE_BYTES)
+        .map_err(|e| Error::small_file(cmdline_path, e, MAX_CMDLINE_BYTES))?;
+    let cmdline = String::from_utf8_lossy(&bytes);
     let slot = slot_from_cmdline(&cmdline).ok_or_else(|| Error::NoBootedSlot { path: cmdline_path.to_owned() })?;
     if let Some(dev) = slot_device(slot) {
         let root_dev = std::fs::metadata(root).map_err(|source| Error::Read { path: root.to_owned(), source })?.dev();
@@ -59,5 +64,21 @@ mod tests {
         assert!(matches!(r, Err(Error::BootedMismatch { slot: Slot::A, .. })), "{r:?}");
         std::fs::write(&cmdline, "quiet\n").expect("write");
         assert!(matches!(booted_slot(&cmdline, dir.path(), |_| None), Err(Error::NoBootedSlot { .. })));
+    }
+
+    /// The command line file is read only when it is a regular file, and only up to a bound.
+    #[test]
+    fn issue_14_the_command_line_file_is_typed_and_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = booted_slot(Path::new("/dev/null"), dir.path(), |_| None);
+        assert!(matches!(r, Err(Error::FileType { found: "character device", .. })), "{r:?}");
+        let big = dir.path().join("cmdline");
+        std::fs::write(&big, format!("edge.slot=A {}", "x".repeat(MAX_CMDLINE_BYTES as usize))).expect("write");
+        let r = booted_slot(&big, dir.path(), |_| None);
+        assert!(matches!(r, Err(Error::FileTooLarge { .. })), "{r:?}");
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+        let r = booted_slot(&fifo, dir.path(), |_| None);
+        assert!(matches!(r, Err(Error::FileType { found: "FIFO", .. })), "{r:?}");
     }
 }

@@ -2,25 +2,25 @@
 //! backend named in the config, applying one rule of `rules` and writing the result back through the backend.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
 use crate::backend::open;
 use crate::blockdev::Access;
 use crate::booted::booted_slot;
-use crate::config::{BackendKind, Config, DEFAULT_PATH};
+use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{Error, Result};
 use crate::rules::{Boot, BootState, Slot};
-use crate::wire::{SlotStatus, Status};
+use crate::wire::{CopyStatus, SlotStatus, Status};
 
 /// Show and change which slot boots.
 #[derive(Debug, Parser)]
 #[command(name = "edge-bootctl", version, about)]
 pub struct Cli {
-    /// The config file.
-    #[arg(long, default_value = DEFAULT_PATH)]
-    pub config: PathBuf,
+    /// The config file [default: /etc/edge/bootctl.toml, and every key's default when that file does not exist].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// The verb.
     #[command(subcommand)]
     pub command: Command,
@@ -69,7 +69,12 @@ fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
 
 /// Runs a command line; returns what to print on stdout.
 pub fn run(cli: Cli) -> Result<String> {
-    let config = Config::load(&cli.config)?;
+    // The default file is optional (every key has a default); a file named on the command line must be there, so
+    // that a misspelt name is not quietly replaced by the defaults.
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::load_default(Path::new(DEFAULT_PATH))?,
+    };
     let booted = || booted_slot(&config.cmdline, &config.root, |s| config.slot_device(s));
     match cli.command {
         Command::Status { json } => {
@@ -88,6 +93,7 @@ pub fn run(cli: Cli) -> Result<String> {
                     booted: booted == Some(s),
                 })
                 .collect();
+            let copies = b.copies()?;
             let status = Status {
                 backend: b.name(),
                 booted: booted.map(Slot::letter),
@@ -99,7 +105,15 @@ pub fn run(cli: Cli) -> Result<String> {
                     Boot::Fallback(_) => "fallback",
                 },
                 next_slot: next.slot().letter(),
-                copies_whole: b.both_copies_whole()?,
+                copies_whole: copies.both_whole(),
+                copies: (0..2)
+                    .map(|i| CopyStatus {
+                        copy: i as u8,
+                        location: copies.locations[i].clone(),
+                        state: copies.health[i].word(),
+                        current: copies.current == Some(i),
+                    })
+                    .collect(),
                 slots,
             };
             Ok(if json { serde_json::to_string_pretty(&status).expect("status serializes") } else { human(&status) })
@@ -121,23 +135,6 @@ pub fn run(cli: Cli) -> Result<String> {
         }
         Command::Provision { good, force } => {
             let s = good;
-            if config.backend == BackendKind::Grub {
-                // The copies must exist to be rewritten in place; create them empty (they are not whole yet).
-                for i in 0..2 {
-                    let path = config.grub_state_dir.join(format!("state{i}.env"));
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(&path)
-                        .map_err(|source| Error::Write { path: path.clone(), source })?;
-                }
-                // Durability: a cut before this sync may lose the new (still empty) files; provisioning then fails
-                // again on the next run instead of leaving state behind.
-                std::fs::File::open(&config.grub_state_dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|source| Error::Write { path: config.grub_state_dir.clone(), source })?;
-            }
             let mut b = open(&config, Access::ReadWrite)?;
             match b.read() {
                 // Only a state known to be lost is provisioned without --force; a read error is not that.
@@ -181,10 +178,17 @@ fn human(s: &Status) -> String {
         }
         let _ = writeln!(out, "slot {}:     {}", slot.slot, notes.join(", "));
     }
-    let _ = write!(
-        out,
-        "copies:     {}",
-        if s.copies_whole { "both whole" } else { "one torn or damaged (the next write repairs it)" }
-    );
+    let copy = |c: &CopyStatus| {
+        let note = match c.state {
+            _ if c.current => " (read)",
+            "missing" => " (the next write creates it)",
+            "damaged" => " (the next write replaces it)",
+            _ => "",
+        };
+        format!("{} {}{note}", c.copy, c.state)
+    };
+    let copies =
+        if s.copies_whole { "both whole".to_owned() } else { s.copies.iter().map(copy).collect::<Vec<_>>().join(", ") };
+    let _ = write!(out, "copies:     {copies}");
     out
 }

@@ -4,11 +4,32 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::blockdev::{read_small, ReadSmall};
 use crate::error::{Error, Result};
 use crate::rules::{Slot, DEFAULT_TRIES, MAX_TRIES};
 
 /// The config file's default path.
 pub const DEFAULT_PATH: &str = "/etc/edge/bootctl.toml";
+
+/// The largest config file read: a handful of keys, with room for comments.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// The line and column (both from 1, the column in characters) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = (0..=offset.min(text.len())).rev().find(|&o| text.is_char_boundary(o)).unwrap_or(0);
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+}
+
+/// The key of the `key = value` line holding byte `offset` of `text` (TOML errors point at the value or the key).
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = (0..=offset.min(text.len())).rev().find(|&o| text.is_char_boundary(o)).unwrap_or(0);
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with(['#', '['])).then(|| key.to_owned())
+}
 
 /// Which bootloader keeps the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -58,16 +79,43 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads and checks a config file.
+    /// Loads and checks a config file, which must exist.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        Config::parse(&text, path)
+        let bytes = read_small(path, MAX_CONFIG_BYTES).map_err(|e| Error::small_file(path, e, MAX_CONFIG_BYTES))?;
+        Config::parse_bytes(&bytes, path)
     }
 
-    /// Parses and checks config text (`path` names it in errors).
+    /// Loads and checks the config file at its default place: a file that does not exist means every key's
+    /// default, as an empty file does; one that cannot be read, or is invalid, is still an error.
+    pub fn load_default(path: &Path) -> Result<Config> {
+        match read_small(path, MAX_CONFIG_BYTES) {
+            Ok(bytes) => Config::parse_bytes(&bytes, path),
+            Err(ReadSmall::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(Error::small_file(path, e, MAX_CONFIG_BYTES)),
+        }
+    }
+
+    fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config> {
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::ParseConfig {
+            path: path.to_owned(),
+            at: Some(line_column(&String::from_utf8_lossy(&bytes[..e.valid_up_to()]), e.valid_up_to())),
+            key: None,
+            detail: "not UTF-8 text".to_owned(),
+        })?;
+        Config::parse(text, path)
+    }
+
+    /// Parses and checks config text (`path` names it in errors, with the line, column and key of a TOML error).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let c: Config = toml::from_str(text)
-            .map_err(|e| Error::Config { path: path.to_owned(), detail: e.message().to_owned() })?;
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            Error::ParseConfig {
+                path: path.to_owned(),
+                at: span.as_ref().map(|s| line_column(text, s.start)),
+                key: span.and_then(|s| key_at(text, s.start)),
+                detail: e.message().trim_end().to_owned(),
+            }
+        })?;
         c.check().map_err(|detail| Error::Config { path: path.to_owned(), detail })?;
         Ok(c)
     }
@@ -142,5 +190,45 @@ mod tests {
         check("tries = 10", false);
         check("surprise = 1", false);
         assert_eq!(Config::parse("", Path::new("t")).expect("empty"), Config::default());
+    }
+
+    /// A config file that does not exist at the default place means every key's default; one that exists must be
+    /// readable and valid, and one named on the command line must exist.
+    #[test]
+    fn issue_14_a_missing_default_config_means_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("bootctl.toml");
+        assert_eq!(Config::load_default(&missing).expect("the defaults"), Config::default());
+        assert!(matches!(Config::load(&missing), Err(Error::Read { .. })));
+        std::fs::write(&missing, "tries = 0\n").expect("write");
+        assert!(matches!(Config::load_default(&missing), Err(Error::Config { .. })));
+        std::fs::remove_file(&missing).expect("remove");
+        std::fs::create_dir(&missing).expect("a directory in its place");
+        assert!(matches!(Config::load_default(&missing), Err(Error::FileType { found: "directory", .. })));
+        std::fs::remove_dir(&missing).expect("remove");
+        assert!(std::process::Command::new("mkfifo").arg(&missing).status().expect("mkfifo").success());
+        assert!(matches!(Config::load_default(&missing), Err(Error::FileType { found: "FIFO", .. })));
+    }
+
+    /// A TOML error names the file, the line and column, and the key.
+    #[test]
+    fn issue_14_toml_errors_name_the_key_and_the_line() {
+        let check = |text: &str, at: (usize, usize), key: Option<&str>| match Config::parse(text, Path::new("t.toml")) {
+            Err(Error::ParseConfig { at: a, key: k, detail, .. }) => {
+                assert_eq!((a, k.as_deref()), (Some(at), key), "{text:?}: {detail}")
+            }
+            r => panic!("{text:?}: {r:?}"),
+        };
+        check("backend = \"grub\"\ntries = \"3\"\n", (2, 9), Some("tries"));
+        check("# comment\n\n  backend = \"lilo\"", (3, 13), Some("backend"));
+        check("cmdline = 7\n", (1, 11), Some("cmdline"));
+        check("surprise = 1\n", (1, 1), Some("surprise"));
+        check("tries = 3\ntries = 4\n", (2, 1), Some("tries"));
+        check("tries = \n", (1, 9), Some("tries"));
+        check("[table\n", (1, 7), None);
+        assert_eq!(line_column("é = 1\nab", 9), (2, 3));
+        let text = "tries = \"3\"\n";
+        let e = Config::parse(text, Path::new("/etc/edge/bootctl.toml")).expect_err("a type error");
+        assert!(e.to_string().starts_with("/etc/edge/bootctl.toml:1:9: key tries: invalid type"), "{e}");
     }
 }

@@ -10,9 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::blockdev::{Access, BlockDevice, FileDevice};
+use crate::blockdev::{refused_kind, Accept, Access, BlockDevice, FileDevice};
 use crate::error::{Error, Result};
 use crate::grubenv::{GrubEnv, BLOCK_SIZE};
+use crate::health::{Copies, CopyHealth};
 use crate::rules::{BootState, Slot, SlotState};
 
 /// Variables of a copy, in block order (the fill and the end marker follow).
@@ -94,8 +95,12 @@ pub enum Copy {
     Bad,
 }
 
-/// Decodes one copy; anything but a whole, valid copy is [`Copy::Bad`].
+/// Decodes one copy; anything but a whole, valid copy of exactly [`BLOCK_SIZE`] bytes is [`Copy::Bad`].
 pub fn decode_copy(b: &[u8]) -> Copy {
+    // Every writer makes a copy exactly one block long; a longer one was not made by any of them.
+    if b.len() != BLOCK_SIZE {
+        return Copy::Bad;
+    }
     let Ok(env) = GrubEnv::decode(b) else { return Copy::Bad };
     // As GRUB's load_env: a name that appears twice takes its last value.
     let get = |n: &str| env.vars().filter(|(name, _)| *name == n).last().map(|(_, v)| v);
@@ -171,76 +176,189 @@ pub fn provision(state: &BootState) -> [Vec<u8>; 2] {
     [encode_copy(state, Generation::FIRST), encode_copy(state, Generation::FIRST.next())]
 }
 
-/// The two copies on their devices (files on the ESP in production).
+/// One copy's place: its device, when there is one, and its path.
+struct Place<D> {
+    device: Option<D>,
+    path: PathBuf,
+}
+
+/// What reading one copy found.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    copy: Copy,
+    health: CopyHealth,
+    /// The copy is longer than a block: a write to it must cut it to a block, or it stays damaged.
+    too_long: bool,
+}
+
+impl Found {
+    fn bad(health: CopyHealth, too_long: bool) -> Found {
+        Found { copy: Copy::Bad, health, too_long }
+    }
+}
+
+/// Makes the device of a missing copy at its path.
+type Create<D> = fn(&Path) -> std::io::Result<D>;
+
+/// The two copies on their devices (files on the ESP in production); a copy whose file is missing has no device
+/// until a write creates it.
 pub struct GrubStore<D: BlockDevice> {
-    copies: [(D, PathBuf); 2],
+    copies: [Place<D>; 2],
+    create: Option<Create<D>>,
 }
 
 impl GrubStore<FileDevice> {
-    /// Opens `state0.env` and `state1.env` in `dir`.
+    /// Opens `state0.env` and `state1.env` in `dir`. A copy whose file does not exist is missing, which is not an
+    /// error while the other copy is whole; with `Access::ReadWrite`, the next write creates it. A path that
+    /// exists but is not a regular file (a FIFO, a device, a directory) is refused before it is opened: GRUB reads
+    /// its copies through a filesystem, and opening a FIFO would block.
     pub fn open_dir(dir: &Path, access: Access) -> Result<GrubStore<FileDevice>> {
-        let open = |i: usize| {
+        let open = |i: usize| -> Result<Place<FileDevice>> {
             let path = dir.join(format!("state{i}.env"));
-            FileDevice::open(&path, access).map(|d| (d, path.clone())).map_err(|source| match access {
-                Access::ReadOnly => Error::Read { path, source },
-                Access::ReadWrite => Error::Write { path, source },
-            })
+            Ok(Place { device: open_copy(&path, access)?, path })
         };
-        Ok(GrubStore { copies: [open(0)?, open(1)?] })
+        let create = (access == Access::ReadWrite).then_some(create_copy as Create<FileDevice>);
+        Ok(GrubStore { copies: [open(0)?, open(1)?], create })
     }
+}
+
+/// The device of one copy's file; `None` when the file does not exist.
+fn open_copy(path: &Path, access: Access) -> Result<Option<FileDevice>> {
+    let rerr = |source| Error::Read { path: path.to_owned(), source };
+    match refused_kind(path, Accept::RegularFile) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(rerr(source)),
+        Ok(Some(found)) => {
+            return Err(Error::CopyType { path: path.to_owned(), found, expected: Accept::RegularFile.expected() })
+        }
+        Ok(None) => {}
+    }
+    match FileDevice::open(path, access) {
+        Ok(d) => Ok(Some(d)),
+        // Removed since it was looked at: as missing as if it had never been there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(match access {
+            Access::ReadOnly => rerr(source),
+            Access::ReadWrite => Error::Write { path: path.to_owned(), source },
+        }),
+    }
+}
+
+/// Creates a missing copy's file, empty (so not whole), and syncs its directory so that the file stays.
+fn create_copy(path: &Path) -> std::io::Result<FileDevice> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Durability: a cut before this sync may lose the new file, which leaves the copy missing, as it was; the
+    // other copy, newest and whole, is not touched by any of this.
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(FileDevice::from_file(file))
 }
 
 impl<D: BlockDevice> GrubStore<D> {
     /// A store over two devices (named by `paths` in messages).
     pub fn new(copies: [(D, PathBuf); 2]) -> GrubStore<D> {
-        GrubStore { copies }
+        GrubStore { copies: copies.map(|(d, path)| Place { device: Some(d), path }), create: None }
     }
 
-    /// The devices, back.
-    pub fn into_devices(self) -> [(D, PathBuf); 2] {
-        self.copies
+    /// The devices, back (`None` for a copy that is missing).
+    pub fn into_devices(self) -> [(Option<D>, PathBuf); 2] {
+        self.copies.map(|p| (p.device, p.path))
     }
 
-    fn read_copy(&mut self, i: usize) -> Result<Copy> {
+    fn read_copy(&mut self, i: usize) -> Result<Found> {
+        let Place { device, path } = &mut self.copies[i];
+        let Some(dev) = device else { return Ok(Found::bad(CopyHealth::Missing, false)) };
+        let rerr = |source| Error::Read { path: path.clone(), source };
         let mut b = vec![0u8; BLOCK_SIZE];
-        let (dev, path) = &mut self.copies[i];
         match dev.read_at(0, &mut b) {
-            Ok(()) => Ok(decode_copy(&b)),
+            Ok(()) => {}
             // A copy shorter than a block (never written whole) is as bad as a torn one: the other copy decides.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Copy::Bad),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(Found::bad(CopyHealth::Damaged, false))
+            }
             // Any other error says nothing about the copy: treating it as bad would let the next write overwrite
             // what may be the newest state.
-            Err(source) => Err(Error::Read { path: path.clone(), source }),
+            Err(source) => return Err(rerr(source)),
         }
+        // A copy is exactly one block; one with a byte after the block was not written by any writer of this
+        // format, so it is damaged whatever its first block says.
+        match dev.read_at(BLOCK_SIZE as u64, &mut [0u8]) {
+            Ok(()) => return Ok(Found::bad(CopyHealth::Damaged, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(source) => return Err(rerr(source)),
+        }
+        Ok(match decode_copy(&b) {
+            copy @ Copy::Whole(..) => Found { copy, health: CopyHealth::Whole, too_long: false },
+            Copy::Bad => Found::bad(CopyHealth::Damaged, false),
+        })
+    }
+
+    fn read_both(&mut self) -> Result<[Found; 2]> {
+        Ok([self.read_copy(0)?, self.read_copy(1)?])
+    }
+
+    fn no_whole_copy(&self) -> Error {
+        let p = &self.copies[0].path;
+        Error::NoWholeCopy { location: p.parent().map_or_else(|| p.clone(), Path::to_path_buf) }
     }
 
     /// The newest whole copy.
     pub fn read(&mut self) -> Result<Picked> {
-        let picked = pick([self.read_copy(0)?, self.read_copy(1)?]);
-        picked.ok_or_else(|| Error::NoWholeCopy {
-            location: self.copies[0].1.parent().map_or_else(|| self.copies[0].1.clone(), Path::to_path_buf),
+        let [a, b] = self.read_both()?;
+        pick([a.copy, b.copy]).ok_or_else(|| self.no_whole_copy())
+    }
+
+    /// What each copy is, and which one [`GrubStore::read`] takes.
+    pub fn copies(&mut self) -> Result<Copies> {
+        let found = self.read_both()?;
+        Ok(Copies {
+            locations: [0, 1].map(|i| self.copies[i].path.display().to_string()),
+            health: found.map(|f| f.health),
+            current: pick([found[0].copy, found[1].copy]).map(|p| p.copy),
         })
     }
 
-    /// Writes `state` into the copy that is not the newest whole one, with the next generation, and syncs it.
+    /// Writes `state` into the copy that is not the newest whole one, with the next generation, and syncs it; a
+    /// missing copy is created, and one longer than a block is cut to a block.
     pub fn write(&mut self, state: &BootState) -> Result<Picked> {
-        let current = self.read()?;
+        let found = self.read_both()?;
+        let current = pick([found[0].copy, found[1].copy]).ok_or_else(|| self.no_whole_copy())?;
         let (target, bytes) = next_write(&current, state);
-        let (dev, path) = &mut self.copies[target];
-        let werr = |source| Error::Write { path: path.clone(), source };
-        // Durability: a cut before the sync leaves `current` whole and newest (the target copy is old, or torn and
-        // so not whole); a cut after it leaves the new copy whole and newest.
-        dev.write_at(0, &bytes).map_err(werr)?;
-        dev.sync().map_err(|source| Error::Write { path: path.clone(), source })?;
+        self.write_copy(target, &bytes, found[target].too_long)?;
         Ok(Picked { state: *state, generation: current.generation.next(), copy: target, other_whole: true })
     }
 
-    /// Writes both copies of a fresh node, each synced, copy 0 first.
+    /// Writes one copy whole: creates it when missing, writes the block, cuts what follows, syncs.
+    fn write_copy(&mut self, i: usize, bytes: &[u8], too_long: bool) -> Result<()> {
+        let create = self.create;
+        let Place { device, path } = &mut self.copies[i];
+        let werr = |source| Error::Write { path: path.clone(), source };
+        if device.is_none() {
+            let create = create.ok_or_else(|| werr(std::io::ErrorKind::NotFound.into()))?;
+            *device = Some(create(path).map_err(werr)?);
+        }
+        let dev = device.as_mut().expect("the device is there or was just created");
+        // Durability: this copy is not the newest whole one (or none is whole, when provisioning), so a cut
+        // anywhere from here to the sync leaves the newest whole copy untouched; after the sync this copy is whole
+        // and newest.
+        dev.write_at(0, bytes).map_err(werr)?;
+        if too_long {
+            dev.set_len(BLOCK_SIZE as u64).map_err(werr)?;
+        }
+        dev.sync().map_err(werr)
+    }
+
+    /// Writes both copies of a fresh node, each synced, copy 0 first; missing copies are created.
     pub fn provision(&mut self, state: &BootState) -> Result<()> {
         for (i, bytes) in provision(state).iter().enumerate() {
-            let (dev, path) = &mut self.copies[i];
-            dev.write_at(0, bytes).map_err(|source| Error::Write { path: path.clone(), source })?;
-            dev.sync().map_err(|source| Error::Write { path: path.clone(), source })?;
+            // Whatever the copies hold is overwritten, even what cannot be read (provision --force); only a byte
+            // after the block matters, since it must be cut.
+            let too_long =
+                self.copies[i].device.as_mut().is_some_and(|d| d.read_at(BLOCK_SIZE as u64, &mut [0u8]).is_ok());
+            self.write_copy(i, bytes, too_long)?;
         }
         Ok(())
     }
@@ -301,6 +419,10 @@ mod tests {
             Ok(())
         }
         fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+            self.data.resize(len as usize, 0);
             Ok(())
         }
     }
@@ -379,15 +501,15 @@ mod tests {
         for w in states.windows(2) {
             let (before, after) = (w[0], w[1]);
             for k in 0..=BLOCK_SIZE / SECTOR {
-                let [(d0, _), (d1, _)] = st.into_devices();
+                let [(Some(d0), _), (Some(d1), _)] = st.into_devices() else { panic!("both copies are there") };
                 let mut trial = store(d0.data.clone(), d1.data.clone());
-                for (dev, _) in trial.copies.iter_mut() {
-                    dev.budget = Some(k * SECTOR);
+                for place in trial.copies.iter_mut() {
+                    place.device.as_mut().expect("there").budget = Some(k * SECTOR);
                 }
                 let r = trial.write(&after);
                 assert_eq!(r.is_ok(), k == BLOCK_SIZE / SECTOR, "cut after {k} sectors: {r:?}");
-                for (dev, _) in trial.copies.iter_mut() {
-                    dev.budget = None;
+                for place in trial.copies.iter_mut() {
+                    place.device.as_mut().expect("there").budget = None;
                 }
                 let read = trial.read().expect("a whole copy survives").state;
                 assert_eq!(read, if k == BLOCK_SIZE / SECTOR { after } else { before }, "cut after {k} sectors");
@@ -527,6 +649,90 @@ mod tests {
         check(&String::from_utf8_lossy(&good).replace("edge_active=A", "edge_active=C").into_bytes());
         // GRUB's script accepts upper-case slot letters only; so does the decoder.
         check(&String::from_utf8_lossy(&good).replace("edge_active=A", "edge_active=a").into_bytes());
+    }
+
+    /// A copy is exactly one block: a whole block followed by anything (here the fill GRUB writes) is damaged,
+    /// never trusted, and the next write, which goes to it, cuts it back to one block.
+    #[test]
+    fn issue_14_a_copy_of_the_wrong_size_is_damaged() {
+        let old = BootState::provisioned(Slot::A);
+        let new = old.set_active(Slot::B, 3).expect("A is good");
+        let mut long = encode_copy(&new, Generation(1));
+        assert!(matches!(decode_copy(&long), Copy::Whole(..)));
+        long.resize(2 * BLOCK_SIZE, b'#');
+        assert_eq!(decode_copy(&long), Copy::Bad);
+        // Copy 1 would be the newer one, but it is too long: copy 0 is read.
+        let mut st = store(encode_copy(&old, Generation(0)), long);
+        let picked = st.read().expect("copy 0 is whole");
+        assert_eq!((picked.copy, picked.state), (0, old));
+        let copies = st.copies().expect("copies");
+        assert_eq!(copies.health, [CopyHealth::Whole, CopyHealth::Damaged]);
+        assert_eq!(copies.current, Some(0));
+        let next = old.mark_bad(Slot::B);
+        assert_eq!(st.write(&next).expect("write").copy, 1);
+        let [_, (Some(d1), _)] = st.into_devices() else { panic!("copy 1 is there") };
+        assert_eq!(d1.data, encode_copy(&next, Generation(1)));
+    }
+
+    /// A missing copy is not an error while the other is whole: the state is read from the whole one, the copy is
+    /// reported missing, and the next write (which goes to it) creates it.
+    #[test]
+    fn issue_14_a_missing_copy_is_created_by_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BootState::provisioned(Slot::A);
+        for missing in [0, 1] {
+            let [c0, c1] = provision(&s);
+            std::fs::write(dir.path().join("state0.env"), c0).expect("copy 0");
+            std::fs::write(dir.path().join("state1.env"), c1).expect("copy 1");
+            let gone = dir.path().join(format!("state{missing}.env"));
+            std::fs::remove_file(&gone).expect("remove");
+            let mut ro = GrubStore::open_dir(dir.path(), Access::ReadOnly).expect("open read-only");
+            assert_eq!(ro.read().expect("the other copy is whole").copy, 1 - missing);
+            let copies = ro.copies().expect("copies");
+            assert_eq!(copies.health[missing], CopyHealth::Missing);
+            assert_eq!(copies.health[1 - missing], CopyHealth::Whole);
+            let mut rw = GrubStore::open_dir(dir.path(), Access::ReadWrite).expect("open");
+            let next = s.set_active(Slot::B, 3).expect("A is good");
+            assert_eq!(rw.write(&next).expect("write").copy, missing);
+            assert_eq!(std::fs::read(&gone).expect("created").len(), BLOCK_SIZE);
+            let mut again = GrubStore::open_dir(dir.path(), Access::ReadOnly).expect("open");
+            assert_eq!(again.read().expect("read").state, next);
+            assert!(again.copies().expect("copies").both_whole());
+        }
+        // Both missing: the state is lost, and provisioning creates both.
+        std::fs::remove_file(dir.path().join("state0.env")).expect("remove");
+        std::fs::remove_file(dir.path().join("state1.env")).expect("remove");
+        let mut rw = GrubStore::open_dir(dir.path(), Access::ReadWrite).expect("open");
+        assert!(matches!(rw.read(), Err(Error::NoWholeCopy { .. })));
+        rw.provision(&s).expect("provision");
+        assert_eq!(rw.read().expect("read").state, s);
+    }
+
+    /// A copy's path that is not a regular file is refused before it is opened, naming it: a FIFO would block the
+    /// open, a device has no block GRUB could read.
+    #[test]
+    fn issue_14_a_copy_that_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [c0, _] = provision(&BootState::provisioned(Slot::A));
+        std::fs::write(dir.path().join("state0.env"), c0).expect("copy 0");
+        let copy1 = dir.path().join("state1.env");
+        let refused = |found: &str| {
+            for access in [Access::ReadOnly, Access::ReadWrite] {
+                let r = GrubStore::open_dir(dir.path(), access).map(|_| ());
+                assert!(
+                    matches!(&r, Err(Error::CopyType { path, found: f, .. }) if *path == copy1 && *f == found),
+                    "{r:?}"
+                );
+            }
+        };
+        std::os::unix::fs::symlink("/dev/null", &copy1).expect("symlink");
+        refused("character device");
+        std::fs::remove_file(&copy1).expect("remove");
+        assert!(std::process::Command::new("mkfifo").arg(&copy1).status().expect("mkfifo").success());
+        refused("FIFO");
+        std::fs::remove_file(&copy1).expect("remove");
+        std::fs::create_dir(&copy1).expect("mkdir");
+        refused("directory");
     }
 
     /// Every write, torn after every whole number of sectors, from every state and generation and with the other

@@ -16,6 +16,7 @@ pub mod error;
 pub mod grubcfg;
 pub mod grubenv;
 pub mod grubstate;
+pub mod health;
 pub mod rules;
 pub mod uboot;
 pub mod ubootscript;

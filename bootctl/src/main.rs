@@ -1,5 +1,5 @@
-//! `edge-bootctl`: parses the command line, runs it through the library, prints the result; exit code 1 on any
-//! error, 2 on a usage error (docs/boot-state.md, "edge-bootctl").
+//! `edge-bootctl`: parses the command line, runs it through the library, prints the result, and maps errors to the
+//! exit codes documented in docs/boot-state.md ("Exit codes").
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -14,7 +14,7 @@ fn main() {
                 eprintln!("  caused by: {s}");
                 source = s.source();
             }
-            std::process::exit(1);
+            std::process::exit(e.exit_code());
         }
     }
 }

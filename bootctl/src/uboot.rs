@@ -26,7 +26,11 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::blockdev::{read_small, refused_kind, Accept, ReadSmall};
 pub use crate::blockdev::{Access, BlockDevice, FileDevice};
+
+/// The largest `fw_env.config` read: two lines of a few dozen bytes each, with room for comments.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// Where `fw_printenv` and `fw_setenv` look for the config by default.
 pub const FW_ENV_CONFIG: &str = "/etc/fw_env.config";
@@ -103,6 +107,14 @@ pub enum Error {
         /// The device's size.
         device_size: u64,
     },
+    /// The device is not a file or device that can hold an environment (a FIFO, a character device, a directory).
+    #[error("U-Boot environment device {path} is a {found}, expected a regular file or a block device")]
+    DeviceType {
+        /// The device.
+        path: PathBuf,
+        /// What it is.
+        found: &'static str,
+    },
     /// The device is raw flash (MTD) or a UBI volume, which need erase cycles this module does not do.
     #[error("U-Boot environment device {path} is MTD or UBI; only files and block devices are supported")]
     UnsupportedDevice {
@@ -117,6 +129,24 @@ pub enum Error {
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// `fw_env.config` is not a regular file.
+    #[error("{path} is a {found}, expected a regular file")]
+    ConfigType {
+        /// The config file.
+        path: PathBuf,
+        /// What it is.
+        found: &'static str,
+    },
+    /// `fw_env.config` is larger than any the tools write.
+    #[error("{path} is {size_bytes} bytes, expected at most {max_bytes}")]
+    ConfigTooLarge {
+        /// The config file.
+        path: PathBuf,
+        /// Its size, or the bytes read past the bound when it grew.
+        size_bytes: u64,
+        /// The bound.
+        max_bytes: u64,
     },
     /// A line of `fw_env.config` is not what the tools accept.
     #[error("{path}, line {line}: {detail}")]
@@ -366,14 +396,20 @@ pub fn decode_redundant(primary: &[u8], redundant: &[u8], scheme: FlagScheme) ->
         return Err(Error::SizeMismatch { primary: primary.len(), redundant: redundant.len() });
     }
     check_len(primary.len(), Header::Redundant { flags: 0 })?;
-    let blocks = [primary, redundant];
-    let flags = [valid_flags(primary), valid_flags(redundant)];
+    decode_copies([Some(primary), Some(redundant)], scheme)
+}
+
+/// Decodes a redundant environment from the copies that are there (each at least a header and a NUL long): a
+/// missing copy counts as one with a bad CRC.
+fn decode_copies(blocks: [Option<&[u8]>; 2], scheme: FlagScheme) -> Result<(Env, CopyChoice)> {
+    let flags = blocks.map(|b| b.and_then(valid_flags));
     let (current, current_flags) = select(flags[0], flags[1], scheme).ok_or(Error::NoValidCopy)?;
     let other = match flags[current.other().index()] {
         Some(flags) => OtherCopy::Valid { flags },
         None => OtherCopy::BadCrc,
     };
-    let env = decode_data(blocks[current.index()], CRC_LEN + 1)?;
+    let block = blocks[current.index()].expect("a copy with valid flags is there");
+    let env = decode_data(block, CRC_LEN + 1)?;
     Ok((env, CopyChoice { current, flags: current_flags, other }))
 }
 
@@ -580,6 +616,39 @@ impl<D: BlockDevice> EnvStore<D> {
         Ok(buf)
     }
 
+    /// One copy of a redundant environment; `None` when its file or device ends before the copy does, which makes
+    /// it as bad as a copy with a bad CRC: the other copy decides, and the next write goes to this one (and makes
+    /// a file long enough to hold it).
+    fn read_redundant_copy(&mut self, idx: usize) -> Result<Option<Vec<u8>>> {
+        match self.read_copy(idx) {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::ReadDevice { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where copy `idx` is: its device or file, and its offset.
+    pub fn copy_at(&self, idx: usize) -> (&Path, u64) {
+        let c = &self.copies[idx];
+        (&c.path, c.offset)
+    }
+
+    /// Whether the file or device holds copy `idx`: `Some(true)` whole, `Some(false)` cut short by its end,
+    /// `None` when it ends before the copy starts.
+    pub fn copy_extent(&mut self, idx: usize) -> Result<Option<bool>> {
+        let size = self.size as u64;
+        let c = &mut self.copies[idx];
+        let mut probe = |offset: u64| match c.device.read_at(offset, &mut [0u8]) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(source) => Err(Error::ReadDevice { path: c.path.clone(), offset: c.offset, source }),
+        };
+        if !probe(c.offset)? {
+            return Ok(None);
+        }
+        Ok(Some(probe(c.offset + size.saturating_sub(1))?))
+    }
+
     fn write_copy(&mut self, idx: usize, at: u64, bytes: &[u8]) -> Result<()> {
         let c = &mut self.copies[idx];
         let offset = c.offset + at;
@@ -593,12 +662,14 @@ impl<D: BlockDevice> EnvStore<D> {
 
     /// Reads the environment; for a redundant one, also which copy was read and the state of the other.
     pub fn read(&mut self) -> Result<(Env, Option<CopyChoice>)> {
-        let first = self.read_copy(0)?;
         if !self.is_redundant() {
+            let first = self.read_copy(0)?;
             return Ok((decode_single(&first)?, None));
         }
-        let second = self.read_copy(1)?;
-        let (env, choice) = decode_redundant(&first, &second, self.scheme)?;
+        let first = self.read_redundant_copy(0)?;
+        let second = self.read_redundant_copy(1)?;
+        check_len(self.size, Header::Redundant { flags: 0 })?;
+        let (env, choice) = decode_copies([first.as_deref(), second.as_deref()], self.scheme)?;
         Ok((env, Some(choice)))
     }
 
@@ -619,9 +690,10 @@ impl<D: BlockDevice> EnvStore<D> {
         // Encoded first, so that an environment too large is refused before any I/O; the flags are not covered
         // by the CRC and are set once the current copy is known.
         let mut bytes = encode_redundant(env, self.size, 0)?;
-        let first = self.read_copy(0)?;
-        let second = self.read_copy(1)?;
-        let current = select(valid_flags(&first), valid_flags(&second), self.scheme);
+        let first = self.read_redundant_copy(0)?;
+        let second = self.read_redundant_copy(1)?;
+        let current =
+            select(first.as_deref().and_then(valid_flags), second.as_deref().and_then(valid_flags), self.scheme);
         let (target, flags) = match current {
             Some((copy, flags)) => (copy.other(), self.scheme.next(flags)),
             None => (CopyId::Primary, FLAG_ACTIVE),
@@ -648,6 +720,13 @@ impl EnvStore<FileDevice> {
             let s = path.to_string_lossy();
             if s.starts_with("/dev/mtd") || s.starts_with("/dev/ubi") {
                 return Err(Error::UnsupportedDevice { path });
+            }
+            // Checked before the open: opening a FIFO blocks until a writer comes, and a character device has no
+            // end to count an offset from.
+            let kind = refused_kind(&path, Accept::FileOrBlockDevice)
+                .map_err(|source| Error::OpenDevice { path: path.clone(), source })?;
+            if let Some(found) = kind {
+                return Err(Error::DeviceType { path, found });
             }
             let mut device =
                 FileDevice::open(&path, access).map_err(|source| Error::OpenDevice { path: path.clone(), source })?;
@@ -707,8 +786,18 @@ pub struct Config {
 impl Config {
     /// Reads and parses the config file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+        let bytes = read_small(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+            ReadSmall::Io(source) => Error::ReadConfig { path: path.to_owned(), source },
+            ReadSmall::Type(found) => Error::ConfigType { path: path.to_owned(), found },
+            ReadSmall::TooLarge(size_bytes) => {
+                Error::ConfigTooLarge { path: path.to_owned(), size_bytes, max_bytes: MAX_CONFIG_BYTES }
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&c| c == b'\n').count() + 1;
+            Error::ParseConfig { path: path.to_owned(), line, detail: "not UTF-8 text".to_owned() }
+        })?;
         Config::parse(&text, path)
     }
 
@@ -1317,5 +1406,59 @@ mod tests {
             decode_redundant(&redundant[..size], &redundant[size..], FlagScheme::Incremental).expect("decodes");
         assert_eq!(back, e);
         assert_eq!(choice, CopyChoice { current: CopyId::Redundant, flags: 2, other: OtherCopy::Valid { flags: 1 } });
+    }
+
+    /// A redundant environment whose file ends before its second copy (cut off, or never written) is read from the
+    /// first copy, reports the second as missing, and the next write, which goes to the second, makes the file
+    /// long enough to hold it.
+    #[test]
+    fn issue_14_a_copy_past_the_end_of_its_file_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("env.bin");
+        let e = env(&[("edge_active", "A")]);
+        std::fs::write(&file, encode_redundant(&e, 64, 1).expect("fits")).expect("copy 0 only");
+        let line =
+            |offset: i64| ConfigLine { device: file.clone(), offset, env_size: 64, sector_size: None, n_sectors: None };
+        let config = Config { primary: line(0), redundant: Some(line(64)) };
+        let mut store = EnvStore::open(&config, Access::ReadWrite).expect("open");
+        let (read, choice) = store.read().expect("copy 0 is whole");
+        assert_eq!(read, e);
+        assert_eq!(choice.map(|c| (c.current, c.other)), Some((CopyId::Primary, OtherCopy::BadCrc)));
+        assert_eq!((store.copy_extent(0).expect("probe"), store.copy_extent(1).expect("probe")), (Some(true), None));
+        let next = env(&[("edge_active", "B")]);
+        assert_eq!(store.write(&next).expect("write").copy, CopyId::Redundant);
+        assert_eq!(std::fs::metadata(&file).expect("stat").len(), 128);
+        assert_eq!(store.read().expect("read").0, next);
+        // A file that ends inside the second copy: that copy is cut short, and the first is still read.
+        std::fs::OpenOptions::new().write(true).open(&file).expect("open").set_len(100).expect("cut");
+        let mut store = EnvStore::open(&config, Access::ReadOnly).expect("open");
+        assert_eq!(store.copy_extent(1).expect("probe"), Some(false));
+        assert_eq!(store.read().expect("copy 0 is whole").0, e);
+    }
+
+    /// The environment's device and `fw_env.config` are checked before they are opened: a FIFO or a character
+    /// device is refused, naming it, instead of blocking the open or reading without end.
+    #[test]
+    fn issue_14_devices_and_configs_that_are_not_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+        for (device, found) in [(Path::new("/dev/null"), "character device"), (&*fifo, "FIFO")] {
+            let line = |offset: i64| ConfigLine {
+                device: device.to_owned(),
+                offset,
+                env_size: 64,
+                sector_size: None,
+                n_sectors: None,
+            };
+            let config = Config { primary: line(0), redundant: Some(line(64)) };
+            let r = EnvStore::open(&config, Access::ReadOnly);
+            assert!(matches!(&r, Err(Error::DeviceType { found: f, .. }) if *f == found), "{device:?}: {r:?}");
+            let r = Config::load(device);
+            assert!(matches!(&r, Err(Error::ConfigType { found: f, .. }) if *f == found), "{device:?}: {r:?}");
+        }
+        let big = dir.path().join("fw_env.config");
+        std::fs::File::create(&big).expect("create").set_len(1 << 20).expect("grow");
+        assert!(matches!(Config::load(&big), Err(Error::ConfigTooLarge { size_bytes: 1_048_576, .. })));
     }
 }

@@ -17,6 +17,19 @@ pub struct SlotStatus {
     pub booted: bool,
 }
 
+/// One stored copy of the boot state.
+#[derive(Debug, Serialize)]
+pub struct CopyStatus {
+    /// 0 or 1 (`state0.env` and `state1.env`, or the first and second line of `fw_env.config`).
+    pub copy: u8,
+    /// Its file, or its device and offset.
+    pub location: String,
+    /// `whole`, `damaged` or `missing`.
+    pub state: &'static str,
+    /// The copy the state is read from.
+    pub current: bool,
+}
+
 /// `edge-bootctl status`.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -34,6 +47,8 @@ pub struct Status {
     pub next_slot: char,
     /// Whether both stored copies are whole.
     pub copies_whole: bool,
+    /// Each stored copy.
+    pub copies: Vec<CopyStatus>,
     /// Both slots.
     pub slots: Vec<SlotStatus>,
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bootctl::backend::state_to_env;
+use bootctl::error::exit;
 use bootctl::grubstate::GrubStore;
 use bootctl::rules::{BootState, Slot};
 use bootctl::uboot::{encode_redundant, Env, FileDevice};
@@ -68,7 +69,7 @@ fn update_cycle_on_grub() {
     assert_eq!(s["copies_whole"], true);
     // A cannot be made active while B is not good (nothing to fall back to); B can.
     let out = node.run(&["set-active", "A"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(exit::REFUSED));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing would be left to fall back to"));
     node.ok(&["set-active", "B"]);
     let s = node.status();
@@ -106,14 +107,14 @@ fn status_without_a_slot_on_the_command_line_and_bad_input() {
     let node = grub_node();
     std::fs::write(node.path("cmdline"), "ro quiet\n").expect("cmdline");
     assert_eq!(node.status()["booted"], serde_json::Value::Null);
-    assert_eq!(node.run(&["mark-good"]).status.code(), Some(1));
+    assert_eq!(node.run(&["mark-good"]).status.code(), Some(exit::BOOTED));
     assert_eq!(node.run(&["set-active", "C"]).status.code(), Some(2));
     assert_eq!(node.run(&["frobnicate"]).status.code(), Some(2));
     // Both copies destroyed: a clear error, nothing written.
     std::fs::write(node.path("esp/state0.env"), [0u8; 1024]).expect("zero");
     std::fs::write(node.path("esp/state1.env"), [0u8; 1024]).expect("zero");
     let out = node.run(&["set-active", "B"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(exit::STATE));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("neither copy of the boot state in") && stderr.contains("esp is whole"), "{stderr}");
     assert_eq!(std::fs::read(node.path("esp/state0.env")).expect("read"), vec![0u8; 1024]);
@@ -126,7 +127,7 @@ fn status_without_a_slot_on_the_command_line_and_bad_input() {
         (Some("B"), Some("good"), Some(true))
     );
     let out = node.run(&["provision", "--good", "A"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(exit::REFUSED));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     node.ok(&["provision", "--good", "A", "--force"]);
     assert_eq!(node.status()["active"], "A");
@@ -169,7 +170,7 @@ fn update_cycle_on_uboot_read_by_fw_printenv() {
     for bad in [one, apart] {
         std::fs::write(&fw_config, bad).expect("fw_env.config");
         let out = node.run(&["status"]);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(exit::CONFIG));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("fw_env.config"), "{stderr}");
     }
@@ -177,7 +178,7 @@ fn update_cycle_on_uboot_read_by_fw_printenv() {
         .expect("fw_env.config");
     // A blank state area is provisioned into both copies, which fw_printenv then reads.
     std::fs::write(&env_file, vec![0u8; 0x4000]).expect("blank");
-    assert_eq!(node.run(&["status"]).status.code(), Some(1));
+    assert_eq!(node.run(&["status"]).status.code(), Some(exit::STATE));
     node.ok(&["provision", "--good", "A"]);
     assert_eq!(node.status()["copies_whole"], true);
     let out = Command::new("fw_printenv")
@@ -185,4 +186,146 @@ fn update_cycle_on_uboot_read_by_fw_printenv() {
         .output()
         .expect("fw_printenv");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "edge_active=A\n");
+}
+
+/// A missing `state1.env` (copy 0 whole) does not stop any verb: the state is read from copy 0, status reports copy 1
+/// missing, and the next write, which goes to copy 1, creates it.
+#[test]
+fn issue_14_missing_second_copy() {
+    let node = grub_node();
+    std::fs::remove_file(node.path("esp/state1.env")).expect("remove copy 1");
+    let s = node.status();
+    assert_eq!((s["active"].as_str(), s["copies_whole"].as_bool()), (Some("A"), Some(false)));
+    assert_eq!((s["copies"][0]["state"].as_str(), s["copies"][0]["current"].as_bool()), (Some("whole"), Some(true)));
+    assert_eq!((s["copies"][1]["state"].as_str(), s["copies"][1]["current"].as_bool()), (Some("missing"), Some(false)));
+    let human = node.ok(&["status"]);
+    assert!(human.ends_with("copies:     0 whole (read), 1 missing (the next write creates it)\n"), "{human}");
+    node.ok(&["set-active", "B"]);
+    assert_eq!(std::fs::read(node.path("esp/state1.env")).expect("created").len(), 1024);
+    assert!(grub_editenv_list(&node.path("esp/state1.env")).contains("edge_active=B\n"));
+    let s = node.status();
+    assert_eq!((s["active"].as_str(), s["copies_whole"].as_bool()), (Some("B"), Some(true)));
+    assert_eq!(s["copies"][1]["current"], true);
+}
+
+/// A copy longer than the 1024 bytes of the format is damaged, even when its first block is the newest whole
+/// one: it is never read, and the next write (which goes to it) cuts it back to 1024 bytes.
+#[test]
+fn issue_14_copy_of_the_wrong_size_is_not_trusted() {
+    let node = grub_node();
+    // Provisioning made copy 1 the newer; this write goes to copy 0, which becomes the newest.
+    node.ok(&["set-active", "B"]);
+    let copy0 = node.path("esp/state0.env");
+    let mut long = std::fs::read(&copy0).expect("copy 0");
+    long.resize(2048, b'#');
+    std::fs::write(&copy0, long).expect("2048 bytes");
+    let s = node.status();
+    assert_eq!((s["active"].as_str(), s["copies"][0]["state"].as_str()), (Some("A"), Some("damaged")));
+    assert_eq!(s["copies"][1]["current"], true);
+    node.ok(&["set-active", "B"]);
+    assert_eq!(std::fs::metadata(&copy0).expect("copy 0").len(), 1024);
+    let s = node.status();
+    assert_eq!((s["active"].as_str(), s["copies_whole"].as_bool()), (Some("B"), Some(true)));
+}
+
+/// A boot state copy that is not a regular file (a link to a device, a FIFO) is refused with the path named and
+/// exit 4, before it is opened: nothing hangs and nothing is written.
+#[test]
+fn issue_14_copy_that_is_not_a_regular_file_is_refused() {
+    let node = grub_node();
+    let copy1 = node.path("esp/state1.env");
+    let before = std::fs::read(node.path("esp/state0.env")).expect("copy 0");
+    std::fs::remove_file(&copy1).expect("remove");
+    std::os::unix::fs::symlink("/dev/null", &copy1).expect("symlink");
+    let check = || {
+        for verb in [&["status"][..], &["set-active", "B"], &["provision", "--good", "A", "--force"]] {
+            let out = node.run(verb);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(exit::STATE), "{verb:?}: {stderr}");
+            assert!(stderr.contains(&copy1.display().to_string()), "{verb:?}: {stderr}");
+        }
+        assert_eq!(std::fs::read(node.path("esp/state0.env")).expect("copy 0"), before);
+    };
+    check();
+    std::fs::remove_file(&copy1).expect("remove");
+    assert!(Command::new("mkfifo").arg(&copy1).status().expect("mkfifo (coreutils)").success());
+    check();
+}
+
+/// A U-Boot state environment whose file ends after its first copy is read from that copy, status reports the
+/// second missing, and the next write creates it, which `fw_printenv` then reads; a FIFO as the environment's
+/// device is refused with exit 4.
+#[test]
+fn issue_14_uboot_second_copy_missing() {
+    let node = Node { dir: tempfile::tempdir().expect("tempdir") };
+    let env_file = node.path("state.bin");
+    let mut env = Env::new();
+    state_to_env(&BootState::provisioned(Slot::A), &mut env).expect("state");
+    std::fs::write(&env_file, encode_redundant(&env, 0x2000, 1).expect("copy 0")).expect("env");
+    let fw_config = node.path("fw_env.config");
+    std::fs::write(&fw_config, format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()))
+        .expect("fw_env.config");
+    let config =
+        format!("backend = \"uboot\"\nuboot_fw_env_config = {:?}\ncmdline = {:?}\n", fw_config, node.path("cmdline"));
+    std::fs::write(node.path("bootctl.toml"), config).expect("config");
+    node.boot_into(Slot::A);
+    let s = node.status();
+    assert_eq!((s["active"].as_str(), s["copies_whole"].as_bool()), (Some("A"), Some(false)));
+    assert_eq!((s["copies"][0]["current"].as_bool(), s["copies"][1]["state"].as_str()), (Some(true), Some("missing")));
+    node.ok(&["set-active", "B"]);
+    assert_eq!(std::fs::metadata(&env_file).expect("env").len(), 0x4000);
+    let s = node.status();
+    assert_eq!((s["active"].as_str(), s["copies_whole"].as_bool()), (Some("B"), Some(true)));
+    let out = Command::new("fw_printenv")
+        .args(["-c", fw_config.to_str().expect("utf-8"), "-f", "/nonexistent-default-env", "edge_active"])
+        .output()
+        .expect("fw_printenv (libubootenv-tool)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "edge_active=B\n");
+    let fifo = node.path("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    for device in [Path::new("/dev/null"), &fifo] {
+        let lines = format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", device.display(), device.display());
+        std::fs::write(&fw_config, lines).expect("fw_env.config");
+        let out = node.run(&["status"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit::STATE), "{stderr}");
+        assert!(stderr.contains(&device.display().to_string()), "{stderr}");
+    }
+}
+
+/// A type error in the config names the file, the line and column, and the key, and exits 3.
+#[test]
+fn issue_14_config_type_error_names_the_key_and_line() {
+    let node = grub_node();
+    let mut config = std::fs::read_to_string(node.path("bootctl.toml")).expect("config");
+    assert_eq!(config.lines().count(), 3);
+    config.push_str("tries = \"3\"\n");
+    std::fs::write(node.path("bootctl.toml"), config).expect("config");
+    let out = node.run(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit::CONFIG), "{stderr}");
+    assert!(stderr.contains("bootctl.toml:4:9: key tries: invalid type: string \"3\""), "{stderr}");
+}
+
+/// Each class of error has its own exit code (docs/boot-state.md, "Exit codes").
+#[test]
+fn issue_14_exit_codes_by_class() {
+    let node = grub_node();
+    let code = |args: &[&str]| node.run(args).status.code();
+    let missing = node.path("missing.toml");
+    let with_config = |config: &Path, args: &[&str]| {
+        Command::new(BIN).arg("--config").arg(config).args(args).output().expect("run").status.code()
+    };
+    // A config file named on the command line must exist; only the default one may be absent.
+    assert_eq!(with_config(&missing, &["status"]), Some(exit::IO));
+    assert_eq!(code(&["set-active", "C"]), Some(exit::USAGE));
+    std::fs::write(&missing, "tries = 10\n").expect("config");
+    assert_eq!(with_config(&missing, &["status"]), Some(exit::CONFIG));
+    assert_eq!(code(&["set-active", "A"]), Some(exit::REFUSED));
+    assert_eq!(code(&["provision", "--good", "A"]), Some(exit::REFUSED));
+    std::fs::write(node.path("cmdline"), "quiet\n").expect("cmdline");
+    assert_eq!(code(&["mark-good"]), Some(exit::BOOTED));
+    std::fs::write(node.path("esp/state0.env"), [0u8; 1024]).expect("zero");
+    std::fs::write(node.path("esp/state1.env"), [0u8; 1024]).expect("zero");
+    assert_eq!(code(&["status"]), Some(exit::STATE));
 }
