@@ -24,13 +24,20 @@ impl Cgroups {
         }
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    /// Service `name`'s leaf. Checked again here, not only when the services file is read, because joining a name
+    /// that is not one path component (`..`, `.`, `a/b`) would name another cgroup, which `kill` would then empty:
+    /// `..` is edge-init's own.
+    fn dir(&self, name: &str) -> io::Result<PathBuf> {
+        if crate::services::check_name(name) {
+            Ok(self.root.join(name))
+        } else {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a service name")))
+        }
     }
 
     /// Makes service `name`'s leaf (if needed) and opens its `cgroup.procs` for the child to join.
     pub fn leaf(&self, name: &str) -> io::Result<File> {
-        let dir = self.dir(name);
+        let dir = self.dir(name)?;
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -43,9 +50,10 @@ impl Cgroups {
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", procs.display())))
     }
 
-    /// The processes in service `name`'s leaf.
+    /// The processes in service `name`'s leaf (none for a name that is not one).
     pub fn pids(&self, name: &str) -> Vec<u32> {
-        fs::read_to_string(self.dir(name).join("cgroup.procs"))
+        self.dir(name)
+            .and_then(|d| fs::read_to_string(d.join("cgroup.procs")))
             .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
@@ -53,11 +61,12 @@ impl Cgroups {
     /// Kills every process in service `name`'s leaf (`cgroup.kill`, or each pid with SIGKILL on kernels before
     /// 5.14); how many there were.
     pub fn kill(&self, name: &str) -> io::Result<usize> {
+        let dir = self.dir(name)?;
         let pids = self.pids(name);
         if pids.is_empty() {
             return Ok(0);
         }
-        let kill = self.dir(name).join("cgroup.kill");
+        let kill = dir.join("cgroup.kill");
         match OpenOptions::new().write(true).open(&kill) {
             Ok(mut f) => f
                 .write_all(b"1")
@@ -82,5 +91,34 @@ impl Cgroups {
             }
         }
         let _ = fs::remove_dir(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_14_a_name_never_leaves_the_services_cgroup() {
+        // A throwaway stand-in for a cgroup tree: `services/` under a directory whose `cgroup.procs` lists a live
+        // process. Without a leaf check, `kill("..")` read that list and killed the process (no `cgroup.kill` here:
+        // the SIGKILL fallback); `leaf(".")` opened the services directory's own `cgroup.procs`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().expect("sleep");
+        fs::write(dir.path().join("cgroup.procs"), format!("{}\n", sleeper.id())).expect("cgroup.procs");
+        let cgroups = Cgroups { root: dir.path().join("services") };
+        fs::create_dir(&cgroups.root).expect("services");
+        fs::write(cgroups.root.join("cgroup.procs"), "").expect("cgroup.procs");
+        for name in ["..", ".", "../..", "a/../..", ""] {
+            assert_eq!(cgroups.kill(name).map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput), "kill {name:?}");
+            assert_eq!(cgroups.leaf(name).map(|_| ()).map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput));
+            assert!(cgroups.pids(name).is_empty(), "{name:?}");
+        }
+        assert_eq!(sleeper.try_wait().expect("try_wait"), None, "the process beside the services is alive");
+        sleeper.kill().expect("kill");
+        sleeper.wait().expect("wait");
+        // A real name still gets its leaf.
+        cgroups.leaf("app").expect_err("no cgroup.procs in a plain directory");
+        assert!(cgroups.root.join("app").is_dir());
     }
 }

@@ -82,8 +82,25 @@ pub fn ask(socket: &Path, request: &str) -> io::Result<Result<String, String>> {
     Ok(if first.trim_end() == "ok" { Ok(body) } else { Err(first.trim_end().to_owned()) })
 }
 
-/// `edge-init ctl ARGS...`: exit 0 when the answer is `ok`, 1 when refused or unreachable, 2 for bad usage.
+/// `edge-init ctl`'s usage.
+pub const USAGE: &str = "usage: edge-init ctl [--socket PATH] status [--json] | health | start SVC | stop SVC | \
+                         restart SVC | reboot | poweroff | halt";
+
+/// `edge-init notify`'s usage.
+pub const NOTIFY_USAGE: &str = "usage: edge-init notify READY=1 [STATUS=text]...";
+
+/// Whether `args` ask for help (`--help` or `-h` anywhere: no service name or notify word starts with `-`).
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+/// `edge-init ctl ARGS...`: exit 0 when the answer is `ok` (or on `--help`), 1 when refused or unreachable, 2 for
+/// bad usage.
 pub fn main(args: &[String]) -> i32 {
+    if wants_help(args) {
+        println!("{USAGE}");
+        return 0;
+    }
     let mut socket = SOCKET.to_owned();
     let mut rest = Vec::new();
     let mut it = args.iter();
@@ -120,12 +137,16 @@ pub fn main(args: &[String]) -> i32 {
 /// one datagram to `$NOTIFY_SOCKET` and waits (up to 5 s) until `edge-init` has read it, so that it still finds
 /// this process, and through its session its service, when it reads the sender's credentials.
 pub fn notify(args: &[String], socket: Option<&std::ffi::OsStr>) -> i32 {
+    if wants_help(args) {
+        println!("{NOTIFY_USAGE}");
+        return 0;
+    }
     let Some(socket) = socket else {
         eprintln!("edge-init notify: NOTIFY_SOCKET is not set (not started by edge-init?)");
         return 1;
     };
     if args.is_empty() || args.iter().any(|a| !a.contains('=')) {
-        eprintln!("usage: edge-init notify READY=1 [STATUS=text]...");
+        eprintln!("{NOTIFY_USAGE}");
         return 2;
     }
     let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|s| {
@@ -150,10 +171,7 @@ pub fn notify(args: &[String], socket: Option<&std::ffi::OsStr>) -> i32 {
 }
 
 fn usage() -> i32 {
-    eprintln!(
-        "usage: edge-init ctl [--socket PATH] status [--json] | health | start SVC | stop SVC | restart SVC | \
-         reboot | poweroff | halt"
-    );
+    eprintln!("{USAGE}");
     2
 }
 

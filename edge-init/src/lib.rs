@@ -2,12 +2,13 @@
 //!
 //! It links none of the update code and has no network code: a bug in the updater cannot take PID 1 down with it.
 //! `pid1` is its one loop; `supervise` decides about services, `boot`, `modules` and `data` bring the node up,
-//! `watchdog` keeps the hardware watchdog, and `one` runs one command the way tini does in a container
-//! (ARCHITECTURE.md, docs/edge-init.md).
+//! `watchdog` keeps the hardware watchdog, `one` runs one command the way tini does in a container, and `check`
+//! validates a services file for an image builder (ARCHITECTURE.md, docs/edge-init.md).
 #![warn(missing_docs)]
 
 pub mod boot;
 pub mod cgroup;
+pub mod check;
 pub mod cmdline;
 pub mod ctl;
 pub mod data;

@@ -1,5 +1,6 @@
-//! `edge-init`: the node's PID 1; `edge-init ctl ...` to talk to it; `edge-init -- CMD ARGS...` to run one command
-//! the way tini does. No clap: the few forms are matched by hand (STYLE.md, "CLIs and output").
+//! `edge-init`: the node's PID 1; `edge-init ctl ...` to talk to it; `edge-init check` to validate its services file;
+//! `edge-init -- CMD ARGS...` to run one command the way tini does. No clap: the few forms are matched by hand
+//! (STYLE.md, "CLIs and output").
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -7,7 +8,17 @@ use std::path::PathBuf;
 const USAGE: &str = "usage: edge-init [--config FILE] [--run DIR] [--cmdline TEXT] [--log kmsg|stderr]
        edge-init ctl [--socket PATH] status [--json] | health | start SVC | stop SVC | restart SVC | reboot | poweroff | halt
        edge-init notify READY=1 [STATUS=...]
-       edge-init -- COMMAND [ARGS...]";
+       edge-init check [--config FILE]
+       edge-init -- COMMAND [ARGS...]
+       edge-init --version";
+
+/// The signal state `edge-init`'s parent gave it, recorded from `.init_array`: the C library runs that before
+/// `main`, and so before Rust's runtime sets `SIGPIPE` to ignored, which no stable option turns off. One-command
+/// mode gives the command exactly this state (`sys::signals::record_inherited`). In the binary, not the library: the
+/// linker keeps every object of the binary, but may leave out a library's object that nothing names.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_INHERITED_SIGNALS: extern "C" fn() = edge_init::sys::signals::record_inherited;
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -28,6 +39,16 @@ fn main() {
         }
         Some("--help" | "-h") => {
             println!("{USAGE}");
+            std::process::exit(0)
+        }
+        // Not as PID 1: the kernel hands init the words of its command line it does not know, and a stray `check`
+        // there must not end PID 1.
+        Some("check") if !pid1 => {
+            let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            std::process::exit(edge_init::check::main(&rest))
+        }
+        Some("--version" | "-V") if !pid1 => {
+            println!("edge-init {}", env!("CARGO_PKG_VERSION"));
             std::process::exit(0)
         }
         _ => {}
@@ -60,6 +81,10 @@ fn main() {
             },
             // The kernel passes PID 1 the command-line words it does not know (`single`, `quiet`...): not ours.
             _ if pid1 => {}
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
             other => {
                 eprintln!("edge-init: unknown argument {other}\n{USAGE}");
                 std::process::exit(2)

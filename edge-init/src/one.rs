@@ -1,29 +1,27 @@
 //! One-command mode, `edge-init -- CMD ARGS...`: run one command as the only child, the way tini and dumb-init do
-//! in containers. Not PID 1, it becomes a child subreaper so orphans of the command are re-parented to it; it
-//! forwards the usual signals to the command, reaps every child, and exits with the command's status (128 + N when
-//! the command died of signal N) once the command has ended.
+//! in containers, and stay invisible to it. Not PID 1, it becomes a child subreaper so orphans of the command are
+//! re-parented to it; it passes every signal it is sent on to the command, reaps every child, and exits with the
+//! command's status (128 + N when the command died of signal N) once the command has ended. The command starts in
+//! a process group of its own, with the terminal's foreground when `edge-init` had it, and with the signal
+//! dispositions and mask `edge-init`'s parent gave `edge-init` (docs/edge-init.md, "One-command mode").
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use signal_hook::consts::signal::{
-    SIGALRM, SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH,
-};
-use signal_hook::iterator::Signals;
+use signal_hook::consts::signal::SIGCHLD;
 
+use crate::sys::signals::{self, SignalState};
 use crate::sys::{self, Reaped};
-
-/// The signals passed on to the command, as tini does: everything a person or a container runtime sends, none of
-/// the synchronous faults (those are about `edge-init` itself).
-pub const FORWARDED: [i32; 12] =
-    [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU];
 
 /// Everything that can make one-command mode act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A signal to pass on to the command.
+    /// A signal was sent to `edge-init` (any but `SIGKILL` and `SIGSTOP`, which cannot be caught).
     Signal(i32),
+    /// The kernel raised a signal for one of `edge-init`'s own system calls (the `SIGPIPE` of a log line written to a
+    /// closed pipe): it is about `edge-init`, not the command.
+    OwnSignal(i32),
     /// A child ended (the command, or an orphan).
     ChildExited(u32, sys::Exit),
 }
@@ -35,13 +33,14 @@ pub enum Action {
     Forward(i32),
     /// The command ended: exit with this status.
     Exit(i32),
-    /// Nothing (an orphan was reaped).
+    /// Nothing (an orphan was reaped; `SIGCHLD` only wakes the reaping every wakeup does).
     Nothing,
 }
 
 /// Decides what an event does, given the command's pid.
 pub fn decide(command: u32, event: Event) -> Action {
     match event {
+        Event::Signal(SIGCHLD) | Event::OwnSignal(_) => Action::Nothing,
         Event::Signal(s) => Action::Forward(s),
         Event::ChildExited(pid, exit) if pid == command => Action::Exit(exit.as_status()),
         Event::ChildExited(..) => Action::Nothing,
@@ -54,30 +53,35 @@ pub fn run(argv: &[OsString]) -> i32 {
         log::error!("no command given after --");
         return 2;
     };
+    // What the parent gave edge-init, recorded before Rust's runtime ignored SIGPIPE; the command gets exactly that.
+    let inherited = signals::inherited().unwrap_or_else(|| {
+        log::warn!("the inherited signal state was not recorded; the command starts with default signals");
+        SignalState::CLEAN
+    });
     if sys::pid() != 1 {
         if let Err(e) = sys::become_subreaper() {
             log::warn!("cannot become a child subreaper, orphans will not be reaped here: {e}");
         }
     }
-    // The handlers are in place before the child exists, so neither its exit nor a signal can be missed.
-    let mut wanted = FORWARDED.to_vec();
-    wanted.push(SIGCHLD);
-    let mut signals = match Signals::new(&wanted) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot install signal handlers: {e}");
-            return 1;
-        }
-    };
+    // Every signal is blocked before the child exists, so neither its exit nor a signal sent meanwhile can be
+    // missed: each waits in the kernel until `signals::wait` takes it, and nothing runs in a signal handler.
+    // This is also why a SIGSEGV, SIGBUS, SIGILL or SIGFPE sent with kill(2) can be passed on safely: it is only
+    // ever dequeued, never delivered, so no handler returns into code that faulted. A real fault of edge-init is a
+    // signal the kernel forces: when it is blocked, the kernel resets it to its default action and unblocks it, so
+    // edge-init dies of it, as any process would, instead of looping on the faulting instruction.
+    if let Err(e) = signals::block_all() {
+        log::error!("cannot block signals: {e}");
+        return 1;
+    }
+    // Only a foreground edge-init hands the terminal on; one started in the background must not take it from the
+    // shell that started it.
+    let take_terminal = signals::has_foreground();
     let mut cmd = Command::new(program);
     cmd.args(args);
-    // SAFETY: the closure runs in the child between fork and exec and only calls `sys::reset_signals`, which is
-    // async-signal-safe and allocates nothing.
+    // SAFETY: the closure runs in the child between fork and exec and only calls `signals::command_setup`, which
+    // makes raw system calls (rt_sigprocmask, setpgid, getpid, ioctl, rt_sigaction) and allocates nothing.
     unsafe {
-        cmd.pre_exec(|| {
-            sys::reset_signals();
-            Ok(())
-        });
+        cmd.pre_exec(move || signals::command_setup(inherited, take_terminal));
     }
     let command = match cmd.spawn() {
         Ok(child) => child.id(),
@@ -93,6 +97,12 @@ pub fn run(argv: &[OsString]) -> i32 {
             match sys::reap() {
                 Ok(Reaped::Child(pid, exit)) => {
                     if let Action::Exit(status) = decide(command, Event::ChildExited(pid, exit)) {
+                        // The command led its own group: the terminal goes back to the group it was taken from.
+                        if take_terminal {
+                            if let Err(e) = signals::give_back_terminal(command) {
+                                log::warn!("cannot give the terminal back: {e}");
+                            }
+                        }
                         drain();
                         return status;
                     }
@@ -105,14 +115,18 @@ pub fn run(argv: &[OsString]) -> i32 {
                 }
             }
         }
-        for sig in signals.wait() {
-            if sig == SIGCHLD {
-                continue;
+        let event = match signals::wait() {
+            Ok(r) if r.own => Event::OwnSignal(r.signal),
+            Ok(r) => Event::Signal(r.signal),
+            Err(e) => {
+                // rt_sigtimedwait fails only on bad arguments; there is no other way to wait left.
+                log::error!("cannot wait for signals: {e}");
+                return 1;
             }
-            if let Action::Forward(s) = decide(command, Event::Signal(sig)) {
-                if let Err(e) = sys::kill(command, s) {
-                    log::warn!("cannot pass signal {s} to {command}: {e}");
-                }
+        };
+        if let Action::Forward(s) = decide(command, event) {
+            if let Err(e) = signals::send(command, s) {
+                log::warn!("cannot pass signal {s} to {command}: {e}");
             }
         }
     }
@@ -129,11 +143,19 @@ fn drain() {
 mod tests {
     use super::*;
     use crate::sys::Exit;
+    use signal_hook::consts::signal::{SIGPIPE, SIGSEGV, SIGTERM, SIGTSTP};
+
+    const SIGRTMAX: i32 = 64;
 
     #[test]
     fn decisions() {
         let check = |e: Event, a: Action| assert_eq!(decide(42, e), a, "{e:?}");
         check(Event::Signal(SIGTERM), Action::Forward(SIGTERM));
+        check(Event::Signal(SIGSEGV), Action::Forward(SIGSEGV));
+        check(Event::Signal(SIGTSTP), Action::Forward(SIGTSTP));
+        check(Event::Signal(SIGRTMAX), Action::Forward(SIGRTMAX));
+        check(Event::Signal(SIGCHLD), Action::Nothing);
+        check(Event::OwnSignal(SIGPIPE), Action::Nothing);
         check(Event::ChildExited(42, Exit::Code(7)), Action::Exit(7));
         check(Event::ChildExited(42, Exit::Signal(9)), Action::Exit(137));
         check(Event::ChildExited(43, Exit::Code(0)), Action::Nothing);

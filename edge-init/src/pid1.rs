@@ -158,17 +158,10 @@ impl SignalPipe {
 /// Loads the services file; a missing or bad one is an error an operator must act on, and the node still comes
 /// up with no services (an update in trial is then not committed, and the bootloader falls back).
 fn load_config(path: &Path) -> Config {
-    let empty = || services::parse("", path).expect("an empty services file is valid");
-    match std::fs::read_to_string(path) {
-        Ok(text) => services::parse(&text, path).unwrap_or_else(|e| {
-            log::error!("{e}; starting no services");
-            empty()
-        }),
-        Err(e) => {
-            log::error!("services file {}: {e}; starting no services", path.display());
-            empty()
-        }
-    }
+    services::load(path).unwrap_or_else(|e| {
+        log::error!("{e}; starting no services");
+        services::parse("", path).expect("an empty services file is valid")
+    })
 }
 
 /// Runs PID 1 (or, when not PID 1, a supervisor that exits after a stop): never returns while PID 1.

@@ -246,7 +246,7 @@ pub struct DataConfig {
 /// One service, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
-    /// Its name (letters, digits, `-`, `_`, `.`), the prefix of its log lines and its cgroup's name.
+    /// Its name (see [`check_name`]), the prefix of its log lines and its cgroup's name.
     pub name: String,
     /// The program and its arguments (no shell).
     pub argv: Vec<String>,
@@ -284,22 +284,144 @@ pub struct Service {
     pub critical: bool,
 }
 
-/// What is wrong with a services file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What is wrong with a services file: where (the file, the service, the key) and what.
+#[derive(Debug)]
 pub struct Error {
     /// The file.
     pub path: PathBuf,
-    /// What is wrong, naming the service and the key.
-    pub detail: String,
+    /// The service it concerns, when it concerns one (by its name, so never for a bad name).
+    pub service: Option<String>,
+    /// The key it concerns (`backoff_secs`, `watchdog.timeout_secs`), when it concerns one.
+    pub key: Option<&'static str>,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+/// What is wrong in a services file, one variant per check.
+#[derive(Debug)]
+pub enum Problem {
+    /// The file cannot be read.
+    Read(std::io::Error),
+    /// Not TOML, a value of the wrong type, or an unknown key: the parser's own words, which name the line.
+    Syntax(String),
+    /// A service name that is not an identifier (see [`check_name`]).
+    Name(String),
+    /// A second service with the same name.
+    Duplicate,
+    /// A list that must not be empty is (argv).
+    Empty,
+    /// A string holding a NUL byte, which no system call can pass on.
+    Nul,
+    /// An environment variable name that is empty or holds `=` or NUL.
+    EnvName(String),
+    /// A stop signal that is not one of the names [`signal_number`] knows.
+    Signal(String),
+    /// A number outside its range.
+    OutOfRange {
+        /// The value given.
+        value: u64,
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// `after` names a service that is not defined.
+    UnknownAfter(String),
+    /// These services wait for each other.
+    Cycle(Vec<String>),
+    /// A `modules` entry that does not start with a module name.
+    Module(String),
+    /// A `data.device` that is no partition spec.
+    Device(String),
+    /// A path that must be absolute is not.
+    NotAbsolute(PathBuf),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "services file {}: {}", self.path.display(), self.detail)
+        write!(f, "services file {}", self.path.display())?;
+        if let Some(s) = &self.service {
+            write!(f, ", service {s}")?;
+        }
+        if let Some(k) = self.key {
+            write!(f, ", {k}")?;
+        }
+        write!(f, ": ")?;
+        match &self.problem {
+            Problem::Read(e) => write!(f, "cannot read it: {e}"),
+            Problem::Syntax(words) => write!(f, "{words}"),
+            Problem::Name(name) => write!(f, "{name:?} is not a service name: {NAME_RULE}"),
+            Problem::Duplicate => write!(f, "defined twice"),
+            Problem::Empty => write!(f, "is empty"),
+            Problem::Nul => write!(f, "holds a NUL byte"),
+            Problem::EnvName(k) => write!(f, "{k:?} is not a variable name: not empty, without '=' or NUL"),
+            Problem::Signal(s) => write!(f, "{s:?} is not TERM, INT, HUP, QUIT, USR1, USR2 or KILL"),
+            Problem::OutOfRange { value, min, max: u64::MAX } => write!(f, "{value} is below {min}"),
+            Problem::OutOfRange { value, min, max } => write!(f, "{value} is not within {min} to {max}"),
+            Problem::UnknownAfter(a) => write!(f, "{a:?} is not defined"),
+            Problem::Cycle(names) => write!(f, "services {} wait for each other (a cycle in after)", names.join(", ")),
+            Problem::Module(m) => write!(f, "{m:?} does not start with a module name"),
+            Problem::Device(d) => write!(f, "{d:?} is not PARTLABEL=, PARTUUID= or a /dev path"),
+            Problem::NotAbsolute(p) => write!(f, "{} is not an absolute path", p.display()),
+        }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            Problem::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What a service name may be, in words.
+pub const NAME_RULE: &str = "a letter or digit, then up to 63 letters, digits, '-', '_', '.' or '@'";
+
+/// Whether `name` is a service name: an identifier that is safe as one component of a path (its cgroup), so never
+/// `.` or `..`, never a `/`, NUL or space, never starting with `-` or `.`, and at most 64 bytes.
+pub fn check_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// A day, the longest any delay or window may be.
+const DAY: u64 = 24 * 60 * 60;
+/// An hour, the longest a grace period or a wait at boot may be.
+const HOUR: u64 = 60 * 60;
+
+/// The range of each duration key, in seconds: a value past these is a typo or an attack (`i64::MAX` seconds would
+/// overflow the deadlines computed from it), never a setting. docs/edge-init.md's key tables give the same.
+pub const DURATION_LIMITS: [(&str, u64, u64); 7] = [
+    ("backoff_secs", 1, DAY),
+    ("backoff_max_secs", 1, DAY),
+    ("crash_window_secs", 0, DAY),
+    ("grace_secs", 0, HOUR),
+    ("start_timeout_secs", 1, DAY),
+    ("watchdog.timeout_secs", 1, HOUR),
+    ("data.wait_secs", 0, HOUR),
+];
+
+/// `value` seconds as a duration, when within the range [`DURATION_LIMITS`] gives `key`.
+fn seconds(key: &'static str, value: u64) -> Result<Duration, Problem> {
+    let (_, min, max) = DURATION_LIMITS.iter().find(|(k, ..)| *k == key).expect("every duration key has limits");
+    if (*min..=*max).contains(&value) {
+        Ok(Duration::from_secs(value))
+    } else {
+        Err(Problem::OutOfRange { value, min: *min, max: *max })
+    }
+}
+
+/// Reads and checks the services file at `path`, as boot does and as `edge-init check` does.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) => Err(Error { path: path.to_owned(), service: None, key: None, problem: Problem::Read(e) }),
+    }
+}
 
 /// The signal numbers of the names a stop signal may have.
 pub fn signal_number(name: &str) -> Option<i32> {
@@ -319,85 +441,100 @@ pub fn signal_number(name: &str) -> Option<i32> {
 /// Parses and checks the file's text; the services come in an order where every service comes after those it is
 /// `after`.
 pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
-    let bad = |detail: String| Error { path: path.to_owned(), detail };
+    let at = |service: Option<&str>, key: Option<&'static str>| {
+        let path = path.to_owned();
+        let service = service.map(str::to_owned);
+        move |problem: Problem| Error { path, service, key, problem }
+    };
     // The parser's own text names the line and shows it; one line of it is enough in a log.
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let shown: Vec<String> =
             e.to_string().lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty() && l != "|").collect();
-        bad(shown.join(" "))
+        at(None, None)(Problem::Syntax(shown.join(" ")))
     })?;
     let mut out = Vec::new();
     for r in raw.service {
         let name = r.name.clone();
-        let ok_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !ok_name {
-            return Err(bad(format!("service name {name:?}: letters, digits, '-', '_' and '.' only")));
+        if !check_name(&name) {
+            return Err(at(None, Some("name"))(Problem::Name(name)));
         }
+        let bad = |key: &'static str| at(Some(&name), Some(key));
         if out.iter().any(|s: &Service| s.name == name) {
-            return Err(bad(format!("service {name} is defined twice")));
+            return Err(bad("name")(Problem::Duplicate));
         }
         if r.argv.is_empty() || r.argv[0].is_empty() {
-            return Err(bad(format!("service {name}: argv is empty")));
+            return Err(bad("argv")(Problem::Empty));
         }
-        let stop_signal = signal_number(&r.stop_signal).ok_or_else(|| {
-            bad(format!(
-                "service {name}: stop_signal {:?} is not TERM, INT, HUP, QUIT, USR1, USR2 or KILL",
-                r.stop_signal
-            ))
-        })?;
-        if r.backoff_secs == 0 || r.backoff_max_secs < r.backoff_secs {
-            return Err(bad(format!("service {name}: backoff_secs must be 1 or more and at most backoff_max_secs")));
+        if r.argv.iter().any(|a| a.contains('\0')) {
+            return Err(bad("argv")(Problem::Nul));
+        }
+        for (k, v) in &r.env {
+            if k.is_empty() || k.contains(['=', '\0']) {
+                return Err(bad("env")(Problem::EnvName(k.clone())));
+            }
+            if v.contains('\0') {
+                return Err(bad("env")(Problem::Nul));
+            }
+        }
+        let stop_signal =
+            signal_number(&r.stop_signal).ok_or_else(|| bad("stop_signal")(Problem::Signal(r.stop_signal.clone())))?;
+        let backoff = seconds("backoff_secs", r.backoff_secs).map_err(bad("backoff_secs"))?;
+        let backoff_max = seconds("backoff_max_secs", r.backoff_max_secs).map_err(bad("backoff_max_secs"))?;
+        if backoff_max < backoff {
+            let (value, min, max) = (r.backoff_max_secs, r.backoff_secs, DAY);
+            return Err(bad("backoff_max_secs")(Problem::OutOfRange { value, min, max }));
         }
         if let Output::File { max_bytes, .. } = &r.output {
             if *max_bytes < 4096 {
-                return Err(bad(format!("service {name}: output max_bytes {max_bytes} below 4096")));
+                return Err(bad("output.max_bytes")(Problem::OutOfRange {
+                    value: *max_bytes,
+                    min: 4096,
+                    max: u64::MAX,
+                }));
             }
         }
         out.push(Service {
-            name,
             argv: r.argv,
             env: r.env,
             cwd: r.cwd.unwrap_or_else(|| PathBuf::from("/")),
             user: r.user,
             group: r.group,
             restart: r.restart,
-            backoff: Duration::from_secs(r.backoff_secs),
-            backoff_max: Duration::from_secs(r.backoff_max_secs),
+            backoff,
+            backoff_max,
             crash_budget: r.crash_budget,
-            crash_window: Duration::from_secs(r.crash_window_secs),
+            crash_window: seconds("crash_window_secs", r.crash_window_secs).map_err(bad("crash_window_secs"))?,
             stop_signal,
-            grace: Duration::from_secs(r.grace_secs),
+            grace: seconds("grace_secs", r.grace_secs).map_err(bad("grace_secs"))?,
             after: r.after,
             ready: r.ready,
-            start_timeout: Duration::from_secs(r.start_timeout_secs),
+            start_timeout: seconds("start_timeout_secs", r.start_timeout_secs).map_err(bad("start_timeout_secs"))?,
             output: r.output,
             critical: r.critical,
+            name,
         });
     }
-    let services = order(out).map_err(bad)?;
+    let services = order(out).map_err(|(service, problem)| at(service.as_deref(), Some("after"))(problem))?;
     let mut modules = Vec::new();
     for m in &raw.modules {
         let (name, params) = m.trim().split_once(' ').unwrap_or((m.trim(), ""));
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-            return Err(bad(format!("modules: {m:?} does not start with a module name")));
+            return Err(at(None, Some("modules"))(Problem::Module(m.clone())));
         }
         modules.push(Module { name: name.to_owned(), params: params.trim().to_owned() });
     }
     let w = raw.watchdog;
-    if !(1..=3600).contains(&w.timeout_secs) {
-        return Err(bad(format!("watchdog.timeout_secs {} is not within 1..3600", w.timeout_secs)));
-    }
     let watchdog = WatchdogConfig {
         enabled: w.enabled,
         device: w.device,
         identity: w.identity,
-        timeout: Duration::from_secs(w.timeout_secs),
+        timeout: seconds("watchdog.timeout_secs", w.timeout_secs).map_err(at(None, Some("watchdog.timeout_secs")))?,
     };
     let d = raw.data;
-    let device = PartSpec::parse(&d.device)
-        .ok_or_else(|| bad(format!("data.device {:?} is not PARTLABEL=, PARTUUID= or a /dev path", d.device)))?;
+    let device =
+        PartSpec::parse(&d.device).ok_or_else(|| at(None, Some("data.device"))(Problem::Device(d.device.clone())))?;
     if !d.mount.is_absolute() {
-        return Err(bad(format!("data.mount {} is not an absolute path", d.mount.display())));
+        return Err(at(None, Some("data.mount"))(Problem::NotAbsolute(d.mount)));
     }
     let data = DataConfig {
         device,
@@ -406,18 +543,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         options: d.options,
         format: d.format,
         fsck: d.fsck,
-        wait: Duration::from_secs(d.wait_secs),
+        wait: seconds("data.wait_secs", d.wait_secs).map_err(at(None, Some("data.wait_secs")))?,
     };
     Ok(Config { hostname: raw.hostname, modules, watchdog, data, services })
 }
 
-/// Sorts services so that each comes after those it is `after` (stable otherwise); an unknown name or a cycle is
-/// an error.
-fn order(services: Vec<Service>) -> Result<Vec<Service>, String> {
+/// Sorts services so that each comes after those it is `after` (stable otherwise); an unknown name (with the
+/// service that names it) or a cycle is an error.
+fn order(services: Vec<Service>) -> Result<Vec<Service>, (Option<String>, Problem)> {
     for s in &services {
         for a in &s.after {
             if !services.iter().any(|o| &o.name == a) {
-                return Err(format!("service {}: after {a:?}, which is not defined", s.name));
+                return Err((Some(s.name.clone()), Problem::UnknownAfter(a.clone())));
             }
         }
     }
@@ -425,8 +562,7 @@ fn order(services: Vec<Service>) -> Result<Vec<Service>, String> {
     let mut out: Vec<Service> = Vec::with_capacity(left.len());
     while !left.is_empty() {
         let Some(i) = left.iter().position(|s| s.after.iter().all(|a| out.iter().any(|o| &o.name == a))) else {
-            let names: Vec<&str> = left.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!("services {} wait for each other (a cycle in after)", names.join(", ")));
+            return Err((None, Problem::Cycle(left.iter().map(|s| s.name.clone()).collect())));
         };
         out.push(left.remove(i));
     }
@@ -437,8 +573,13 @@ fn order(services: Vec<Service>) -> Result<Vec<Service>, String> {
 mod tests {
     use super::*;
 
-    fn check(text: &str) -> Result<Vec<Service>, String> {
-        parse(text, Path::new("services.toml")).map(|c| c.services).map_err(|e| e.detail)
+    fn check(text: &str) -> Result<Vec<Service>, Error> {
+        parse(text, Path::new("services.toml")).map(|c| c.services)
+    }
+
+    /// A file with one service `a` and `extra` lines in it.
+    fn one(extra: &str) -> String {
+        format!("[[service]]\nname = \"a\"\nargv = [\"/bin/a\"]\n{extra}")
     }
 
     #[test]
@@ -481,24 +622,110 @@ mod tests {
 
     #[test]
     fn bad_files_name_what_is_wrong() {
-        let bad = |text: &str, needle: &str| {
+        // Each bad file gives the service and key it concerns, and one problem.
+        let bad = |text: &str, service: Option<&str>, key: Option<&str>, problem: fn(&Problem) -> bool| {
             let e = check(text).expect_err(text);
-            assert!(e.contains(needle), "{text}: {e}");
+            assert_eq!((e.service.as_deref(), e.key), (service, key), "{text}: {e}");
+            assert!(problem(&e.problem), "{text}: {e}");
         };
-        let one = |extra: &str| format!("[[service]]\nname = \"a\"\nargv = [\"/bin/a\"]\n{extra}");
-        bad(&one("restart = \"sometimes\""), "restart");
-        bad(&one("stop_signal = \"SEGV\""), "stop_signal");
-        bad(&one("after = [\"b\"]"), "not defined");
-        bad(&one("surprise = 1"), "surprise");
-        bad(&one("backoff_secs = 0"), "backoff_secs");
-        bad(&one("output = { file = \"/x\", max_bytes = 10 }"), "max_bytes");
-        bad("[[service]]\nname = \"a b\"\nargv = [\"/bin/a\"]", "letters");
-        bad("[[service]]\nname = \"a\"\nargv = []", "argv is empty");
-        bad(&format!("{}\n{}", one(""), one("")), "defined twice");
+        let a = Some("a");
+        bad(&one("restart = \"sometimes\""), None, None, |p| matches!(p, Problem::Syntax(w) if w.contains("restart")));
+        bad(&one("surprise = 1"), None, None, |p| matches!(p, Problem::Syntax(w) if w.contains("surprise")));
+        bad(&one("stop_signal = \"SEGV\""), a, Some("stop_signal"), |p| matches!(p, Problem::Signal(_)));
+        bad(&one("after = [\"b\"]"), a, Some("after"), |p| matches!(p, Problem::UnknownAfter(b) if b == "b"));
+        bad(&one("backoff_secs = 0"), a, Some("backoff_secs"), |p| matches!(p, Problem::OutOfRange { value: 0, .. }));
+        bad(&one("backoff_secs = 9\nbackoff_max_secs = 8"), a, Some("backoff_max_secs"), |p| {
+            matches!(p, Problem::OutOfRange { value: 8, min: 9, .. })
+        });
+        bad(&one("output = { file = \"/x\", max_bytes = 10 }"), a, Some("output.max_bytes"), |p| {
+            matches!(p, Problem::OutOfRange { value: 10, min: 4096, .. })
+        });
+        bad("[[service]]\nname = \"a b\"\nargv = [\"/bin/a\"]", None, Some("name"), |p| matches!(p, Problem::Name(_)));
+        bad("[[service]]\nname = \"a\"\nargv = []", a, Some("argv"), |p| matches!(p, Problem::Empty));
+        bad(&format!("{}\n{}", one(""), one("")), a, Some("name"), |p| matches!(p, Problem::Duplicate));
         bad(
             "[[service]]\nname = \"a\"\nargv = [\"/a\"]\nafter = [\"b\"]\n[[service]]\nname = \"b\"\nargv = [\"/b\"]\nafter = [\"a\"]",
-            "cycle",
+            None,
+            Some("after"),
+            |p| matches!(p, Problem::Cycle(names) if names == &["a", "b"]),
         );
-        assert_eq!(check("").expect("no services is valid"), Vec::new());
+        bad("modules = [\"../x\"]", None, Some("modules"), |p| matches!(p, Problem::Module(_)));
+        bad("[data]\ndevice = \"sda\"", None, Some("data.device"), |p| matches!(p, Problem::Device(_)));
+        bad("[data]\nmount = \"data\"", None, Some("data.mount"), |p| matches!(p, Problem::NotAbsolute(_)));
+        assert!(check("").expect("no services is valid").is_empty());
+    }
+
+    #[test]
+    fn issue_14_service_names_are_identifiers() {
+        // A name becomes a path component (the service's cgroup): `..` was edge-init's own cgroup, `.` the
+        // services' cgroup, and each was killed whole when the service ended.
+        let check_one = |name: &str, valid: bool| {
+            let quoted = format!("{name:?}").replace("\\0", "\\u0000");
+            let text = format!("[[service]]\nname = {quoted}\nargv = [\"/bin/true\"]\n");
+            match check(&text) {
+                Ok(_) => assert!(valid, "{name:?} accepted"),
+                Err(e) => {
+                    assert!(!valid, "{name:?} refused: {e}");
+                    assert!(matches!(&e.problem, Problem::Name(n) if n == name), "{name:?}: {e}");
+                    assert_eq!(e.key, Some("name"));
+                }
+            }
+            assert_eq!(check_name(name), valid, "{name:?}");
+        };
+        for name in ["app", "k3s", "update-boot", "a", "9", "db_1", "web.v2", "getty@tty1", &"x".repeat(64)] {
+            check_one(name, true);
+        }
+        let long = "x".repeat(65);
+        for name in ["", ".", "..", "...", ".hidden", "-a", "_a", "@a", "a/b", "../x", "a b", "a\0b", "é", &long] {
+            check_one(name, false);
+        }
+    }
+
+    #[test]
+    fn issue_14_durations_are_bounded() {
+        let check_one = |key: &str, value: u64, valid: bool| {
+            let text = match key.split_once('.') {
+                Some((table, k)) => format!("[{table}]\n{k} = {value}\n"),
+                // The largest backoff is at least the first: each is checked with the other out of the way.
+                None if key == "backoff_secs" => one(&format!("backoff_max_secs = {DAY}\n{key} = {value}")),
+                None => one(&format!("backoff_secs = 1\n{key} = {value}")),
+            };
+            match parse(&text, Path::new("services.toml")) {
+                Ok(_) => assert!(valid, "{key} = {value} accepted"),
+                Err(e) => {
+                    assert!(!valid, "{key} = {value} refused: {e}");
+                    assert_eq!(e.key, Some(DURATION_LIMITS.iter().find(|(k, ..)| *k == key).expect("limits").0));
+                    assert!(matches!(e.problem, Problem::OutOfRange { value: v, .. } if v == value), "{e}");
+                }
+            }
+        };
+        for (key, min, max) in DURATION_LIMITS {
+            check_one(key, min, true);
+            check_one(key, max, true);
+            check_one(key, max + 1, false);
+            check_one(key, i64::MAX as u64, false);
+            if min > 0 {
+                check_one(key, min - 1, false);
+            }
+        }
+    }
+
+    #[test]
+    fn issue_14_environment_names_and_nul_bytes_are_refused() {
+        let check_one = |extra: &str, problem: fn(&Problem) -> bool| {
+            let text = format!("[[service]]\nname = \"a\"\n{extra}");
+            let text = if extra.starts_with("argv") { text } else { format!("{text}\nargv = [\"/bin/a\"]") };
+            let e = check(&text).expect_err(extra);
+            let key = if extra.starts_with("env") { "env" } else { "argv" };
+            assert_eq!((e.service.as_deref(), e.key), (Some("a"), Some(key)), "{extra}: {e}");
+            assert!(problem(&e.problem), "{extra}: {e}");
+        };
+        check_one("env = { \"A=B\" = \"x\" }", |p| matches!(p, Problem::EnvName(k) if k == "A=B"));
+        check_one("env = { \"\" = \"x\" }", |p| matches!(p, Problem::EnvName(k) if k.is_empty()));
+        check_one("env = { \"A\\u0000\" = \"x\" }", |p| matches!(p, Problem::EnvName(_)));
+        check_one("env = { A = \"x\\u0000y\" }", |p| matches!(p, Problem::Nul));
+        check_one("argv = [\"/bin/a\", \"x\\u0000\"]", |p| matches!(p, Problem::Nul));
+        let env = &check(&one("env = { A = \"x=y\", B_2 = \"\" }")).expect("valid")[0].env;
+        assert_eq!(env.get("A").map(String::as_str), Some("x=y"));
     }
 }

@@ -89,3 +89,22 @@ fn the_tables_give_the_parsers_defaults() {
     check("`identity`", w.identity.clone().unwrap_or_else(|| "none".into()));
     check("`timeout_secs`", w.timeout.as_secs().to_string());
 }
+
+#[test]
+fn issue_14_the_tables_give_each_durations_range() {
+    // Each duration key's row says "MIN to MAX" with the parser's limits (`services::DURATION_LIMITS`).
+    let doc = doc();
+    for (key, min, max) in services::DURATION_LIMITS {
+        let short = key.rsplit('.').next().expect("a key");
+        let rows: Vec<&str> = doc
+            .lines()
+            .filter(|l| {
+                let first = l.split('|').nth(1).unwrap_or("").trim();
+                first.starts_with('`') && (first.contains(&format!("`{key}`")) || first.contains(&format!("`{short}`")))
+            })
+            .collect();
+        assert!(!rows.is_empty(), "no row for {key} in docs/edge-init.md");
+        let range = format!("{min} to {max}");
+        assert!(rows.iter().all(|r| r.contains(&range)), "{key}: the docs say {rows:?}, the code {range}");
+    }
+}

@@ -43,26 +43,179 @@ fn signals_reach_the_command() {
     }
 }
 
+/// The signal state a parent can leave: signals ignored, signals blocked.
+fn bits(signals: &[i32]) -> u64 {
+    signals.iter().fold(0, |m, s| m | 1 << (s - 1))
+}
+
 #[test]
-fn inherited_signal_state_is_not_passed_on() {
-    // edge-init is started with SIGINT and SIGALRM ignored and SIGUSR2 blocked; its command starts with neither.
-    let mut cmd = edge_init();
-    cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
-    // SAFETY: between fork and exec the closure only calls signal(2), sigemptyset, sigaddset and sigprocmask on a
-    // local set: async-signal-safe, no allocation.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            libc::signal(libc::SIGALRM, libc::SIG_IGN);
-            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(set.as_mut_ptr());
-            libc::sigaddset(set.as_mut_ptr(), libc::SIGUSR2);
-            libc::sigprocmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
-            Ok(())
-        });
+fn issue_14_the_command_starts_with_the_signal_state_edge_init_inherited() {
+    // A wrapper is invisible: what the parent left ignored or blocked, the command finds ignored or blocked, and
+    // nothing edge-init set for itself (Rust's ignored SIGPIPE, its own mask) leaks through.
+    let check = |ignore: &[i32], block: &[i32]| {
+        let (ignored, blocked) = (bits(ignore), bits(block));
+        let mut cmd = edge_init();
+        cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+        // SAFETY: between fork and exec the closure only makes the raw rt_sigaction and rt_sigprocmask calls, on
+        // live locals of the kernel's sizes: async-signal-safe, no allocation. Raw calls, because this test process
+        // may itself have inherited the C library's signal 32 ignored (glibc's posix_spawn leaves it so), and the C
+        // library's signal(3) refuses to touch it.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                for s in (1..=64).filter(|s| ![libc::SIGKILL, libc::SIGSTOP].contains(s)) {
+                    let handler = if ignored & 1 << (s - 1) != 0 { libc::SIG_IGN } else { libc::SIG_DFL };
+                    let action = [handler as u64, 0, 0, 0];
+                    libc::syscall(libc::SYS_rt_sigaction, s, action.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
+                }
+                libc::syscall(
+                    libc::SYS_rt_sigprocmask,
+                    libc::SIG_SETMASK,
+                    &blocked,
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+                Ok(())
+            });
+        }
+        let out = cmd.output().expect("edge-init");
+        let expected = format!("SigBlk:\t{blocked:016x}\nSigIgn:\t{ignored:016x}\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "ignored {ignore:?}, blocked {block:?}");
+    };
+    // SIGPIPE stays at its default when the parent left it there, though Rust ignores it in edge-init.
+    check(&[], &[]);
+    check(&[libc::SIGINT, libc::SIGTTOU], &[libc::SIGTERM]);
+    check(&[libc::SIGPIPE, libc::SIGHUP], &[libc::SIGUSR1, libc::SIGCHLD]);
+    check(&[], &[libc::SIGSEGV, libc::SIGRTMIN() + 2]);
+}
+
+/// A command that prints `ready`, then the number of every signal it gets, one a line, and exits 0 when its stdin
+/// ends. Python refuses handlers only for the C library's own signals (32 and 33).
+const HANDLER: &str = r#"
+import os, signal, sys
+def got(n, frame):
+    os.write(1, b"%d\n" % n)
+for n in range(1, signal.SIGRTMAX + 1):
+    if n not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
+        try:
+            signal.signal(n, got)
+        except (OSError, ValueError):
+            pass
+os.write(1, b"ready\n")
+sys.stdin.read()
+"#;
+
+/// Reads lines from `child`'s stdout on a thread of its own, so that a test can fail when edge-init dies instead of
+/// waiting forever for a line that will never come (its command outlives it and keeps the pipe open).
+fn lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.expect("read")).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line, or a failure naming `what` once edge-init has ended (or after a minute, a bound against hangs).
+fn next_line(rx: &std::sync::mpsc::Receiver<String>, child: &mut std::process::Child, what: &str) -> String {
+    for _ in 0..600 {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(line) => return line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    panic!("{what}: edge-init ended ({status}) and the command did not answer");
+                }
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
     }
-    let out = cmd.output().expect("edge-init");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    panic!("{what}: no answer within a minute")
+}
+
+#[test]
+fn issue_14_every_catchable_signal_but_chld_reaches_the_command() {
+    let mut child = edge_init()
+        .args(["--", "python3", "-c", HANDLER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn edge-init");
+    let rx = lines(&mut child);
+    assert_eq!(next_line(&rx, &mut child, "start"), "ready");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    let skipped = [libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD];
+    let signals = (1..=31).filter(|s| !skipped.contains(s)).chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    for s in signals {
+        // SAFETY: kill(2) takes two integers.
+        assert_eq!(unsafe { libc::kill(pid.as_raw_nonzero().get(), s) }, 0, "kill {s}");
+        assert_eq!(next_line(&rx, &mut child, &format!("signal {s}")), s.to_string(), "signal {s}");
+    }
+    // edge-init survived them all: it is still there to pass on the command's own exit.
+    drop(child.stdin.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
+fn issue_14_the_command_has_a_process_group_of_its_own() {
+    let script = "import os; print(os.getpid(), os.getpgrp(), os.getpgid(os.getppid()))";
+    let out = edge_init().args(["--", "python3", "-c", script]).output().expect("edge-init");
+    assert!(out.status.success(), "{out:?}");
+    let ids: Vec<u32> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(|w| w.parse().expect("number")).collect();
+    let [pid, group, init_group] = ids[..] else { panic!("{ids:?}") };
+    assert_eq!(group, pid, "the command leads its own process group");
+    assert_ne!(group, init_group, "signalling the command's group does not reach edge-init");
+}
+
+/// Starts `edge-init -- python3 ...` on a new terminal (pty.fork: a session of its own with the terminal as its
+/// controlling one) from a shell-like parent without job control, in the terminal's foreground process group or,
+/// with `background`, from a group of its own beside it; prints what the command finds, then what the parent finds
+/// once edge-init has ended.
+const ON_A_TERMINAL: &str = r#"
+import os, pty, subprocess, sys
+exe, background = sys.argv[1], sys.argv[2] == "background"
+report = "import os; fg = os.tcgetpgrp(0); print('foreground' if fg == os.getpgrp() == os.getpid() else 'not foreground')"
+pid, fd = pty.fork()
+if pid == 0:
+    if background:
+        if os.fork() != 0:
+            os._exit(os.waitstatus_to_exitcode(os.wait()[1]))
+        os.setpgid(0, 0)
+    code = subprocess.run([exe, "--", sys.executable, "-c", report]).returncode
+    print("after:", "foreground" if os.tcgetpgrp(0) == os.getpgrp() else "not foreground", flush=True)
+    os._exit(code)
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+status = os.waitpid(pid, 0)[1]
+sys.stdout.write(out.decode().replace("\r", ""))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn issue_14_the_command_gets_the_terminal_edge_init_had() {
+    let check = |place: &str, expected: &str| {
+        let out = Command::new("python3")
+            .args(["-c", ON_A_TERMINAL, env!("CARGO_BIN_EXE_edge-init"), place])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "{place}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{place}");
+    };
+    // Handed over as tini does, so an interactive command can read its terminal, and handed back once it ends.
+    check("foreground", "foreground\nafter: foreground\n");
+    // Never taken from a shell that runs edge-init in the background.
+    check("background", "not foreground\nafter: not foreground\n");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The system calls `edge-init` makes, and the only module (with its submodules) that names `rustix` or `libc`.
 
 pub mod mount;
+pub mod signals;
 pub mod watchdog;
 
 use std::io;
@@ -233,7 +234,7 @@ pub fn child_setup(cgroup_procs: Option<std::os::fd::BorrowedFd<'_>>, ids: Optio
         rustix::io::write(fd, b"0")?;
     }
     rustix::process::setsid()?;
-    reset_signals();
+    signals::reset()?;
     if let Some((uid, gid)) = ids {
         // Per-thread calls, which in a child of fork (one thread) are the process's.
         rustix::thread::set_thread_groups(&[])?;
@@ -241,28 +242,6 @@ pub fn child_setup(cgroup_procs: Option<std::os::fd::BorrowedFd<'_>>, ids: Optio
         rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid))?;
     }
     Ok(())
-}
-
-/// Between fork and exec: every signal disposition back to its default (an ignored signal survives exec, a
-/// handler does not) and an empty signal mask, whatever `edge-init` itself inherited. Async-signal-safe.
-pub fn reset_signals() {
-    // The kernel's struct sigaction, zeroed: SIG_DFL, no flags, an empty mask (larger than any architecture's).
-    let dfl = [0u64; 4];
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: rt_sigaction(2) reads `dfl`, a live zeroed buffer at least as large as the kernel's struct
-        // sigaction, and writes nothing (old action null). The raw call, not the C library's, so that the signals
-        // the C library keeps for itself (32, 33) are reset too: the kernel takes them like any other.
-        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize) };
-    }
-    // SAFETY: `set` is a local sigset_t, initialised by sigemptyset before sigprocmask reads it.
-    unsafe {
-        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(set.as_mut_ptr());
-        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
-    }
 }
 
 /// ioctl(2) `SIOCOUTQ` on a datagram socket: bytes sent and not yet read by the receiver.
