@@ -1,5 +1,5 @@
 //! `/etc/edge/update.toml`: the slots, the boot state backend, the keyring, the board, the journal's directory and
-//! the health checks; docs/updater.md, "Configuration".
+//! the health checks, and fetching over HTTP; docs/updater.md, "Configuration".
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::http::HttpOptions;
 
 /// The config file's default path.
 pub const DEFAULT_PATH: &str = "/etc/edge/update.toml";
@@ -41,6 +42,38 @@ pub struct Config {
     pub dev_dir: PathBuf,
     /// The health checks run on a trial boot.
     pub health: Health,
+    /// Fetching bundles over HTTP(S).
+    pub http: Http,
+}
+
+/// Fetching bundles over HTTP(S); docs/updater.md, "HTTP".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// How long a TCP (and TLS) connect may take.
+    pub connect_timeout_secs: u64,
+    /// How long a request may wait for bytes; a range request's deadline is this plus the connect timeout.
+    pub read_timeout_secs: u64,
+    /// Consecutive failures without a byte of progress that are retried (each logged); the next one gives up.
+    pub max_retries: u32,
+    /// The minimum rate: at least this many bytes in every `min_rate_window_secs` of waiting on the server, or the
+    /// install fails; 0 turns the check off.
+    pub min_rate_bytes: u64,
+    /// The window of the minimum rate.
+    pub min_rate_window_secs: u64,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        let o = HttpOptions::default();
+        Http {
+            connect_timeout_secs: o.connect_timeout.as_secs(),
+            read_timeout_secs: o.read_timeout.as_secs(),
+            max_retries: o.max_retries,
+            min_rate_bytes: o.min_rate_bytes,
+            min_rate_window_secs: o.min_rate_window.as_secs(),
+        }
+    }
 }
 
 /// The two slots' devices: a block device, `PARTLABEL=name`, or a regular file.
@@ -148,6 +181,7 @@ impl Default for Config {
             sys_class_block: PathBuf::from("/sys/class/block"),
             dev_dir: PathBuf::from("/dev"),
             health: Health::default(),
+            http: Http::default(),
         }
     }
 }
@@ -179,6 +213,16 @@ impl Config {
                 return Err(bad(format!("health.commands[{i}].argv is empty")));
             }
         }
+        for (key, secs) in [
+            ("http.connect_timeout_secs", c.http.connect_timeout_secs),
+            ("http.read_timeout_secs", c.http.read_timeout_secs),
+            ("http.min_rate_window_secs", c.http.min_rate_window_secs),
+        ] {
+            // A day is far beyond any sensible wait, and keeps every sum of these far from overflowing.
+            if !(1..=86_400).contains(&secs) {
+                return Err(bad(format!("{key} {secs} out of range 1..=86400")));
+            }
+        }
         for (i, check) in c.health.http.iter().enumerate() {
             if !check.url.starts_with("http://") && !check.url.starts_with("https://") {
                 return Err(bad(format!("health.http[{i}].url {:?} is not an http(s) URL", check.url)));
@@ -205,6 +249,18 @@ impl Config {
     /// The cached block fingerprints of what a slot holds (for delta installs).
     pub fn slot_index_path(&self, slot: bootctl::rules::Slot) -> PathBuf {
         self.data_dir.join(format!("slot-{slot}.index"))
+    }
+
+    /// The HTTP source's options: the `[http]` keys, and the backoff of [`HttpOptions::default`].
+    pub fn http_options(&self) -> HttpOptions {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(self.http.connect_timeout_secs),
+            read_timeout: Duration::from_secs(self.http.read_timeout_secs),
+            max_retries: self.http.max_retries,
+            min_rate_bytes: self.http.min_rate_bytes,
+            min_rate_window: Duration::from_secs(self.http.min_rate_window_secs),
+            ..HttpOptions::default()
+        }
     }
 
     /// The health deadline.
@@ -239,6 +295,27 @@ pub fn defaults_table() -> String {
         ),
         ("health.commands", "`[]`".to_owned(), "`{ argv = [...], timeout_secs = 30, attempts = 10 }`, must exit 0"),
         ("health.http", "`[]`".to_owned(), "`{ url = \"...\", status = 200, timeout_secs = 30, attempts = 10 }`"),
+        (
+            "http.connect_timeout_secs",
+            format!("`{}`", d.http.connect_timeout_secs),
+            "a TCP (and TLS) connect may take this long",
+        ),
+        (
+            "http.read_timeout_secs",
+            format!("`{}`", d.http.read_timeout_secs),
+            "a request may wait this long for bytes; a range request's deadline adds the connect timeout",
+        ),
+        (
+            "http.max_retries",
+            format!("`{}`", d.http.max_retries),
+            "failures in a row without a byte of progress retried, each logged at warn; the next one gives up",
+        ),
+        (
+            "http.min_rate_bytes",
+            format!("`{}`", d.http.min_rate_bytes),
+            "the install fails when fewer bytes come in a window of waiting on the server; `0`: no minimum",
+        ),
+        ("http.min_rate_window_secs", format!("`{}`", d.http.min_rate_window_secs), "the minimum rate's window"),
     ];
     bootctl::docgen::key_table(&rows)
 }
@@ -265,6 +342,13 @@ mod tests {
         check("[[health.http]]\nurl = \"ftp://x\"", false);
         check("reboot = \"maybe\"", false);
         check("surprise = 1", false);
+        check("[http]\nmax_retries = 0\nmin_rate_bytes = 0\nmin_rate_window_secs = 1", true);
+        check("[http]\nconnect_timeout_secs = 1\nread_timeout_secs = 86400", true);
+        check("[http]\nmin_rate_window_secs = 0", false);
+        check("[http]\nread_timeout_secs = 0", false);
+        check("[http]\nconnect_timeout_secs = 86401", false);
+        check("[http]\nmax_retries = -1", false);
+        check("[http]\nretries = 3", false);
         assert!(matches!(Config::parse("", Path::new("u.toml")), Err(Error::Config { .. })));
     }
 }

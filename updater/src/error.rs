@@ -127,6 +127,16 @@ pub enum Error {
         #[source]
         source: image_layout::Error,
     },
+    /// The bundle source is a URL this updater cannot fetch: a scheme other than http:// and https://, or an http(s)
+    /// URL that does not parse. A usage error.
+    #[error("cannot use bundle source {source_name}")]
+    OpenSource {
+        /// The source as given.
+        source_name: String,
+        /// The cause.
+        #[source]
+        source: Box<crate::http::Error>,
+    },
     /// Reading from the bundle's source failed.
     #[error("cannot read bundle {source_name} at byte {offset}")]
     Fetch {
@@ -362,6 +372,7 @@ impl Error {
             | Error::WrongPhase { .. }
             | Error::Locked { .. } => exit::REFUSED,
             Error::Unhealthy { .. } => exit::UNHEALTHY,
+            Error::OpenSource { .. } => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

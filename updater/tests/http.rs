@@ -8,7 +8,7 @@ mod http_server;
 use std::io::{self, Read};
 use std::time::Duration;
 
-use http_server::Server;
+use http_server::{closed_port, Server};
 use updater::fetch::Fetch;
 use updater::http::{self, HttpFetch, HttpOptions};
 
@@ -20,7 +20,14 @@ fn options(max_retries: u32) -> HttpOptions {
         max_retries,
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(50),
+        ..HttpOptions::default()
     }
+}
+
+/// As [`options`], with a minimum rate of 1000 bytes per 200 ms, which a loopback server meets a thousand times
+/// over unless told to trickle.
+fn rate_options(max_retries: u32) -> HttpOptions {
+    HttpOptions { min_rate_bytes: 1000, min_rate_window: Duration::from_millis(200), ..options(max_retries) }
 }
 
 /// `len` bytes that differ from `bundle(len, other_version)` nearly everywhere and never repeat with a short
@@ -261,33 +268,60 @@ fn a_bundle_replaced_between_reads_is_detected() {
 }
 
 #[test]
-fn a_server_ignoring_range_is_never_read_at_the_wrong_offset() {
-    /// `ok`: whether the whole-bundle answer is what was asked for.
-    fn check(start: u64, end: Option<u64>, ok: bool) {
+fn issue_14_a_server_without_range_is_read_as_one_stream() {
+    /// `streamed`: whether the server's answer shows it does not support Range.
+    fn check(start: u64, end: Option<u64>, streamed: bool) {
+        let case = format!("{start}..{end:?}");
         let server = Server::start();
         server.set_ignore_range(true);
         let content = bundle(50_000, 10);
         server.put("/b", content.clone());
         let mut fetch = fetch(&server, "/b", options(3));
-        match read(&mut fetch, start, end) {
-            Ok(data) => {
-                assert!(ok, "{start}..{end:?}");
-                assert!(data == content, "{start}..{end:?}");
-            }
-            Err((err, data)) => {
-                assert!(!ok, "{start}..{end:?}: {err:?}");
-                assert!(matches!(http_error(&err), http::Error::BadRange { .. }), "{start}..{end:?}: {err:?}");
-                assert!(data.is_empty(), "{start}..{end:?}");
-            }
-        }
-        assert_eq!(server.n_requests(), 1, "{start}..{end:?}");
+        let data = read(&mut fetch, start, end).map_err(|(e, _)| e).expect(&case);
+        let to = end.unwrap_or(u64::MAX).min(content.len() as u64) as usize;
+        assert!(data == content[start as usize..to], "{case}");
+        assert_eq!(fetch.streaming(), streamed, "{case}");
+        assert_eq!(fetch.seekable(), !streamed, "{case}");
+        // A whole answer to a range is dropped and asked for again without a deadline, and without Range.
+        let ranges: Vec<_> = server.requests().into_iter().map(|r| r.range.is_some()).collect();
+        assert_eq!(ranges, if streamed { vec![true, false] } else { vec![true] }, "{case}");
     }
-    check(0, None, true);
-    check(0, Some(50_000), true);
-    check(0, Some(60_000), true);
-    check(5, None, false);
-    check(5, Some(10), false);
-    check(0, Some(10), false);
+    check(0, None, false);
+    check(0, Some(50_000), false);
+    check(0, Some(60_000), false);
+    check(5, None, true);
+    check(5, Some(10), true);
+    check(0, Some(10), true);
+    check(49_999, None, true);
+}
+
+#[test]
+fn issue_14_a_stream_reads_on_skips_forward_and_starts_again_after_a_drop() {
+    let server = Server::start();
+    server.set_ignore_range(true);
+    let content = bundle(300_000, 14);
+    server.put("/b", content.clone());
+    // The first answer (to a range) is dropped by the client; the stream is cut at 100 000 bytes.
+    server.drop_after(u64::MAX);
+    server.drop_after(100_000);
+    let mut fetch = fetch(&server, "/b", options(3));
+    let expect = |fetch: &mut HttpFetch, start: u64, end: u64| {
+        let data = read(fetch, start, Some(end)).map_err(|(e, _)| e).expect("read on");
+        assert!(data == content[start as usize..end as usize], "{start}..{end}");
+    };
+    expect(&mut fetch, 0, 24);
+    expect(&mut fetch, 24, 1000);
+    expect(&mut fetch, 5000, 6000);
+    expect(&mut fetch, 90_000, 150_000);
+    // A stream cannot go back.
+    let (err, _) = read(&mut fetch, 100, Some(200)).expect_err("back");
+    assert!(matches!(http_error(&err), http::Error::NoRange { at: 150_000, wanted: 100, .. }), "{err:?}");
+    expect(&mut fetch, 150_000, 300_000);
+    let requests = server.requests();
+    let ranges: Vec<_> = requests.iter().map(|r| r.range.is_some()).collect();
+    assert_eq!(ranges, [true, false, false]);
+    assert_eq!(fetch.stats().retries, 1);
+    assert_eq!(fetch.len().expect("len"), Some(300_000));
 }
 
 #[test]
@@ -322,4 +356,163 @@ fn len_asks_once_and_reports_missing_bundles() {
     assert!(matches!(http_error(&err), http::Error::Status { status: 404, .. }), "{err:?}");
     let methods: Vec<_> = server.requests().into_iter().map(|r| (r.method, r.path)).collect();
     assert_eq!(methods, [("HEAD".to_owned(), "/b".to_owned()), ("HEAD".to_owned(), "/missing".to_owned())]);
+}
+
+/// The `http::Error` of a read that failed.
+fn read_err(fetch: &mut HttpFetch) -> http::Error {
+    let (err, _) = read(fetch, 0, None).expect_err("a failure");
+    let inner = err.into_inner().expect("an updater::http::Error in the io::Error");
+    *inner.downcast::<http::Error>().expect("an updater::http::Error")
+}
+
+#[test]
+fn issue_14_redirects_within_the_scheme_are_followed() {
+    let server = Server::start();
+    let content = bundle(200_000, 13);
+    server.put("/b", content.clone());
+    // Every redirect status, absolute and relative locations, as many hops as are followed.
+    server.redirect("/r1", 0, 301, &server.url("/r2"));
+    server.redirect("/r2", 0, 302, "/r3");
+    server.redirect("/r3", 0, 303, "r4");
+    server.redirect("/r4", 0, 307, &format!("//127.0.0.1:{}/r5", server.port()));
+    server.redirect("/r5", 0, 308, "./b");
+    server.drop_after(100_000);
+    let mut fetch = fetch(&server, "/r1", options(3));
+    let data = read(&mut fetch, 0, None).map_err(|(e, _)| e).expect("read through redirects");
+    assert!(data == content);
+    // The resume after the drop goes through the redirects again, from the next byte.
+    let chain = ["/r1", "/r2", "/r3", "/r4", "/r5", "/b"];
+    let requests = server.requests();
+    let paths: Vec<_> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, [chain, chain].concat());
+    assert!(requests[..6].iter().all(|r| r.range.as_deref() == Some("bytes=0-")));
+    assert!(requests[6..].iter().all(|r| r.range.as_deref() == Some("bytes=100000-")));
+    assert_eq!(fetch.stats().requests, 12);
+}
+
+#[test]
+fn issue_14_redirects_elsewhere_are_refused_at_once() {
+    fn check(status: u16, location: &str, expected: fn(&http::Error) -> bool) {
+        let server = Server::start();
+        server.put("/b", bundle(1000, 15));
+        let location = location.replace("PORT", &server.port().to_string());
+        server.redirect("/r", 0, status, &location);
+        let mut fetch = fetch(&server, "/r", options(3));
+        let err = read_err(&mut fetch);
+        assert!(expected(&err), "{status} {location:?}: {err:?}");
+        assert!(err.is_final(), "{status} {location:?}");
+        // Refused on the first answer: never asked again, never followed.
+        assert_eq!(server.n_requests(), 1, "{status} {location:?}");
+        assert_eq!(fetch.stats().retries, 0, "{status} {location:?}");
+    }
+    fn scheme(scheme: &'static str, location: &'static str) -> impl Fn(&http::Error) -> bool {
+        move |e| matches!(e, http::Error::RedirectScheme { scheme: s, location: l, .. } if s == scheme && l == location)
+    }
+    check(302, "file:///etc/passwd", |e| scheme("file", "file:///etc/passwd")(e));
+    check(301, "FILE:///etc/passwd", |e| scheme("file", "file:///etc/passwd")(e));
+    check(307, "ftp://127.0.0.1/b", |e| scheme("ftp", "ftp://127.0.0.1/b")(e));
+    check(
+        308,
+        "gopher://127.0.0.1/b",
+        |e| matches!(e, http::Error::RedirectScheme { scheme, .. } if scheme == "gopher"),
+    );
+    // An https:// redirect from an http:// URL, here to the same plain-HTTP port, is another scheme too.
+    check(
+        303,
+        "https://127.0.0.1:PORT/b",
+        |e| matches!(e, http::Error::RedirectScheme { scheme, .. } if scheme == "https"),
+    );
+    check(302, "", |e| matches!(e, http::Error::RedirectLocation { status: 302, .. }));
+    check(301, "http://[::1/b", |e| matches!(e, http::Error::RedirectLocation { status: 301, .. }));
+    check(302, "http://127.0.0.1:99999/b", |e| matches!(e, http::Error::RedirectLocation { .. }));
+    // Statuses of the 3xx class that are not redirects to follow.
+    check(300, "/b", |e| matches!(e, http::Error::Status { status: 300, .. }));
+    check(304, "/b", |e| matches!(e, http::Error::Status { status: 304, .. }));
+}
+
+#[test]
+fn issue_14_redirect_loops_stop_at_the_limit() {
+    let server = Server::start();
+    server.redirect("/loop", 0, 302, "/loop");
+    let mut fetch = fetch(&server, "/loop", options(3));
+    let err = read_err(&mut fetch);
+    assert!(matches!(err, http::Error::TooManyRedirects { limit: http::MAX_REDIRECTS, .. }), "{err:?}");
+    assert_eq!(server.n_requests() as u32, http::MAX_REDIRECTS + 1);
+    assert_eq!(fetch.stats().retries, 0);
+}
+
+#[test]
+fn issue_14_a_trickle_fails_the_minimum_rate() {
+    let server = Server::start();
+    let content = bundle(2000, 16);
+    server.put("/b", content.clone());
+    server.trickle(Some((0, Duration::from_millis(5))));
+    let mut fetch = fetch(&server, "/b", rate_options(3));
+    let (err, data) = read(&mut fetch, 0, None).expect_err("too slow");
+    let err = http_error(&err);
+    assert!(matches!(err, http::Error::TooSlow { min_bytes: 1000, .. }), "{err:?}");
+    assert!(err.is_final());
+    assert!(data.len() < 1000 && data[..] == content[..data.len()], "{} bytes", data.len());
+    // One request, never failed: a trickle is not an error to retry, only too slow.
+    assert_eq!((server.n_requests(), fetch.stats().retries), (1, 0));
+}
+
+#[test]
+fn issue_14_one_byte_answers_fail_the_minimum_rate() {
+    let server = Server::start();
+    let content = bundle(2000, 17);
+    server.put("/b", content.clone());
+    // Every answer a correct 206 whose connection closes after one byte of body.
+    server.cut_bodies(Some((0, 1)));
+    let options = HttpOptions {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(2),
+        ..rate_options(3)
+    };
+    let mut fetch = fetch(&server, "/b", options);
+    let (err, data) = read(&mut fetch, 0, None).expect_err("too slow");
+    assert!(matches!(http_error(&err), http::Error::TooSlow { .. }), "{err:?}");
+    assert!(data.len() < 1000 && data[..] == content[..data.len()], "{} bytes", data.len());
+    // Each byte is progress, so the retry counter alone never stops it: more requests than retries allowed.
+    assert!(server.n_requests() > 4, "{} requests", server.n_requests());
+    assert!(server.requests().iter().all(|r| r.status == 206 && r.body_bytes <= 1));
+}
+
+#[test]
+fn issue_14_a_refused_connection_is_retried_then_given_up() {
+    let url = format!("http://127.0.0.1:{}/b", closed_port());
+    let mut fetch = HttpFetch::new(&url, options(2)).expect("url");
+    let err = read_err(&mut fetch);
+    assert!(
+        matches!(&err, http::Error::GaveUp { attempts: 3, last, .. } if matches!(**last, http::Error::Request { .. })),
+        "{err:?}"
+    );
+    assert_eq!(fetch.stats().retries, 2);
+    // The same with a minimum rate whose window is shorter than the backoff: the window ends it first.
+    let options = HttpOptions {
+        backoff_base: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(10),
+        min_rate_window: Duration::from_millis(1),
+        ..options(8)
+    };
+    let mut fetch = HttpFetch::new(&url, options).expect("url");
+    let err = read_err(&mut fetch);
+    assert!(
+        matches!(&err, http::Error::TooSlow { received: 0, last: Some(last), .. } if matches!(**last, http::Error::Request { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn issue_14_tls_to_a_plain_http_port_is_final() {
+    let server = Server::start();
+    server.put("/b", bundle(1000, 18));
+    let mut fetch = HttpFetch::new(&format!("https://127.0.0.1:{}/b", server.port()), options(3)).expect("url");
+    let err = read_err(&mut fetch);
+    assert!(matches!(err, http::Error::Request { .. }), "{err:?}");
+    assert!(err.is_final(), "{err:?}");
+    // The handshake was answered (with a plain 400) once, and not tried again.
+    let statuses: Vec<_> = server.requests().into_iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400]);
+    assert_eq!(fetch.stats().retries, 0);
 }

@@ -2,8 +2,11 @@
 //!
 //! It serves named in-memory files with Range, HEAD, ETag and If-Range, keeps connections alive, and between
 //! requests can be told to drop a connection after N body bytes, answer 500, stall after the headers, replace a
-//! file (also in the middle of a response), or ignore Range. It logs every request. It uses std only and no
-//! other test module, so a benchmark can include it with `#[path = ...]`.
+//! file (also in the middle of a response), or ignore Range. It can also behave as a hostile server would: redirect
+//! a path anywhere, trickle bodies one byte at a time, or close every body after a few bytes. Like a real server, it
+//! answers a connection that does not start with an HTTP request (a TLS handshake, say) with 400 and closes it.
+//! It logs every request. It uses std only and no other test module, so a benchmark can include it with
+//! `#[path = ...]`.
 
 // Each test crate or benchmark that includes this file uses a different part of it.
 #![allow(dead_code)]
@@ -50,6 +53,14 @@ struct File {
     etag: String,
 }
 
+/// A redirect answered for a path once the server has answered a number of requests.
+struct Redirect {
+    path: String,
+    after: usize,
+    status: u16,
+    location: String,
+}
+
 /// A replacement planted in the next response for a path.
 struct Replace {
     path: String,
@@ -71,6 +82,11 @@ struct State {
     stall_next: u32,
     stall_headers_next: u32,
     replace: Option<Replace>,
+    redirects: Vec<Redirect>,
+    /// After how many answered requests bodies are sent one byte per interval, and the interval.
+    trickle: Option<(usize, Duration)>,
+    /// After how many answered requests every body is cut, and after how many of its bytes.
+    cut_bodies: Option<(usize, u64)>,
     log: Vec<Request>,
     /// Open connections, so that `Drop` can shut them down and unblock their threads.
     open: HashMap<u64, TcpStream>,
@@ -188,6 +204,31 @@ impl Server {
         lock(&self.state).replace = Some(Replace { path: path.to_owned(), at, content });
     }
 
+    /// Answers requests for `path` with `status` and `Location: location` once the server has answered `after`
+    /// requests (of any path); an earlier redirect for the same path is replaced.
+    pub fn redirect(&self, path: &str, after: usize, status: u16, location: &str) {
+        let mut state = lock(&self.state);
+        state.redirects.retain(|r| r.path != path);
+        state.redirects.push(Redirect { path: path.to_owned(), after, status, location: location.to_owned() });
+    }
+
+    /// Stops every redirect.
+    pub fn clear_redirects(&self) {
+        lock(&self.state).redirects.clear();
+    }
+
+    /// With `Some((after, interval))`: once the server has answered `after` requests, sends every body one byte at a
+    /// time, `interval` apart (the headers at once, as a correct answer). `None` stops it.
+    pub fn trickle(&self, from: Option<(usize, Duration)>) {
+        lock(&self.state).trickle = from;
+    }
+
+    /// With `Some((after, bytes))`: once the server has answered `after` requests, closes every connection after
+    /// `bytes` bytes of a body (the headers correct, the body cut short). `None` stops it.
+    pub fn cut_bodies(&self, from: Option<(usize, u64)>) {
+        lock(&self.state).cut_bodies = from;
+    }
+
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.state).log.clone()
@@ -226,6 +267,12 @@ impl Drop for Server {
             let _ = worker.join();
         }
     }
+}
+
+/// A loopback port with nothing listening on it, so a connection to it is refused.
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address of the listener").port()
 }
 
 /// A small seeded PRNG (SplitMix64), so drop points are the same on every run.
@@ -350,6 +397,7 @@ struct Plan {
     body: Option<(Arc<Vec<u8>>, u64, u64)>,
     stall_headers: bool,
     stall: bool,
+    trickle: Option<Duration>,
     drop_after: Option<u64>,
     replace: Option<Replace>,
     log_idx: usize,
@@ -358,7 +406,12 @@ struct Plan {
 fn plan(state: &mut State, head: &Head, connection: u64) -> Plan {
     let mut headers = Vec::new();
     let mut body = None;
-    let status = if state.fail_next > 0 {
+    let n_answered = state.log.len();
+    let redirect = state.redirects.iter().find(|r| r.path == head.path && n_answered >= r.after);
+    let status = if let Some(r) = redirect {
+        headers.push(format!("Location: {}", r.location));
+        r.status
+    } else if state.fail_next > 0 {
         state.fail_next -= 1;
         let text: &[u8] = b"injected failure\n";
         body = Some((Arc::new(text.to_vec()), 0, text.len() as u64));
@@ -406,7 +459,9 @@ fn plan(state: &mut State, head: &Head, connection: u64) -> Plan {
     if stall {
         state.stall_next -= 1;
     }
-    let drop_after = if has_body && !stall { state.drops.pop_front() } else { None };
+    let cut = state.cut_bodies.filter(|&(after, _)| n_answered >= after).map(|(_, bytes)| bytes);
+    let drop_after = if has_body && !stall { state.drops.pop_front().or(cut) } else { None };
+    let trickle = state.trickle.filter(|&(after, _)| has_body && n_answered >= after).map(|(_, interval)| interval);
     let n = body.as_ref().map_or(0, |(_, first, end)| end - first);
     // A response too short to reach the replacement point leaves it for a later one.
     let replace = match &state.replace {
@@ -429,13 +484,19 @@ fn plan(state: &mut State, head: &Head, connection: u64) -> Plan {
         status,
         body_bytes: 0,
     });
-    Plan { status, headers, body, stall_headers, stall, drop_after, replace, log_idx: state.log.len() - 1 }
+    Plan { status, headers, body, stall_headers, stall, trickle, drop_after, replace, log_idx: state.log.len() - 1 }
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
@@ -450,7 +511,28 @@ fn serve(stream: &TcpStream, connection: u64, state: &Mutex<State>) -> io::Resul
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    while let Some(head) = read_head(&mut reader)? {
+    loop {
+        // A request starts with a method, which is letters; anything else (a TLS handshake starts with 0x16) gets
+        // a 400 at once and the connection closes, as a real server does, instead of waiting for a line.
+        let starts_as_http = match reader.fill_buf()?.first() {
+            None => return Ok(()),
+            Some(b) => b.is_ascii_uppercase(),
+        };
+        if !starts_as_http {
+            lock(state).log.push(Request {
+                connection,
+                method: String::new(),
+                path: String::new(),
+                range: None,
+                if_range: None,
+                status: 400,
+                body_bytes: 0,
+            });
+            writer.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            writer.flush()?;
+            return linger(stream, &mut reader);
+        }
+        let Some(head) = read_head(&mut reader)? else { return Ok(()) };
         // The log entry exists before the client can see any of the response, so a test that has its answer
         // also finds the request in the log.
         let plan = plan(&mut lock(state), &head, connection);
@@ -468,7 +550,20 @@ fn serve(stream: &TcpStream, connection: u64, state: &Mutex<State>) -> io::Resul
         if plan.stall {
             return stall(stream, &mut reader);
         }
-        if let Some((content, first, end)) = &plan.body {
+        if let (Some(interval), Some((content, first, end))) = (plan.trickle, &plan.body) {
+            let n = end - first;
+            for i in 0..n {
+                if plan.drop_after == Some(i) {
+                    return linger(stream, &mut reader);
+                }
+                let at = usize::try_from(first + i).expect("in memory");
+                lock(state).log[plan.log_idx].body_bytes += 1;
+                writer.write_all(&content[at..at + 1])?;
+                writer.flush()?;
+                // The trickle itself: the server's pace, not a wait for anything.
+                thread::sleep(interval);
+            }
+        } else if let Some((content, first, end)) = &plan.body {
             let mut replace = plan.replace;
             let mut sent = 0u64;
             let n = end - first;
@@ -502,7 +597,6 @@ fn serve(stream: &TcpStream, connection: u64, state: &Mutex<State>) -> io::Resul
             return Ok(());
         }
     }
-    Ok(())
 }
 
 /// Sends nothing more until the client gives up and closes, or the bound passes; then the connection closes.
