@@ -13,7 +13,8 @@ use std::sync::Arc;
 pub trait Fetch: Send {
     /// The source as the operator named it (a path, `-`, a URL), for messages and the journal.
     fn name(&self) -> &str;
-    /// Whether a read may start anywhere (a file, an HTTP server honouring Range); a pipe only reads on.
+    /// Whether a read may start anywhere (a file, an HTTP server honouring Range); a pipe only reads on, and so
+    /// does an HTTP server without Range, which an HTTP source knows only once it has sent its first request.
     fn seekable(&self) -> bool;
     /// The bundle's length, when the source knows it.
     fn len(&mut self) -> io::Result<Option<u64>>;
