@@ -1,7 +1,6 @@
 //! The `edge-bootctl` command line: `status`, `booted`, `set-active`, `mark-good`, `mark-bad`, each reading the
 //! backend named in the config, applying one rule of `rules` and writing the result back through the backend.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -11,8 +10,8 @@ use crate::blockdev::Access;
 use crate::booted::booted_slot;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::error::{Error, Result};
-use crate::rules::{Boot, BootState, Slot};
-use crate::wire::{CopyStatus, SlotStatus, Status};
+use crate::rules::{BootState, Slot};
+use crate::wire::Status;
 
 /// Show and change which slot boots.
 #[derive(Debug, Parser)]
@@ -45,6 +44,10 @@ pub enum Command {
     },
     /// Mark the running slot good.
     MarkGood,
+    /// Do what the bootloader does at power-on: pick the slot by the rules, take a try off it when it is on trial,
+    /// write that back, and print the slot. For slots that are files (trying updates on a laptop); on a node the
+    /// bootloader does this itself.
+    SimulateBoot,
     /// Mark a slot bad: not good, no tries (default: the running slot).
     MarkBad {
         /// `A` or `B`.
@@ -79,46 +82,20 @@ pub fn run(cli: Cli) -> Result<String> {
     match cli.command {
         Command::Status { json } => {
             let mut b = open(&config, Access::ReadOnly)?;
-            let state = b.read()?;
-            let booted = booted().ok();
-            let (next, _) = state.boot();
-            let order = state.order();
-            let slots = Slot::ALL
-                .iter()
-                .map(|&s| SlotStatus {
-                    slot: s.letter(),
-                    good: state.slot(s).good,
-                    tries: state.slot(s).tries,
-                    order: if order[0] == s { 1 } else { 2 },
-                    booted: booted == Some(s),
-                })
-                .collect();
-            let copies = b.copies()?;
-            let status = Status {
-                backend: b.name(),
-                booted: booted.map(Slot::letter),
-                active: state.active().letter(),
-                last_good: state.last_good().letter(),
-                next_boot: match next {
-                    Boot::Good(_) => "good",
-                    Boot::Trial(_) => "trial",
-                    Boot::Fallback(_) => "fallback",
-                },
-                next_slot: next.slot().letter(),
-                copies_whole: copies.both_whole(),
-                copies: (0..2)
-                    .map(|i| CopyStatus {
-                        copy: i as u8,
-                        location: copies.locations[i].clone(),
-                        state: copies.health[i].word(),
-                        current: copies.current == Some(i),
-                    })
-                    .collect(),
-                slots,
-            };
-            Ok(if json { serde_json::to_string_pretty(&status).expect("status serializes") } else { human(&status) })
+            let status = Status::read(&mut *b, booted().ok())?;
+            Ok(if json { serde_json::to_string_pretty(&status).expect("status serializes") } else { status.human() })
         }
         Command::Booted => Ok(booted()?.to_string()),
+        Command::SimulateBoot => {
+            let mut b = open(&config, Access::ReadWrite)?;
+            let state = b.read()?;
+            let (boot, next) = state.boot();
+            // Durability: as the bootloader does, the try is written before the slot would be booted.
+            if next != state {
+                b.write(&next)?;
+            }
+            Ok(boot.slot().to_string())
+        }
         Command::SetActive { slot } => {
             let s = slot;
             let mut b = open(&config, Access::ReadWrite)?;
@@ -157,38 +134,4 @@ pub fn run(cli: Cli) -> Result<String> {
             Ok(format!("slot {s}: bad"))
         }
     }
-}
-
-fn human(s: &Status) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "backend:    {}", s.backend);
-    let _ = writeln!(out, "booted:     {}", s.booted.map_or("unknown".to_owned(), |c| c.to_string()));
-    let _ = writeln!(out, "next boot:  {} ({})", s.next_slot, s.next_boot);
-    let _ = writeln!(out, "last good:  {}", s.last_good);
-    for slot in &s.slots {
-        let mut notes = vec![if slot.good { "good".to_owned() } else { "not good".to_owned() }];
-        if !slot.good {
-            notes.push(format!("{} tries left", slot.tries));
-        }
-        if slot.order == 1 {
-            notes.push("active".to_owned());
-        }
-        if slot.booted {
-            notes.push("booted".to_owned());
-        }
-        let _ = writeln!(out, "slot {}:     {}", slot.slot, notes.join(", "));
-    }
-    let copy = |c: &CopyStatus| {
-        let note = match c.state {
-            _ if c.current => " (read)",
-            "missing" => " (the next write creates it)",
-            "damaged" => " (the next write replaces it)",
-            _ => "",
-        };
-        format!("{} {}{note}", c.copy, c.state)
-    };
-    let copies =
-        if s.copies_whole { "both whole".to_owned() } else { s.copies.iter().map(copy).collect::<Vec<_>>().join(", ") };
-    let _ = write!(out, "copies:     {copies}");
-    out
 }

@@ -1,6 +1,17 @@
-//! The `--json` output of `edge-bootctl status`; field names are an interface (docs/boot-state.md, "edge-bootctl").
+//! The `--json` output of `edge-bootctl status`, and how it is read and shown to a person: one rendering of the
+//! boot state, which `edge-update status` shows too. Field names are an interface (docs/boot-state.md,
+//! "edge-bootctl"; the words are docs/json.md's).
+
+use std::fmt::Write as _;
 
 use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::rules::{Boot, Slot};
+
+/// `schema` of `edge-bootctl status --json`.
+pub const STATUS_SCHEMA: &str = "edge-bootctl.status/1";
 
 /// One slot.
 #[derive(Debug, Serialize)]
@@ -13,6 +24,8 @@ pub struct SlotStatus {
     pub tries: u8,
     /// Place in the boot order (1 first).
     pub order: u8,
+    /// First in boot order.
+    pub active: bool,
     /// Running now (when known).
     pub booted: bool,
 }
@@ -33,6 +46,8 @@ pub struct CopyStatus {
 /// `edge-bootctl status`.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// [`STATUS_SCHEMA`].
+    pub schema: &'static str,
     /// `grub` or `uboot`.
     pub backend: &'static str,
     /// The running slot, when the command line names one.
@@ -51,4 +66,86 @@ pub struct Status {
     pub copies: Vec<CopyStatus>,
     /// Both slots.
     pub slots: Vec<SlotStatus>,
+}
+
+impl Status {
+    /// Reads the boot state and its copies from `backend`; `booted` is the running slot, when it can be told.
+    pub fn read(backend: &mut dyn Backend, booted: Option<Slot>) -> Result<Status> {
+        let state = backend.read()?;
+        let (next, _) = state.boot();
+        let order = state.order();
+        let slots = Slot::ALL
+            .iter()
+            .map(|&s| SlotStatus {
+                slot: s.letter(),
+                good: state.slot(s).good,
+                tries: state.slot(s).tries,
+                order: if order[0] == s { 1 } else { 2 },
+                active: order[0] == s,
+                booted: booted == Some(s),
+            })
+            .collect();
+        let copies = backend.copies()?;
+        Ok(Status {
+            schema: STATUS_SCHEMA,
+            backend: backend.name(),
+            booted: booted.map(Slot::letter),
+            active: state.active().letter(),
+            last_good: state.last_good().letter(),
+            next_boot: match next {
+                Boot::Good(_) => "good",
+                Boot::Trial(_) => "trial",
+                Boot::Fallback(_) => "fallback",
+            },
+            next_slot: next.slot().letter(),
+            copies_whole: copies.both_whole(),
+            copies: (0..2)
+                .map(|i| CopyStatus {
+                    copy: i as u8,
+                    location: copies.locations[i].clone(),
+                    state: copies.health[i].word(),
+                    current: copies.current == Some(i),
+                })
+                .collect(),
+            slots,
+        })
+    }
+
+    /// The status for a person, one line per fact (no final newline).
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "backend:    {}", self.backend);
+        let _ = writeln!(out, "booted:     {}", self.booted.map_or("unknown".to_owned(), |c| c.to_string()));
+        let _ = writeln!(out, "next boot:  {} ({})", self.next_slot, self.next_boot);
+        let _ = writeln!(out, "last good:  {}", self.last_good);
+        for slot in &self.slots {
+            let mut notes = vec![if slot.good { "good".to_owned() } else { "not good".to_owned() }];
+            if !slot.good {
+                notes.push(format!("{} tries left", slot.tries));
+            }
+            if slot.active {
+                notes.push("active".to_owned());
+            }
+            if slot.booted {
+                notes.push("booted".to_owned());
+            }
+            let _ = writeln!(out, "slot {}:     {}", slot.slot, notes.join(", "));
+        }
+        let copy = |c: &CopyStatus| {
+            let note = match c.state {
+                _ if c.current => " (read)",
+                "missing" => " (the next write creates it)",
+                "damaged" => " (the next write replaces it)",
+                _ => "",
+            };
+            format!("{} {}{note}", c.copy, c.state)
+        };
+        let copies = if self.copies_whole {
+            "both whole".to_owned()
+        } else {
+            self.copies.iter().map(copy).collect::<Vec<_>>().join(", ")
+        };
+        let _ = write!(out, "copies:     {copies}");
+        out
+    }
 }

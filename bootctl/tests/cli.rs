@@ -67,6 +67,8 @@ fn update_cycle_on_grub() {
         (Some("grub"), Some("A"), Some("A"))
     );
     assert_eq!(s["copies_whole"], true);
+    assert_eq!(s["schema"], "edge-bootctl.status/1");
+    assert_eq!((&s["slots"][0]["active"], &s["slots"][1]["active"]), (&true.into(), &false.into()));
     // A cannot be made active while B is not good (nothing to fall back to); B can.
     let out = node.run(&["set-active", "A"]);
     assert_eq!(out.status.code(), Some(exit::REFUSED));
@@ -100,6 +102,27 @@ fn update_cycle_on_grub() {
     assert_eq!((s["next_boot"].as_str(), s["next_slot"].as_str()), (Some("good"), Some("B")));
     let human = node.ok(&["status"]);
     assert!(human.contains("slot A:     not good, 0 tries left, active, booted"), "{human}");
+}
+
+/// `simulate-boot` does what the bootloader does at power-on, for nodes whose slots are files: the slot the rules
+/// pick, a try taken off a slot on trial and written back, the slot printed.
+#[test]
+fn issue_14_simulate_boot_takes_a_try_as_the_bootloader_does() {
+    let node = grub_node();
+    node.ok(&["set-active", "B"]);
+    for tries_left in [2, 1, 0] {
+        assert_eq!(node.ok(&["simulate-boot"]).trim(), "B");
+        let s = node.status();
+        assert_eq!((s["slots"][1]["tries"].as_u64(), s["slots"][1]["good"].as_bool()), (Some(tries_left), Some(false)));
+    }
+    // Out of tries: the bootloader falls back to the good slot, and takes nothing from it.
+    assert_eq!(node.ok(&["simulate-boot"]).trim(), "A");
+    let s = node.status();
+    assert_eq!((s["next_boot"].as_str(), s["next_slot"].as_str()), (Some("good"), Some("A")));
+    // It changes nothing else: the state is the rules' own `boot`.
+    let mut store = GrubStore::open_dir(&node.path("esp"), bootctl::blockdev::Access::ReadOnly).expect("open");
+    let state = store.read().expect("read").state;
+    assert_eq!(state.boot().1, state);
 }
 
 #[test]
