@@ -156,7 +156,7 @@ rm(out_img, out2_img)
 # 4. Delta bytes: ours.
 log("delta-plan")
 plan = edge_json("delta-plan", bundle, "--have", v1, "--keyring", ring)
-fetch = plan["fetch_bytes"]
+fetch = plan["fetched_bytes"]
 
 # 4a. The floor: v2's blocks found at no aligned offset of v1, in v2 order, as one zstd stream (bench/floor.py,
 # shared with update.sh).

@@ -140,6 +140,22 @@ fn field_err(field: impl Into<String>, detail: impl Into<String>) -> Error {
     Error::ManifestField { field: field.into(), detail: detail.into() }
 }
 
+/// The longest payload name, in bytes.
+pub const MAX_PAYLOAD_NAME_LEN: usize = 64;
+
+/// Checks a payload name against the manifest's rule (docs/bundle-format.md, "Manifest"): 1 to
+/// [`MAX_PAYLOAD_NAME_LEN`] of `[A-Za-z0-9._-]`. On its own, so that `edge-image build` can check `--payload` names
+/// before it reads any payload; the error says what is wrong and what was expected.
+pub fn check_payload_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_PAYLOAD_NAME_LEN
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!("{name:?} is not 1..={MAX_PAYLOAD_NAME_LEN} of [A-Za-z0-9._-]"));
+    }
+    Ok(())
+}
+
 /// Parses an RFC 3339 time.
 pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
@@ -205,12 +221,7 @@ impl Manifest {
         };
         for (i, p) in self.payloads.iter().enumerate() {
             let f = |name: &str| format!("payloads[{i}].{name}");
-            if p.name.is_empty()
-                || p.name.len() > 64
-                || !p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                return Err(field_err(f("name"), format!("{:?} is not 1..=64 of [A-Za-z0-9._-]", p.name)));
-            }
+            check_payload_name(&p.name).map_err(|detail| field_err(f("name"), detail))?;
             if self.payloads[..i].iter().any(|q| q.name == p.name) {
                 return Err(field_err(f("name"), format!("{:?} appears twice", p.name)));
             }

@@ -1,12 +1,33 @@
 //! The `--json` output of `edge-image`: each report is printed either as JSON or formatted for a person.
 //!
-//! Field names are an interface, documented in docs/cli.md; changing one is a breaking change.
+//! Field names are an interface, documented in docs/cli.md in the words of docs/json.md. Each report starts with its
+//! `schema`, `edge-image.<verb>/<major>`: adding a field keeps the major version, removing, renaming or changing
+//! the meaning of one takes the next.
 
 use serde::Serialize;
+
+/// `schema` of `keygen --json`.
+pub const KEYGEN_SCHEMA: &str = "edge-image.keygen/1";
+/// `schema` of `build --json`.
+pub const BUILD_SCHEMA: &str = "edge-image.build/1";
+/// `schema` of `inspect --json`.
+pub const INSPECT_SCHEMA: &str = "edge-image.inspect/1";
+/// `schema` of `verify --json`.
+pub const VERIFY_SCHEMA: &str = "edge-image.verify/1";
+/// `schema` of `extract --json`.
+pub const EXTRACT_SCHEMA: &str = "edge-image.extract/1";
+/// `schema` of `sign --json`.
+pub const SIGN_SCHEMA: &str = "edge-image.sign/1";
+/// `schema` of `delta-plan --json`.
+pub const DELTA_PLAN_SCHEMA: &str = "edge-image.delta-plan/1";
+/// `schema` of `disk --json`.
+pub const DISK_SCHEMA: &str = "edge-image.disk/1";
 
 /// `edge-image keygen`.
 #[derive(Debug, Serialize)]
 pub struct KeygenReport {
+    /// [`KEYGEN_SCHEMA`].
+    pub schema: &'static str,
     /// The key id.
     pub key_id: String,
     /// The secret key file.
@@ -50,6 +71,8 @@ pub struct SignerReport {
 /// `edge-image inspect` and `edge-image build`.
 #[derive(Debug, Serialize)]
 pub struct InspectReport {
+    /// [`INSPECT_SCHEMA`], or [`BUILD_SCHEMA`] for `build`.
+    pub schema: &'static str,
     /// Bundle size.
     pub bundle_bytes: u64,
     /// Bytes a full install reads.
@@ -67,8 +90,12 @@ pub struct InspectReport {
 /// `edge-image verify`.
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
+    /// [`VERIFY_SCHEMA`].
+    pub schema: &'static str,
     /// Always true when printed (a failure exits non-zero).
     pub verified: bool,
+    /// The bundle's name.
+    pub name: String,
     /// Version.
     pub version: String,
     /// Security version.
@@ -76,7 +103,7 @@ pub struct VerifyReport {
     /// Key ids whose signatures verified.
     pub valid_signers: Vec<String>,
     /// Chunks verified, all payloads.
-    pub chunks_verified: u64,
+    pub n_chunks_verified: u64,
     /// blake3 of the manifest bytes.
     pub manifest_blake3: String,
 }
@@ -84,6 +111,8 @@ pub struct VerifyReport {
 /// `edge-image extract`.
 #[derive(Debug, Serialize)]
 pub struct ExtractReport {
+    /// [`EXTRACT_SCHEMA`].
+    pub schema: &'static str,
     /// The payload.
     pub payload: String,
     /// Bytes written.
@@ -95,6 +124,8 @@ pub struct ExtractReport {
 /// `edge-image sign`.
 #[derive(Debug, Serialize)]
 pub struct SignReport {
+    /// [`SIGN_SCHEMA`].
+    pub schema: &'static str,
     /// The key id that signed.
     pub key_id: String,
     /// Signatures now on the bundle.
@@ -104,6 +135,8 @@ pub struct SignReport {
 /// `edge-image delta-plan`.
 #[derive(Debug, Serialize)]
 pub struct DeltaPlanReport {
+    /// [`DELTA_PLAN_SCHEMA`].
+    pub schema: &'static str,
     /// The payload planned.
     pub payload: String,
     /// Its raw size.
@@ -117,15 +150,15 @@ pub struct DeltaPlanReport {
     /// Bytes of the coalesced ranges.
     pub range_bytes: u64,
     /// Everything fetched: metadata plus ranges.
-    pub fetch_bytes: u64,
+    pub fetched_bytes: u64,
     /// What a full install of the same bundle reads, for comparison.
     pub full_install_bytes: u64,
     /// Chunks taken wholly from the old image.
-    pub chunks_local: u64,
+    pub n_chunks_local: u64,
     /// Chunks assembled from old blocks and fetched frames.
-    pub chunks_frames: u64,
+    pub n_chunks_frames: u64,
     /// Chunks fetched whole.
-    pub chunks_whole: u64,
+    pub n_chunks_whole: u64,
     /// Number of ranges.
     pub n_ranges: usize,
     /// The ranges, `[start, end)` absolute offsets in the bundle.
@@ -135,6 +168,8 @@ pub struct DeltaPlanReport {
 /// `edge-image disk`.
 #[derive(Debug, Serialize)]
 pub struct DiskReport {
+    /// [`DISK_SCHEMA`].
+    pub schema: &'static str,
     /// The disk image written.
     pub output: String,
     /// Its size.
@@ -177,6 +212,8 @@ pub struct SlotBundleReport {
     pub name: String,
     /// The manifest's version.
     pub version: String,
+    /// The manifest's anti-rollback counter.
+    pub security_version: u64,
     /// blake3 of the manifest bytes: the bundle's identity.
     pub manifest_blake3: String,
     /// The payload written.

@@ -112,7 +112,7 @@ fn build_inspect_verify_extract_round_trip() {
     assert!(human.contains("security version:  4"), "{human}");
     let v = e.json(&["verify", "b.bundle", "--keyring", "ring", "--json"]);
     assert_eq!(v["verified"], true);
-    assert_eq!(v["chunks_verified"], 5);
+    assert_eq!(v["n_chunks_verified"], 5);
     e.ok(&["extract", "b.bundle", "--payload", "rootfs", "-o", "out.img", "--keyring", "ring"]);
     assert_eq!(std::fs::read(e.path("out.img")).expect("out"), std::fs::read(e.path("rootfs.img")).expect("in"));
 }
@@ -207,7 +207,7 @@ fn delta_plan_against_an_old_image_fetches_only_what_changed() {
     std::fs::write(e.path("old.img"), &old).expect("old");
     let j = e.json(&["delta-plan", "b.bundle", "--have", "old.img", "--keyring", "ring", "--json"]);
     let full = j["full_install_bytes"].as_u64().expect("full");
-    let fetch = j["fetch_bytes"].as_u64().expect("fetch");
+    let fetch = j["fetched_bytes"].as_u64().expect("fetch");
     assert!(fetch < full, "delta {fetch} not below full {full}");
     // Block 10 changed and the short last block cannot be matched: both come from the bundle, nothing else.
     // Block 10's frame is 8 KiB; the last frame holds only the short last block.
@@ -249,6 +249,132 @@ fn issue_14_bad_payload_spec_is_a_usage_error() {
         assert_eq!(out.status.code(), Some(2), "{spec:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(!e.path("b.bundle").exists());
     }
+}
+
+/// A `--payload` name the manifest would refuse is a usage error (exit 2), and a name given twice is refused (exit 1),
+/// both before any payload is read, rather than as a malformed manifest (exit 3) once every payload has been read.
+#[test]
+fn issue_14_bad_payload_name_is_refused_before_reading() {
+    let e = Env::new();
+    e.key("a");
+    let build = |payloads: &[&str]| {
+        let mut args = vec!["build"];
+        for p in payloads {
+            args.extend(["--payload", p]);
+        }
+        args.extend(["--version", "1", "--security-version", "1", "--compatible", "x", "--key", "a.key"]);
+        args.extend(["-o", "b.bundle"]);
+        let code = e.run(&args).status.code();
+        assert_eq!(e.path("b.bundle").exists(), code == Some(0), "{payloads:?}");
+        let _ = std::fs::remove_file(e.path("b.bundle"));
+        code
+    };
+    let long = format!("{}=rootfs.img", "n".repeat(65));
+    for spec in ["root fs=rootfs.img", "a/b=rootfs.img", "é=rootfs.img", "root\nfs=rootfs.img", &long] {
+        assert_eq!(build(&[spec]), Some(2), "{spec:?}");
+    }
+    assert_eq!(build(&["rootfs=rootfs.img", "rootfs=rootfs.img"]), Some(1));
+    // The name is checked before any payload is opened: /dev/zero alone would be refused with exit 1.
+    assert_eq!(build(&["rootfs=/dev/zero", "root fs=rootfs.img"]), Some(2));
+    let longest = format!("{}=rootfs.img", "n".repeat(64));
+    assert_eq!(build(&["A-z_0.9=rootfs.img", &longest]), Some(0));
+}
+
+/// Every `--json` document starts with its `schema` and uses the names of docs/cli.md, in the words of docs/json.md.
+#[test]
+fn issue_14_json_starts_with_its_schema_and_uses_the_documented_names() {
+    let e = Env::new();
+    let check = |args: &[&str], schema: &str, fields: &[&str]| -> serde_json::Value {
+        let out = e.ok(args);
+        let head = format!("{{\n  \"schema\": \"{schema}\",\n");
+        assert!(out.starts_with(&head), "{args:?}: {out}");
+        let j: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+        let mut got: Vec<&str> = j.as_object().expect("an object").keys().map(String::as_str).collect();
+        let mut want = fields.to_vec();
+        want.push("schema");
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{args:?}");
+        j
+    };
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort_unstable();
+        k
+    };
+    check(&["keygen", "-o", "a", "--json"], "edge-image.keygen/1", &["key_id", "secret_key", "public_key"]);
+    std::fs::copy(e.path("a.pub"), e.path("ring/a.pub")).expect("trust key");
+    let head = ["bundle_bytes", "full_install_bytes", "manifest_blake3", "manifest", "payloads", "signers"];
+    let built = check(
+        &[
+            "build",
+            "--payload",
+            "rootfs=rootfs.img",
+            "--version",
+            "2.1.0",
+            "--security-version",
+            "4",
+            "--compatible",
+            "x",
+            "--chunk-size",
+            "64K",
+            "--key",
+            "a.key",
+            "-o",
+            "b.bundle",
+            "--json",
+        ],
+        "edge-image.build/1",
+        &head,
+    );
+    let inspected = check(&["inspect", "b.bundle", "--keyring", "ring", "--json"], "edge-image.inspect/1", &head);
+    assert_eq!(built["manifest_blake3"], inspected["manifest_blake3"]);
+    let payload = [
+        "block_size",
+        "chunk_size",
+        "chunks_bytes",
+        "compression_ratio",
+        "delta_bytes",
+        "frame_size",
+        "n_chunks",
+        "name",
+        "size_bytes",
+    ];
+    assert_eq!(keys(&inspected["payloads"][0]), payload);
+    assert_eq!(keys(&inspected["signers"][0]), ["key_id", "status"]);
+    let verified = check(
+        &["verify", "b.bundle", "--keyring", "ring", "--json"],
+        "edge-image.verify/1",
+        &["verified", "name", "version", "security_version", "valid_signers", "n_chunks_verified", "manifest_blake3"],
+    );
+    assert_eq!(verified["manifest_blake3"], inspected["manifest_blake3"]);
+    assert_eq!(verified["name"], "edge-stack");
+    check(
+        &["extract", "b.bundle", "-o", "out.img", "--keyring", "ring", "--json"],
+        "edge-image.extract/1",
+        &["payload", "size_bytes", "output"],
+    );
+    e.ok(&["keygen", "-o", "b"]);
+    check(&["sign", "b.bundle", "--key", "b.key", "--json"], "edge-image.sign/1", &["key_id", "n_signatures"]);
+    check(
+        &["delta-plan", "b.bundle", "--have", "rootfs.img", "--json"],
+        "edge-image.delta-plan/1",
+        &[
+            "payload",
+            "image_bytes",
+            "reused_bytes",
+            "fetched_raw_bytes",
+            "metadata_bytes",
+            "range_bytes",
+            "fetched_bytes",
+            "full_install_bytes",
+            "n_chunks_local",
+            "n_chunks_frames",
+            "n_chunks_whole",
+            "n_ranges",
+            "ranges",
+        ],
+    );
 }
 
 /// Files whose size and type the tool does not control are checked before they are read: a payload or an old

@@ -593,3 +593,82 @@ fn the_docs_table_of_layout_keys_is_current() {
         assert!(!stale, "{} is stale: UPDATE_GOLDEN=1 cargo test -p image-layout --test disk", path.display());
     }
 }
+
+/// Every file the layout names, and the layout itself, is checked before it is read: a FIFO or a link to /dev/zero
+/// in its place is refused with its path named, instead of waiting for a writer or reading without end, and a file
+/// larger than its bound is refused by its size. Nothing is left behind.
+#[test]
+fn issue_14_files_the_layout_names_are_typed_and_bounded() {
+    let f = Fixture::new();
+    // Puts `make` in the place of `name`, expects the refusal `check` describes, and puts the file back.
+    let swap = |name: &str, make: &dyn Fn(&Path), check: &dyn Fn(&Error) -> bool| {
+        let path = f.path(name);
+        let saved = std::fs::read(&path).expect("fixture file");
+        std::fs::remove_file(&path).expect("remove");
+        make(&path);
+        let err = f.refused("layout.toml");
+        assert!(check(&err), "{name}: {err:?}");
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::write(&path, saved).expect("restore");
+    };
+    let fifo = |path: &Path| {
+        let made = Command::new("mkfifo").arg(path).status().expect("mkfifo (coreutils)");
+        assert!(made.success());
+    };
+    let zero = |path: &Path| std::os::unix::fs::symlink("/dev/zero", path).expect("symlink");
+    let sparse = |len: u64| move |path: &Path| std::fs::File::create(path).expect("create").set_len(len).expect("len");
+    let is_type = |name: &'static str, kind: &'static str| move |e: &Error| matches!(e, Error::FileType { path, found, .. } if path.ends_with(name) && *found == kind);
+    let too_large = |name: &'static str, max: u64| move |e: &Error| matches!(e, Error::FileTooLarge { path, max_bytes, .. } if path.ends_with(name) && *max_bytes == max);
+    let named = ["layout.toml", "grub.cfg", "state/state0.env", "BOOTX64.EFI", "extra.txt", "v1.bundle", "v2.bundle"];
+    for name in named {
+        swap(name, &fifo, &is_type(name, "FIFO"));
+        swap(name, &zero, &is_type(name, "character device"));
+    }
+    let esp_bytes = (ESP_MIB * MIB) as u64;
+    swap("layout.toml", &sparse((1 << 20) + 1), &too_large("layout.toml", 1 << 20));
+    swap("grub.cfg", &sparse((1 << 20) + 1), &too_large("grub.cfg", 1 << 20));
+    swap("BOOTX64.EFI", &sparse(esp_bytes + 1), &too_large("BOOTX64.EFI", esp_bytes));
+    swap("extra.txt", &sparse(esp_bytes + 1), &too_large("extra.txt", esp_bytes));
+    // A longer boot state copy is the wrong size, as before, not merely too large.
+    swap(
+        "state/state1.env",
+        &sparse(1 << 30),
+        &|e| matches!(e, Error::StateBlockSize { size_bytes, .. } if *size_bytes == 1 << 30),
+    );
+    f.build("layout.toml", "ok.img").expect("the restored files build");
+
+    // The binary says which file it refused.
+    std::fs::remove_file(f.path("grub.cfg")).expect("remove");
+    fifo(&f.path("grub.cfg"));
+    let bin = env!("CARGO_BIN_EXE_edge-image");
+    let out = Command::new(bin).args(["disk", "layout.toml", "-o", "x.img"]).current_dir(f.dir.path()).output();
+    let out = out.expect("run edge-image");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grub.cfg"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!f.path("x.img").exists());
+}
+
+/// `disk --json` starts with its schema and uses the names of docs/cli.md; a slot's bundle has the bundle words of
+/// docs/json.md.
+#[test]
+fn issue_14_disk_json_starts_with_its_schema() {
+    let f = Fixture::new();
+    let bin = env!("CARGO_BIN_EXE_edge-image");
+    let stdout =
+        run(Command::new(bin).args(["disk", "layout.toml", "-o", "node.img", "--json"]).current_dir(f.dir.path()));
+    assert!(stdout.starts_with("{\n  \"schema\": \"edge-image.disk/1\",\n"), "{stdout}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort_unstable();
+        k
+    };
+    assert_eq!(keys(&j), ["disk_guid", "output", "partitions", "schema", "size_bytes"]);
+    let slot_a = &j["partitions"][1];
+    let partition =
+        ["bundle", "filesystem", "first_lba", "label", "last_lba", "number", "size_bytes", "type_guid", "unique_guid"];
+    assert_eq!(keys(slot_a), partition);
+    let bundle = ["file", "manifest_blake3", "name", "payload", "payload_bytes", "security_version", "version"];
+    assert_eq!(keys(&slot_a["bundle"]), bundle);
+    assert_eq!(slot_a["bundle"]["security_version"], 1);
+}

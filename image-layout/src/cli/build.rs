@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::cli::{inspect_human, inspect_report, parse_size, progress_bar, Output};
 use crate::error::{Error, Result};
 use crate::keys::SecretKey;
-use crate::manifest::parse_time;
+use crate::manifest::{check_payload_name, parse_time};
 use crate::writer::{self, BuildOptions, PayloadInput};
 
 /// Build a signed bundle.
@@ -78,11 +78,12 @@ pub struct PayloadArg {
     pub path: PathBuf,
 }
 
-/// Splits `NAME=FILE` at its first `=`; a spec without one, or with an empty side, is a usage error (exit 2), found
-/// before any payload is read. The name's characters are checked with the manifest's other rules.
+/// Splits `NAME=FILE` at its first `=`; a spec without one, with an empty side, or with a name the manifest would
+/// refuse ([`check_payload_name`]) is a usage error (exit 2), found before any payload is read.
 pub fn parse_payload(spec: &str) -> std::result::Result<PayloadArg, String> {
     match spec.split_once('=') {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            check_payload_name(name).map_err(|detail| format!("payload name {detail}"))?;
             Ok(PayloadArg { name: name.to_owned(), path: PathBuf::from(path) })
         }
         Some(_) => Err(format!("{spec:?} has an empty name or file, expected NAME=FILE such as rootfs=rootfs.img")),
@@ -96,6 +97,13 @@ fn time_arg(what: &'static str, s: &str) -> Result<OffsetDateTime> {
 
 /// Runs `build`.
 pub fn run(args: Args) -> Result<Output> {
+    // The manifest refuses a name given twice too, but only once every payload has been read.
+    for (i, p) in args.payloads.iter().enumerate() {
+        if args.payloads[..i].iter().any(|q| q.name == p.name) {
+            let detail = format!("payload name {:?} given twice", p.name);
+            return Err(Error::InvalidArgument { what: "--payload", detail });
+        }
+    }
     let created = match (&args.created, args.source_date_epoch) {
         (Some(s), _) => time_arg("--created", s)?,
         (None, Some(epoch)) => OffsetDateTime::from_unix_timestamp(epoch).map_err(|_| Error::InvalidArgument {
@@ -139,7 +147,7 @@ pub fn run(args: Args) -> Result<Output> {
     }
     let mut f = File::open(&args.output).map_err(|source| Error::ReadFile { path: args.output.clone(), source })?;
     let head = crate::reader::Head::read(&mut f)?;
-    let r = inspect_report(&head, &report.manifest, None);
+    let r = inspect_report(crate::wire::BUILD_SCHEMA, &head, &report.manifest, None);
     let human = format!("wrote {}\n{}", args.output.display(), inspect_human(&r));
     Ok(Output::new(&r, human, args.json))
 }

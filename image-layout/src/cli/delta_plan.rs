@@ -9,7 +9,7 @@ use crate::delta::{HaveIndex, Planner, DEFAULT_COALESCE_GAP};
 use crate::error::{Error, Result};
 use crate::keys::Keyring;
 use crate::reader::{BundleAt, Policy};
-use crate::wire::DeltaPlanReport;
+use crate::wire::{DeltaPlanReport, DELTA_PLAN_SCHEMA};
 
 /// Plan a delta install.
 #[derive(Debug, clap::Args)]
@@ -60,17 +60,18 @@ fn plan(args: Args, bundle: BundleAt<File>) -> Result<Output> {
     let planner = Planner::new(&p, &index, &delta, &have)?;
     let s = planner.summarize(&bundle, pi, args.coalesce_gap);
     let r = DeltaPlanReport {
+        schema: DELTA_PLAN_SCHEMA,
         payload: p.name.clone(),
         image_bytes: s.image_bytes,
         reused_bytes: s.reused_bytes,
         fetched_raw_bytes: s.fetched_raw_bytes,
         metadata_bytes: s.metadata_bytes,
         range_bytes: s.range_bytes,
-        fetch_bytes: s.fetch_bytes,
+        fetched_bytes: s.fetch_bytes,
         full_install_bytes: bundle.verified().full_install_len(),
-        chunks_local: s.chunks_local,
-        chunks_frames: s.chunks_frames,
-        chunks_whole: s.chunks_whole,
+        n_chunks_local: s.chunks_local,
+        n_chunks_frames: s.chunks_frames,
+        n_chunks_whole: s.chunks_whole,
         n_ranges: s.ranges.len(),
         ranges: s.ranges.iter().map(|r| [r.start, r.end]).collect(),
     };
@@ -83,12 +84,12 @@ fn plan(args: Args, bundle: BundleAt<File>) -> Result<Output> {
         r.range_bytes,
         r.n_ranges,
         r.metadata_bytes,
-        r.fetch_bytes,
-        100.0 * r.fetch_bytes as f64 / r.full_install_bytes.max(1) as f64,
+        r.fetched_bytes,
+        100.0 * r.fetched_bytes as f64 / r.full_install_bytes.max(1) as f64,
         r.full_install_bytes,
-        r.chunks_local,
-        r.chunks_frames,
-        r.chunks_whole
+        r.n_chunks_local,
+        r.n_chunks_frames,
+        r.n_chunks_whole
     );
     Ok(Output::new(&r, human, args.json))
 }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::AtomicFile;
 use crate::keys::Keyring;
 use crate::reader::{decode_parallel, Policy, StreamReader};
-use crate::wire::ExtractReport;
+use crate::wire::{ExtractReport, EXTRACT_SCHEMA};
 
 /// Write one payload out, verified.
 #[derive(Debug, clap::Args)]
@@ -88,7 +88,12 @@ pub fn run(args: Args) -> Result<Output> {
         }
         None => stdout.flush().map_err(werr)?,
     }
-    let report = ExtractReport { payload: args.payload.clone(), size_bytes: written, output: out_name.clone() };
+    let report = ExtractReport {
+        schema: EXTRACT_SCHEMA,
+        payload: args.payload.clone(),
+        size_bytes: written,
+        output: out_name.clone(),
+    };
     let human = format!("extracted {} ({} bytes) to {}", args.payload, written, out_name);
     Ok(Output::new(&report, human, args.json))
 }

@@ -28,6 +28,6 @@ pub fn run(args: Args) -> Result<Output> {
     let head = Head::read(&mut f)?;
     let manifest = Manifest::parse(&head.manifest_bytes)?;
     let keyring = args.keyring.as_deref().map(Keyring::load).transpose()?;
-    let r = inspect_report(&head, &manifest, keyring.as_ref());
+    let r = inspect_report(crate::wire::INSPECT_SCHEMA, &head, &manifest, keyring.as_ref());
     Ok(Output::new(&r, inspect_human(&r), args.json))
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::cli::Output;
 use crate::error::Result;
 use crate::keys::SecretKey;
-use crate::wire::KeygenReport;
+use crate::wire::{KeygenReport, KEYGEN_SCHEMA};
 
 /// Make an ed25519 key pair.
 #[derive(Debug, clap::Args)]
@@ -23,6 +23,7 @@ pub fn run(args: Args) -> Result<Output> {
     let key = SecretKey::generate();
     let (secret, public) = key.write_pair(&args.output)?;
     let r = KeygenReport {
+        schema: KEYGEN_SCHEMA,
         key_id: key.public().id().to_string(),
         secret_key: secret.display().to_string(),
         public_key: public.display().to_string(),

@@ -51,23 +51,24 @@ pub enum Command {
 pub struct Output {
     /// The text for a person.
     pub human: String,
-    /// The JSON value.
-    pub json: serde_json::Value,
+    /// The report as JSON, its fields in the order the report declares them, `schema` first (docs/json.md).
+    pub json: String,
     /// Print JSON.
     pub as_json: bool,
 }
 
 impl Output {
-    /// Wraps a serializable report.
+    /// Wraps a serializable report (one of `crate::wire`'s, each with its `schema` as first field).
     pub fn new(report: &impl Serialize, human: String, as_json: bool) -> Output {
-        let json = serde_json::to_value(report).expect("reports hold only serializable fields");
+        // Serialized straight from the struct rather than through `serde_json::Value`, whose map sorts its keys.
+        let json = serde_json::to_string_pretty(report).expect("reports hold only serializable fields");
         Output { human, json, as_json }
     }
 
     /// The text to print on stdout.
     pub fn render(&self) -> String {
         if self.as_json {
-            serde_json::to_string_pretty(&self.json).expect("a JSON value serializes")
+            self.json.clone()
         } else {
             self.human.clone()
         }
@@ -119,8 +120,10 @@ pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
     u32::try_from(n * mul).map_err(|_| format!("{s} is too large"))
 }
 
-/// The report of a bundle's head for `inspect` and `build`.
+/// The report of a bundle's head for `inspect` and `build`, under `schema` ([`crate::wire::INSPECT_SCHEMA`] or
+/// [`crate::wire::BUILD_SCHEMA`]).
 pub fn inspect_report(
+    schema: &'static str,
     head: &crate::reader::Head,
     manifest: &crate::manifest::Manifest,
     keyring: Option<&crate::keys::Keyring>,
@@ -163,6 +166,7 @@ pub fn inspect_report(
         .collect();
     let body_start = head.header.body_start();
     InspectReport {
+        schema,
         bundle_bytes: body_start + manifest.body_len(),
         full_install_bytes: body_start + manifest.full_install_body_len(),
         manifest_blake3: crate::format::to_hex(blake3::hash(&head.manifest_bytes).as_bytes()),

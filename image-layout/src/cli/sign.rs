@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::cli::Output;
 use crate::error::Result;
 use crate::keys::SecretKey;
-use crate::wire::SignReport;
+use crate::wire::{SignReport, SIGN_SCHEMA};
 
 /// Add a signature to a bundle.
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<Output> {
     let key = SecretKey::load(&args.key)?;
     let n = crate::writer::add_signature(&args.bundle, &key)?;
-    let r = SignReport { key_id: key.public().id().to_string(), n_signatures: n };
+    let r = SignReport { schema: SIGN_SCHEMA, key_id: key.public().id().to_string(), n_signatures: n };
     let human = format!("signed by {}; {} signature(s) on {}", r.key_id, n, args.bundle.display());
     Ok(Output::new(&r, human, args.json))
 }

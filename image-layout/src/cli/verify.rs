@@ -8,7 +8,7 @@ use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::keys::{Keyring, SignerStatus};
 use crate::reader::{decode_parallel, Policy, StreamReader};
-use crate::wire::VerifyReport;
+use crate::wire::{VerifyReport, VERIFY_SCHEMA};
 
 /// Verify a bundle completely.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,9 @@ pub fn run(args: Args) -> Result<Output> {
     let v = r.verified().clone();
     r.finish(true)?;
     let report = VerifyReport {
+        schema: VERIFY_SCHEMA,
         verified: true,
+        name: v.manifest.name.clone(),
         version: v.manifest.version.clone(),
         security_version: v.manifest.security_version,
         valid_signers: v
@@ -66,12 +68,12 @@ pub fn run(args: Args) -> Result<Output> {
             .filter(|s| s.status == SignerStatus::Valid)
             .map(|s| s.key_id.to_string())
             .collect(),
-        chunks_verified: chunks,
+        n_chunks_verified: chunks,
         manifest_blake3: crate::format::to_hex(&v.manifest_hash()),
     };
     let human = format!(
         "verified: {} {} (security version {}), {} chunks, signed by {}",
-        v.manifest.name,
+        report.name,
         report.version,
         report.security_version,
         chunks,

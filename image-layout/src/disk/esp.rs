@@ -26,20 +26,51 @@ pub const STATE_FILES: [&str; 2] = ["state0.env", "state1.env"];
 pub const ENV_BLOCK_BYTES: u64 = 1024;
 /// The first line of a GRUB environment block, which GRUB checks before it reads one.
 pub const ENV_BLOCK_HEADER: &[u8] = b"# GRUB Environment Block\n";
+/// The largest GRUB script read: `bootctl`'s is a few KiB; a megabyte is far more than any script needs, and keeps a
+/// wrong file out of memory.
+pub const MAX_GRUB_CFG_BYTES: u64 = 1 << 20;
 /// The FAT volume label (11 bytes, space padded).
 pub const VOLUME_LABEL: [u8; 11] = *b"EDGE-ESP   ";
 
 /// What a file on the ESP is made from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Content {
     /// These bytes.
     Bytes(Vec<u8>),
     /// A copy of this file.
-    Copy(PathBuf),
+    Copy(Source),
+}
+
+/// A file to copy onto the ESP, opened and checked by [`open_source`].
+#[derive(Debug)]
+pub struct Source {
+    /// Where it is (for messages).
+    pub path: PathBuf,
+    /// The open file, at its start.
+    pub file: File,
+    /// Its size when opened: no more is copied, even if it grows.
+    pub size_bytes: u64,
+}
+
+/// Opens a file the layout names to be copied onto the ESP (the GRUB binary, an extra file): a regular file (or a
+/// symbolic link to one) of at most `max_bytes`, the ESP's size, since no larger file fits. A FIFO, a device or a
+/// directory is refused before it is read, so that it can neither hang the build nor fill the ESP with its bytes.
+pub fn open_source(path: &Path, max_bytes: u64) -> Result<Source> {
+    // `open_image` checks the type before the open (a FIFO is never opened) and gives the size to stop at.
+    let (file, size_bytes) = crate::fsutil::open_image(path)?;
+    let file_type = file.metadata().map_err(|source| Error::ReadFile { path: path.to_owned(), source })?.file_type();
+    if !file_type.is_file() {
+        let found = crate::fsutil::kind_name(file_type);
+        return Err(Error::FileType { path: path.to_owned(), found, expected: "a regular file" });
+    }
+    if size_bytes > max_bytes {
+        return Err(Error::FileTooLarge { path: path.to_owned(), size_bytes, max_bytes });
+    }
+    Ok(Source { path: path.to_owned(), file, size_bytes })
 }
 
 /// One file to write: a `/`-separated path from the ESP's root, and its content.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EspFile {
     /// The path on the ESP.
     pub name: String,
@@ -47,22 +78,18 @@ pub struct EspFile {
     pub content: Content,
 }
 
-/// Reads the two boot state copies from `dir` and checks that each is a GRUB environment block: exactly
-/// [`ENV_BLOCK_BYTES`] long and starting with [`ENV_BLOCK_HEADER`]. The variables in them are not looked at.
+/// Reads the two boot state copies from `dir` and checks that each is a GRUB environment block: a regular file
+/// exactly [`ENV_BLOCK_BYTES`] long and starting with [`ENV_BLOCK_HEADER`]. The variables in them are not looked at.
 pub fn read_boot_state(dir: &Path) -> Result<[Vec<u8>; 2]> {
     let read = |name: &str| -> Result<Vec<u8>> {
         let path = dir.join(name);
-        let rerr = |source| Error::ReadFile { path: path.clone(), source };
-        let mut file = File::open(&path).map_err(rerr)?;
-        // The length is checked before reading, so that a wrong file (a disk image, say) is not read whole.
-        let size_bytes = file.metadata().map_err(rerr)?.len();
-        if size_bytes != ENV_BLOCK_BYTES {
-            return Err(Error::StateBlockSize { path, size_bytes });
-        }
-        let mut bytes = Vec::with_capacity(ENV_BLOCK_BYTES as usize);
-        file.read_to_end(&mut bytes).map_err(rerr)?;
+        // The type and the length are checked before reading, so that a FIFO is not waited on and a wrong file (a
+        // disk image, say) is not read whole; a longer copy is the wrong size, whatever the bound's error says.
+        let bytes = crate::fsutil::read_bounded(&path, ENV_BLOCK_BYTES).map_err(|e| match e {
+            Error::FileTooLarge { path, size_bytes, .. } => Error::StateBlockSize { path, size_bytes },
+            e => e,
+        })?;
         if bytes.len() as u64 != ENV_BLOCK_BYTES {
-            // The file changed under us; report what was read.
             return Err(Error::StateBlockSize { path, size_bytes: bytes.len() as u64 });
         }
         if !bytes.starts_with(ENV_BLOCK_HEADER) {
@@ -73,9 +100,10 @@ pub fn read_boot_state(dir: &Path) -> Result<[Vec<u8>; 2]> {
     Ok([read(STATE_FILES[0])?, read(STATE_FILES[1])?])
 }
 
-/// Reads the GRUB script, refusing an empty one (GRUB would boot to its prompt).
+/// Reads the GRUB script, a regular file of at most [`MAX_GRUB_CFG_BYTES`], refusing an empty one (GRUB would boot
+/// to its prompt).
 pub fn read_grub_cfg(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+    let bytes = crate::fsutil::read_bounded(path, MAX_GRUB_CFG_BYTES)?;
     if bytes.is_empty() {
         return Err(Error::GrubCfgEmpty { path: path.to_owned() });
     }
@@ -188,10 +216,11 @@ pub fn write(
         match &f.content {
             Content::Bytes(b) => out.write_all(b).map_err(err(&f.name))?,
             Content::Copy(src) => {
-                let mut input = File::open(src).map_err(|source| Error::ReadFile { path: src.clone(), source })?;
+                let rerr = |source| Error::ReadFile { path: src.path.clone(), source };
+                let mut input = (&src.file).take(src.size_bytes);
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
-                    let n = input.read(&mut buf).map_err(|source| Error::ReadFile { path: src.clone(), source })?;
+                    let n = input.read(&mut buf).map_err(rerr)?;
                     if n == 0 {
                         break;
                     }

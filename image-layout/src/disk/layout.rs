@@ -32,6 +32,10 @@ pub const DATA_BYTES: std::ops::RangeInclusive<u64> = 8 * MIB..=TIB;
 /// The disk's bounds.
 pub const DISK_BYTES: std::ops::RangeInclusive<u64> = 3 * MIB..=4 * TIB;
 
+/// The largest layout file read: a layout is a few hundred bytes; this leaves room for many extra ESP files and
+/// comments while keeping a wrong file (a disk image named by mistake) out of memory.
+pub const MAX_LAYOUT_BYTES: u64 = 1 << 20;
+
 /// The payload written into a slot when the layout does not name one.
 pub const DEFAULT_PAYLOAD: &str = "rootfs";
 
@@ -185,9 +189,9 @@ pub fn parse_size(s: &SizeText) -> std::result::Result<u64, String> {
 }
 
 impl Layout {
-    /// Reads and checks a layout file.
+    /// Reads and checks a layout file: a regular file of at most [`MAX_LAYOUT_BYTES`].
     pub fn load(path: &Path) -> Result<Layout> {
-        let text = std::fs::read(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+        let text = crate::fsutil::read_bounded(path, MAX_LAYOUT_BYTES)?;
         Layout::parse(&text, path)
     }
 

@@ -13,7 +13,7 @@ pub mod ext4;
 pub mod layout;
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Take};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ use crate::fsutil::AtomicFile;
 use crate::gpt::{self, Guid, Partition, SECTOR_BYTES};
 use crate::keys::Keyring;
 use crate::reader::{decode_parallel, Policy, StreamReader};
-use crate::wire::{DiskReport, PartitionReport, SlotBundleReport};
+use crate::wire::{DiskReport, PartitionReport, SlotBundleReport, DISK_SCHEMA};
 use layout::{Layout, MIB};
 
 /// The partition names (`PARTLABEL=`), in table order; GRUB expects slot A at `(hd0,gpt2)` and B at `(hd0,gpt3)`.
@@ -123,7 +123,7 @@ impl Slot {
 struct SlotBundle {
     slot: Slot,
     path: PathBuf,
-    reader: StreamReader<BufReader<File>>,
+    reader: StreamReader<BufReader<Take<File>>>,
     payload_idx: usize,
     report: SlotBundleReport,
 }
@@ -131,8 +131,11 @@ struct SlotBundle {
 fn open_bundle(l: &Layout, slot: Slot, path: &Path, keyring: &Keyring, policy: &Policy) -> Result<SlotBundle> {
     let wrap =
         |source: Error| Error::SlotBundle { slot: slot.letter(), path: path.to_owned(), source: Box::new(source) };
-    let file = File::open(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
-    let reader = StreamReader::open(BufReader::with_capacity(1 << 20, file), keyring, policy).map_err(wrap)?;
+    // A regular file or a block device, read up to the size it had when opened: a FIFO is refused before it is
+    // opened, and a device such as /dev/zero has no size to stop at.
+    let (file, size_bytes) = crate::fsutil::open_image(path)?;
+    let reader =
+        StreamReader::open(BufReader::with_capacity(1 << 20, file.take(size_bytes)), keyring, policy).map_err(wrap)?;
     let v = reader.verified();
     let m = &v.manifest;
     if m.compatible != l.compatible {
@@ -157,6 +160,7 @@ fn open_bundle(l: &Layout, slot: Slot, path: &Path, keyring: &Keyring, policy: &
         file: path.display().to_string(),
         name: m.name.clone(),
         version: m.version.clone(),
+        security_version: m.security_version,
         manifest_blake3: to_hex(&v.manifest_hash()),
         payload: p.name.clone(),
         payload_bytes: p.size_bytes,
@@ -241,9 +245,17 @@ impl Drop for TempPath {
 /// output is synced before it is renamed into place.
 pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) -> Result<DiskReport> {
     let plan = plan(l)?;
-    // The boot files are read and checked before anything is written, so that a wrong one leaves no output.
+    // The boot files are read, or opened, and checked before anything is written, so that a wrong one leaves no
+    // output. A file to copy onto the ESP cannot be larger than the ESP.
     let grub_cfg = esp::read_grub_cfg(&l.esp.grub_cfg)?;
     let [state0, state1] = esp::read_boot_state(&l.esp.boot_state)?;
+    let grub_efi = esp::open_source(&l.esp.grub_efi, l.esp.size_bytes)?;
+    let extra_files = l
+        .esp
+        .files
+        .iter()
+        .map(|(name, src)| Ok((name.clone(), esp::open_source(src, l.esp.size_bytes)?)))
+        .collect::<Result<Vec<_>>>()?;
     let keyring = Keyring::load(&l.keyring)?;
     let policy = Policy::at(now, l.threshold);
     let mut a = open_bundle(l, Slot::A, &l.slots.a, &keyring, &policy)?;
@@ -285,11 +297,11 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
             name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[1]),
             content: esp::Content::Bytes(state1),
         },
-        esp::EspFile { name: esp::GRUB_EFI_PATH.to_owned(), content: esp::Content::Copy(l.esp.grub_efi.clone()) },
+        esp::EspFile { name: esp::GRUB_EFI_PATH.to_owned(), content: esp::Content::Copy(grub_efi) },
         esp::EspFile { name: esp::GRUB_CFG_PATH.to_owned(), content: esp::Content::Bytes(grub_cfg) },
     ];
-    for (name, src) in &l.esp.files {
-        files.push(esp::EspFile { name: name.clone(), content: esp::Content::Copy(src.clone()) });
+    for (name, src) in extra_files {
+        files.push(esp::EspFile { name, content: esp::Content::Copy(src) });
     }
     let fat_type = esp::write(&file, &out_path, start(0), l.esp.size_bytes, ids.fat_volume_id, &files)?;
 
@@ -341,6 +353,7 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
         })
         .collect();
     Ok(DiskReport {
+        schema: DISK_SCHEMA,
         output: output.display().to_string(),
         size_bytes: plan.total_bytes,
         disk_guid: ids.disk.to_string(),
