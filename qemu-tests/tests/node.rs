@@ -438,7 +438,7 @@ fn j_a_delta_update_fetches_far_less_than_the_bundle() {
     assert!(reused > image / 2, "most of the image comes from slot A: {reused} of {image} bytes");
     let status: serde_json::Value =
         serde_json::from_str(&ok(vm.sh_ok("edge-update status --json", CMD))).expect("status JSON");
-    assert_eq!(status["journal"]["update"]["bytes_fetched"].as_u64(), Some(fetched), "{status}");
+    assert_eq!(status["journal"]["update"]["fetched_bytes"].as_u64(), Some(fetched), "{status}");
     // What slot B holds is the new image, byte for byte.
     let want = ok(qemu_tests::host_command(
         std::process::Command::new("sha256sum").arg(assets.root_image(Variant::Good, "2.0.0")),

@@ -28,8 +28,15 @@ pub struct Config {
     pub payload: String,
     /// The slot devices.
     pub slots: Slots,
-    /// The boot state backend, with the keys of `/etc/edge/bootctl.toml`.
+    /// The boot state backend: the `[bootctl]` table when this file has one, otherwise `bootctl_config`'s keys
+    /// (so one file serves both tools), otherwise every key's default.
+    #[serde(skip)]
     pub bootctl: bootctl::config::Config,
+    /// The `[bootctl]` table as written here, if any (`bootctl` holds what is in force).
+    #[serde(rename = "bootctl")]
+    pub bootctl_table: Option<bootctl::config::Config>,
+    /// `edge-bootctl`'s config file, read for the boot state backend when this file has no `[bootctl]` table.
+    pub bootctl_config: PathBuf,
     /// How a reboot is requested when the updater needs one (after a failed health check).
     pub reboot: RebootMethod,
     /// `edge-init`'s control socket (reboot requests and the services check).
@@ -175,6 +182,8 @@ impl Default for Config {
             payload: "rootfs".to_owned(),
             slots: Slots::default(),
             bootctl: bootctl::config::Config::default(),
+            bootctl_table: None,
+            bootctl_config: PathBuf::from(bootctl::config::DEFAULT_PATH),
             reboot: RebootMethod::Init,
             init_socket: PathBuf::from("/run/edge-init/control.sock"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
@@ -187,17 +196,35 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads and checks a config file.
+    /// Loads and checks a config file, and the boot state backend's (`bootctl_config`) when it has no `[bootctl]`
+    /// table.
     pub fn load(path: &Path) -> Result<Config> {
         let text =
             std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
-        Config::parse(&text, path)
+        let mut c = Config::parse(&text, path)?;
+        if c.bootctl_table.is_none() {
+            c.bootctl = bootctl::config::Config::load_default(&c.bootctl_config)
+                .map_err(|e| Error::Config { path: c.bootctl_config.clone(), detail: crate::error::chain(&e) })?;
+        }
+        Ok(c)
     }
 
-    /// Parses and checks config text (`path` names it in errors).
+    /// Parses and checks config text (`path` names it in errors, with the line, column and key of a TOML error);
+    /// without a `[bootctl]` table the backend is every key's default (`load` reads `bootctl_config`).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let bad = |detail: String| Error::Config { path: path.to_owned(), detail };
-        let c: Config = toml::from_str(text).map_err(|e| bad(e.message().to_owned()))?;
+        let mut c: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            Error::ParseConfig {
+                path: path.to_owned(),
+                at: span.as_ref().map(|s| bootctl::config::line_column(text, s.start)),
+                key: span.and_then(|s| bootctl::config::key_at(text, s.start)),
+                detail: e.message().trim_end().to_owned(),
+            }
+        })?;
+        if let Some(t) = &c.bootctl_table {
+            c.bootctl = t.clone();
+        }
         if c.compatible.is_empty() {
             return Err(bad("compatible must be set to this board's string".to_owned()));
         }
@@ -281,7 +308,16 @@ pub fn defaults_table() -> String {
         ("payload", format!("`{:?}`", d.payload), "the payload of the bundle written to a slot"),
         ("slots.a", format!("`{:?}`", d.slots.a), "slot A: a block device, `PARTLABEL=name`, or a regular file"),
         ("slots.b", format!("`{:?}`", d.slots.b), "slot B"),
-        ("bootctl.*", "as `bootctl.toml`".to_owned(), "the boot state backend, same keys as `/etc/edge/bootctl.toml`"),
+        (
+            "bootctl.*",
+            "from `bootctl_config`".to_owned(),
+            "the boot state backend, the keys of `bootctl.toml`; without this table, `bootctl_config` is read",
+        ),
+        (
+            "bootctl_config",
+            p(&d.bootctl_config),
+            "`edge-bootctl`'s config, read when there is no `[bootctl]` table (missing: the defaults)",
+        ),
         ("reboot", "`\"init\"`".to_owned(), "how `boot` reboots after a failed check: `init`, `syscall` or `none`"),
         ("init_socket", p(&d.init_socket), "`edge-init`'s control socket"),
         ("mountinfo", p(&d.mountinfo), "the mount table, to refuse a mounted target"),
@@ -350,5 +386,43 @@ mod tests {
         check("[http]\nmax_retries = -1", false);
         check("[http]\nretries = 3", false);
         assert!(matches!(Config::parse("", Path::new("u.toml")), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn issue_14_toml_errors_name_the_line_and_the_key() {
+        let text = "compatible = \"qemu-x86_64\"\n[health]\ndeadline_secs = \"20\"\n";
+        let r = Config::parse(text, Path::new("u.toml"));
+        assert!(
+            matches!(&r, Err(Error::ParseConfig { at: Some((3, 17)), key: Some(k), .. }) if k == "deadline_secs"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn issue_14_the_boot_state_backend_is_read_from_bootctl_toml_unless_given_here() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bootctl_toml = dir.path().join("bootctl.toml");
+        std::fs::write(&bootctl_toml, "backend = \"uboot\"\ntries = 5\n").expect("write");
+        let update_toml = dir.path().join("update.toml");
+        let write = |extra: &str| {
+            let text =
+                format!("compatible = \"x\"\nbootctl_config = {:?}\n{extra}", bootctl_toml.display().to_string());
+            std::fs::write(&update_toml, text).expect("write");
+        };
+        write("");
+        let c = Config::load(&update_toml).expect("load");
+        assert_eq!((c.bootctl.backend, c.bootctl.tries), (bootctl::config::BackendKind::Uboot, 5));
+        // A table here wins over the file.
+        write("[bootctl]\ntries = 2\n");
+        let c = Config::load(&update_toml).expect("load");
+        assert_eq!((c.bootctl.backend, c.bootctl.tries), (bootctl::config::BackendKind::Grub, 2));
+        // No table and no file: the defaults.
+        std::fs::remove_file(&bootctl_toml).expect("rm");
+        write("");
+        assert_eq!(Config::load(&update_toml).expect("load").bootctl, bootctl::config::Config::default());
+        // A broken bootctl.toml is an error that names it.
+        std::fs::write(&bootctl_toml, "tries = \"many\"\n").expect("write");
+        let r = Config::load(&update_toml);
+        assert!(matches!(&r, Err(Error::Config { path, .. }) if *path == bootctl_toml), "{r:?}");
     }
 }

@@ -41,6 +41,18 @@ pub enum Error {
         /// What is wrong, naming the key.
         detail: String,
     },
+    /// The config file is not TOML of the right shape (a type error, an unknown key).
+    #[error("config {}:{}{}: {detail}", path.display(), at.map_or(String::new(), |(l, c)| format!("{l}:{c}:")), key.as_ref().map_or(String::new(), |k| format!(" key {k}")))]
+    ParseConfig {
+        /// The file.
+        path: PathBuf,
+        /// The line and column (from 1) where the TOML parser stopped.
+        at: Option<(usize, usize)>,
+        /// The key on that line.
+        key: Option<String>,
+        /// What is wrong.
+        detail: String,
+    },
     /// The mount table could not be read.
     #[error("cannot read the mount table {path}")]
     ReadMounts {
@@ -376,4 +388,17 @@ impl Error {
             _ => exit::FAILURE,
         }
     }
+}
+
+/// An error and every error that caused it, joined by `: `, on one line: what the event log keeps as a failure's
+/// `reason` (stderr shows the same as `caused by:` lines).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -31,7 +31,7 @@ use crate::phase::Event;
 use crate::run::{Node, Outcome};
 use crate::slot_index;
 use crate::slots::{self, SlotPath};
-use crate::wire::Progress;
+use crate::wire::{Progress, PROGRESS_SCHEMA};
 
 /// How an install runs.
 #[derive(Debug, Clone)]
@@ -159,6 +159,14 @@ pub fn install(
     let head = Head::read(&mut &head_bytes[..]).map_err(bundle_err(&name))?;
     let verified = head.verify(keyring, &policy).map_err(bundle_err(&name))?;
     let manifest = &verified.manifest;
+    let bundle = BundleInfo {
+        manifest_blake3: to_hex(&verified.manifest_hash()),
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        security_version: manifest.security_version,
+    };
+    // From here on a failure is this bundle's (not that of an update the journal may still hold).
+    node.attempt = Some((target.slot, bundle.clone()));
     let pi = manifest
         .payloads
         .iter()
@@ -174,31 +182,31 @@ pub fn install(
     let index = ChunkIndex::parse(&p, &index_bytes).map_err(bundle_err(&name))?;
 
     // Resume the same bundle into the same slot, or start over.
-    let bundle = BundleInfo {
-        manifest_hash: to_hex(&verified.manifest_hash()),
-        name: manifest.name.clone(),
-        version: manifest.version.clone(),
-        security_version: manifest.security_version,
-    };
     let resume = node.journal().update.as_ref().is_some_and(|u| {
         u.phase.is_installing() && u.target == target.slot && u.bundle == bundle && u.n_chunks == p.n_chunks()
     });
     if resume {
-        // This run's reboot wish replaces the interrupted run's.
+        // This run's reboot wish and source replace the interrupted run's (the same bundle may come from another
+        // mirror, or from a stick after the network failed).
         let mut j = node.journal().clone();
         let u = j.update.as_mut().expect("resume implies an update");
-        if u.reboot != opts.reboot {
+        if u.reboot != opts.reboot || u.source != name {
             u.reboot = opts.reboot;
+            u.source = name.clone();
             node.save(j)?;
         }
         let u = node.journal().update.as_ref().expect("resume implies an update");
-        log::info!(
-            "resuming install of slot {} in phase {} at {}/{} chunks",
+        let message = format!(
+            "resuming the install of {} {} into slot {} from {} in phase {} with {}/{} chunks on the slot",
+            u.bundle.name,
+            u.bundle.version,
             u.target,
+            u.source,
             u.phase.name(),
             u.n_done(),
             u.n_chunks
         );
+        node.emit("resumed", &message);
     } else {
         let state = node.boot_state()?;
         let update = Update {
@@ -210,8 +218,8 @@ pub fn install(
             chunk_size: p.chunk_size,
             n_chunks: p.n_chunks(),
             chunks_done: Vec::new(),
-            bytes_fetched: 0,
-            bytes_reused: 0,
+            fetched_bytes: 0,
+            reused_bytes: 0,
             reboot: opts.reboot,
             started: opts.now.format(&Rfc3339).unwrap_or_default(),
             reason: None,
@@ -308,6 +316,22 @@ pub(crate) struct Recorder<'r, 'c> {
 }
 
 impl Recorder<'_, '_> {
+    /// Reports a chunk written but not yet synced (`unsynced_bytes` written since the last sync), for the progress
+    /// bar; not a progress line (those are synced progress).
+    fn wrote(&mut self, unsynced_bytes: u64, p: &Payload) {
+        let u = self.node.journal().update.as_ref().expect("an install has an update");
+        let done_bytes = (u.n_done() * u64::from(p.chunk_size) + unsynced_bytes).min(p.size_bytes);
+        (self.progress)(&Progress {
+            schema: PROGRESS_SCHEMA,
+            stage: "writing",
+            synced: false,
+            done_bytes,
+            image_bytes: p.size_bytes,
+            fetched_bytes: self.counter.get(),
+            reused_bytes: self.reused_total,
+        });
+    }
+
     /// Records chunks synced on the slot (`last`: every chunk is on it now).
     fn synced(&mut self, done: &[[u64; 2]], last: bool, p: &Payload) -> Result<()> {
         let mut j = self.node.journal().clone();
@@ -316,8 +340,8 @@ impl Recorder<'_, '_> {
             u.add_done(r[0], r[1]);
         }
         let now = self.counter.get();
-        u.bytes_fetched += now - self.recorded_fetch;
-        u.bytes_reused += self.reused;
+        u.fetched_bytes += now - self.recorded_fetch;
+        u.reused_bytes += self.reused;
         if last {
             u.phase = Phase::Written;
         }
@@ -327,7 +351,9 @@ impl Recorder<'_, '_> {
         self.recorded_fetch = now;
         self.reused = 0;
         (self.progress)(&Progress {
+            schema: PROGRESS_SCHEMA,
             stage: "writing",
+            synced: true,
             done_bytes,
             image_bytes: p.size_bytes,
             fetched_bytes: now,
@@ -391,6 +417,8 @@ impl<'d> ChunkWriter<'d> {
         self.unsynced += raw.len() as u64;
         if self.unsynced >= self.sync_every_bytes || self.last_sync.elapsed() >= self.sync_every {
             self.sync(rec, false)?;
+        } else {
+            rec.wrote(self.unsynced, self.p);
         }
         Ok(())
     }
@@ -648,7 +676,9 @@ fn verify(
         }
         if c % 64 == 63 || c + 1 == p.n_chunks() {
             progress(&Progress {
+                schema: PROGRESS_SCHEMA,
                 stage: "verifying",
+                synced: true,
                 done_bytes: ((c + 1) * u64::from(p.chunk_size)).min(p.size_bytes),
                 image_bytes: p.size_bytes,
                 fetched_bytes: 0,

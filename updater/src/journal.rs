@@ -1,9 +1,11 @@
 //! The journal: what the updater knows about the current update and about each slot, kept on the data partition.
 //!
 //! It is a boundary type (on disk, and shown by `status --json`), so it alone derives `Serialize`/`Deserialize`;
-//! changing it means a bump of [`FORMAT`] and an update of docs/updater.md, "Journal". It is always written whole
-//! through the one write-temp, fsync, rename, fsync-directory helper, so a power cut leaves the old or the new
-//! journal, never a mix.
+//! changing it means an update of docs/updater.md, "Journal". The data partition outlives both slots: after a
+//! fallback, the older `edge-update` of the good slot reads the journal a newer one wrote. So fields are only ever
+//! added, readers ignore fields they do not know (no `deny_unknown_fields` here), and [`FORMAT`] changes only when
+//! a field changes meaning (docs/json.md, "The `schema` field"). It is always written whole through the one
+//! write-temp, fsync, rename, fsync-directory helper, so a power cut leaves the old or the new journal, never a mix.
 
 use std::path::Path;
 
@@ -14,6 +16,13 @@ use crate::error::{Error, Result};
 
 /// The journal format version.
 pub const FORMAT: u32 = 1;
+
+/// The journal's `schema` (docs/json.md).
+pub const SCHEMA: &str = "edge-update.journal/1";
+
+fn schema() -> String {
+    SCHEMA.to_owned()
+}
 
 /// The phases of an update, named as in DESIGN.md, "The update, step by step".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,10 +94,11 @@ impl Phase {
 
 /// What a bundle is, as its manifest says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BundleInfo {
-    /// blake3 of the signed manifest bytes, lowercase hex: the bundle's identity.
-    pub manifest_hash: String,
+    /// blake3 of the signed manifest bytes, lowercase hex: the bundle's identity. (`manifest_hash` in the first
+    /// journals.)
+    #[serde(alias = "manifest_hash")]
+    pub manifest_blake3: String,
     /// The manifest's `name`.
     pub name: String,
     /// The manifest's `version`.
@@ -99,7 +109,6 @@ pub struct BundleInfo {
 
 /// What a slot holds, as recorded by the install that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SlotImage {
     /// The bundle installed.
     pub bundle: BundleInfo,
@@ -109,7 +118,6 @@ pub struct SlotImage {
 
 /// The update in progress, or the last one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Update {
     /// Where it stands.
     pub phase: Phase,
@@ -129,10 +137,12 @@ pub struct Update {
     /// The chunks on the target slot, synced and hash-checked before they were written, as sorted, disjoint,
     /// half-open ranges of chunk indexes. Recorded only after the slot was synced.
     pub chunks_done: Vec<[u64; 2]>,
-    /// Bundle bytes fetched for this update so far, over every attempt.
-    pub bytes_fetched: u64,
-    /// Payload bytes taken from the booted slot instead of being fetched.
-    pub bytes_reused: u64,
+    /// Bundle bytes fetched for this update so far, over every attempt (`bytes_fetched` in the first journals).
+    #[serde(alias = "bytes_fetched")]
+    pub fetched_bytes: u64,
+    /// Payload bytes taken from the booted slot instead of being fetched (`bytes_reused` in the first journals).
+    #[serde(alias = "bytes_reused")]
+    pub reused_bytes: u64,
     /// Whether a reboot into the target was asked for once it is flipped.
     pub reboot: bool,
     /// When the update started, RFC 3339 UTC.
@@ -178,9 +188,11 @@ impl Update {
 
 /// The whole journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Journal {
-    /// [`FORMAT`].
+    /// [`SCHEMA`] (absent from the first journals).
+    #[serde(default = "schema")]
+    pub schema: String,
+    /// [`FORMAT`], kept beside `schema` for the first updaters.
     pub format: u32,
     /// The highest `security_version` committed on this node: bundles below it are refused (anti-rollback).
     pub security_version: u64,
@@ -197,7 +209,7 @@ pub struct Journal {
 
 impl Default for Journal {
     fn default() -> Journal {
-        Journal { format: FORMAT, security_version: 0, slot_a: None, slot_b: None, update: None }
+        Journal { schema: schema(), format: FORMAT, security_version: 0, slot_a: None, slot_b: None, update: None }
     }
 }
 
@@ -227,10 +239,10 @@ impl Journal {
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Journal> {
         let j: Journal = serde_json::from_slice(bytes)
             .map_err(|e| Error::ParseJournal { path: path.to_owned(), detail: e.to_string() })?;
-        if j.format != FORMAT {
+        if j.format != FORMAT || j.schema != SCHEMA {
             return Err(Error::ParseJournal {
                 path: path.to_owned(),
-                detail: format!("format {} unsupported, expected {FORMAT}", j.format),
+                detail: format!("schema {} (format {}) unsupported, expected {SCHEMA}", j.schema, j.format),
             });
         }
         if let Some(u) = &j.update {
@@ -328,7 +340,7 @@ mod tests {
             phase: Phase::Downloading,
             target: Slot::B,
             bundle: BundleInfo {
-                manifest_hash: "00".repeat(32),
+                manifest_blake3: "00".repeat(32),
                 name: "edge-stack".into(),
                 version: "1.0".into(),
                 security_version: 1,
@@ -338,8 +350,8 @@ mod tests {
             chunk_size: 1 << 20,
             n_chunks: 10,
             chunks_done: Vec::new(),
-            bytes_fetched: 0,
-            bytes_reused: 0,
+            fetched_bytes: 0,
+            reused_bytes: 0,
             reboot: false,
             started: "2026-11-24T00:00:00Z".into(),
             reason: None,
@@ -388,7 +400,26 @@ mod tests {
         check(&good.replace("\"format\": 1", "\"format\": 2"));
         check(&good.replace("\"n_chunks\": 10", "\"n_chunks\": 3"));
         check(&good.replace("\"phase\": \"downloading\"", "\"phase\": \"flying\""));
-        check(&good.replace("\"security_version\": 0", "\"security_version\": 0, \"surprise\": 1"));
+        check(&good.replace("edge-update.journal/1", "edge-update.journal/2"));
         check("{");
+    }
+
+    /// A journal of the first updaters (no `schema`, the old names) and one from a newer updater (fields this one
+    /// does not know) are both read: the data partition outlives the slots.
+    #[test]
+    fn issue_14_journals_of_older_and_newer_updaters_are_read() {
+        let path = Path::new("journal.json");
+        let mut j = Journal { update: Some(update()), ..Journal::default() };
+        j.update.as_mut().expect("set").fetched_bytes = 7;
+        let good = String::from_utf8(j.to_bytes()).expect("utf8");
+        let old = good
+            .replace("  \"schema\": \"edge-update.journal/1\",\n", "")
+            .replace("manifest_blake3", "manifest_hash")
+            .replace("fetched_bytes", "bytes_fetched")
+            .replace("reused_bytes", "bytes_reused");
+        assert!(!old.contains("schema") && old.contains("bytes_fetched"), "{old}");
+        assert_eq!(Journal::parse(old.as_bytes(), path).expect("an old journal"), j);
+        let newer = good.replace("\"security_version\": 0", "\"security_version\": 0, \"surprise\": 1");
+        assert_eq!(Journal::parse(newer.as_bytes(), path).expect("a newer journal"), j);
     }
 }

@@ -74,6 +74,12 @@ pub enum Event {
         /// The boot state now.
         state: BootState,
     },
+    /// The reboot that a flip asked for could not be requested (`edge-init` did not answer): the slot stays
+    /// flipped, and the next reboot, however it comes, tries it.
+    RebootFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Something to do, in order.
@@ -164,6 +170,9 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
             actions.push(emit("flipped", format!("slot {target} is active on trial")));
             u.phase = if u.reboot { Phase::Rebooting } else { Phase::Flipped };
             let reboot = u.reboot;
+            // The slot holds this bundle from now on, committed or not: `status` shows what is on it.
+            let image = SlotImage { bundle: u.bundle.clone(), size_bytes: u.size_bytes };
+            j.set_slot(target, Some(image));
             actions.push(Action::Save);
             if reboot {
                 actions.push(Action::Reboot);
@@ -239,8 +248,25 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
                     actions.push(emit("cancelled", format!("update of slot {} cancelled", u.target)));
                     actions.push(Action::Save);
                 }
+                // Cancelling what is cancelled already is done: nothing to do, and no error for a script that
+                // repeats itself.
+                Phase::Cancelled => {}
                 phase => return Err(Error::WrongPhase { verb: "cancel", phase }),
             }
+        }
+        Event::RebootFailed { reason } => {
+            let u = current(&mut j, "record a failed reboot")?;
+            if u.phase != Phase::Rebooting {
+                return Err(Error::WrongPhase { verb: "record a failed reboot", phase: u.phase });
+            }
+            u.phase = Phase::Flipped;
+            u.reboot = false;
+            let target = u.target;
+            actions.push(emit(
+                "reboot-failed",
+                format!("slot {target} is active on trial, but the reboot could not be requested: {reason}"),
+            ));
+            actions.push(Action::Save);
         }
     }
     Ok(Step { journal: j, actions })
@@ -373,7 +399,7 @@ pub fn reconcile_table() -> String {
                     phase,
                     target: Slot::B,
                     bundle: crate::journal::BundleInfo {
-                        manifest_hash: String::new(),
+                        manifest_blake3: String::new(),
                         name: String::new(),
                         version: String::new(),
                         security_version: 0,
@@ -383,8 +409,8 @@ pub fn reconcile_table() -> String {
                     chunk_size: 4096,
                     n_chunks: 0,
                     chunks_done: Vec::new(),
-                    bytes_fetched: 0,
-                    bytes_reused: 0,
+                    fetched_bytes: 0,
+                    reused_bytes: 0,
                     reboot: false,
                     started: String::new(),
                     reason: reason.map(str::to_owned),
@@ -430,7 +456,7 @@ mod tests {
             phase,
             target,
             bundle: BundleInfo {
-                manifest_hash: "ab".repeat(32),
+                manifest_blake3: "ab".repeat(32),
                 name: "edge-stack".into(),
                 version: "2".into(),
                 security_version: 7,
@@ -440,8 +466,8 @@ mod tests {
             chunk_size: 1 << 20,
             n_chunks: 4,
             chunks_done: if phase == Phase::Downloading { vec![[0, 2]] } else { vec![[0, 4]] },
-            bytes_fetched: 0,
-            bytes_reused: 0,
+            fetched_bytes: 0,
+            reused_bytes: 0,
             reboot: false,
             started: "2026-11-24T00:00:00Z".into(),
             reason: reason.map(str::to_owned),
@@ -490,6 +516,7 @@ mod tests {
             Event::MarkGood { booted, state },
             Event::Rollback { booted, state },
             Event::Cancel { booted, state },
+            Event::RebootFailed { reason: "edge-init did not answer".into() },
         ]
     }
 
@@ -655,6 +682,34 @@ mod tests {
     }
 
     #[test]
+    fn issue_14_a_second_cancel_is_done_already() {
+        let state = BootState::provisioned(Slot::A);
+        let j = Journal { update: Some(update(Phase::Downloading, Slot::B, None)), ..Journal::default() };
+        let first = step(&j, &Event::Cancel { booted: Slot::A, state }).expect("cancel");
+        assert_eq!(first.journal.phase(), Some(Phase::Cancelled));
+        let second = step(&first.journal, &Event::Cancel { booted: Slot::A, state }).expect("cancel again");
+        assert_eq!(second.journal, first.journal);
+        assert!(second.actions.is_empty(), "{:?}", second.actions);
+    }
+
+    #[test]
+    fn issue_14_a_flipped_slot_is_recorded_and_a_failed_reboot_request_leaves_it_flipped() {
+        let state = BootState::provisioned(Slot::A);
+        let mut u = update(Phase::Verified, Slot::B, None);
+        u.reboot = true;
+        let j = Journal { update: Some(u), ..Journal::default() };
+        let s = step(&j, &Event::Flip { booted: Slot::A, state }).expect("flip");
+        assert_eq!(s.journal.phase(), Some(Phase::Rebooting));
+        assert_eq!(s.journal.slot(Slot::B).map(|i| i.bundle.version.as_str()), Some("2"));
+        assert_eq!(s.actions.last(), Some(&Action::Reboot));
+        let f = step(&s.journal, &Event::RebootFailed { reason: "no answer".into() }).expect("reboot failed");
+        let u = f.journal.update.as_ref().expect("update");
+        assert_eq!((u.phase, u.reboot), (Phase::Flipped, false));
+        assert!(f.actions.iter().any(|a| matches!(a, Action::Emit(e) if e.kind == "reboot-failed")));
+        assert_eq!(f.actions.iter().filter(|a| **a == Action::Save).count(), 1);
+    }
+
+    #[test]
     fn refusals() {
         let state = BootState::provisioned(Slot::A);
         let check = |j: &Journal, e: Event, ok: fn(&Error) -> bool| {
@@ -676,6 +731,7 @@ mod tests {
         check(&none, start_b, |e| matches!(e, Error::BootedNotGood { slot: Slot::B }));
         check(&none, Event::Cancel { booted: Slot::A, state }, |e| matches!(e, Error::NoUpdate { .. }));
         check(&trial, Event::Cancel { booted: Slot::B, state }, |e| matches!(e, Error::WrongPhase { .. }));
+        check(&trial, Event::RebootFailed { reason: "x".into() }, |e| matches!(e, Error::WrongPhase { .. }));
         let committed = Journal { update: Some(update(Phase::Committed, Slot::B, None)), ..Journal::default() };
         check(&committed, Event::Rollback { booted: Slot::B, state }, |e| matches!(e, Error::WrongPhase { .. }));
     }

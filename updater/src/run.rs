@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 
 use crate::config::{Config, RebootMethod};
 use crate::error::{Error, Result};
-use crate::journal::{FileJournal, Journal, JournalStore};
+use crate::journal::{BundleInfo, FileJournal, Journal, JournalStore};
 use crate::phase::{step, Action, Event};
-use crate::wire::EventRecord;
+use crate::wire::{EventRecord, EVENT_SCHEMA};
 
 /// What handling an event led to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +25,20 @@ pub struct Outcome {
     pub unhealthy: Option<String>,
     /// The health checks passed and the slot was committed.
     pub committed: bool,
+    /// A reboot was asked for after a flip but could not be requested, and why; the slot is flipped all the same.
+    pub reboot_error: Option<String>,
+}
+
+/// What an event log line is about, which decides its `target`, `version` and `phase`.
+#[derive(Debug, Clone, Copy)]
+pub enum About<'a> {
+    /// The journal's update (the one the event changed).
+    Update,
+    /// A bundle an install read and checked: its target and version, and the journal's phase only when the
+    /// journal's update is this bundle into this slot.
+    Attempt(Slot, &'a BundleInfo),
+    /// Nothing known: an install that failed before it had a bundle to name.
+    Nothing,
 }
 
 /// The node's update state: journal, boot state backend, event log.
@@ -39,6 +53,9 @@ pub struct Node<'c> {
     store: Box<dyn JournalStore>,
     journal: Journal,
     events: PathBuf,
+    /// The bundle this run's install read, verified, and the slot it is for, once known; events about its failure
+    /// name it (and not an earlier update the journal still holds).
+    pub attempt: Option<(Slot, BundleInfo)>,
     _lock: Option<File>,
 }
 
@@ -94,6 +111,7 @@ impl<'c> Node<'c> {
             store,
             journal,
             events: config.events_path(),
+            attempt: None,
             _lock: None,
         })
     }
@@ -115,19 +133,55 @@ impl<'c> Node<'c> {
         Ok(())
     }
 
+    /// Appends an event about the journal's update to the event log and syncs it.
+    pub fn emit(&mut self, kind: &str, message: &str) {
+        self.record(kind, message, None, About::Update);
+    }
+
+    /// Appends an install's failure to the event log: about the bundle this run read when it got that far
+    /// ([`Node::attempt`]), with the whole cause as `reason`.
+    pub fn emit_install_failed(&mut self, source: &str, error: &Error) {
+        let reason = crate::error::chain(error);
+        let attempt = self.attempt.clone();
+        let about = match &attempt {
+            Some((slot, bundle)) => About::Attempt(*slot, bundle),
+            None => About::Nothing,
+        };
+        self.record("install-failed", &format!("install from {source} failed: {reason}"), Some(reason.clone()), about);
+    }
+
     /// Appends an event to the event log and syncs it. A log that cannot be written is reported, not fatal: the
     /// journal, not the log, is what the update relies on.
-    pub fn emit(&mut self, kind: &str, message: &str) {
+    pub fn record(&mut self, kind: &str, message: &str, reason: Option<String>, about: About<'_>) {
         let u = self.journal.update.as_ref();
+        let (target, version, phase) = match about {
+            About::Update => (
+                u.map(|u| u.target.to_string()),
+                u.map(|u| u.bundle.version.clone()),
+                u.map(|u| u.phase.name().to_owned()),
+            ),
+            About::Attempt(slot, bundle) => {
+                let same = u.filter(|u| u.target == slot && u.bundle == *bundle);
+                (Some(slot.to_string()), Some(bundle.version.clone()), same.map(|u| u.phase.name().to_owned()))
+            }
+            About::Nothing => (None, None, None),
+        };
         let record = EventRecord {
+            schema: EVENT_SCHEMA.to_owned(),
             time: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
             event: kind.to_owned(),
             message: message.to_owned(),
-            target: u.map(|u| u.target.to_string()),
-            version: u.map(|u| u.bundle.version.clone()),
-            phase: u.map(|u| u.phase.name().to_owned()),
+            reason,
+            target,
+            version,
+            phase,
         };
-        log::info!("{message}");
+        match kind {
+            // The error itself is what `edge-update` prints on its way out: logged once, there.
+            "install-failed" => log::debug!("{message}"),
+            k if is_failure(k) => log::error!("{message}"),
+            _ => log::info!("{message}"),
+        }
         if let Err(e) = append_line(&self.events, &record) {
             log::warn!("{}", Error::WriteEvents { path: self.events.clone(), source: e });
         }
@@ -179,10 +233,20 @@ impl<'c> Node<'c> {
                     let inner = self.handle(next)?;
                     outcome.reboot |= inner.reboot;
                 }
-                Action::Reboot => {
-                    self.request_reboot()?;
-                    outcome.reboot = true;
-                }
+                Action::Reboot => match self.request_reboot() {
+                    Ok(()) => outcome.reboot = true,
+                    // The flip is done and saved: a reboot that cannot be asked for is the operator's to do, not
+                    // a failed install (the next reboot, however it comes, tries the slot).
+                    Err(e) if matches!(event, Event::Flip { .. }) => {
+                        for (kind, message) in emits.drain(..) {
+                            self.emit(kind, &message);
+                        }
+                        let reason = crate::error::chain(&e);
+                        self.handle(Event::RebootFailed { reason: reason.clone() })?;
+                        outcome.reboot_error = Some(reason);
+                    }
+                    Err(e) => return Err(e),
+                },
                 // Events are logged once the journal they describe is saved (or at once when nothing is saved).
                 Action::Emit(e) => emits.push((e.kind, e.message)),
             }
@@ -220,10 +284,126 @@ impl<'c> Node<'c> {
     }
 }
 
-fn append_line(path: &std::path::Path, record: &EventRecord) -> std::io::Result<()> {
+/// Records a stop signal (SIGINT, SIGTERM, SIGHUP) during an install as an `interrupted` event, then ends the
+/// process with 128 plus the signal's number, as the signal itself would have. The journal needs nothing: it is
+/// consistent at every instant, and the install resumes from it. Returns the handle that stops the watching
+/// (`close`), for when the install is over.
+pub fn record_stop_signals(config: &Config, source: &str) -> std::io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let handle = signals.handle();
+    let (journal, events, source) = (config.journal_path(), config.events_path(), source.to_owned());
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            // The journal as last saved; the install thread may save another in the meantime, which a resumed
+            // install reads, so this only words the event.
+            let journal = Journal::load(&journal).unwrap_or_default();
+            let record = interrupted_record(&journal, &source, name);
+            log::warn!("{}", record.message);
+            if let Err(e) = append_line(&events, &record) {
+                log::warn!("{}", Error::WriteEvents { path: events.clone(), source: e });
+            }
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(handle)
+}
+
+/// The `interrupted` event of an install from `source` stopped by `signal`, worded from the journal.
+fn interrupted_record(journal: &Journal, source: &str, signal: &str) -> EventRecord {
+    let u = journal.update.as_ref().filter(|u| u.source == source && !u.phase.is_final());
+    let message = match u {
+        Some(u) => format!(
+            "install of {} {} into slot {} stopped by {signal} in phase {} with {}/{} chunks on the slot; install \
+             again to resume",
+            u.bundle.name,
+            u.bundle.version,
+            u.target,
+            u.phase.name(),
+            u.n_done(),
+            u.n_chunks
+        ),
+        None => format!("install from {source} stopped by {signal} before it started writing"),
+    };
+    EventRecord {
+        schema: EVENT_SCHEMA.to_owned(),
+        time: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+        event: "interrupted".to_owned(),
+        message,
+        reason: Some(format!("stopped by {signal}")),
+        target: u.map(|u| u.target.to_string()),
+        version: u.map(|u| u.bundle.version.clone()),
+        phase: u.map(|u| u.phase.name().to_owned()),
+    }
+}
+
+/// Whether an `edge-update` holds the node's lock now (an install, or `boot` running its checks). Told from
+/// `/proc/locks` rather than by trying the lock, so asking never makes a starting install find the lock taken.
+pub fn running(config: &Config) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(config.lock_path()) else { return false };
+    let (major, minor) = crate::sys::major_minor(meta.dev());
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| flock_held(&locks, major, minor, meta.ino()))
+}
+
+/// Whether `/proc/locks` lists a flock(2) held (not waited for) on the file `major:minor:inode`; proc(5), "locks".
+fn flock_held(locks: &str, major: u32, minor: u32, inode: u64) -> bool {
+    let want = format!("{major:02x}:{minor:02x}:{inode}");
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END`; a waiter's line has `->` after the number.
+        f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())
+    })
+}
+
+/// Failures are logged as errors: an operator must act.
+fn is_failure(kind: &str) -> bool {
+    matches!(kind, "failed" | "rolled-back" | "rolling-back" | "reboot-failed")
+}
+
+/// Appends one JSON line and syncs it: one write(2) of the whole line to a file opened for appending, so lines of
+/// two writers never interleave.
+pub fn append_line(path: &std::path::Path, record: &EventRecord) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
     line.push(b'\n');
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
     f.write_all(&line)?;
     f.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_14_a_held_lock_is_told_from_proc_locks() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 16539 fe:00:10012329 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 16540 fe:00:777 0 EOF\n\
+                     3: POSIX  ADVISORY  WRITE 20767 fe:00:888 0 EOF\n";
+        let check = |major, minor, inode, held| assert_eq!(flock_held(locks, major, minor, inode), held, "{inode}");
+        check(0xfe, 0, 10012329, true);
+        check(0xfe, 1, 10012329, false);
+        check(0xfe, 0, 1001232, false);
+        // Only waited for, or a POSIX lock (not ours): not held.
+        check(0xfe, 0, 777, false);
+        check(0xfe, 0, 888, false);
+    }
+
+    #[test]
+    fn issue_14_running_sees_this_process_hold_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        assert!(!running(&config), "no lock file");
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(config.lock_path()).expect("lock");
+        assert!(!running(&config), "a lock file nobody holds");
+        assert!(crate::sys::try_lock(&f).expect("flock"));
+        assert!(running(&config), "held");
+        drop(f);
+        assert!(!running(&config), "let go");
+    }
 }

@@ -21,7 +21,11 @@ const MAGIC: &[u8; 8] = b"EDGEFPS1";
 
 /// Reads a cache; `None` when it is missing, damaged, or for another block size.
 pub fn load(path: &Path, block_size: u32) -> Option<Vec<u64>> {
-    let b = std::fs::read(path).ok()?;
+    decode(&std::fs::read(path).ok()?, block_size)
+}
+
+/// Decodes the bytes of a cache; `None` when they are damaged or for another block size.
+pub fn decode(b: &[u8], block_size: u32) -> Option<Vec<u64>> {
     if b.len() < 24 + 32 || &b[..8] != MAGIC {
         return None;
     }

@@ -20,6 +20,11 @@ pub fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
+/// major(3) and minor(3) of a device number, as `/proc/locks` writes them.
+pub fn major_minor(dev: u64) -> (u32, u32) {
+    (rustix::fs::major(dev), rustix::fs::minor(dev))
+}
+
 /// flock(2) `LOCK_EX`, waiting for another holder to let go.
 pub fn lock(file: &File) -> io::Result<()> {
     Ok(rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)?)

@@ -157,8 +157,8 @@ fn a_delta_install_fetches_only_what_the_booted_slot_lacks() {
     assert!(fetched < bundle_len / 5, "{fetched} of {bundle_len}: {last}");
     assert!(out.lines().any(|l| l.contains("\"stage\":\"writing\"")), "progress lines: {out}");
     let s = n.status();
-    assert_eq!(s["journal"]["update"]["bytes_reused"].as_u64(), Some(reused));
-    assert_eq!(s["journal"]["update"]["bytes_fetched"].as_u64(), Some(fetched));
+    assert_eq!(s["journal"]["update"]["reused_bytes"].as_u64(), Some(reused));
+    assert_eq!(s["journal"]["update"]["fetched_bytes"].as_u64(), Some(fetched));
     // The booted slot's index is cached for the next delta install, and the new slot's after its read-back.
     assert!(n.path("data/slot-A.index").exists() && n.path("data/slot-B.index").exists());
 

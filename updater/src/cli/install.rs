@@ -1,6 +1,11 @@
 //! `edge-update install SOURCE`.
 
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
 use image_layout::keys::Keyring;
+use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 
 use crate::config::{Config, RebootMethod};
@@ -10,7 +15,7 @@ use crate::fetch::{Fetch, FileFetch, PipeFetch};
 use crate::http::{url_scheme, HttpFetch, HttpOptions};
 use crate::install::{install, Options, Report};
 use crate::run::Node;
-use crate::wire::Progress;
+use crate::wire::{InstallResult, Progress, RESULT_SCHEMA};
 
 use super::{open_node, Output};
 
@@ -58,26 +63,38 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
     } else if args.reboot {
         node.reboot = RebootMethod::Init;
     }
+    // From here on a stop signal is an interrupted install, recorded as such before the process ends.
+    let stop = crate::run::record_stop_signals(config, &args.source)
+        .map_err(|e| log::warn!("stop signals will not be recorded: {e}"))
+        .ok();
     // Once the node is open, every failure (a source that cannot be used, a target refused, the install itself) is
     // an install that failed, and goes to the event log with its causes.
     let result = install_from(config, &mut node, &keyring, &args);
+    if let Some(stop) = stop {
+        stop.close();
+    }
     if let Err(e) = &result {
-        node.emit("install-failed", &format!("install from {} failed: {}", args.source, with_causes(e)));
+        node.emit_install_failed(&args.source, e);
     }
     let report = result?;
+    if let Some(reason) = &report.outcome.reboot_error {
+        log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", report.target);
+    }
     let text = if args.json {
-        serde_json::json!({
-            "result": "flipped",
-            "target": report.target.to_string(),
-            "version": report.bundle.version,
-            "resumed_chunks": report.resumed_chunks,
-            "n_chunks": report.n_chunks,
-            "fetched_bytes": report.fetched_bytes,
-            "reused_bytes": report.reused_bytes,
-            "image_bytes": report.image_bytes,
-            "reboot": report.outcome.reboot,
-        })
-        .to_string()
+        let result = InstallResult {
+            schema: RESULT_SCHEMA,
+            result: "flipped",
+            target: report.target.to_string(),
+            bundle: report.bundle.clone(),
+            resumed_chunks: report.resumed_chunks,
+            n_chunks: report.n_chunks,
+            fetched_bytes: report.fetched_bytes,
+            reused_bytes: report.reused_bytes,
+            image_bytes: report.image_bytes,
+            reboot: report.outcome.reboot,
+            reboot_error: report.outcome.reboot_error.clone(),
+        };
+        serde_json::to_string(&result).expect("the result serializes")
     } else {
         let mut s = format!(
             "slot {} holds {} {} (verified) and is active on trial; {} bytes fetched, {} reused, image {} bytes",
@@ -91,7 +108,9 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         if report.resumed_chunks > 0 {
             s.push_str(&format!("; resumed at chunk {}/{}", report.resumed_chunks, report.n_chunks));
         }
-        if !report.outcome.reboot {
+        if let Some(reason) = &report.outcome.reboot_error {
+            s.push_str(&format!("; the reboot could not be requested ({reason}): reboot to try it"));
+        } else if !report.outcome.reboot {
             s.push_str("; reboot to try it");
         }
         s
@@ -125,39 +144,90 @@ fn install_from(config: &Config, node: &mut Node<'_>, keyring: &Keyring, args: &
     let mut opts = Options::at(OffsetDateTime::now_utc());
     opts.reboot = args.reboot || args.reboot_now;
     opts.delta = !args.full;
-    let bar = if args.json { None } else { image_layout::cli::progress_bar(0, "writing") };
-    let mut last_stage = "";
     let json = args.json;
+    let mut bar = if json { None } else { Bar::on_terminal() };
+    let mut last_line: Option<Progress> = None;
     let mut progress = |p: &Progress| {
-        if json {
+        // Progress lines are synced progress, each once (a final sync with nothing new repeats the last one).
+        if json && p.synced && last_line.as_ref() != Some(p) {
             println!("{}", serde_json::to_string(p).expect("progress serializes"));
+            last_line = Some(*p);
         }
-        if let Some(bar) = &bar {
-            if p.stage != last_stage {
-                bar.set_length(p.image_bytes);
-                bar.reset();
-                last_stage = p.stage;
-            }
-            bar.set_message(format!("{} ({} MiB reused)", p.stage, p.reused_bytes >> 20));
-            bar.set_position(p.done_bytes);
+        if let Some(bar) = bar.as_mut() {
+            bar.show(p);
         }
     };
     let old_dev = old.as_mut().map(|f| f as &mut dyn crate::device::SlotDevice);
     let result = install(node, keyring, &mut *fetch, &target, &mut dev, old_dev, &opts, &mut progress);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish();
     }
     result
 }
 
-/// An error and its causes on one line.
-fn with_causes(e: &Error) -> String {
-    let mut line = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
+/// The progress bar on a terminal: bytes on the slot against the payload's size, and the source's own rate (bytes
+/// fetched per second over the last few seconds): blocks taken from the booted slot or already on the slot move
+/// the bar without being a transfer rate.
+struct Bar {
+    bar: Option<ProgressBar>,
+    stage: &'static str,
+    /// (when, bytes fetched then), the last few seconds of them.
+    samples: VecDeque<(Instant, u64)>,
+}
+
+/// The window the source's rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+impl Bar {
+    /// A bar when stderr is a terminal; none otherwise.
+    fn on_terminal() -> Option<Bar> {
+        std::io::stderr().is_terminal().then(|| Bar { bar: None, stage: "", samples: VecDeque::new() })
     }
-    line
+
+    fn show(&mut self, p: &Progress) {
+        let now = Instant::now();
+        if p.stage != self.stage {
+            // A new stage (or the first progress) starts a new bar at where the slot already is, so bytes done by
+            // an earlier run or in an earlier stage are not counted as speed.
+            if let Some(old) = self.bar.take() {
+                old.finish_and_clear();
+            }
+            let bar = ProgressBar::new(p.image_bytes);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar.set_position(p.done_bytes);
+            bar.reset_eta();
+            self.bar = Some(bar);
+            self.stage = p.stage;
+            self.samples.clear();
+        }
+        self.samples.push_back((now, p.fetched_bytes));
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|s| now - s.0 > RATE_WINDOW) {
+            self.samples.pop_front();
+        }
+        let rate = match (self.samples.front(), self.samples.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64(),
+            _ => 0.0,
+        };
+        if let Some(bar) = &self.bar {
+            let mut msg = p.stage.to_owned();
+            if p.stage == "writing" {
+                msg.push_str(&format!(", fetching {}/s", BinaryBytes(rate as u64)));
+                if p.reused_bytes > 0 {
+                    msg.push_str(&format!(", {} reused", BinaryBytes(p.reused_bytes)));
+                }
+            }
+            bar.set_message(msg);
+            bar.set_position(p.done_bytes);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

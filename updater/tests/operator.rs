@@ -1,0 +1,224 @@
+//! What an operator reads must be true (issue 14, "What an operator reads must be true"): the event log names the
+//! failure's whole cause and the update it is about, a flip whose reboot cannot be asked for is a success, `status`
+//! shows the boot state as `edge-bootctl` does, what each slot holds, and whether an install runs or was stopped,
+//! and the machine-readable lines each carry their schema.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bootctl::rules::Slot;
+use common::{bundle, payload, Spec, TestNode};
+
+fn events(n: &TestNode) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(n.path("data/events.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).expect("an event line is JSON")).collect()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The error and its causes as `main` prints them on stderr, joined as the event log joins them.
+fn chain_on_stderr(out: &std::process::Output) -> String {
+    let err = stderr(out);
+    let mut parts = Vec::new();
+    for line in err.lines() {
+        if let Some(e) = line.strip_prefix("edge-update: error: ") {
+            parts.push(e.to_owned());
+        } else if let Some(c) = line.trim_start().strip_prefix("caused by: ") {
+            parts.push(c.to_owned());
+        }
+    }
+    parts.join(": ")
+}
+
+fn commit_v2(n: &TestNode) {
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    n.ok(&["install", n.path("v2.bundle").to_str().expect("utf8")]);
+    assert_eq!(n.power_on(), Slot::B);
+    n.ok(&["boot"]);
+    assert_eq!(n.phase().as_deref(), Some("committed"));
+}
+
+#[test]
+fn issue_14_a_failed_install_records_its_whole_cause_and_no_other_update() {
+    let n = TestNode::new();
+    commit_v2(&n);
+    // Not a bundle at all: the cause ("bad magic" and the like) is only known below the top error.
+    std::fs::write(n.path("root1.ext4"), vec![0x55; 4096]).expect("write");
+    let out = n.run(&["install", n.path("root1.ext4").to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let e = events(&n).pop().expect("an event");
+    assert_eq!((e["schema"].as_str(), e["event"].as_str()), (Some("edge-update.event/1"), Some("install-failed")));
+    let chain = chain_on_stderr(&out);
+    assert!(chain.matches(": ").count() >= 1, "a cause below the error: {chain}");
+    assert_eq!(e["reason"].as_str(), Some(chain.as_str()), "{e}");
+    // Not the committed update's target, version and phase: this install never got a bundle to name.
+    assert!(e.get("target").is_none() && e.get("version").is_none() && e.get("phase").is_none(), "{e}");
+
+    // A bundle that was read and refused (a downgrade) is named, without the journal's phase of another update.
+    bundle(&n.path("v1.bundle"), &payload(1 << 20, 1), &Spec::new("1.5", 1));
+    let out = n.run(&["install", n.path("v1.bundle").to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let e = events(&n).pop().expect("an event");
+    assert_eq!(
+        (e["event"].as_str(), e["target"].as_str(), e["version"].as_str()),
+        (Some("install-failed"), Some("A"), Some("1.5"))
+    );
+    assert!(e.get("phase").is_none(), "{e}");
+    assert_eq!(e["reason"].as_str(), Some(chain_on_stderr(&out).as_str()));
+    // Every line of the log carries the schema, and status shows the last failure.
+    assert!(events(&n).iter().all(|e| e["schema"] == "edge-update.event/1"));
+    let s = n.status();
+    assert_eq!(s["last_failure"]["version"].as_str(), Some("1.5"), "{s}");
+    assert_eq!(s["journal"]["update"]["phase"].as_str(), Some("committed"));
+}
+
+#[test]
+fn issue_14_a_flip_whose_reboot_cannot_be_asked_for_is_a_success() {
+    let n = TestNode::new();
+    n.set_config_key("init_socket", &format!("{:?}", n.path("no-edge-init.sock").display().to_string()));
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    let out = n.run(&["install", "--reboot", "--json", n.path("v2.bundle").to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("a result")).expect("json");
+    assert_eq!((result["schema"].as_str(), result["result"].as_str()), (Some("edge-update.result/1"), Some("flipped")));
+    assert_eq!(result["reboot"], false);
+    assert!(result["reboot_error"].as_str().is_some_and(|r| !r.is_empty()), "{result}");
+    let kinds: Vec<String> = events(&n).iter().map(|e| e["event"].as_str().expect("event").to_owned()).collect();
+    assert_eq!(kinds, ["started", "flipped", "reboot-failed"]);
+    // Flipped, not waiting for a reboot that was never asked for; the next reboot tries it all the same.
+    assert_eq!(n.phase().as_deref(), Some("flipped"));
+    assert_eq!(n.status()["journal"]["update"]["reboot"], false);
+    assert_eq!(n.power_on(), Slot::B);
+    n.ok(&["boot"]);
+    assert_eq!(n.phase().as_deref(), Some("committed"));
+}
+
+#[test]
+fn issue_14_status_shows_the_boot_state_as_bootctl_does_and_what_each_slot_holds() {
+    let n = TestNode::new();
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    n.ok(&["install", n.path("v2.bundle").to_str().expect("utf8")]);
+    let s = n.status();
+    assert_eq!(s["schema"], "edge-update.status/1");
+    assert_eq!((s["boot"]["next_boot"].as_str(), s["boot"]["next_slot"].as_str()), (Some("trial"), Some("B")));
+    assert_eq!(s["boot"]["last_good"], "A");
+    let b = &s["slots"][1];
+    assert_eq!(
+        (b["slot"].as_str(), b["active"].as_bool(), b["good"].as_bool(), b["tries"].as_u64()),
+        (Some("B"), Some(true), Some(false), Some(3))
+    );
+    // The slot just installed holds its bundle (not "unknown"), in the journal's words.
+    assert_eq!(b["bundle"]["version"], "2.0");
+    assert_eq!(b["bundle"]["manifest_blake3"], s["journal"]["update"]["bundle"]["manifest_blake3"]);
+    assert_eq!(s["slots"][0]["booted"], true);
+    // The text shows the boot state exactly as edge-bootctl's library renders it.
+    let config = bootctl::config::Config { grub_state_dir: n.path("esp"), ..bootctl::config::Config::default() };
+    let mut backend = bootctl::backend::open(&config, bootctl::blockdev::Access::ReadOnly).expect("open");
+    let bootctl_text = bootctl::wire::Status::read(&mut *backend, Some(Slot::A)).expect("read").human();
+    let text = n.ok(&["status"]);
+    assert!(text.starts_with(&bootctl_text), "{text}\n---\n{bootctl_text}");
+}
+
+#[test]
+fn issue_14_progress_lines_are_synced_progress_each_once_with_a_schema() {
+    let n = TestNode::new();
+    bundle(&n.path("v2.bundle"), &payload(3 << 20, 2), &Spec::new("2.0", 2));
+    let out = n.ok(&["install", "--json", n.path("v2.bundle").to_str().expect("utf8")]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let (result, progress) = lines.split_last().expect("lines");
+    assert_eq!(result["schema"], "edge-update.result/1");
+    assert!(!progress.is_empty());
+    assert!(progress.iter().all(|p| p["schema"] == "edge-update.progress/1" && p.get("synced").is_none()), "{out}");
+    assert!(progress.windows(2).all(|w| w[0] != w[1]), "a line repeated: {out}");
+    let last_writing = progress.iter().rfind(|p| p["stage"] == "writing").expect("writing");
+    assert_eq!(last_writing["done_bytes"], last_writing["image_bytes"]);
+}
+
+#[test]
+fn issue_14_a_second_cancel_is_not_an_error() {
+    let n = TestNode::new();
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    n.ok(&["install", n.path("v2.bundle").to_str().expect("utf8")]);
+    n.ok(&["cancel"]);
+    let state = n.state();
+    n.ok(&["cancel"]);
+    assert_eq!(n.phase().as_deref(), Some("cancelled"));
+    assert_eq!(n.state(), state);
+    let cancels = events(&n).iter().filter(|e| e["event"] == "cancelled").count();
+    assert_eq!(cancels, 1);
+}
+
+/// An install from a pipe fed only the first part of the bundle: it has started writing and waits for more.
+struct Waiting {
+    child: Child,
+    _stdin: std::process::ChildStdin,
+}
+
+fn start_waiting(n: &TestNode, bundle_bytes: &[u8]) -> Waiting {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-update"))
+        .arg("--config")
+        .arg(n.path("update.toml"))
+        .args(["install", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&bundle_bytes[..bundle_bytes.len() / 2]).expect("feed");
+    // The install holds the lock and has recorded its update once it is writing chunks.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = n.status();
+        if s["running"] == true && s["journal"]["update"]["phase"] == "downloading" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the install never started: {s}");
+        std::thread::yield_now();
+    }
+    Waiting { child, _stdin: stdin }
+}
+
+#[test]
+fn issue_14_status_tells_a_running_install_from_a_stopped_one_and_the_stop_is_recorded() {
+    let n = TestNode::new();
+    let path = n.path("v2.bundle");
+    bundle(&path, &payload(3 << 20, 2), &Spec::new("2.0", 2));
+    let bytes = std::fs::read(&path).expect("read");
+
+    // Killed outright: nothing can be recorded then, but status no longer claims it runs.
+    let mut w = start_waiting(&n, &bytes);
+    assert!(n.ok(&["status"]).contains(", running,"));
+    w.child.kill().expect("kill");
+    w.child.wait().expect("wait");
+    let s = n.status();
+    assert_eq!((s["running"].as_bool(), s["journal"]["update"]["phase"].as_str()), (Some(false), Some("downloading")));
+    assert!(n.ok(&["status"]).contains("interrupted (no edge-update is running"));
+
+    // Stopped with SIGTERM: recorded as interrupted, and the exit code is the signal's.
+    let mut w = start_waiting(&n, &bytes);
+    let pid = w.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = w.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+    let e = events(&n).pop().expect("an event");
+    assert_eq!(
+        (e["event"].as_str(), e["phase"].as_str(), e["target"].as_str()),
+        (Some("interrupted"), Some("downloading"), Some("B"))
+    );
+    assert_eq!(n.status()["last_failure"]["event"], "interrupted");
+
+    // Resumed from another source: the journal and the event log name the new one, and the install completes.
+    n.ok(&["install", path.to_str().expect("utf8")]);
+    let s = n.status();
+    assert_eq!(s["journal"]["update"]["source"].as_str(), path.to_str());
+    assert_eq!(s["journal"]["update"]["phase"], "flipped");
+    let kinds: Vec<String> = events(&n).iter().map(|e| e["event"].as_str().expect("event").to_owned()).collect();
+    assert!(kinds.ends_with(&["resumed".to_owned(), "flipped".to_owned()]), "{kinds:?}");
+}
