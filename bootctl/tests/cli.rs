@@ -125,6 +125,41 @@ fn issue_14_simulate_boot_takes_a_try_as_the_bootloader_does() {
     assert_eq!(state.boot().1, state);
 }
 
+/// `status --json` starts with its schema and uses the names of docs/boot-state.md, a slot in docs/json.md's one
+/// shape; another crate (`edge-update status`) gets the same value and text from `bootctl::wire::Status`.
+#[test]
+fn issue_14_status_json_starts_with_its_schema_and_uses_the_documented_names() {
+    let node = grub_node();
+    node.ok(&["set-active", "B"]);
+    let out = node.ok(&["status", "--json"]);
+    assert!(out.starts_with("{\n  \"schema\": \"edge-bootctl.status/1\",\n"), "{out}");
+    let s: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort_unstable();
+        k
+    };
+    let top = ["active", "backend", "booted", "copies", "copies_whole", "last_good", "next_boot", "next_slot"];
+    assert_eq!(keys(&s), [&top[..], &["schema", "slots"]].concat());
+    assert_eq!(keys(&s["copies"][0]), ["copy", "current", "location", "state"]);
+    // docs/json.md: `slot`, `good`, `tries`, `order`, `active`, `booted`.
+    assert_eq!(keys(&s["slots"][0]), ["active", "booted", "good", "order", "slot", "tries"]);
+    let slot = |i: usize| {
+        let v = &s["slots"][i];
+        (v["slot"].as_str(), v["good"].as_bool(), v["tries"].as_u64(), v["order"].as_u64(), v["active"].as_bool())
+    };
+    assert_eq!(slot(0), (Some("A"), Some(true), Some(0), Some(2), Some(false)));
+    assert_eq!(slot(1), (Some("B"), Some(false), Some(3), Some(1), Some(true)));
+    assert_eq!((s["slots"][0]["booted"].as_bool(), s["slots"][1]["booted"].as_bool()), (Some(true), Some(false)));
+
+    // The library gives another crate the same document and the same text as the binary.
+    let config = bootctl::config::Config::load(&node.path("bootctl.toml")).expect("config");
+    let mut backend = bootctl::backend::open(&config, bootctl::blockdev::Access::ReadOnly).expect("backend");
+    let status = bootctl::wire::Status::read(&mut *backend, Some(Slot::A)).expect("status");
+    assert_eq!(serde_json::to_string_pretty(&status).expect("serializes"), out.trim_end());
+    assert_eq!(status.human(), node.ok(&["status"]).trim_end());
+}
+
 #[test]
 fn status_without_a_slot_on_the_command_line_and_bad_input() {
     let node = grub_node();
