@@ -15,6 +15,9 @@ use crate::config::{CommandCheck, Config, HttpCheck};
 /// Pause between two tries of a check.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
+/// How much of a failed command's stderr its reason keeps: the end, where the error usually is.
+const STDERR_TAIL_BYTES: usize = 1024;
+
 /// Runs every check; `Err` says which one failed and how.
 pub fn run(config: &Config) -> Result<(), String> {
     let deadline = Instant::now() + config.health_deadline();
@@ -70,11 +73,19 @@ fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
         .args(&c.argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start: {e}"))?;
     let pgid = child.id();
+    // The end of what the command says on stderr goes into its failure's reason; read on a thread so a chatty
+    // command never blocks on a full pipe.
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    if let Some(stderr) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let _ = err_tx.send(read_tail(stderr, STDERR_TAIL_BYTES));
+        });
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let status = child.wait();
@@ -91,9 +102,36 @@ fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
     };
     // Reaps the child (killed above when it timed out).
     let _ = waiter.join();
-    // Anything the command left running in its group goes too.
+    // Anything the command left running in its group goes too, which also closes the stderr pipe it held.
     let _ = crate::sys::kill_process_group(pgid);
-    result
+    result.map_err(|e| {
+        // A process that left the group may hold the pipe open: its stderr is then not waited for.
+        let tail = err_rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+        if tail.is_empty() {
+            e
+        } else {
+            format!("{e}; stderr: {tail}")
+        }
+    })
+}
+
+/// The last `max` bytes of a stream, as one line of text (line breaks as ` / `, empty lines dropped).
+fn read_tail(mut r: impl io::Read, max: usize) -> String {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > max {
+                    tail.drain(..tail.len() - max);
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&tail);
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ")
 }
 
 /// GETs a URL and compares the status.
@@ -151,10 +189,23 @@ mod tests {
             assert_eq!(run(&c).is_ok(), ok, "{argv}");
         };
         check("[\"true\"]", true);
+        check("[\"sh\", \"-c\", \"echo chatty; exit 0\"]", true);
         check("[\"false\"]", false);
         check("[\"/nonexistent/check\"]", false);
         // A command past its timeout is killed with its whole group, and fails.
         check("[\"sh\", \"-c\", \"sleep 30 & sleep 30\"]", false);
+    }
+
+    /// A failed command's reason carries what it said on stderr (the end of it), as one line.
+    #[test]
+    fn issue_14_a_failed_command_check_keeps_its_stderr() {
+        let c = config(
+            "[[health.commands]]\nargv = [\"sh\", \"-c\", \"echo starting; echo k3s: disk full >&2; echo >&2; \
+             echo see the log >&2; exit 3\"]\ntimeout_secs = 5\nattempts = 1\n",
+        );
+        let reason = run(&c).expect_err("fails");
+        assert!(reason.ends_with("stderr: k3s: disk full / see the log"), "{reason}");
+        assert_eq!(read_tail(&b"a\nbcdef\n"[..], 4), "def");
     }
 
     #[test]
