@@ -133,9 +133,11 @@ impl<'c> Node<'c> {
         Ok(())
     }
 
-    /// Appends an event about the journal's update to the event log and syncs it.
+    /// Appends an event about the journal's update to the event log and syncs it; a failure carries the update's
+    /// `reason`.
     pub fn emit(&mut self, kind: &str, message: &str) {
-        self.record(kind, message, None, About::Update);
+        let reason = self.journal.update.as_ref().and_then(|u| u.reason.clone()).filter(|_| is_failure(kind));
+        self.record(kind, message, reason, About::Update);
     }
 
     /// Appends an install's failure to the event log: about the bundle this run read when it got that far

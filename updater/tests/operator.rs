@@ -222,3 +222,24 @@ fn issue_14_status_tells_a_running_install_from_a_stopped_one_and_the_stop_is_re
     let kinds: Vec<String> = events(&n).iter().map(|e| e["event"].as_str().expect("event").to_owned()).collect();
     assert!(kinds.ends_with(&["resumed".to_owned(), "flipped".to_owned()]), "{kinds:?}");
 }
+
+#[test]
+fn issue_14_a_rollback_is_recorded_with_its_reason() {
+    let n = TestNode::with_config(
+        "[health]\ndeadline_secs = 30\n[[health.commands]]\nargv = [\"sh\", \"-c\", \"echo no app >&2; exit 1\"]\nattempts = 1",
+    );
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    n.ok(&["install", n.path("v2.bundle").to_str().expect("utf8")]);
+    assert_eq!(n.power_on(), Slot::B);
+    assert_eq!(n.run(&["boot"]).status.code(), Some(8));
+    assert_eq!(n.power_on(), Slot::A);
+    n.ok(&["boot"]);
+    let s = n.status();
+    let reason = s["journal"]["update"]["reason"].as_str().expect("a reason").to_owned();
+    assert!(reason.ends_with("stderr: no app"), "{reason}");
+    for kind in ["rolling-back", "rolled-back"] {
+        let e = events(&n).into_iter().find(|e| e["event"] == kind).expect(kind);
+        assert_eq!(e["reason"].as_str(), Some(reason.as_str()), "{e}");
+    }
+    assert_eq!(s["last_failure"]["event"], "rolled-back");
+}
