@@ -141,14 +141,15 @@ pub fn notify(args: &[String], socket: Option<&std::ffi::OsStr>) -> i32 {
         println!("{NOTIFY_USAGE}");
         return 0;
     }
-    let Some(socket) = socket else {
-        eprintln!("edge-init notify: NOTIFY_SOCKET is not set (not started by edge-init?)");
-        return 1;
-    };
+    // The words first: bad usage is exit 2 wherever it is run, with or without a socket to send to.
     if args.is_empty() || args.iter().any(|a| !a.contains('=')) {
         eprintln!("{NOTIFY_USAGE}");
         return 2;
     }
+    let Some(socket) = socket else {
+        eprintln!("edge-init notify: NOTIFY_SOCKET is not set (not started by edge-init?)");
+        return 1;
+    };
     let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|s| {
         s.send_to(args.join("\n").as_bytes(), socket)?;
         Ok(s)

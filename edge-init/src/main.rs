@@ -23,26 +23,27 @@ static RECORD_INHERITED_SIGNALS: extern "C" fn() = edge_init::sys::signals::reco
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let pid1 = edge_init::sys::pid() == 1;
+    // As PID 1, only `--` is a verb. The kernel hands init the words of its command line it does not know, and a
+    // stray `ctl`, `notify`, `check`, `--help` or `--version` there must not run that verb and end PID 1, which
+    // panics the kernel: such words fall through to the boot below, which ignores them.
     match args.first().and_then(|a| a.to_str()) {
         Some("--") => {
             logger(pid1);
             std::process::exit(edge_init::one::run(&args[1..]))
         }
-        Some("ctl") => {
+        Some("ctl") if !pid1 => {
             let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
             std::process::exit(edge_init::ctl::main(&rest))
         }
-        Some("notify") => {
+        Some("notify") if !pid1 => {
             let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
             // NOTIFY_SOCKET is the protocol's own way of naming the socket (sd_notify), not a setting.
             std::process::exit(edge_init::ctl::notify(&rest, std::env::var_os("NOTIFY_SOCKET").as_deref()))
         }
-        Some("--help" | "-h") => {
+        Some("--help" | "-h") if !pid1 => {
             println!("{USAGE}");
             std::process::exit(0)
         }
-        // Not as PID 1: the kernel hands init the words of its command line it does not know, and a stray `check`
-        // there must not end PID 1.
         Some("check") if !pid1 => {
             let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
             std::process::exit(edge_init::check::main(&rest))

@@ -827,6 +827,8 @@ impl Init {
         out
     }
 
+    /// `ctl status --json`: [`STATUS_SCHEMA`], written by hand (no serde_json in PID 1); the fields are those of
+    /// docs/edge-init.md, "Control socket", in the words of docs/json.md.
     fn status_json(&self) -> String {
         let svcs: Vec<String> = self
             .sup
@@ -834,16 +836,10 @@ impl Init {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let pid = match s.state {
-                    State::Starting { pid, .. } | State::Up { pid, .. } | State::Stopping { pid, .. } => {
-                        pid.to_string()
-                    }
-                    _ => "null".to_owned(),
-                };
                 format!(
-                    "{{\"name\":{},\"state\":{},\"pid\":{pid},\"restarts\":{},\"status\":{}}}",
+                    "{{\"name\":{},{},\"n_restarts\":{},\"status\":{}}}",
                     json_string(&s.spec.name),
-                    json_string(&describe(&s.state)),
+                    state_json(&s.state),
                     self.restarts[i],
                     json_string(&self.statuses[i])
                 )
@@ -851,13 +847,39 @@ impl Init {
             .collect();
         let health = self.sup.healthy(None).map_or_else(|e| e, |()| "ok".to_owned());
         format!(
-            "{{\"services\":[{}],\"data\":{},\"watchdog\":{},\"health\":{}}}",
+            "{{\"schema\":{},\"services\":[{}],\"data\":{},\"watchdog\":{},\"health\":{}}}",
+            json_string(STATUS_SCHEMA),
             svcs.join(","),
             json_string(&self.data),
             json_string(&self.watchdog_text()),
             json_string(&health)
         )
     }
+}
+
+/// `schema` of `ctl status --json` (docs/json.md).
+pub const STATUS_SCHEMA: &str = "edge-init.status/1";
+
+/// A service's state as JSON fields: `state`, one kebab-case word (`waiting`, `starting`, `up`, `stopping`,
+/// `restarting`, `stopped`, `exited`, `failed`), and beside it what the text form puts in words: `pid` while a
+/// process runs, `exit_code` or `signal` once it has exited, `reason` once it has failed; each null otherwise.
+fn state_json(state: &State) -> String {
+    let null = || "null".to_owned();
+    let (word, pid, exit_code, signal, reason) = match state {
+        State::Waiting => ("waiting", null(), null(), null(), null()),
+        State::Starting { pid, .. } => ("starting", pid.to_string(), null(), null(), null()),
+        State::Up { pid, .. } => ("up", pid.to_string(), null(), null(), null()),
+        State::Stopping { pid, .. } => ("stopping", pid.to_string(), null(), null(), null()),
+        State::Backoff { .. } => ("restarting", null(), null(), null(), null()),
+        State::Exited { exit: None } => ("stopped", null(), null(), null(), null()),
+        State::Exited { exit: Some(Exit::Code(c)) } => ("exited", null(), c.to_string(), null(), null()),
+        State::Exited { exit: Some(Exit::Signal(s)) } => ("exited", null(), null(), s.to_string(), null()),
+        State::Failed { reason } => ("failed", null(), null(), null(), json_string(reason)),
+    };
+    format!(
+        "\"state\":{},\"pid\":{pid},\"exit_code\":{exit_code},\"signal\":{signal},\"reason\":{reason}",
+        json_string(word)
+    )
 }
 
 /// reboot(2), and if even that fails, wait for the hardware watchdog (no longer petted) or a person.
@@ -895,4 +917,44 @@ fn install_panic_hook(pid1: bool) {
             let _ = sys::reboot(Halt::Reboot);
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_14_a_state_is_one_word_and_its_details() {
+        let check = |state: State, expected: &str| {
+            let json = format!("{{{}}}", state_json(&state));
+            let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+            assert_eq!(v, serde_json::from_str::<serde_json::Value>(expected).expect("expected JSON"), "{state:?}");
+        };
+        let since = Duration::ZERO;
+        let none = r#""pid":null,"exit_code":null,"signal":null,"reason":null"#;
+        check(State::Waiting, &format!(r#"{{"state":"waiting",{none}}}"#));
+        check(
+            State::Starting { pid: 7, since },
+            r#"{"state":"starting","pid":7,"exit_code":null,"signal":null,"reason":null}"#,
+        );
+        check(State::Up { pid: 8, since }, r#"{"state":"up","pid":8,"exit_code":null,"signal":null,"reason":null}"#);
+        check(
+            State::Stopping { pid: 9, deadline: since, restart: true },
+            r#"{"state":"stopping","pid":9,"exit_code":null,"signal":null,"reason":null}"#,
+        );
+        check(State::Backoff { until: since }, &format!(r#"{{"state":"restarting",{none}}}"#));
+        check(State::Exited { exit: None }, &format!(r#"{{"state":"stopped",{none}}}"#));
+        check(
+            State::Exited { exit: Some(Exit::Code(3)) },
+            r#"{"state":"exited","pid":null,"exit_code":3,"signal":null,"reason":null}"#,
+        );
+        check(
+            State::Exited { exit: Some(Exit::Signal(9)) },
+            r#"{"state":"exited","pid":null,"exit_code":null,"signal":9,"reason":null}"#,
+        );
+        check(
+            State::Failed { reason: "crashed \"3\" times".to_owned() },
+            r#"{"state":"failed","pid":null,"exit_code":null,"signal":null,"reason":"crashed \"3\" times"}"#,
+        );
+    }
 }

@@ -35,6 +35,25 @@ fn issue_14_version_and_help_exit_0() {
     }
 }
 
+/// `notify` checks its words before it looks for `NOTIFY_SOCKET`: bad usage is exit 2 wherever it is run, and only
+/// good words without a socket are exit 1.
+#[test]
+fn issue_14_notify_usage_is_checked_before_the_socket() {
+    let notify = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edge-init"))
+            .arg("notify")
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .expect("run edge-init notify");
+        out.status.code()
+    };
+    assert_eq!(notify(&["READY"]), Some(2));
+    assert_eq!(notify(&[]), Some(2));
+    assert_eq!(notify(&["READY=1", "STATUS"]), Some(2));
+    assert_eq!(notify(&["READY=1"]), Some(1));
+}
+
 #[test]
 fn issue_14_check_validates_a_services_file_as_boot_does() {
     let dir = tempfile::tempdir().expect("tempdir");

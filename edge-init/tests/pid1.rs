@@ -211,12 +211,85 @@ fn the_control_socket_answers_root_only() {
     node.wait_log("control socket: refused pid");
     let (code, out, _) = node.ctl_as(&["status", "--json"], None);
     assert_eq!(code, 0);
-    assert!(out.starts_with("{\"services\":[{\"name\":\"idle\",\"state\":\"up (pid "), "{out}");
+    assert!(
+        out.starts_with("{\"schema\":\"edge-init.status/1\",\"services\":[{\"name\":\"idle\",\"state\":\"up\","),
+        "{out}"
+    );
     let (code, _, err) = node.ctl(&["stop", "nosuch"]);
     assert_eq!((code, err.trim_end()), (1, "edge-init ctl stop nosuch: no service nosuch"));
     assert_eq!(node.ctl(&["health"]).0, 0);
     node.signal(SIGTERM);
     assert_eq!(end_signal(node.wait_end()), Some(SIGHUP));
+}
+
+/// `ctl status --json` starts with its schema and uses the names of docs/edge-init.md in the words of docs/json.md:
+/// a state is one kebab-case word, with the pid, exit code, signal or reason beside it, and counts start with `n_`.
+#[test]
+fn issue_14_status_json_starts_with_its_schema_and_uses_the_documented_names() {
+    let mut node = Node::start(
+        r#"
+        [[service]]
+        name = "idle"
+        argv = ["sleep", "1000"]
+
+        [[service]]
+        name = "once"
+        argv = ["sh", "-c", "exit 3"]
+        restart = "never"
+
+        [[service]]
+        name = "crash"
+        argv = ["sh", "-c", "exit 1"]
+        backoff_secs = 1
+        crash_budget = 1
+        "#,
+    );
+    node.wait_log("once: ended (exited 3); not restarted");
+    node.wait_log("crash: crashed 2 times within 300 s; given up");
+    let (code, out, err) = node.ctl(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("{\"schema\":\"edge-init.status/1\","), "{out}");
+    let s: serde_json::Value = serde_json::from_str(&out).expect("status --json prints JSON");
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort_unstable();
+        k
+    };
+    assert_eq!(keys(&s), ["data", "health", "schema", "services", "watchdog"]);
+    let services = s["services"].as_array().expect("services");
+    let fields = ["exit_code", "n_restarts", "name", "pid", "reason", "signal", "state", "status"];
+    for svc in services {
+        assert_eq!(keys(svc), fields, "{svc}");
+    }
+    let by_name = |name: &str| services.iter().find(|v| v["name"] == name).expect("listed").clone();
+    let idle = by_name("idle");
+    assert_eq!(idle["state"], "up");
+    assert!(idle["pid"].as_u64().is_some_and(|p| p > 1), "{idle}");
+    let once = by_name("once");
+    assert_eq!(
+        (once["state"].as_str(), once["exit_code"].as_i64(), once["pid"].is_null()),
+        (Some("exited"), Some(3), true)
+    );
+    let crash = by_name("crash");
+    assert_eq!((crash["state"].as_str(), crash["n_restarts"].as_u64()), (Some("failed"), Some(1)));
+    assert!(crash["reason"].as_str().is_some_and(|r| r.contains("crashed 2 times")), "{crash}");
+    assert_eq!(node.ctl(&["poweroff"]).0, 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
+
+/// As PID 1, the words the kernel passes on are not verbs: with a stray `ctl`, `notify`, `check`, `--help`, `-h` or
+/// `--version` first on its command line, `edge-init` boots and supervises its services rather than running that
+/// verb and exiting (PID 1 exiting panics the kernel).
+#[test]
+fn issue_14_stray_verbs_as_pid1_do_not_end_it() {
+    for word in ["ctl", "notify", "check", "--help", "-h", "--version"] {
+        let mut node = Node::start_words(IDLE, &[word]);
+        node.wait_log("idle: started");
+        let status = node.status();
+        assert!(status.contains("idle             up (pid"), "{word}: {status}");
+        assert_eq!(node.ctl(&["poweroff"]).0, 0, "{word}");
+        assert_eq!(end_signal(node.wait_end()), Some(SIGINT), "{word}");
+    }
 }
 
 #[test]

@@ -46,8 +46,18 @@ impl Node {
         Node::start_full(services, None, inherited)
     }
 
+    /// Starts a node whose `edge-init` gets `words` first on its command line, as the kernel passes PID 1 the words
+    /// of its command line it does not know.
+    pub fn start_words(services: &str, words: &[&str]) -> Node {
+        Node::start_inner(services, None, Inherited::default(), words)
+    }
+
     /// Starts a node with `data` as its `[data]` table (`{dir}` replaced), instead of one with no data partition.
     pub fn start_full(services: &str, data: Option<&str>, inherited: Inherited) -> Node {
+        Node::start_inner(services, data, inherited, &[])
+    }
+
+    fn start_inner(services: &str, data: Option<&str>, inherited: Inherited, words: &[&str]) -> Node {
         // Under /var/tmp, not the target directory: as PID 1, edge-init mounts a fresh tmpfs on /tmp (and on /run
         // where it is no mount) in the node's mount namespace, which would hide a checkout under /tmp. For the same
         // reason the node runs a copy of the binary from its own directory.
@@ -72,6 +82,7 @@ impl Node {
         cmd.args(["-c", script, "sh"])
             .arg(cgroup.as_deref().unwrap_or(Path::new("")))
             .args(["unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", &exe])
+            .args(words)
             .args(["--config", &format!("{d}/services.toml"), "--run", &format!("{d}/run")])
             .args(["--log", "stderr", "--cmdline", ""])
             .stdin(Stdio::null())
