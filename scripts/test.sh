@@ -37,6 +37,14 @@ if [ "$status" -ne 0 ] && compgen -G "$qemu_logs/*.log" >/dev/null; then
         tail -n 200 "$console" | sed 's/\x1b\[[0-9;?=]*[a-zA-Z]//g' | tr -d '\r'
     done
 fi
+# The operator guide's laptop walkthrough, with the debug binaries the tests above built, counted as one test.
+echo "== the operator guide's laptop walkthrough (scripts/guide-laptop.sh)" >&2
+if bash scripts/guide-laptop.sh; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    status=1
+fi
 echo
 echo "$passed passed, $failed failed"
 exit "$status"
