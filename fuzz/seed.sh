@@ -171,9 +171,39 @@ open(f"{out}/seed-tiny-raw-claims-more", "wb").write(head(3, p) + raw)
 PY
 }
 
+# The http_response target's input is a byte picking the parser (fuzz_targets/http_response.rs), then the value: what
+# servers send, and the edge cases the parsers' unit tables hold.
+seed_http_response() {
+    local i=0 line
+    mkdir -p "$corpus/http_response"
+    while IFS= read -r line; do
+        printf '%b' "$line" >"$corpus/http_response/seed-$i"
+        i=$((i + 1))
+    done <<'SEEDS'
+\x00\xce\x00
+\x00\x34\x01
+\x0125165824
+\x01 007 
+\x0118446744073709551616
+\x02bytes 0-1023/25169538
+\x02bytes 24-2047/*
+\x02bytes 5-4/10
+\x02BYTES 0-0/1
+\x03"5f3a-64c1b2e9"
+\x03W/"v2"
+\x03"a"b"
+\x04http://10.0.2.100/v2.edgeb
+\x04ftp://x
+\x04C:\\bundles\\v2
+\x05http://10.0.2.100/a/b\n../c/v2.edgeb
+\x05http://10.0.2.100/a/b\nfile:///etc/passwd
+\x05http://10.0.2.100/a/b\n//cdn.example/v2
+SEEDS
+}
+
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(uboot_env grub_state updater_files delta_index parse_bundle)
+    targets=(uboot_env grub_state updater_files delta_index parse_bundle http_response)
 fi
 for t in "${targets[@]}"; do
     case $t in
@@ -182,6 +212,7 @@ for t in "${targets[@]}"; do
     updater_files) seed_updater_files ;;
     delta_index) seed_delta_index ;;
     parse_bundle) seed_parse_bundle ;;
+    http_response) seed_http_response ;;
     *)
         echo "seed: no seeds for target $t" >&2
         exit 2

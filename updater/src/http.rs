@@ -1197,7 +1197,17 @@ pub fn resolve_location(base: &str, location: &str) -> Result<String, ParseError
     static PARSER: OnceLock<ureq::Agent> = OnceLock::new();
     let parser = PARSER.get_or_init(ureq::Agent::new);
     let base = parser.get(base).request_url().map_err(|e| bad(format!("base url: {e}")))?;
+    // Only what the updater requests is a base: an http(s) URL. (The fuzzer found that the url crate's path
+    // normalisation breaks its own invariant on some `file:` bases, a debug assertion in url 2.5.9.)
+    if !matches!(base.as_url().scheme(), "http" | "https") {
+        return Err(bad(format!("base url {} is not http or https", base.as_url())));
+    }
     let joined = base.as_url().join(trimmed).map_err(|e| bad(e.to_string()))?;
+    // A scheme with no `//` after it (`mailto:x`, `hbytes:t?/`, as the fuzzer found) names no server; its scheme
+    // would not even be seen by `url_scheme`, so it is refused here as what it is.
+    if !joined.has_authority() {
+        return Err(bad(format!("{joined} names no host")));
+    }
     Ok(joined.to_string())
 }
 
@@ -1426,6 +1436,20 @@ mod tests {
         check("http://", None);
         check("http://[::1/b", None);
         check("http://h:99999/b", None);
+    }
+
+    /// Found by the fuzzer (`http_response`): a location of another scheme with no `//` resolved to a URL whose
+    /// scheme `url_scheme` could not see, so the refusal named an empty scheme.
+    #[test]
+    fn issue_14_fuzz_a_location_that_names_no_host_is_refused() {
+        for location in ["hBYTES:t?/", "mailto:ops@example", "data:text/plain,x", "urn:isbn:0"] {
+            let got = resolve_location("http://10.0.2.100/b/v2.edgeb", location);
+            assert!(matches!(got, Err(ParseError::Location { .. })), "{location:?}: {got:?}");
+        }
+        // And a base that is not what the updater requests (a `file:` URL broke the url crate's own invariant).
+        let base = "file://15.0000X/b:00X/b:#/\0e:/a/b";
+        let got = resolve_location(base, "../1/v5b06 v\\http#/");
+        assert!(matches!(got, Err(ParseError::Location { .. })), "{got:?}");
     }
 
     #[test]
