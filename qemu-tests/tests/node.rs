@@ -68,6 +68,11 @@ fn update_status(vm: &mut Vm) -> String {
     ok(vm.sh_ok("edge-update status", CMD))
 }
 
+/// `edge-update status --json`.
+fn update_status_json(vm: &mut Vm) -> serde_json::Value {
+    serde_json::from_str(&ok(vm.sh_ok("edge-update status --json", CMD))).expect("status JSON")
+}
+
 /// The version the booted root says it is.
 fn version(vm: &mut Vm) -> String {
     ok(vm.sh_ok("cat /etc/edge/version", CMD)).trim().to_owned()
@@ -266,7 +271,7 @@ fn g_bad_bundles_are_refused_and_change_nothing() {
     committed(&mut vm, 'B', "2.0.0");
 
     let boot_state = bootctl_status(&mut vm);
-    let update = update_status(&mut vm);
+    let journal = update_status_json(&mut vm)["journal"].clone();
     let refused = [
         ("unsigned", &unsigned, 4, "signature"),
         ("signed by an untrusted key", &stranger, 4, "signature"),
@@ -278,7 +283,12 @@ fn g_bad_bundles_are_refused_and_change_nothing() {
         assert_eq!(out.code, code, "a bundle {what}: exit {}:\n{}", out.code, out.output);
         assert!(out.output.contains(says), "a bundle {what} is refused naming {says:?}:\n{}", out.output);
         assert_eq!(bootctl_status(&mut vm), boot_state, "a bundle {what} changed the boot state");
-        assert_eq!(update_status(&mut vm), update, "a bundle {what} changed the update journal");
+        let status = update_status_json(&mut vm);
+        assert_eq!(status["journal"], journal, "a bundle {what} changed the update journal");
+        // What changed is the event log's last failure: this refusal, with its cause.
+        let failure = &status["last_failure"];
+        assert_eq!(failure["event"], "install-failed", "a bundle {what}: {status}");
+        assert!(failure["reason"].as_str().is_some_and(|r| r.contains(says)), "a bundle {what}: {status}");
     }
 
     // A damaged chunk is only found when it arrives, after the target was made unbootable: the install stops there,
@@ -540,8 +550,7 @@ impl Rng {
 /// Where the interrupted install stood, from `edge-update status --json`: its phase and the fraction of its chunks
 /// on the slot, for `url` (nothing done for another bundle).
 fn install_progress(vm: &mut Vm, url: &str) -> (String, f64) {
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(vm.sh_ok("edge-update status --json", CMD))).expect("status JSON");
+    let status = update_status_json(vm);
     let update = &status["journal"]["update"];
     let phase = update["phase"].as_str().unwrap_or("none").to_owned();
     if update["source"].as_str() != Some(url) {
