@@ -108,7 +108,4 @@ done
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
     rustup target add x86_64-unknown-linux-musl
 fi
-# The fuzz targets run with cargo-fuzz (scripts/fuzz.sh), built from source like any crate.
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install --locked cargo-fuzz --version 0.13.2
-fi
+# The fuzz targets run with cargo-fuzz, which scripts/fuzz.sh installs when it runs (the demo does not need it).
