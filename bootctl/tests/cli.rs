@@ -52,6 +52,29 @@ fn grub_node() -> Node {
     node
 }
 
+/// A node whose boot state is a redundant U-Boot environment of 8 KiB copies in one file (`state.bin`), of which
+/// the first `copies` are written (slot A good), booted from A.
+fn uboot_node(copies: usize) -> (Node, PathBuf) {
+    let node = Node { dir: tempfile::tempdir().expect("tempdir") };
+    let env_file = node.path("state.bin");
+    let mut env = Env::new();
+    env.set("bootdelay", "0").expect("set");
+    state_to_env(&BootState::provisioned(Slot::A), &mut env).expect("state");
+    let mut bytes = Vec::new();
+    for (i, flag) in [1, 0].into_iter().enumerate().take(copies) {
+        bytes.extend(encode_redundant(&env, 0x2000, flag).expect(if i == 0 { "copy 0" } else { "copy 1" }));
+    }
+    std::fs::write(&env_file, bytes).expect("env");
+    let fw_config = node.path("fw_env.config");
+    std::fs::write(&fw_config, format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()))
+        .expect("fw_env.config");
+    let config =
+        format!("backend = \"uboot\"\nuboot_fw_env_config = {:?}\ncmdline = {:?}\n", fw_config, node.path("cmdline"));
+    std::fs::write(node.path("bootctl.toml"), config).expect("config");
+    node.boot_into(Slot::A);
+    (node, env_file)
+}
+
 fn grub_editenv_list(file: &Path) -> String {
     let out = Command::new("grub-editenv").arg(file).arg("list").output().expect("grub-editenv (grub-common)");
     String::from_utf8(out.stdout).expect("utf-8")
@@ -193,21 +216,8 @@ fn status_without_a_slot_on_the_command_line_and_bad_input() {
 
 #[test]
 fn update_cycle_on_uboot_read_by_fw_printenv() {
-    let node = Node { dir: tempfile::tempdir().expect("tempdir") };
-    let env_file = node.path("state.bin");
-    let mut env = Env::new();
-    env.set("bootdelay", "0").expect("set");
-    state_to_env(&BootState::provisioned(Slot::A), &mut env).expect("state");
-    let mut bytes = encode_redundant(&env, 0x2000, 1).expect("copy 0");
-    bytes.extend(encode_redundant(&env, 0x2000, 0).expect("copy 1"));
-    std::fs::write(&env_file, bytes).expect("env");
+    let (node, env_file) = uboot_node(2);
     let fw_config = node.path("fw_env.config");
-    std::fs::write(&fw_config, format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()))
-        .expect("fw_env.config");
-    let config =
-        format!("backend = \"uboot\"\nuboot_fw_env_config = {:?}\ncmdline = {:?}\n", fw_config, node.path("cmdline"));
-    std::fs::write(node.path("bootctl.toml"), config).expect("config");
-    node.boot_into(Slot::A);
     assert_eq!(node.status()["backend"], "uboot");
     node.ok(&["set-active", "B"]);
     let out = Command::new("fw_printenv")
@@ -315,18 +325,8 @@ fn issue_14_copy_that_is_not_a_regular_file_is_refused() {
 /// device is refused with exit 4.
 #[test]
 fn issue_14_uboot_second_copy_missing() {
-    let node = Node { dir: tempfile::tempdir().expect("tempdir") };
-    let env_file = node.path("state.bin");
-    let mut env = Env::new();
-    state_to_env(&BootState::provisioned(Slot::A), &mut env).expect("state");
-    std::fs::write(&env_file, encode_redundant(&env, 0x2000, 1).expect("copy 0")).expect("env");
+    let (node, env_file) = uboot_node(1);
     let fw_config = node.path("fw_env.config");
-    std::fs::write(&fw_config, format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()))
-        .expect("fw_env.config");
-    let config =
-        format!("backend = \"uboot\"\nuboot_fw_env_config = {:?}\ncmdline = {:?}\n", fw_config, node.path("cmdline"));
-    std::fs::write(node.path("bootctl.toml"), config).expect("config");
-    node.boot_into(Slot::A);
     let s = node.status();
     assert_eq!((s["active"].as_str(), s["copies_whole"].as_bool()), (Some("A"), Some(false)));
     assert_eq!((s["copies"][0]["current"].as_bool(), s["copies"][1]["state"].as_str()), (Some(true), Some("missing")));
