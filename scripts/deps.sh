@@ -45,13 +45,15 @@ edge_qemu_suite() {
     fi
 }
 
-# Adds bookworm-backports to apt's sources, on the mirror apt already uses for bookworm, unless it is there.
+# Adds bookworm-backports to apt's sources, on the mirror apt already uses for bookworm, unless it is there. The
+# sources are read from apt's configuration, not from its downloaded lists (--no-release-info), which a cleaned
+# machine does not have.
 edge_add_backports() {
     local uri
-    if apt-get indextargets --format '$(RELEASE)' 2>/dev/null | grep -qx bookworm-backports; then
+    if apt-get indextargets --no-release-info --format '$(RELEASE)' 2>/dev/null | grep -qx bookworm-backports; then
         return 0
     fi
-    uri=$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null | awk '$1 == "bookworm" { print $2; exit }')
+    uri=$(apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' 2>/dev/null | awk '$1 == "bookworm" { print $2; exit }')
     if [ -z "$uri" ]; then
         echo "error: QEMU packages from bookworm-backports are installed, and apt has no bookworm source to find its backports beside" >&2
         exit 1

@@ -16,13 +16,13 @@ pub const VALID: i32 = 0;
 pub const INVALID: i32 = 1;
 /// Exit status: bad usage.
 pub const USAGE_ERROR: i32 = 2;
-/// Exit status: the file cannot be read.
+/// Exit status: the file cannot be read, is not a regular file, or is too large to be one.
 pub const UNREADABLE: i32 = 3;
 
 /// The exit status for a services file error: [`UNREADABLE`] or [`INVALID`].
 pub fn exit_code(e: &services::Error) -> i32 {
     match e.problem {
-        Problem::Read(_) => UNREADABLE,
+        Problem::Read(_) | Problem::NotAFile | Problem::TooLarge { .. } => UNREADABLE,
         _ => INVALID,
     }
 }

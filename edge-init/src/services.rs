@@ -302,6 +302,13 @@ pub struct Error {
 pub enum Problem {
     /// The file cannot be read.
     Read(std::io::Error),
+    /// The path is not a regular file (a FIFO would block boot, a device never end).
+    NotAFile,
+    /// The file is larger than any services file ([`MAX_FILE_BYTES`]).
+    TooLarge {
+        /// Its size, or how much was read before giving up.
+        size_bytes: u64,
+    },
     /// Not TOML, a value of the wrong type, or an unknown key: the parser's own words, which name the line.
     Syntax(String),
     /// A service name that is not an identifier (see [`check_name`]).
@@ -349,6 +356,10 @@ impl std::fmt::Display for Error {
         write!(f, ": ")?;
         match &self.problem {
             Problem::Read(e) => write!(f, "cannot read it: {e}"),
+            Problem::NotAFile => write!(f, "not a regular file"),
+            Problem::TooLarge { size_bytes } => {
+                write!(f, "{size_bytes} bytes, larger than a services file may be ({MAX_FILE_BYTES})")
+            }
             Problem::Syntax(words) => write!(f, "{words}"),
             Problem::Name(name) => write!(f, "{name:?} is not a service name: {NAME_RULE}"),
             Problem::Duplicate => write!(f, "defined twice"),
@@ -415,12 +426,34 @@ fn seconds(key: &'static str, value: u64) -> Result<Duration, Problem> {
     }
 }
 
-/// Reads and checks the services file at `path`, as boot does and as `edge-init check` does.
+/// The largest services file read: far more than any node's services, and bounded so a file that is not one cannot
+/// fill PID 1's memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads and checks the services file at `path`, as boot does and as `edge-init check` does. The path must be a
+/// regular file (checked before it is opened, so a FIFO cannot block, and again once open) of at most
+/// [`MAX_FILE_BYTES`].
 pub fn load(path: &Path) -> Result<Config, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path),
-        Err(e) => Err(Error { path: path.to_owned(), service: None, key: None, problem: Problem::Read(e) }),
+    use std::io::Read;
+    let fail = |problem| Error { path: path.to_owned(), service: None, key: None, problem };
+    let is_file = |m: std::io::Result<std::fs::Metadata>| m.map(|m| (m.is_file(), m.len())).map_err(Problem::Read);
+    if !is_file(std::fs::metadata(path)).map_err(fail)?.0 {
+        return Err(fail(Problem::NotAFile));
     }
+    let file = std::fs::File::open(path).map_err(|e| fail(Problem::Read(e)))?;
+    let (regular, len) = is_file(file.metadata()).map_err(fail)?;
+    if !regular {
+        return Err(fail(Problem::NotAFile));
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(fail(Problem::TooLarge { size_bytes: len }));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| fail(Problem::Read(e)))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(fail(Problem::TooLarge { size_bytes: text.len() as u64 }));
+    }
+    parse(&text, path)
 }
 
 /// The signal numbers of the names a stop signal may have.

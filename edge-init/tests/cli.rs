@@ -99,4 +99,14 @@ fn issue_14_check_validates_a_services_file_as_boot_does() {
     let out = run(&["check", "--config", &missing]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains(&missing), "{out:?}");
+    // Nor is a FIFO (which would block boot), a device that never ends, or a file too large to be a services file.
+    let fifo = dir.path().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; (edge_init::services::MAX_FILE_BYTES + 1) as usize]).expect("write");
+    for path in [fifo.display().to_string(), "/dev/zero".to_owned(), big.display().to_string()] {
+        let out = run(&["check", "--config", &path]);
+        assert_eq!(out.status.code(), Some(3), "{path}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&path), "{path}: {out:?}");
+    }
 }

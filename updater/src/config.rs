@@ -12,6 +12,10 @@ use crate::http::HttpOptions;
 /// The config file's default path.
 pub const DEFAULT_PATH: &str = "/etc/edge/update.toml";
 
+/// The largest config file read: a page of keys and health checks, with room for comments; a path that is not a
+/// regular file (a FIFO, a device) is refused before it is opened.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// The whole config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,8 +203,12 @@ impl Config {
     /// Loads and checks a config file, and the boot state backend's (`bootctl_config`) when it has no `[bootctl]`
     /// table.
     pub fn load(path: &Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+        let bytes = image_layout::fsutil::read_bounded(path, MAX_CONFIG_BYTES)
+            .map_err(|source| Error::ReadConfigFile { path: path.to_owned(), source })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            detail: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        })?;
         let mut c = Config::parse(&text, path)?;
         if c.bootctl_table.is_none() {
             c.bootctl = bootctl::config::Config::load_default(&c.bootctl_config)
@@ -386,6 +394,19 @@ mod tests {
         check("[http]\nmax_retries = -1", false);
         check("[http]\nretries = 3", false);
         assert!(matches!(Config::parse("", Path::new("u.toml")), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn issue_14_the_config_file_is_a_bounded_regular_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo.toml");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).expect("write");
+        for path in [fifo.as_path(), Path::new("/dev/zero"), big.as_path(), dir.path()] {
+            let r = Config::load(path);
+            assert!(matches!(&r, Err(Error::ReadConfigFile { path: p, .. }) if p == path), "{path:?}: {r:?}");
+        }
     }
 
     #[test]

@@ -33,6 +33,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The config file is not a regular file of at most `config::MAX_CONFIG_BYTES`, or cannot be read.
+    #[error("cannot read config {path}")]
+    ReadConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause (the file's type or size, or the I/O error).
+        #[source]
+        source: image_layout::Error,
+    },
     /// The config file is not valid.
     #[error("config {path}: {detail}")]
     Config {

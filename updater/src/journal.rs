@@ -2,10 +2,13 @@
 //!
 //! It is a boundary type (on disk, and shown by `status --json`), so it alone derives `Serialize`/`Deserialize`;
 //! changing it means an update of docs/updater.md, "Journal". The data partition outlives both slots: after a
-//! fallback, the older `edge-update` of the good slot reads the journal a newer one wrote. So fields are only ever
-//! added, readers ignore fields they do not know (no `deny_unknown_fields` here), and [`FORMAT`] changes only when
-//! a field changes meaning (docs/json.md, "The `schema` field"). It is always written whole through the one
-//! write-temp, fsync, rename, fsync-directory helper, so a power cut leaves the old or the new journal, never a mix.
+//! fallback, the older `edge-update` of the good slot reads the journal a newer one wrote. The first updaters refuse
+//! fields they do not know and know the first names (`manifest_hash`, `bytes_fetched`, `bytes_reused`), so on disk
+//! the journal keeps exactly their shape ([`Journal::to_bytes`]); in memory and in `status --json` it speaks
+//! docs/json.md's words and carries its `schema`. Readers from this one on ignore fields they do not know, so a field
+//! can be added on disk once no node can fall back to an updater older than this one. It is always written whole
+//! through the one write-temp, fsync, rename, fsync-directory helper, so a power cut leaves the old or the new
+//! journal, never a mix.
 
 use std::path::Path;
 
@@ -267,9 +270,12 @@ impl Journal {
         }
     }
 
-    /// The journal as written to disk.
+    /// The journal as written to disk: in the first updaters' shape (their names, no `schema`), which every
+    /// updater reads, the first ones included (see the module's doc).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut b = serde_json::to_vec_pretty(self).expect("a journal always serializes");
+        let mut v = serde_json::to_value(self).expect("a journal always serializes");
+        to_first_shape(&mut v);
+        let mut b = serde_json::to_vec_pretty(&v).expect("a JSON value always serializes");
         b.push(b'\n');
         b
     }
@@ -283,6 +289,23 @@ impl Journal {
         f.write_all(&self.to_bytes()).map_err(|source| wrap(image_layout::Error::WriteFile { path: tmp, source }))?;
         // Durability: a cut before this commit leaves the previous journal; after it, this one.
         f.commit().map_err(wrap)
+    }
+}
+
+/// Today's names of the journal's fields and the first updaters' names for them, which the journal keeps on disk.
+const FIRST_NAMES: [(&str, &str); 3] =
+    [("manifest_blake3", "manifest_hash"), ("fetched_bytes", "bytes_fetched"), ("reused_bytes", "bytes_reused")];
+
+/// Turns a serialized journal into the first updaters' shape: their names, and no `schema`.
+fn to_first_shape(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = v {
+        m.remove("schema");
+        for (today, first) in FIRST_NAMES {
+            if let Some(x) = m.remove(today) {
+                m.insert(first.to_owned(), x);
+            }
+        }
+        m.values_mut().for_each(to_first_shape);
     }
 }
 
@@ -400,26 +423,88 @@ mod tests {
         check(&good.replace("\"format\": 1", "\"format\": 2"));
         check(&good.replace("\"n_chunks\": 10", "\"n_chunks\": 3"));
         check(&good.replace("\"phase\": \"downloading\"", "\"phase\": \"flying\""));
-        check(&good.replace("edge-update.journal/1", "edge-update.journal/2"));
+        check(&good.replace("\"format\": 1", "\"schema\": \"edge-update.journal/2\", \"format\": 1"));
         check("{");
     }
 
-    /// A journal of the first updaters (no `schema`, the old names) and one from a newer updater (fields this one
-    /// does not know) are both read: the data partition outlives the slots.
+    /// The first updaters' journal, as they declared it (commit d0f7543): unknown fields refused, the first names.
+    mod first {
+        use serde::Deserialize;
+
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        pub struct BundleInfo {
+            pub manifest_hash: String,
+            pub name: String,
+            pub version: String,
+            pub security_version: u64,
+        }
+
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        pub struct SlotImage {
+            pub bundle: BundleInfo,
+            pub size_bytes: u64,
+        }
+
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        pub struct Update {
+            pub phase: String,
+            pub target: String,
+            pub bundle: BundleInfo,
+            pub source: String,
+            pub size_bytes: u64,
+            pub chunk_size: u32,
+            pub n_chunks: u64,
+            pub chunks_done: Vec<[u64; 2]>,
+            pub bytes_fetched: u64,
+            pub bytes_reused: u64,
+            pub reboot: bool,
+            pub started: String,
+            #[serde(default)]
+            pub reason: Option<String>,
+        }
+
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        pub struct Journal {
+            pub format: u32,
+            pub security_version: u64,
+            #[serde(default)]
+            pub slot_a: Option<SlotImage>,
+            #[serde(default)]
+            pub slot_b: Option<SlotImage>,
+            #[serde(default)]
+            pub update: Option<Update>,
+        }
+    }
+
+    /// After a fallback the slot's older updater reads the journal this one wrote: the first updaters read it, and
+    /// this one reads theirs and one from a newer updater (fields it does not know).
     #[test]
-    fn issue_14_journals_of_older_and_newer_updaters_are_read() {
+    fn issue_14_journals_are_read_by_older_and_newer_updaters() {
         let path = Path::new("journal.json");
-        let mut j = Journal { update: Some(update()), ..Journal::default() };
-        j.update.as_mut().expect("set").fetched_bytes = 7;
-        let good = String::from_utf8(j.to_bytes()).expect("utf8");
-        let old = good
-            .replace("  \"schema\": \"edge-update.journal/1\",\n", "")
-            .replace("manifest_blake3", "manifest_hash")
-            .replace("fetched_bytes", "bytes_fetched")
-            .replace("reused_bytes", "bytes_reused");
-        assert!(!old.contains("schema") && old.contains("bytes_fetched"), "{old}");
-        assert_eq!(Journal::parse(old.as_bytes(), path).expect("an old journal"), j);
-        let newer = good.replace("\"security_version\": 0", "\"security_version\": 0, \"surprise\": 1");
+        let mut u = update();
+        u.fetched_bytes = 7;
+        u.reused_bytes = 5;
+        u.reason = Some("a check failed".into());
+        let image = SlotImage { bundle: u.bundle.clone(), size_bytes: 3 };
+        let j = Journal { slot_a: Some(image.clone()), slot_b: Some(image), update: Some(u), ..Journal::default() };
+        let on_disk = j.to_bytes();
+        let first: first::Journal = serde_json::from_slice(&on_disk).expect("the first updaters read it");
+        let fu = first.update.expect("update");
+        assert_eq!((fu.bytes_fetched, fu.bytes_reused, first.format), (7, 5, 1));
+        assert_eq!(Journal::parse(&on_disk, path).expect("this one reads it"), j);
+        // In status --json, today's words and the schema.
+        let shown = serde_json::to_string(&j).expect("json");
+        assert!(shown.contains("\"fetched_bytes\":7") && shown.contains("\"schema\":\"edge-update.journal/1\""));
+        let newer =
+            String::from_utf8(on_disk).expect("utf8").replace("\"format\": 1", "\"format\": 1, \"surprise\": 1");
         assert_eq!(Journal::parse(newer.as_bytes(), path).expect("a newer journal"), j);
     }
 }

@@ -4,6 +4,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bootctl::backend::Backend;
 use bootctl::rules::{BootState, Slot};
@@ -15,6 +17,17 @@ use crate::error::{Error, Result};
 use crate::journal::{BundleInfo, FileJournal, Journal, JournalStore};
 use crate::phase::{step, Action, Event};
 use crate::wire::{EventRecord, EVENT_SCHEMA};
+
+/// Held while the journal is saved together with the events that describe it, so that a stop signal, whose handler
+/// ends the process ([`record_stop_signals`]), never falls between a save and its events.
+static SAVING: Mutex<()> = Mutex::new(());
+
+/// Set once this process has saved a flip: from then on its install is done, whatever stops the process.
+static FLIPPED: AtomicBool = AtomicBool::new(false);
+
+fn saving() -> MutexGuard<'static, ()> {
+    SAVING.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// What handling an event led to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,6 +141,7 @@ impl<'c> Node<'c> {
 
     /// Saves a journal the install changed (progress, phase), then keeps it as the current one.
     pub fn save(&mut self, journal: Journal) -> Result<()> {
+        let _saving = saving();
         self.store.save(&journal)?;
         self.journal = journal;
         Ok(())
@@ -197,8 +211,12 @@ impl<'c> Node<'c> {
         for action in s.actions {
             match action {
                 Action::Save => {
+                    let _saving = saving();
                     self.store.save(&s.journal)?;
                     self.journal = s.journal.clone();
+                    if matches!(event, Event::Flip { .. }) {
+                        FLIPPED.store(true, Ordering::SeqCst);
+                    }
                     for (kind, message) in emits.drain(..) {
                         self.emit(kind, &message);
                     }
@@ -275,12 +293,17 @@ impl<'c> Node<'c> {
                 Err(Error::Reboot { detail: "reboot(2)".to_owned(), source })
             }
             RebootMethod::Init => {
-                crate::health::ask_init(&self.config.init_socket, "reboot").map(|_| ()).map_err(|source| {
-                    Error::Reboot {
-                        detail: format!("asking edge-init at {}", self.config.init_socket.display()),
-                        source,
-                    }
-                })
+                let detail = format!("asking edge-init at {}", self.config.init_socket.display());
+                // Only `ok` means the shutdown has begun (docs/updater.md, "Talking to edge-init"); a refusal or a
+                // connection closed without an answer is no reboot.
+                match crate::health::ask_init(&self.config.init_socket, "reboot") {
+                    Ok(reply) if reply == "ok" => Ok(()),
+                    Ok(reply) => Err(Error::Reboot {
+                        detail,
+                        source: std::io::Error::other(format!("edge-init answered {reply:?}, not \"ok\"")),
+                    }),
+                    Err(source) => Err(Error::Reboot { detail, source }),
+                }
             }
         }
     }
@@ -288,8 +311,9 @@ impl<'c> Node<'c> {
 
 /// Records a stop signal (SIGINT, SIGTERM, SIGHUP) during an install as an `interrupted` event, then ends the
 /// process with 128 plus the signal's number, as the signal itself would have. The journal needs nothing: it is
-/// consistent at every instant, and the install resumes from it. Returns the handle that stops the watching
-/// (`close`), for when the install is over.
+/// consistent at every instant, and the install resumes from it. A signal after this process saved the flip ends
+/// it with 0 and records nothing: the install is done, and `edge-init`'s shutdown after a `--reboot` stops every
+/// service this way. Returns the handle that stops the watching (`close`), for when the install is over.
 pub fn record_stop_signals(config: &Config, source: &str) -> std::io::Result<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -302,6 +326,12 @@ pub fn record_stop_signals(config: &Config, source: &str) -> std::io::Result<sig
                 SIGTERM => "SIGTERM",
                 _ => "SIGHUP",
             };
+            // Waits for a save in progress and its events, and holds the lock until the process ends.
+            let _saving = saving();
+            if FLIPPED.load(Ordering::SeqCst) {
+                log::info!("stopped by {name} after the flip: the install is done, the next boot tries the slot");
+                std::process::exit(0);
+            }
             // The journal as last saved; the install thread may save another in the meantime, which a resumed
             // install reads, so this only words the event.
             let journal = Journal::load(&journal).unwrap_or_default();

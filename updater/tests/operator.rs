@@ -243,3 +243,87 @@ fn issue_14_a_rollback_is_recorded_with_its_reason() {
     }
     assert_eq!(s["last_failure"]["event"], "rolled-back");
 }
+
+/// A stand-in for `edge-init`'s control socket that takes one request line, tells the test it has it, then answers
+/// `reply` (or closes without an answer) once the test says so.
+fn init_stub(
+    path: std::path::PathBuf,
+    reply: Option<&'static str>,
+) -> (std::sync::mpsc::Receiver<String>, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    use std::io::BufRead;
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        std::io::BufReader::new(&s).read_line(&mut line).expect("read");
+        got_tx.send(line).expect("tell the test");
+        let _ = go_rx.recv();
+        if let Some(reply) = reply {
+            let _ = (&s).write_all(format!("{reply}\n").as_bytes());
+        }
+    });
+    (got_rx, go_tx, server)
+}
+
+#[test]
+fn issue_14_a_reboot_that_edge_init_refuses_is_no_reboot() {
+    for reply in [Some("refused: shutting down"), None] {
+        let n = TestNode::new();
+        let sock = n.path("control.sock");
+        n.set_config_key("init_socket", &format!("{:?}", sock.display().to_string()));
+        bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+        let (got, go, server) = init_stub(sock, reply);
+        let child = Command::new(env!("CARGO_BIN_EXE_edge-update"))
+            .arg("--config")
+            .arg(n.path("update.toml"))
+            .args(["install", "--reboot", "--json", n.path("v2.bundle").to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        assert_eq!(got.recv().expect("a request"), "reboot\n");
+        go.send(()).expect("answer");
+        let out = child.wait_with_output().expect("wait");
+        server.join().expect("stub");
+        assert_eq!(out.status.code(), Some(0), "{reply:?}: {}", stderr(&out));
+        let stdout = String::from_utf8(out.stdout).expect("utf8");
+        let result: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("a result")).expect("json");
+        assert_eq!(result["reboot"], false, "{reply:?}: {result}");
+        let kinds: Vec<String> = events(&n).iter().map(|e| e["event"].as_str().expect("event").to_owned()).collect();
+        assert_eq!(kinds, ["started", "flipped", "reboot-failed"], "{reply:?}");
+        assert_eq!(n.phase().as_deref(), Some("flipped"));
+    }
+}
+
+/// After a `--reboot` flip, `edge-init` answers `ok` and starts its shutdown, which stops every service with
+/// SIGTERM, the install among them: that is the install done, not interrupted.
+#[test]
+fn issue_14_a_stop_signal_after_the_flip_is_a_finished_install() {
+    let n = TestNode::new();
+    let sock = n.path("control.sock");
+    n.set_config_key("init_socket", &format!("{:?}", sock.display().to_string()));
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    let (got, go, server) = init_stub(sock, Some("ok"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-update"))
+        .arg("--config")
+        .arg(n.path("update.toml"))
+        .args(["install", "--reboot", n.path("v2.bundle").to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert_eq!(got.recv().expect("a request"), "reboot\n");
+    // The shutdown's SIGTERM arrives while the install waits for the answer.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = child.wait().expect("wait");
+    go.send(()).expect("let the stub go");
+    server.join().expect("stub");
+    assert_eq!(status.code(), Some(0));
+    let kinds: Vec<String> = events(&n).iter().map(|e| e["event"].as_str().expect("event").to_owned()).collect();
+    assert_eq!(kinds, ["started", "flipped"]);
+    assert_eq!(n.phase().as_deref(), Some("rebooting"));
+    assert_eq!(n.power_on(), Slot::B);
+}
