@@ -7,6 +7,8 @@
 # installed from there too, adding bookworm-backports to apt's sources (on the same mirror as bookworm) when it is not
 # there yet; on a machine with no QEMU, or with bookworm's, they come from bookworm. docs/qemu-tests.md lists the QEMU
 # versions the suite is known to pass on.
+# Packages come without their recommendations: only what the suite uses (grub-efi-amd64-bin alone would otherwise
+# bring the signed shim, a protected package, and os-prober onto the host).
 set -euo pipefail
 
 # command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots; tini (with
@@ -85,10 +87,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     if [ ${#other_pkgs[@]} -gt 0 ]; then
-        apt-get install -y -qq "${other_pkgs[@]}" >/dev/null
+        apt-get install -y -qq --no-install-recommends "${other_pkgs[@]}" >/dev/null
     fi
     if [ ${#qemu_pkgs[@]} -gt 0 ]; then
-        apt-get install -y -qq ${qemu_suite:+-t "$qemu_suite"} "${qemu_pkgs[@]}" >/dev/null
+        apt-get install -y -qq --no-install-recommends ${qemu_suite:+-t "$qemu_suite"} "${qemu_pkgs[@]}" >/dev/null
     fi
     mapfile -t still_missing < <(edge_deps_missing)
     if [ ${#still_missing[@]} -gt 0 ]; then
