@@ -4,8 +4,32 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+/// `edge-init` started with every signal at its default and none blocked, whatever this test process inherited
+/// (under `nohup`, SIGHUP arrives ignored, and a wrapper passes that on, as it should).
 fn edge_init() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edge-init"))
+    edge_init_with(0, 0)
+}
+
+/// `edge-init` started with the signals of the bit set `ignored` ignored, the others at their default, and the
+/// mask `blocked` (bit N-1 for signal N).
+fn edge_init_with(ignored: u64, blocked: u64) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-init"));
+    // SAFETY: between fork and exec the closure only makes the raw rt_sigaction and rt_sigprocmask calls, on live
+    // locals of the kernel's sizes: async-signal-safe, no allocation. Raw calls, because this test process may
+    // itself have inherited the C library's signal 32 ignored (glibc's posix_spawn leaves it so), and the C
+    // library's signal(3) refuses to touch it.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            for s in (1..=64).filter(|s| ![libc::SIGKILL, libc::SIGSTOP].contains(s)) {
+                let handler = if ignored & 1 << (s - 1) != 0 { libc::SIG_IGN } else { libc::SIG_DFL };
+                let action = [handler as u64, 0, 0, 0];
+                libc::syscall(libc::SYS_rt_sigaction, s, action.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
+            }
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &blocked, std::ptr::null_mut::<u64>(), 8usize);
+            Ok(())
+        });
+    }
+    cmd
 }
 
 fn status(args: &[&str]) -> i32 {
@@ -54,29 +78,8 @@ fn issue_14_the_command_starts_with_the_signal_state_edge_init_inherited() {
     // nothing edge-init set for itself (Rust's ignored SIGPIPE, its own mask) leaks through.
     let check = |ignore: &[i32], block: &[i32]| {
         let (ignored, blocked) = (bits(ignore), bits(block));
-        let mut cmd = edge_init();
+        let mut cmd = edge_init_with(ignored, blocked);
         cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
-        // SAFETY: between fork and exec the closure only makes the raw rt_sigaction and rt_sigprocmask calls, on
-        // live locals of the kernel's sizes: async-signal-safe, no allocation. Raw calls, because this test process
-        // may itself have inherited the C library's signal 32 ignored (glibc's posix_spawn leaves it so), and the C
-        // library's signal(3) refuses to touch it.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                for s in (1..=64).filter(|s| ![libc::SIGKILL, libc::SIGSTOP].contains(s)) {
-                    let handler = if ignored & 1 << (s - 1) != 0 { libc::SIG_IGN } else { libc::SIG_DFL };
-                    let action = [handler as u64, 0, 0, 0];
-                    libc::syscall(libc::SYS_rt_sigaction, s, action.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
-                }
-                libc::syscall(
-                    libc::SYS_rt_sigprocmask,
-                    libc::SIG_SETMASK,
-                    &blocked,
-                    std::ptr::null_mut::<u64>(),
-                    8usize,
-                );
-                Ok(())
-            });
-        }
         let out = cmd.output().expect("edge-init");
         let expected = format!("SigBlk:\t{blocked:016x}\nSigIgn:\t{ignored:016x}\n");
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "ignored {ignore:?}, blocked {block:?}");
