@@ -35,7 +35,7 @@ if ! command -v cargo >/dev/null; then
 fi
 
 echo "building edge-image" >&2
-(cd "$root" && cargo build --release -p image-layout)
+(cd "$root" && cargo build --release -p edge-image)
 # A private copy: a concurrent cargo build in the same target directory must not swap the binary mid-run.
 mkdir -p "$out"
 cp "$root/target/release/edge-image" "$out/edge-image.tmp"

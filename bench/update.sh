@@ -17,8 +17,8 @@ source "$root/scripts/deps.sh"
 export PATH=$PATH:/usr/sbin:/sbin
 
 echo "building edge-update, edge-image, edge-bootctl and the serve example" >&2
-(cd "$root" && cargo build --release -p updater -p image-layout -p bootctl --bins &&
-    cargo build --release -p updater --example serve)
+(cd "$root" && cargo build --release -p edge-update -p edge-image -p edge-bootctl --bins &&
+    cargo build --release -p testkit --example serve)
 # Private copies: a concurrent cargo build in the same target directory must not swap a binary mid-run.
 mkdir -p "$u/bin"
 for b in edge-update edge-image edge-bootctl examples/serve; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/<target>/ from the golden vectors, for every target or the ones named: the U-Boot environments
-# and GRUB boot-state copies of bootctl/tests/vectors and image-layout/tests/boot-state, blocks the bootloaders' own
+# and GRUB boot-state copies of bootctl/tests/vectors and edge-image/tests/boot-state, blocks the bootloaders' own
 # tools make (when they are installed), journals, and bundles of several chunks. Seeds are added beside what a
 # corpus already holds, under fixed names, so seeding again is harmless. Usage: fuzz/seed.sh [TARGET...]
 set -euo pipefail
@@ -58,7 +58,7 @@ seed_uboot_env() {
 }
 
 seed_grub_state() {
-    local s="$root/image-layout/tests/boot-state"
+    local s="$root/edge-image/tests/boot-state"
     # The two copies one after the other, as fuzz_targets/grub_state.rs reads its input.
     seed grub_state provisioned "" "$s/state0.env" "$s/state1.env"
     seed grub_state copy0-only "" "$s/state0.env"

@@ -27,7 +27,7 @@ refused() {
 }
 
 step "build edge-image"
-cargo build --release --locked -p image-layout
+cargo build --release --locked -p edge-image
 img="$repo/target/release/edge-image"
 
 step "two versions of a root filesystem: 256 MiB ext4 images from 40 MiB of /usr, v2 with every 20th file rewritten"
@@ -74,7 +74,7 @@ step "a bundle signed by a key the node does not trust is refused"
 refused 4 "no trusted signature" "$img" verify stranger.bundle --keyring ring
 
 step "a node: slot A runs v1, slot B is empty; boot state for GRUB; the release key trusted"
-(cd "$repo" && cargo build --release --locked -p bootctl -p updater -p edge-init --bins --example serve)
+(cd "$repo" && cargo build --release --locked -p edge-bootctl -p edge-update -p edge-init -p testkit --bins --example serve)
 bootctl="$repo/target/release/edge-bootctl"
 update="$repo/target/release/edge-update"
 init="$repo/target/release/edge-init"

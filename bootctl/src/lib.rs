@@ -9,7 +9,6 @@
 pub mod backend;
 pub mod blockdev;
 pub mod booted;
-pub mod cli;
 pub mod config;
 pub mod docgen;
 pub mod error;

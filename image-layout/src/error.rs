@@ -1,4 +1,5 @@
-//! The crate's one error type, and the mapping from error classes to the CLI's documented exit codes.
+//! The crate's one error type, and the mapping from error classes to the exit codes `edge-image` and `edge-update`
+//! document for a bundle's verdicts.
 //!
 //! Every I/O variant carries the path or section it concerns; there is deliberately no `From<io::Error>`, so each
 //! call site says what it was doing.
@@ -242,140 +243,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The disk layout file is not TOML of the documented shape (an unknown key, a missing one, a wrong type).
-    #[error("cannot parse disk layout {path}")]
-    ParseLayout {
-        /// The layout file.
-        path: PathBuf,
-        /// The cause, with the line and the key (boxed: it is large, and every `Result` of the crate carries it).
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    /// A value in the disk layout is out of its range.
-    #[error("disk layout {path}: {key}: {detail}")]
-    LayoutKey {
-        /// The layout file.
-        path: PathBuf,
-        /// The key, e.g. `slots.size`.
-        key: Box<str>,
-        /// What was wrong and what was expected.
-        detail: String,
-    },
-    /// The disk size in the layout cannot hold the partitions and both partition tables.
-    #[error("disk layout {path}: size is {size_bytes} bytes, the partitions and both tables need {needed_bytes}")]
-    LayoutTooSmall {
-        /// The layout file.
-        path: PathBuf,
-        /// The size given.
-        size_bytes: u64,
-        /// The size needed.
-        needed_bytes: u64,
-    },
-    /// Reading a slot's bundle failed: its signatures, its format, its hashes, or the payload it lacks.
-    #[error("slot {slot} bundle {path}")]
-    SlotBundle {
-        /// `A` or `B`.
-        slot: char,
-        /// The bundle file.
-        path: PathBuf,
-        /// What the reader found.
-        #[source]
-        source: Box<Error>,
-    },
-    /// A slot's bundle is for another board than the disk layout.
-    #[error("slot {slot} bundle {path} is for compatible {found:?}, the disk layout is for {expected:?}")]
-    BundleCompatible {
-        /// `A` or `B`.
-        slot: char,
-        /// The bundle file.
-        path: PathBuf,
-        /// The bundle's `compatible`.
-        found: Box<str>,
-        /// The layout's `compatible`.
-        expected: Box<str>,
-    },
-    /// A slot's bundle payload does not fit in the slot.
-    #[error("slot {slot} bundle {path}: payload {payload} is {size_bytes} bytes, the slot holds {slot_bytes}")]
-    PayloadTooLarge {
-        /// `A` or `B`.
-        slot: char,
-        /// The bundle file.
-        path: PathBuf,
-        /// The payload.
-        payload: Box<str>,
-        /// Its size.
-        size_bytes: u64,
-        /// The slot's size.
-        slot_bytes: u64,
-    },
-    /// Formatting the ESP or writing a file onto it failed.
-    #[error("cannot write {file} on the ESP in {path}")]
-    WriteEsp {
-        /// The path on the ESP, or `(format)`, `(mount)`, `(unmount)`.
-        file: String,
-        /// The disk file being built.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A boot state copy named by the disk layout is not the size of a GRUB environment block.
-    #[error("boot state copy {path} is {size_bytes} bytes, a GRUB environment block is 1024")]
-    StateBlockSize {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        size_bytes: u64,
-    },
-    /// A boot state copy named by the disk layout does not start as a GRUB environment block does.
-    #[error(
-        "boot state copy {path} does not start with \"# GRUB Environment Block\", as `edge-bootctl provision` writes"
-    )]
-    StateBlockHeader {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The GRUB script named by the disk layout is empty.
-    #[error("GRUB script {path} is empty, expected a grub.cfg such as bootctl/grub/grub.cfg")]
-    GrubCfgEmpty {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A host tool is not installed.
-    #[error("{tool} not found on PATH, in /usr/sbin or in /sbin (install {package})")]
-    ToolMissing {
-        /// The tool.
-        tool: &'static str,
-        /// The package that has it.
-        package: &'static str,
-    },
-    /// A host tool could not be started or waited for.
-    #[error("cannot run {tool} on {path}")]
-    RunTool {
-        /// The tool.
-        tool: &'static str,
-        /// The file it works on.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A host tool failed.
-    #[error("{tool} on {path} failed: {detail}")]
-    ToolFailed {
-        /// The tool.
-        tool: &'static str,
-        /// The file it works on.
-        path: PathBuf,
-        /// Its exit status and what it printed on stderr, or what was wrong with its result.
-        detail: String,
-    },
-    /// A name in the data seed cannot be passed to `debugfs` (it holds a newline).
-    #[error("data seed entry {path:?} has a newline in its name")]
-    SeedName {
-        /// The entry.
-        path: PathBuf,
-    },
 }
 
 /// The crate's result type.
@@ -400,7 +267,7 @@ pub mod exit {
 }
 
 impl Error {
-    /// The exit code `edge-image` returns for this error (see [`exit`]).
+    /// The exit code `edge-image` and `edge-update` return for this error (see [`exit`]).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::ReadFile { .. }
@@ -413,22 +280,7 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::ReadBundle { .. }
             | Error::NoSuchPayload { .. }
-            | Error::Compress { .. }
-            | Error::ParseLayout { .. }
-            | Error::LayoutKey { .. }
-            | Error::LayoutTooSmall { .. }
-            | Error::BundleCompatible { .. }
-            | Error::PayloadTooLarge { .. }
-            | Error::WriteEsp { .. }
-            | Error::StateBlockSize { .. }
-            | Error::StateBlockHeader { .. }
-            | Error::GrubCfgEmpty { .. }
-            | Error::ToolMissing { .. }
-            | Error::RunTool { .. }
-            | Error::ToolFailed { .. }
-            | Error::SeedName { .. } => exit::FAILURE,
-            // The reader's verdict on the bundle keeps its class: a bad signature is still exit 4.
-            Error::SlotBundle { source, .. } => source.exit_code(),
+            | Error::Compress { .. } => exit::FAILURE,
             Error::Truncated { .. }
             | Error::BadMagic
             | Error::UnsupportedVersion { .. }

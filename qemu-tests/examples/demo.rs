@@ -5,8 +5,7 @@
 //! It prints a timeline: the time since QEMU started, the event, and both slots as `edge-bootctl status` sees them
 //! whenever the node can be asked. The node's console is copied to `DEMO_DIR/console.log`.
 
-#[path = "../../updater/tests/common/http_server.rs"]
-mod http_server;
+use testkit::http_server;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

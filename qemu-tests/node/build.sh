@@ -65,7 +65,7 @@ bbdir=$(fetch_deb busybox-static)
 target=x86_64-unknown-linux-musl
 cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
 (cd "$repo" && cargo build -q --release --locked --target "$target" --target-dir "$cargo_target" \
-    -p edge-init -p updater -p bootctl -p image-layout)
+    -p edge-init -p edge-update -p edge-bootctl -p edge-image)
 bin="$cargo_target/$target/release"
 mkdir -p "$out/bin"
 for b in edge-init edge-update edge-bootctl edge-image; do install -m 0755 "$bin/$b" "$out/bin/$b.tmp" && mv "$out/bin/$b.tmp" "$out/bin/$b"; done

@@ -4,8 +4,7 @@
 //! Bundles are served by a real HTTP server on the host's 127.0.0.1, which the guest reaches as
 //! `http://10.0.2.100/` through QEMU's one forward; the guest has no other route out.
 
-#[path = "../../updater/tests/common/http_server.rs"]
-mod http_server;
+use testkit::http_server;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -543,7 +542,7 @@ impl Rng {
 
     /// A number in `lo..hi`.
     fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.0.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+        lo + (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
     }
 }
 

@@ -2,8 +2,7 @@
 //! stalls, a bundle replaced mid-download, a server ignoring Range, and statuses that must not be retried.
 //! Every test compares the bytes read with the bytes served and checks the server's request log.
 
-#[path = "common/http_server.rs"]
-mod http_server;
+use testkit::http_server;
 
 use std::io::{self, Read};
 use std::time::Duration;

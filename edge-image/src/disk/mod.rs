@@ -1,0 +1,431 @@
+//! `edge-image disk`: a flashable GPT disk image built from a layout file, as a plain file, without root, loop
+//! devices or mounts; docs/disk-image.md.
+//!
+//! The disk holds, in this order, the ESP (GRUB, its script and the boot state, all three copied from files the
+//! layout names), slot A (a verified bundle payload), slot B (another payload or zeros) and the data partition
+//! (ext4). It is a module of its own because it is the one place that puts the bundle format, the boot files and the
+//! partition table together. It knows no slot rules: the boot state is made by `edge-bootctl provision` and the
+//! script by `bootctl` (docs/disk-image.md, "Boot files"), and this module only checks that the state copies are
+//! GRUB environment blocks. It writes nothing a bundle has not verified, and the output appears whole or not at all.
+
+pub mod esp;
+pub mod ext4;
+pub mod layout;
+
+use std::fs::File;
+use std::io::{BufReader, Read, Take};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::gpt::{self, Guid, Partition, SECTOR_BYTES};
+use crate::wire::{DiskReport, PartitionReport, SlotBundleReport, DISK_SCHEMA};
+use image_layout::format::to_hex;
+use image_layout::fsutil::AtomicFile;
+use image_layout::keys::Keyring;
+use image_layout::reader::{decode_parallel, Policy, StreamReader};
+use layout::{Layout, MIB};
+
+/// The partition names (`PARTLABEL=`), in table order; GRUB expects slot A at `(hd0,gpt2)` and B at `(hd0,gpt3)`.
+pub const LABELS: [&str; 4] = ["edge-esp", "edge-slot-a", "edge-slot-b", "edge-data"];
+
+/// The context of the hash the disk's identities are derived from (blake3 `derive_key`).
+const IDENTITY_CONTEXT: &str = "edge-image 2026-11 disk identities v1";
+
+/// Where each partition goes: pure arithmetic over the layout's sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The disk's size.
+    pub total_bytes: u64,
+    /// First and last sector of each partition, in [`LABELS`] order.
+    pub lbas: [(u64, u64); 4],
+}
+
+/// Places the partitions back to back from 1 MiB; the disk is the layout's size, or the partitions plus 1 MiB
+/// before them and 1 MiB after (room for the backup table, keeping the size whole MiB). Refuses a size too small.
+pub fn plan(l: &Layout) -> Result<Plan> {
+    let sizes = [l.esp.size_bytes, l.slots.size_bytes, l.slots.size_bytes, l.data.size_bytes];
+    let needed_bytes = 2 * MIB + sizes.iter().sum::<u64>();
+    let total_bytes = l.size_bytes.unwrap_or(needed_bytes);
+    if total_bytes < needed_bytes {
+        return Err(Error::LayoutTooSmall { path: l.path.clone(), size_bytes: total_bytes, needed_bytes });
+    }
+    let mut lbas = [(0, 0); 4];
+    let mut next = MIB / SECTOR_BYTES;
+    for (lba, size) in lbas.iter_mut().zip(sizes) {
+        *lba = (next, next + size / SECTOR_BYTES - 1);
+        next += size / SECTOR_BYTES;
+    }
+    Ok(Plan { total_bytes, lbas })
+}
+
+/// The identities of a disk, derived from its inputs so that the same inputs give the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identities {
+    /// The disk GUID.
+    pub disk: Guid,
+    /// Each partition's unique GUID (`PARTUUID=`), in [`LABELS`] order.
+    pub partitions: [Guid; 4],
+    /// The FAT volume id of the ESP.
+    pub fat_volume_id: u32,
+    /// The ext4 filesystem UUID.
+    pub ext4_uuid: Guid,
+    /// The ext4 directory hash seed.
+    pub ext4_hash_seed: Guid,
+}
+
+/// blake3 (`derive_key`) over the layout file's bytes and the manifest hash of each slot's bundle (zeros for none).
+pub fn identities(layout_text: &[u8], manifest_hashes: [Option<[u8; 32]>; 2]) -> Identities {
+    let mut h = blake3::Hasher::new_derive_key(IDENTITY_CONTEXT);
+    h.update(&(layout_text.len() as u64).to_le_bytes());
+    h.update(layout_text);
+    for m in manifest_hashes {
+        h.update(&[u8::from(m.is_some())]);
+        h.update(&m.unwrap_or([0; 32]));
+    }
+    let mut xof = h.finalize_xof();
+    let mut next = || {
+        let mut b = [0u8; 16];
+        xof.fill(&mut b);
+        Guid::v4_from(b)
+    };
+    let disk = next();
+    let partitions = [next(), next(), next(), next()];
+    let ext4_uuid = next();
+    let ext4_hash_seed = next();
+    let v = next().0;
+    Identities {
+        disk,
+        partitions,
+        fat_volume_id: u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
+        ext4_uuid,
+        ext4_hash_seed,
+    }
+}
+
+/// A root slot, as named in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    fn letter(self) -> char {
+        match self {
+            Slot::A => 'A',
+            Slot::B => 'B',
+        }
+    }
+}
+
+/// A slot's bundle, opened: head verified, compatible and payload checked, the body not yet read.
+struct SlotBundle {
+    slot: Slot,
+    path: PathBuf,
+    reader: StreamReader<BufReader<Take<File>>>,
+    payload_idx: usize,
+    report: SlotBundleReport,
+}
+
+fn open_bundle(l: &Layout, slot: Slot, path: &Path, keyring: &Keyring, policy: &Policy) -> Result<SlotBundle> {
+    let wrap = |source: image_layout::Error| Error::SlotBundle {
+        slot: slot.letter(),
+        path: path.to_owned(),
+        source: Box::new(source),
+    };
+    // A regular file or a block device, read up to the size it had when opened: a FIFO is refused before it is
+    // opened, and a device such as /dev/zero has no size to stop at.
+    let (file, size_bytes) = image_layout::fsutil::open_image(path)?;
+    let reader =
+        StreamReader::open(BufReader::with_capacity(1 << 20, file.take(size_bytes)), keyring, policy).map_err(wrap)?;
+    let v = reader.verified();
+    let m = &v.manifest;
+    if m.compatible != l.compatible {
+        return Err(Error::BundleCompatible {
+            slot: slot.letter(),
+            path: path.to_owned(),
+            found: m.compatible.as_str().into(),
+            expected: l.compatible.as_str().into(),
+        });
+    }
+    let (payload_idx, p) = m.payload(&l.payload).map_err(wrap)?;
+    if p.size_bytes > l.slots.size_bytes {
+        return Err(Error::PayloadTooLarge {
+            slot: slot.letter(),
+            path: path.to_owned(),
+            payload: p.name.as_str().into(),
+            size_bytes: p.size_bytes,
+            slot_bytes: l.slots.size_bytes,
+        });
+    }
+    let report = SlotBundleReport {
+        file: path.display().to_string(),
+        name: m.name.clone(),
+        version: m.version.clone(),
+        security_version: m.security_version,
+        manifest_blake3: to_hex(&v.manifest_hash()),
+        payload: p.name.clone(),
+        payload_bytes: p.size_bytes,
+    };
+    Ok(SlotBundle { slot, path: path.to_owned(), reader, payload_idx, report })
+}
+
+/// Writes `bytes` at `offset`, skipping every 64 KiB block of zeros: the file was extended with `set_len`, so what
+/// is skipped reads as zeros and stays a hole.
+/// Its error is the library's `WriteFile`, since it also runs inside the library's decoder.
+fn write_sparse(out: &File, out_path: &Path, offset: u64, bytes: &[u8]) -> image_layout::Result<()> {
+    const BLOCK: usize = 64 << 10;
+    for (i, block) in bytes.chunks(BLOCK).enumerate() {
+        if block.iter().all(|&b| b == 0) {
+            continue;
+        }
+        out.write_all_at(block, offset + (i * BLOCK) as u64)
+            .map_err(|source| image_layout::Error::WriteFile { path: out_path.to_owned(), source })?;
+    }
+    Ok(())
+}
+
+/// Streams the slot's payload into the disk at `offset`, every chunk verified before it is written.
+fn write_slot(b: &mut SlotBundle, out: &File, out_path: &Path, offset: u64) -> Result<()> {
+    let wrap = |slot: Slot, path: &Path| {
+        let path = path.to_owned();
+        move |source: image_layout::Error| Error::SlotBundle { slot: slot.letter(), path, source: Box::new(source) }
+    };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (slot, path) = (b.slot, b.path.clone());
+    while let Some(pi) = b.reader.next_payload().map_err(wrap(slot, &path))? {
+        if pi != b.payload_idx {
+            continue;
+        }
+        let p = b.reader.payload(pi).clone();
+        let mut written = 0u64;
+        let reader = &mut b.reader;
+        decode_parallel(
+            &p,
+            threads,
+            || reader.next_stored(),
+            |_, raw| {
+                let at = offset + written;
+                written += raw.len() as u64;
+                write_sparse(out, out_path, at, &raw)
+            },
+        )
+        .map_err(|e| match e {
+            image_layout::Error::WriteFile { .. } => Error::from(e),
+            other => wrap(slot, &path)(other),
+        })?;
+        return Ok(());
+    }
+    // The payload was found in the manifest when the bundle was opened, so the loop returns before this.
+    Err(wrap(slot, &path)(image_layout::Error::NoSuchPayload { name: b.report.payload.clone() }))
+}
+
+/// Copies the ext4 made at `src` into the disk at `offset`, leaving its zero blocks as holes.
+fn copy_sparse(src: &Path, out: &File, out_path: &Path, offset: u64) -> Result<()> {
+    let f = File::open(src).map_err(|source| Error::ReadFile { path: src.to_owned(), source })?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = f.read_at(&mut buf, at).map_err(|source| Error::ReadFile { path: src.to_owned(), source })?;
+        if n == 0 {
+            return Ok(());
+        }
+        write_sparse(out, out_path, offset + at, &buf[..n])?;
+        at += n as u64;
+    }
+}
+
+/// A temporary file removed when dropped.
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Builds the disk described by `layout` at `output`; bundle expiry is checked against `now`. With `fsync`, the
+/// output is synced before it is renamed into place.
+pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) -> Result<DiskReport> {
+    let plan = plan(l)?;
+    // The boot files are read, or opened, and checked before anything is written, so that a wrong one leaves no
+    // output. A file to copy onto the ESP cannot be larger than the ESP.
+    let grub_cfg = esp::read_grub_cfg(&l.esp.grub_cfg)?;
+    let [state0, state1] = esp::read_boot_state(&l.esp.boot_state)?;
+    let grub_efi = esp::open_source(&l.esp.grub_efi, l.esp.size_bytes)?;
+    let extra_files = l
+        .esp
+        .files
+        .iter()
+        .map(|(name, src)| Ok((name.clone(), esp::open_source(src, l.esp.size_bytes)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let keyring = Keyring::load(&l.keyring)?;
+    let policy = Policy::at(now, l.threshold);
+    let mut a = open_bundle(l, Slot::A, &l.slots.a, &keyring, &policy)?;
+    let mut b = l.slots.b.as_deref().map(|p| open_bundle(l, Slot::B, p, &keyring, &policy)).transpose()?;
+    let ids = identities(
+        &l.text,
+        [Some(a.reader.verified().manifest_hash()), b.as_ref().map(|b| b.reader.verified().manifest_hash())],
+    );
+    let partitions: Vec<Partition> = (0..4)
+        .map(|i| Partition {
+            type_guid: if i == 0 { gpt::ESP_TYPE } else { gpt::LINUX_DATA_TYPE },
+            unique_guid: ids.partitions[i],
+            first_lba: plan.lbas[i].0,
+            last_lba: plan.lbas[i].1,
+            name: LABELS[i].to_owned(),
+        })
+        .collect();
+    let table = gpt::encode(ids.disk, plan.total_bytes / SECTOR_BYTES, &partitions)
+        .expect("the plan places the partitions in order inside the usable sectors");
+
+    let mut out = AtomicFile::create(output)?;
+    let out_path = out.tmp_path().to_owned();
+    let werr = |source| Error::WriteFile { path: out_path.clone(), source };
+    out.file().set_len(plan.total_bytes).map_err(werr)?;
+    // AtomicFile opens for writing only; fatfs also reads what it wrote, so the same temporary file is opened again.
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&out_path).map_err(werr)?;
+    file.write_all_at(&table.head, 0).map_err(werr)?;
+    file.write_all_at(&table.tail, table.tail_lba * SECTOR_BYTES).map_err(werr)?;
+
+    let start = |i: usize| plan.lbas[i].0 * SECTOR_BYTES;
+    // The boot state first, on the freshly formatted filesystem: its two blocks land in free clusters in a row, as
+    // GRUB's save_env needs to rewrite them in place.
+    let mut files = vec![
+        esp::EspFile {
+            name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[0]),
+            content: esp::Content::Bytes(state0),
+        },
+        esp::EspFile {
+            name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[1]),
+            content: esp::Content::Bytes(state1),
+        },
+        esp::EspFile { name: esp::GRUB_EFI_PATH.to_owned(), content: esp::Content::Copy(grub_efi) },
+        esp::EspFile { name: esp::GRUB_CFG_PATH.to_owned(), content: esp::Content::Bytes(grub_cfg) },
+    ];
+    for (name, src) in extra_files {
+        files.push(esp::EspFile { name, content: esp::Content::Copy(src) });
+    }
+    let fat_type = esp::write(&file, &out_path, start(0), l.esp.size_bytes, ids.fat_volume_id, &files)?;
+
+    write_slot(&mut a, &file, &out_path, start(1))?;
+    if let Some(b) = b.as_mut() {
+        write_slot(b, &file, &out_path, start(2))?;
+    }
+
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let data_tmp = TempPath(dir.join(format!(".{name}.data.tmp.{}", std::process::id())));
+    let _ = std::fs::remove_file(&data_tmp.0);
+    let fs = ext4::Ext4 {
+        size_bytes: l.data.size_bytes,
+        seed: l.data.seed.clone(),
+        uuid: ids.ext4_uuid,
+        hash_seed: ids.ext4_hash_seed,
+    };
+    ext4::make(&fs, &data_tmp.0)?;
+    copy_sparse(&data_tmp.0, &file, &out_path, start(3))?;
+    drop(data_tmp);
+    drop(file);
+    if fsync {
+        out.commit()?;
+    } else {
+        out.commit_unsynced()?;
+    }
+
+    let bundles = [None, Some(a.report), b.map(|b| b.report), None];
+    let filesystems = [Some(esp::fat_type_name(fat_type)), None, None, Some("ext4")];
+    let partitions = partitions
+        .iter()
+        .zip(bundles)
+        .zip(filesystems)
+        .enumerate()
+        .map(|(i, ((p, bundle), filesystem))| PartitionReport {
+            number: i as u32 + 1,
+            label: p.name.clone(),
+            type_guid: p.type_guid.to_string(),
+            unique_guid: p.unique_guid.to_string(),
+            first_lba: p.first_lba,
+            last_lba: p.last_lba,
+            size_bytes: (p.last_lba - p.first_lba + 1) * SECTOR_BYTES,
+            filesystem: filesystem.map(str::to_owned),
+            bundle,
+        })
+        .collect();
+    Ok(DiskReport {
+        schema: DISK_SCHEMA,
+        output: output.display().to_string(),
+        size_bytes: plan.total_bytes,
+        disk_guid: ids.disk.to_string(),
+        partitions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(extra: &str) -> Layout {
+        let text = format!(
+            "{extra}\ncompatible = \"c\"\nkeyring = \"k\"\n[esp]\ngrub_efi = \"g\"\ngrub_cfg = \"c\"\n\
+             boot_state = \"s\"\n[slots]\nsize = \"64MiB\"\na = \"a\"\n[data]\nsize = \"16MiB\"\n"
+        );
+        Layout::parse(text.as_bytes(), Path::new("l.toml")).expect("valid layout")
+    }
+
+    #[test]
+    fn partitions_sit_back_to_back_from_one_mib() {
+        let p = plan(&layout("")).expect("fits");
+        assert_eq!(p.total_bytes, (1 + 32 + 64 + 64 + 16 + 1) * MIB);
+        assert_eq!(p.lbas, [(2048, 67583), (67584, 198655), (198656, 329727), (329728, 362495)]);
+        let last_usable = gpt::last_usable_lba(p.total_bytes / SECTOR_BYTES);
+        assert!(p.lbas[3].1 <= last_usable);
+    }
+
+    #[test]
+    fn a_given_size_must_hold_the_partitions_and_both_tables() {
+        let needed = 178 * MIB;
+        assert_eq!(plan(&layout("size = \"178MiB\"")).expect("fits").total_bytes, needed);
+        assert_eq!(plan(&layout("size = \"1GiB\"")).expect("fits").total_bytes, 1 << 30);
+        let err = plan(&layout("size = \"177MiB\"")).expect_err("too small");
+        assert!(matches!(err, Error::LayoutTooSmall { size_bytes, needed_bytes, .. }
+            if size_bytes == 177 * MIB && needed_bytes == needed));
+    }
+
+    #[test]
+    fn identities_depend_on_every_input_and_are_version_4() {
+        let base = identities(b"layout", [Some([1; 32]), None]);
+        assert_eq!(base, identities(b"layout", [Some([1; 32]), None]));
+        for other in [
+            identities(b"layout ", [Some([1; 32]), None]),
+            identities(b"layout", [Some([2; 32]), None]),
+            identities(b"layout", [Some([1; 32]), Some([0; 32])]),
+        ] {
+            assert_ne!(base.disk, other.disk);
+        }
+        let all = [base.disk, base.partitions[0], base.partitions[1], base.partitions[2], base.partitions[3]];
+        for (i, g) in all.iter().enumerate() {
+            assert_eq!(g.0[6] >> 4, 4, "version 4");
+            assert_eq!(g.0[8] >> 6, 0b10, "RFC variant");
+            assert!(all[..i].iter().all(|o| o != g), "distinct");
+        }
+    }
+
+    #[test]
+    fn sparse_writes_skip_zero_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let f = File::create(&path).expect("create");
+        f.set_len(4 << 20).expect("set_len");
+        let mut bytes = vec![0u8; 256 << 10];
+        bytes[(128 << 10) + 5] = 9;
+        write_sparse(&f, &path, 1 << 20, &bytes).expect("write");
+        let back = std::fs::read(&path).expect("read");
+        assert_eq!(back[(1 << 20) + (128 << 10) + 5], 9);
+        assert_eq!(back.iter().filter(|&&b| b != 0).count(), 1);
+    }
+}

@@ -1,0 +1,676 @@
+//! `edge-image disk` checked with the tools a node and an operator use: `sfdisk` and `sgdisk` read the partition
+//! table, `fsck.fat`, mtools and `grub-editenv` the ESP, `e2fsck` and `debugfs` the data partition; the slots are
+//! compared with the payloads byte for byte. Every refusal asserts one exact variant and that no output is left.
+//!
+//! The boot state the disks carry is `tests/boot-state/state0.env` and `state1.env`, made once by
+//! `edge-bootctl provision --good A` (how is in `tests/boot-state/README.md`): `edge-image` does not depend on
+//! `bootctl`, not even for its tests, so the fixture is committed rather than generated here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edge_image::disk::{self, layout::Layout};
+use edge_image::error::Error;
+use edge_image::wire::DiskReport;
+use image_layout::keys::SecretKey;
+use image_layout::writer::{build, BuildOptions, PayloadInput};
+use time::OffsetDateTime;
+
+/// The signer of every bundle in these tests, made once (deriving a public key is slow in a debug build).
+fn signer() -> &'static SecretKey {
+    static K: std::sync::OnceLock<SecretKey> = std::sync::OnceLock::new();
+    K.get_or_init(|| SecretKey::from_seed([7; 32]))
+}
+
+const MIB: usize = 1 << 20;
+const COMPATIBLE: &str = "edge-qemu-x86_64";
+/// The sizes of the fixture's layout, in MiB: a disk of 1 + 8 + 8 + 8 + 16 + 1.
+const ESP_MIB: usize = 8;
+const SLOT_MIB: usize = 8;
+const DATA_MIB: usize = 16;
+
+/// A 64-bit LCG (Knuth's MMIX constants), so that test payloads are the same on every run.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// A payload with data, a zero run (left as a hole in the disk) and a tail that is not a whole chunk.
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut p = noise(len, seed);
+    p[MIB..2 * MIB].fill(0);
+    p
+}
+
+/// The committed boot state fixture, `tests/boot-state/`.
+fn boot_state_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/boot-state")
+}
+
+/// A directory holding everything a layout names: keyring, GRUB binary and script, boot state, bundles, seed, extra
+/// ESP file.
+struct Fixture {
+    dir: tempfile::TempDir,
+    grub_efi: Vec<u8>,
+    grub_cfg: Vec<u8>,
+    state: [Vec<u8>; 2],
+    payload_a: Vec<u8>,
+    payload_b: Vec<u8>,
+}
+
+/// The fixture's layout; `{extra}` lines go before the first table.
+fn layout_text(extra: &str, b: Option<&str>) -> String {
+    let b = b.map(|b| format!("b = \"{b}\"\n")).unwrap_or_default();
+    format!(
+        r#"{extra}
+compatible = "{COMPATIBLE}"
+keyring = "keys"
+
+[esp]
+size = "{ESP_MIB}MiB"
+grub_efi = "BOOTX64.EFI"
+grub_cfg = "grub.cfg"
+boot_state = "state"
+files = {{ "EFI/edge/extra.txt" = "extra.txt" }}
+
+[slots]
+size = "{SLOT_MIB}MiB"
+a = "v1.bundle"
+{b}
+[data]
+size = "{DATA_MIB}MiB"
+seed = "seed"
+"#
+    )
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let read = |name: &str| std::fs::read(boot_state_fixture().join(name)).expect("boot state fixture");
+        let f = Fixture {
+            dir,
+            grub_efi: noise(200_000, 3),
+            // Any script will do: the disk copies it and does not read it.
+            grub_cfg: b"# a test script\nset timeout=0\nset edge_dir=\"($root)/EFI/edge\"\n".to_vec(),
+            state: [read("state0.env"), read("state1.env")],
+            payload_a: payload(1, 3 * MIB + 4321),
+            payload_b: payload(2, 2 * MIB + 77),
+        };
+        std::fs::create_dir(f.path("keys")).expect("keys");
+        signer().write_pair(&f.path("keys/signer")).expect("key pair");
+        std::fs::write(f.path("BOOTX64.EFI"), &f.grub_efi).expect("grub");
+        std::fs::write(f.path("grub.cfg"), &f.grub_cfg).expect("grub.cfg");
+        std::fs::create_dir(f.path("state")).expect("state");
+        for (i, copy) in f.state.iter().enumerate() {
+            std::fs::write(f.path(&format!("state/state{i}.env")), copy).expect("state copy");
+        }
+        std::fs::write(f.path("extra.txt"), "extra\n").expect("extra");
+        std::fs::create_dir_all(f.path("seed/etc/edge")).expect("seed");
+        std::fs::write(f.path("seed/etc/hostname"), "node-1\n").expect("seed file");
+        std::fs::write(f.path("seed/etc/edge/services.toml"), "# none\n").expect("seed file");
+        // The seed belongs to someone other than root, as it does for a build without root; as root, chown makes it
+        // so (as another user it fails, and the files are that user's anyway).
+        for p in ["seed", "seed/etc", "seed/etc/hostname", "seed/etc/edge", "seed/etc/edge/services.toml"] {
+            let _ = std::os::unix::fs::lchown(f.path(p), Some(1234), Some(1234));
+        }
+        f.bundle("v1.bundle", "1.0.0", COMPATIBLE, &f.payload_a, signer());
+        f.bundle("v2.bundle", "2.0.0", COMPATIBLE, &f.payload_b, signer());
+        f.write_layout("layout.toml", "", Some("v2.bundle"));
+        f
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bundle(&self, name: &str, version: &str, compatible: &str, payload: &[u8], key: &SecretKey) {
+        let created = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let opts = BuildOptions::new(version, 1, compatible, created);
+        let input = PayloadInput {
+            name: "rootfs".to_owned(),
+            reader: Box::new(std::io::Cursor::new(payload.to_vec())),
+            path: PathBuf::from("rootfs"),
+        };
+        build(&opts, vec![input], std::slice::from_ref(key), &self.path(name), &|_| {}).expect("bundle builds");
+    }
+
+    fn write_layout(&self, name: &str, extra: &str, b: Option<&str>) {
+        std::fs::write(self.path(name), layout_text(extra, b)).expect("layout");
+    }
+
+    /// Builds the disk of layout `layout` into `out`.
+    fn build(&self, layout: &str, out: &str) -> Result<DiskReport, Error> {
+        let l = Layout::load(&self.path(layout))?;
+        disk::build(&l, &self.path(out), OffsetDateTime::now_utc(), false)
+    }
+
+    /// Builds, expecting `err`, and checks that neither the output nor a temporary file is left.
+    fn refused(&self, layout: &str) -> Error {
+        let err = self.build(layout, "refused.img").expect_err("refused");
+        for entry in std::fs::read_dir(self.dir.path()).expect("list") {
+            let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+            assert!(!name.contains("refused.img"), "{name} left behind after {err}");
+        }
+        err
+    }
+}
+
+/// A host tool, from PATH or /usr/sbin (where a non-root PATH may not look).
+fn tool(name: &str) -> Command {
+    let sbin = Path::new("/usr/sbin").join(name);
+    Command::new(if sbin.exists() { sbin } else { PathBuf::from(name) })
+}
+
+/// Runs a tool, requires success, returns stdout.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The partitions as `sfdisk --json` reads them.
+fn sfdisk(disk: &Path) -> serde_json::Value {
+    serde_json::from_str(&run(tool("sfdisk").arg("--json").arg(disk))).expect("sfdisk prints JSON")
+}
+
+/// Partition `n`'s bytes, located by `sfdisk` (not by our own report).
+fn partition(disk: &Path, n: usize) -> Vec<u8> {
+    let t = sfdisk(disk);
+    let p = &t["partitiontable"]["partitions"][n - 1];
+    let start = p["start"].as_u64().expect("start") as usize * 512;
+    let size = p["size"].as_u64().expect("size") as usize * 512;
+    let bytes = std::fs::read(disk).expect("disk");
+    bytes[start..start + size].to_vec()
+}
+
+/// Reads a file from the ESP of `disk` with mtools.
+fn mcopy(disk: &Path, file: &str) -> Vec<u8> {
+    let image = format!("{}@@{}", disk.display(), MIB);
+    let out = Command::new("mcopy").args(["-n", "-i", &image, &format!("::/{file}"), "-"]).output().expect("mcopy");
+    assert!(out.status.success(), "mcopy {file}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn the_partition_table_is_what_sfdisk_and_sgdisk_expect() {
+    let f = Fixture::new();
+    let r = f.build("layout.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    let total = (1 + ESP_MIB + 2 * SLOT_MIB + DATA_MIB + 1) * MIB;
+    assert_eq!(std::fs::metadata(&disk).expect("disk").len(), total as u64);
+    assert_eq!(r.size_bytes, total as u64);
+    let t = sfdisk(&disk);
+    let t = &t["partitiontable"];
+    assert_eq!(t["label"], "gpt");
+    assert_eq!(t["id"].as_str().expect("id").to_lowercase(), r.disk_guid);
+    assert_eq!(t["firstlba"], 34);
+    assert_eq!(t["lastlba"], total as u64 / 512 - 34);
+    let esp = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+    let linux = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+    let want = [
+        ("edge-esp", 2048, ESP_MIB, esp),
+        ("edge-slot-a", 2048 * (1 + ESP_MIB), SLOT_MIB, linux),
+        ("edge-slot-b", 2048 * (1 + ESP_MIB + SLOT_MIB), SLOT_MIB, linux),
+        ("edge-data", 2048 * (1 + ESP_MIB + 2 * SLOT_MIB), DATA_MIB, linux),
+    ];
+    let parts = t["partitions"].as_array().expect("partitions");
+    assert_eq!(parts.len(), 4);
+    for (i, (p, (name, start, mib, type_guid))) in parts.iter().zip(want).enumerate() {
+        assert_eq!(p["name"], name);
+        assert_eq!(p["start"], start);
+        assert_eq!(p["size"], mib * 2048);
+        assert_eq!(p["type"], type_guid);
+        let ours = &r.partitions[i];
+        assert_eq!((ours.number as usize, ours.label.as_str()), (i + 1, name));
+        assert_eq!(p["uuid"].as_str().expect("uuid").to_lowercase(), ours.unique_guid);
+        assert_eq!((ours.first_lba, ours.last_lba), (start as u64, (start + mib * 2048 - 1) as u64));
+    }
+    let verify = run(tool("sgdisk").arg("-v").arg(&disk));
+    assert!(verify.contains("No problems found"), "{verify}");
+}
+
+/// What `grub-editenv` lists of an environment block.
+fn grub_editenv_list(path: &Path) -> String {
+    run(Command::new("grub-editenv").arg(path).arg("list"))
+}
+
+#[test]
+fn grub_editenv_reads_the_boot_state_fixture_as_slot_a_good_and_active() {
+    for (i, want_gen) in [(0, "edge_begin=0"), (1, "edge_begin=1")] {
+        let path = boot_state_fixture().join(format!("state{i}.env"));
+        assert_eq!(std::fs::metadata(&path).expect("fixture").len(), 1024);
+        let listed = grub_editenv_list(&path);
+        for line in [want_gen, "edge_active=A", "edge_last_good=A", "edge_a_good=1", "edge_b_good=0", "edge_b_tries=0"]
+        {
+            assert!(listed.lines().any(|l| l == line), "state{i}.env: {line} in {listed}");
+        }
+    }
+}
+
+#[test]
+fn the_esp_holds_grub_its_script_and_the_boot_state_as_given() {
+    let f = Fixture::new();
+    f.build("layout.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    let esp = partition(&disk, 1);
+    std::fs::write(f.path("esp.img"), &esp).expect("esp");
+    run(tool("fsck.fat").arg("-n").arg(f.path("esp.img")));
+
+    assert_eq!(mcopy(&disk, "EFI/BOOT/BOOTX64.EFI"), f.grub_efi);
+    assert_eq!(mcopy(&disk, "EFI/BOOT/grub.cfg"), f.grub_cfg);
+    assert_eq!(mcopy(&disk, "EFI/edge/extra.txt"), b"extra\n");
+
+    for (i, want) in f.state.iter().enumerate() {
+        let got = mcopy(&disk, &format!("EFI/edge/state{i}.env"));
+        assert_eq!(&got, want, "state{i}.env");
+        // GRUB's save_env rewrites the block through the sectors it occupies: they must be contiguous, which here
+        // means the whole 1024 bytes sit in a row, sector aligned, in the partition.
+        let at = esp.windows(1024).position(|w| w == &want[..]).expect("the block lies in a row on the ESP");
+        assert_eq!(at % 512, 0);
+        let path = f.path(&format!("state{i}.env"));
+        std::fs::write(&path, &got).expect("state");
+        assert_eq!(grub_editenv_list(&path), grub_editenv_list(&boot_state_fixture().join(format!("state{i}.env"))));
+    }
+}
+
+#[test]
+fn blocks_made_by_grub_editenv_are_taken_as_they_are() {
+    // The disk checks only that each copy is a GRUB environment block; what the variables mean is edge-bootctl's.
+    let f = Fixture::new();
+    for i in 0..2 {
+        let path = f.path(&format!("state/state{i}.env"));
+        std::fs::remove_file(&path).expect("remove");
+        run(Command::new("grub-editenv").arg(&path).arg("create"));
+        run(Command::new("grub-editenv").arg(&path).args(["set", &format!("edge_begin={i}"), "edge_active=B"]));
+    }
+    f.build("layout.toml", "disk.img").expect("builds");
+    for i in 0..2 {
+        let made = std::fs::read(f.path(&format!("state/state{i}.env"))).expect("state");
+        assert_eq!(mcopy(&f.path("disk.img"), &format!("EFI/edge/state{i}.env")), made);
+    }
+}
+
+#[test]
+fn the_slots_hold_the_verified_payloads_and_zeros() {
+    let f = Fixture::new();
+    let r = f.build("layout.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    for (n, payload, version) in [(2, &f.payload_a, "1.0.0"), (3, &f.payload_b, "2.0.0")] {
+        let slot = partition(&disk, n);
+        assert_eq!(slot.len(), SLOT_MIB * MIB);
+        assert!(slot[..payload.len()] == payload[..], "slot {n} starts with its payload");
+        assert!(slot[payload.len()..].iter().all(|&b| b == 0), "slot {n} is zeros after its payload");
+        let b = r.partitions[n - 1].bundle.as_ref().expect("a slot reports its bundle");
+        assert_eq!((b.version.as_str(), b.payload.as_str()), (version, "rootfs"));
+        assert_eq!(b.payload_bytes, payload.len() as u64);
+    }
+    // The zero run in the payload and the unused tail of each slot are holes.
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&disk).expect("disk").blocks() * 512;
+    assert!(allocated < (8 * MIB) as u64, "{allocated} bytes allocated");
+
+    f.write_layout("no-b.toml", "", None);
+    let r = f.build("no-b.toml", "no-b.img").expect("builds");
+    assert!(r.partitions[2].bundle.is_none());
+    assert!(partition(&f.path("no-b.img"), 3).iter().all(|&b| b == 0), "an absent slot B is zeros");
+}
+
+#[test]
+fn the_data_partition_is_ext4_with_the_seed_owned_by_root() {
+    let f = Fixture::new();
+    f.build("layout.toml", "disk.img").expect("builds");
+    let data = f.path("data.img");
+    std::fs::write(&data, partition(&f.path("disk.img"), 4)).expect("data");
+    run(tool("e2fsck").arg("-fn").arg(&data));
+    assert_eq!(run(tool("debugfs").args(["-R", "cat /etc/hostname"]).arg(&data)), "node-1\n");
+    assert_eq!(run(tool("debugfs").args(["-R", "cat /etc/edge/services.toml"]).arg(&data)), "# none\n");
+    for p in ["/", "/etc", "/etc/hostname", "/etc/edge/services.toml"] {
+        let stat = run(tool("debugfs").args(["-R", &format!("stat {p}")]).arg(&data));
+        assert!(stat.contains("User:     0   Group:     0"), "{p}: {stat}");
+        assert!(stat.contains("mtime: 0x12cea600:00000000"), "{p}: {stat}");
+    }
+    let header = run(tool("dumpe2fs").arg("-h").arg(&data));
+    assert!(header.lines().any(|l| l.starts_with("Filesystem volume name:") && l.ends_with("edge-data")), "{header}");
+
+    std::fs::write(f.path("unseeded.toml"), layout_text("", None).replace("seed = \"seed\"\n", "")).expect("layout");
+    f.build("unseeded.toml", "unseeded.img").expect("builds");
+    std::fs::write(&data, partition(&f.path("unseeded.img"), 4)).expect("data");
+    run(tool("e2fsck").arg("-fn").arg(&data));
+    let ls = run(tool("debugfs").args(["-R", "ls -p /"]).arg(&data));
+    let names: Vec<&str> = ls.lines().filter_map(|l| l.split('/').nth(5)).filter(|n| !n.is_empty()).collect();
+    assert_eq!(names, [".", "..", "lost+found"]);
+}
+
+#[test]
+fn the_same_inputs_give_the_same_bytes() {
+    let f = Fixture::new();
+    let first = f.build("layout.toml", "one.img").expect("builds");
+    // What mke2fs copies from the host changes: the seed's timestamps (and, as root, its owner).
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let seeded = std::fs::File::options().write(true).open(f.path("seed/etc/hostname")).expect("seed file");
+    seeded.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t)).expect("set times");
+    let _ = std::os::unix::fs::lchown(f.path("seed/etc/hostname"), Some(4321), Some(4321));
+    let second = f.build("layout.toml", "two.img").expect("builds");
+    assert_eq!(first.disk_guid, second.disk_guid);
+    let one = std::fs::read(f.path("one.img")).expect("one");
+    let two = std::fs::read(f.path("two.img")).expect("two");
+    assert!(one == two, "two builds of the same inputs differ");
+
+    // Another layout text gives other identities.
+    f.write_layout("other.toml", "# another node", Some("v2.bundle"));
+    let other = f.build("other.toml", "three.img").expect("builds");
+    assert_ne!(first.disk_guid, other.disk_guid);
+    assert_ne!(first.partitions[3].unique_guid, other.partitions[3].unique_guid);
+}
+
+#[test]
+fn a_bundle_signed_by_an_untrusted_key_is_refused() {
+    let f = Fixture::new();
+    f.bundle("stranger.bundle", "1.0.0", COMPATIBLE, &f.payload_a, &SecretKey::from_seed([9; 32]));
+    std::fs::write(f.path("l.toml"), layout_text("", Some("stranger.bundle"))).expect("layout");
+    let err = f.refused("l.toml");
+    assert!(
+        matches!(&err, Error::SlotBundle { slot: 'B', path, source }
+            if path.ends_with("stranger.bundle") && matches!(**source, image_layout::Error::NotEnoughSignatures { valid: 0, threshold: 1 })),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), 4);
+}
+
+#[test]
+fn a_bundle_whose_manifest_was_altered_is_refused() {
+    let f = Fixture::new();
+    let mut b = std::fs::read(f.path("v1.bundle")).expect("bundle");
+    let at = b.windows(5).position(|w| w == b"1.0.0").expect("version in the manifest");
+    b[at] = b'9';
+    std::fs::write(f.path("v1.bundle"), b).expect("write");
+    let err = f.refused("layout.toml");
+    assert!(
+        matches!(&err, Error::SlotBundle { slot: 'A', source, .. } if matches!(**source, image_layout::Error::BadSignature { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_bundle_for_another_board_is_refused() {
+    let f = Fixture::new();
+    f.bundle("arm.bundle", "1.0.0", "edge-rpi4", &f.payload_a, signer());
+    std::fs::write(f.path("l.toml"), layout_text("", None).replace("v1.bundle", "arm.bundle")).expect("layout");
+    let err = f.refused("l.toml");
+    assert!(
+        matches!(&err, Error::BundleCompatible { slot: 'A', found, expected, .. }
+            if &**found == "edge-rpi4" && &**expected == COMPATIBLE),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_payload_larger_than_the_slot_is_refused() {
+    let f = Fixture::new();
+    f.bundle("big.bundle", "1.0.0", COMPATIBLE, &noise(SLOT_MIB * MIB + 1, 5), signer());
+    std::fs::write(f.path("l.toml"), layout_text("", Some("big.bundle"))).expect("layout");
+    let err = f.refused("l.toml");
+    let (slot_bytes, size_bytes) = ((SLOT_MIB * MIB) as u64, (SLOT_MIB * MIB + 1) as u64);
+    assert!(
+        matches!(&err, Error::PayloadTooLarge { slot: 'B', size_bytes: s, slot_bytes: t, .. }
+            if *s == size_bytes && *t == slot_bytes),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_missing_payload_is_refused() {
+    let f = Fixture::new();
+    f.write_layout("l.toml", "payload = \"kernel\"", None);
+    let err = f.refused("l.toml");
+    assert!(
+        matches!(&err, Error::SlotBundle { slot: 'A', source, .. }
+            if matches!(&**source, image_layout::Error::NoSuchPayload { name } if name == "kernel")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_layout_that_does_not_fit_its_size_is_refused() {
+    let f = Fixture::new();
+    f.write_layout("l.toml", "size = \"41MiB\"", None);
+    let err = f.refused("l.toml");
+    assert!(
+        matches!(err, Error::LayoutTooSmall { size_bytes, needed_bytes, .. }
+            if size_bytes == 41 << 20 && needed_bytes == 42 << 20),
+        "{err:?}"
+    );
+    f.write_layout("fits.toml", "size = \"42MiB\"", None);
+    f.build("fits.toml", "fits.img").expect("42 MiB is enough");
+}
+
+#[test]
+fn an_unknown_layout_key_is_refused() {
+    let f = Fixture::new();
+    std::fs::write(f.path("l.toml"), layout_text("", None).replace("[data]", "[data]\nfilesystem = \"xfs\""))
+        .expect("l");
+    let err = f.refused("l.toml");
+    assert!(matches!(&err, Error::ParseLayout { path, .. } if path.ends_with("l.toml")), "{err:?}");
+}
+
+#[test]
+fn a_missing_grub_binary_is_refused() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.path("BOOTX64.EFI")).expect("remove");
+    let err = f.refused("layout.toml");
+    assert!(matches!(&err, Error::ReadFile { path, .. } if path.ends_with("BOOTX64.EFI")), "{err:?}");
+}
+
+#[test]
+fn a_boot_state_copy_of_the_wrong_size_is_refused() {
+    for len in [0, 512, 1023, 1025, 2048] {
+        let f = Fixture::new();
+        let mut copy = f.state[1].clone();
+        copy.resize(len, b'#');
+        std::fs::write(f.path("state/state1.env"), copy).expect("write");
+        let err = f.refused("layout.toml");
+        assert!(
+            matches!(&err, Error::StateBlockSize { path, size_bytes }
+                if path.ends_with("state/state1.env") && *size_bytes == len as u64),
+            "{len}: {err:?}"
+        );
+        assert_eq!(err.exit_code(), 1);
+    }
+}
+
+#[test]
+fn a_boot_state_copy_with_the_wrong_header_is_refused() {
+    let f = Fixture::new();
+    // A U-Boot environment of the same size, say: a CRC and then variables, no GRUB header.
+    let mut copy = vec![0u8; 1024];
+    copy[4..].copy_from_slice(&f.state[0][..1020]);
+    std::fs::write(f.path("state/state0.env"), copy).expect("write");
+    let err = f.refused("layout.toml");
+    assert!(matches!(&err, Error::StateBlockHeader { path } if path.ends_with("state/state0.env")), "{err:?}");
+
+    // One flipped bit in the header is enough.
+    let f = Fixture::new();
+    let mut copy = f.state[1].clone();
+    copy[2] ^= 0x20;
+    std::fs::write(f.path("state/state1.env"), copy).expect("write");
+    let err = f.refused("layout.toml");
+    assert!(matches!(&err, Error::StateBlockHeader { path } if path.ends_with("state/state1.env")), "{err:?}");
+}
+
+#[test]
+fn a_missing_boot_state_copy_is_refused() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.path("state/state1.env")).expect("remove");
+    let err = f.refused("layout.toml");
+    assert!(matches!(&err, Error::ReadFile { path, .. } if path.ends_with("state/state1.env")), "{err:?}");
+}
+
+#[test]
+fn an_empty_or_missing_grub_script_is_refused() {
+    let f = Fixture::new();
+    std::fs::write(f.path("grub.cfg"), "").expect("write");
+    let err = f.refused("layout.toml");
+    assert!(matches!(&err, Error::GrubCfgEmpty { path } if path.ends_with("grub.cfg")), "{err:?}");
+    std::fs::remove_file(f.path("grub.cfg")).expect("remove");
+    let err = f.refused("layout.toml");
+    assert!(matches!(&err, Error::ReadFile { path, .. } if path.ends_with("grub.cfg")), "{err:?}");
+}
+
+#[test]
+fn edge_image_disk_end_to_end() {
+    let f = Fixture::new();
+    let bin = env!("CARGO_BIN_EXE_edge-image");
+    let out =
+        Command::new(bin).args(["disk", "layout.toml", "-o", "node.img", "--json"]).current_dir(f.dir.path()).output();
+    let out = out.expect("run edge-image");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(j["output"], "node.img");
+    assert_eq!(j["size_bytes"], 42 * MIB);
+    let inspect = Command::new(bin).args(["inspect", "v1.bundle", "--json"]).current_dir(f.dir.path()).output();
+    let inspect: serde_json::Value = serde_json::from_slice(&inspect.expect("inspect").stdout).expect("JSON");
+    let parts = j["partitions"].as_array().expect("partitions");
+    let labels: Vec<&str> = parts.iter().map(|p| p["label"].as_str().expect("label")).collect();
+    assert_eq!(labels, ["edge-esp", "edge-slot-a", "edge-slot-b", "edge-data"]);
+    assert_eq!(parts[0]["filesystem"], "fat16");
+    assert_eq!(parts[0]["first_lba"], 2048);
+    assert_eq!(parts[0]["last_lba"], 2048 + ESP_MIB * 2048 - 1);
+    assert_eq!(parts[0]["size_bytes"], ESP_MIB * MIB);
+    assert_eq!(parts[1]["number"], 2);
+    assert_eq!(parts[1]["bundle"]["name"], "edge-stack");
+    assert_eq!(parts[1]["bundle"]["version"], "1.0.0");
+    assert_eq!(parts[1]["bundle"]["manifest_blake3"], inspect["manifest_blake3"]);
+    assert_eq!(parts[2]["bundle"]["version"], "2.0.0");
+    assert_eq!(parts[3]["filesystem"], "ext4");
+    assert!(parts[3]["bundle"].is_null());
+
+    // The exit code keeps the class of what the reader found: an untrusted signer is 4, another board 1.
+    f.bundle("stranger.bundle", "1.0.0", COMPATIBLE, &f.payload_a, &SecretKey::from_seed([9; 32]));
+    std::fs::write(f.path("l.toml"), layout_text("", Some("stranger.bundle"))).expect("layout");
+    let refused = Command::new(bin).args(["disk", "l.toml", "-o", "x.img"]).current_dir(f.dir.path()).output();
+    let refused = refused.expect("run");
+    assert_eq!(refused.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("slot B bundle") && stderr.contains("stranger.bundle"), "{stderr}");
+    assert!(!f.path("x.img").exists());
+
+    // A wrong boot state copy is refused by the binary too, naming the file.
+    std::fs::write(f.path("state/state0.env"), b"# GRUB Environment Block\n").expect("write");
+    let refused = Command::new(bin).args(["disk", "layout.toml", "-o", "y.img"]).current_dir(f.dir.path()).output();
+    let refused = refused.expect("run");
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("state0.env") && stderr.contains("1024"), "{stderr}");
+    assert!(!f.path("y.img").exists());
+}
+
+#[test]
+fn the_docs_table_of_layout_keys_is_current() {
+    // The same check as `bootctl::docgen::check_doc`, which this crate may not use (STYLE.md: image-layout and
+    // bootctl depend neither on each other); a small crate shared by both would remove this copy.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/disk-image.md");
+    let begin = "<!-- generated by edge_image::disk::layout::keys_table; UPDATE_GOLDEN=1 cargo test -p edge-image --test disk -->\n";
+    let end = "<!-- end of generated table -->\n";
+    let mut doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = doc.find(begin).unwrap_or_else(|| panic!("marker {begin:?} missing")) + begin.len();
+    let stop = start + doc[start..].find(end).unwrap_or_else(|| panic!("marker {end:?} missing"));
+    let table = edge_image::disk::layout::keys_table();
+    let stale = doc[start..stop] != table;
+    doc.replace_range(start..stop, &table);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    } else {
+        assert!(!stale, "{} is stale: UPDATE_GOLDEN=1 cargo test -p edge-image --test disk", path.display());
+    }
+}
+
+/// Every file the layout names, and the layout itself, is checked before it is read: a FIFO or a link to /dev/zero
+/// in its place is refused with its path named, instead of waiting for a writer or reading without end, and a file
+/// larger than its bound is refused by its size. Nothing is left behind.
+#[test]
+fn issue_14_files_the_layout_names_are_typed_and_bounded() {
+    let f = Fixture::new();
+    // Puts `make` in the place of `name`, expects the refusal `check` describes, and puts the file back.
+    let swap = |name: &str, make: &dyn Fn(&Path), check: &dyn Fn(&Error) -> bool| {
+        let path = f.path(name);
+        let saved = std::fs::read(&path).expect("fixture file");
+        std::fs::remove_file(&path).expect("remove");
+        make(&path);
+        let err = f.refused("layout.toml");
+        assert!(check(&err), "{name}: {err:?}");
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::write(&path, saved).expect("restore");
+    };
+    let fifo = |path: &Path| {
+        let made = Command::new("mkfifo").arg(path).status().expect("mkfifo (coreutils)");
+        assert!(made.success());
+    };
+    let zero = |path: &Path| std::os::unix::fs::symlink("/dev/zero", path).expect("symlink");
+    let sparse = |len: u64| move |path: &Path| std::fs::File::create(path).expect("create").set_len(len).expect("len");
+    let is_type = |name: &'static str, kind: &'static str| move |e: &Error| matches!(e, Error::FileType { path, found, .. } if path.ends_with(name) && *found == kind);
+    let too_large = |name: &'static str, max: u64| move |e: &Error| matches!(e, Error::FileTooLarge { path, max_bytes, .. } if path.ends_with(name) && *max_bytes == max);
+    let named = ["layout.toml", "grub.cfg", "state/state0.env", "BOOTX64.EFI", "extra.txt", "v1.bundle", "v2.bundle"];
+    for name in named {
+        swap(name, &fifo, &is_type(name, "FIFO"));
+        swap(name, &zero, &is_type(name, "character device"));
+    }
+    let esp_bytes = (ESP_MIB * MIB) as u64;
+    swap("layout.toml", &sparse((1 << 20) + 1), &too_large("layout.toml", 1 << 20));
+    swap("grub.cfg", &sparse((1 << 20) + 1), &too_large("grub.cfg", 1 << 20));
+    swap("BOOTX64.EFI", &sparse(esp_bytes + 1), &too_large("BOOTX64.EFI", esp_bytes));
+    swap("extra.txt", &sparse(esp_bytes + 1), &too_large("extra.txt", esp_bytes));
+    // A longer boot state copy is the wrong size, as before, not merely too large.
+    swap(
+        "state/state1.env",
+        &sparse(1 << 30),
+        &|e| matches!(e, Error::StateBlockSize { size_bytes, .. } if *size_bytes == 1 << 30),
+    );
+    f.build("layout.toml", "ok.img").expect("the restored files build");
+
+    // The binary says which file it refused.
+    std::fs::remove_file(f.path("grub.cfg")).expect("remove");
+    fifo(&f.path("grub.cfg"));
+    let bin = env!("CARGO_BIN_EXE_edge-image");
+    let out = Command::new(bin).args(["disk", "layout.toml", "-o", "x.img"]).current_dir(f.dir.path()).output();
+    let out = out.expect("run edge-image");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grub.cfg"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!f.path("x.img").exists());
+}
+
+/// `disk --json` starts with its schema and uses the names of docs/cli.md; a slot's bundle has the bundle words of
+/// docs/json.md.
+#[test]
+fn issue_14_disk_json_starts_with_its_schema() {
+    let f = Fixture::new();
+    let bin = env!("CARGO_BIN_EXE_edge-image");
+    let stdout =
+        run(Command::new(bin).args(["disk", "layout.toml", "-o", "node.img", "--json"]).current_dir(f.dir.path()));
+    assert!(stdout.starts_with("{\n  \"schema\": \"edge-image.disk/1\",\n"), "{stdout}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort_unstable();
+        k
+    };
+    assert_eq!(keys(&j), ["disk_guid", "output", "partitions", "schema", "size_bytes"]);
+    let slot_a = &j["partitions"][1];
+    let partition =
+        ["bundle", "filesystem", "first_lba", "label", "last_lba", "number", "size_bytes", "type_guid", "unique_guid"];
+    assert_eq!(keys(slot_a), partition);
+    let bundle = ["file", "manifest_blake3", "name", "payload", "payload_bytes", "security_version", "version"];
+    assert_eq!(keys(&slot_a["bundle"]), bundle);
+    assert_eq!(slot_a["bundle"]["security_version"], 1);
+}
