@@ -173,7 +173,7 @@ pub fn defaults_table() -> String {
             "the mount point whose device must be the booted slot's",
         ),
     ];
-    crate::docgen::key_table(&rows)
+    docgen::key_table(&rows)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ pub mod backend;
 pub mod blockdev;
 pub mod booted;
 pub mod config;
-pub mod docgen;
 pub mod error;
 pub mod grubcfg;
 pub mod grubenv;

@@ -6,7 +6,7 @@ use std::path::Path;
 #[test]
 fn generated_tables_in_the_docs_are_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/boot-state.md");
-    bootctl::docgen::check_doc(
+    docgen::check_doc(
         &path,
         &[
             (

@@ -361,7 +361,7 @@ pub fn defaults_table() -> String {
         ),
         ("http.min_rate_window_secs", format!("`{}`", d.http.min_rate_window_secs), "the minimum rate's window"),
     ];
-    bootctl::docgen::key_table(&rows)
+    docgen::key_table(&rows)
 }
 
 #[cfg(test)]

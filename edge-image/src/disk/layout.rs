@@ -323,11 +323,7 @@ pub fn keys_table() -> String {
         ("data.size", "required".to_owned(), "the data partition's size, 8 MiB to 1 TiB"),
         ("data.seed", "none: empty".to_owned(), "a directory whose contents become the ext4 filesystem"),
     ];
-    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
-    for (key, default, meaning) in rows {
-        out.push_str(&format!("| `{key}` | {default} | {meaning} |\n"));
-    }
-    out
+    docgen::key_table(&rows)
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! Generated sections of the Markdown docs (the rules' decision table, config defaults), kept between two marker
-//! lines; one helper for every crate whose docs carry generated tables, so that each checks them the same way.
+//! Generated sections of the Markdown docs (the rules' decision table, config defaults, exit codes), kept between two
+//! marker lines; one small crate for every crate whose docs carry generated tables (`bootctl`, `updater`,
+//! `edge-image`), so that each builds and checks them the same way without depending on another.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// Replaces the text between the line `begin` and the line `end` in `doc` with `table`; returns whether it changed.
 /// Panics when a marker is missing, since that is a broken doc, not a stale one.
