@@ -13,6 +13,7 @@ pub mod cli;
 pub mod disk;
 pub mod error;
 pub mod gpt;
+pub mod size;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -104,20 +104,10 @@ pub fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
-/// Parses a size with an optional K, M or G suffix (powers of 1024).
+/// A size argument (`--chunk-size 64K`) in the one size syntax ([`crate::size`]), which must fit a `u32`.
 pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
-    let (num, mul) = match s.strip_suffix(['K', 'k']) {
-        Some(n) => (n, 1u64 << 10),
-        None => match s.strip_suffix(['M', 'm']) {
-            Some(n) => (n, 1 << 20),
-            None => match s.strip_suffix(['G', 'g']) {
-                Some(n) => (n, 1 << 30),
-                None => (s, 1),
-            },
-        },
-    };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4096, 64K or 1M"))?;
-    u32::try_from(n * mul).map_err(|_| format!("{s} is too large"))
+    let n = crate::size::parse(s)?;
+    u32::try_from(n).map_err(|_| format!("{s} is too large"))
 }
 
 /// The report of a bundle's head for `inspect` and `build`, under `schema` ([`crate::wire::INSPECT_SCHEMA`] or

@@ -39,13 +39,13 @@ pub const MAX_LAYOUT_BYTES: u64 = 1 << 20;
 /// The payload written into a slot when the layout does not name one.
 pub const DEFAULT_PAYLOAD: &str = "rootfs";
 
-/// A size as written: a TOML integer (bytes) or a string such as `"64MiB"`, `"1GiB"` or `"1048576"`.
+/// A size as written: a TOML integer (bytes) or a string such as `"64MiB"`, `"1GiB"` or `"1048576"` ([`crate::size`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum SizeText {
     /// Bytes.
     Bytes(u64),
-    /// A number with an optional `MiB`, `GiB` or `TiB` suffix.
+    /// A number with an optional binary unit (`crate::size`).
     Text(String),
 }
 
@@ -174,18 +174,12 @@ pub struct Data {
 pub const RESERVED_ESP_PATHS: [&str; 4] =
     ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grub.cfg", "EFI/edge/state0.env", "EFI/edge/state1.env"];
 
-/// Parses a size: bytes, or a number followed by `MiB`, `GiB` or `TiB`.
+/// A size as written in the layout file, in the one size syntax ([`crate::size`]).
 pub fn parse_size(s: &SizeText) -> std::result::Result<u64, String> {
-    let text = match s {
-        SizeText::Bytes(n) => return Ok(*n),
-        SizeText::Text(t) => t.trim(),
-    };
-    let (num, mul) = [("MiB", MIB), ("GiB", GIB), ("TiB", TIB)]
-        .iter()
-        .find_map(|(suffix, mul)| text.strip_suffix(suffix).map(|n| (n.trim_end(), *mul)))
-        .unwrap_or((text, 1));
-    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a size like 64MiB, 1GiB or 1048576"))?;
-    n.checked_mul(mul).ok_or_else(|| format!("{text:?} is too large"))
+    match s {
+        SizeText::Bytes(n) => Ok(*n),
+        SizeText::Text(t) => crate::size::parse(t),
+    }
 }
 
 impl Layout {
@@ -364,7 +358,8 @@ size = 67108864
         check("2 GiB", Some(2 * GIB));
         check("1TiB", Some(TIB));
         check("1048576", Some(MIB));
-        check("64M", None);
+        check("64M", Some(64 * MIB));
+        check("64MB", None);
         check("MiB", None);
         check("-1MiB", None);
         check("99999999999TiB", None);
