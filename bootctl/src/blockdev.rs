@@ -4,9 +4,9 @@
 //! Also the type and size checks made before a path is opened or read whole (boot state copies, config files, the
 //! kernel command line), so that a FIFO or a device named in their place cannot hang a verb or fill its memory.
 
-use std::fs::{File, FileType, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The seam where storage fails: a device read and written at byte offsets.
@@ -81,116 +81,6 @@ impl BlockDevice for FileDevice {
     }
 }
 
-/// What a file type is, in the words error messages use.
-pub fn kind_name(t: FileType) -> &'static str {
-    if t.is_file() {
-        "regular file"
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_char_device() {
-        "character device"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    }
-}
-
-/// The kinds of file a path may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accept {
-    /// A regular file only (a GRUB state copy, which GRUB reads through a filesystem; a config file).
-    RegularFile,
-    /// A regular file or a block device (a U-Boot environment, in a file or a raw partition).
-    FileOrBlockDevice,
-}
-
-impl Accept {
-    fn allows(self, t: FileType) -> bool {
-        t.is_file() || (self == Accept::FileOrBlockDevice && t.is_block_device())
-    }
-
-    /// What is accepted, for messages.
-    pub fn expected(self) -> &'static str {
-        match self {
-            Accept::RegularFile => "a regular file",
-            Accept::FileOrBlockDevice => "a regular file or a block device",
-        }
-    }
-}
-
-/// Checks the type of `path`, following symbolic links, before it is opened: `Ok(None)` when `accept` allows it,
-/// `Ok(Some(what it is))` when not. Opening a FIFO for reading blocks until a writer comes, and this crate makes no
-/// system calls of its own to open one non-blocking, so the check comes first; a path swapped for a FIFO between
-/// the check and the open can still block, but these paths are in the node's own directories.
-pub fn refused_kind(path: &Path, accept: Accept) -> io::Result<Option<&'static str>> {
-    let t = std::fs::metadata(path)?.file_type();
-    Ok((!accept.allows(t)).then(|| kind_name(t)))
-}
-
-/// Why a small file could not be read whole.
-#[derive(Debug)]
-pub enum ReadSmall {
-    /// Finding, opening or reading it failed.
-    Io(io::Error),
-    /// It is not a regular file; what it is.
-    Type(&'static str),
-    /// It is larger than the bound: its size, or the bytes read past the bound when it grew.
-    TooLarge(u64),
-}
-
-/// Reads a small text file whole (a config file, the kernel command line): a regular file (or a symbolic link to
-/// one) of at most `max_bytes` bytes. The type is checked before the open and again on the open file, and at most
-/// `max_bytes + 1` bytes are read, so files the kernel makes up (`/proc/cmdline`, whose size says 0) are read too.
-pub fn read_small(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadSmall> {
-    if let Some(found) = refused_kind(path, Accept::RegularFile).map_err(ReadSmall::Io)? {
-        return Err(ReadSmall::Type(found));
-    }
-    let file = File::open(path).map_err(ReadSmall::Io)?;
-    let meta = file.metadata().map_err(ReadSmall::Io)?;
-    if !meta.is_file() {
-        return Err(ReadSmall::Type(kind_name(meta.file_type())));
-    }
-    if meta.len() > max_bytes {
-        return Err(ReadSmall::TooLarge(meta.len()));
-    }
-    let mut bytes = Vec::new();
-    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(ReadSmall::Io)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(ReadSmall::TooLarge(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn issue_14_small_files_are_typed_and_bounded() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("f");
-        std::fs::write(&file, "0123456789").expect("write");
-        assert_eq!(read_small(&file, 10).expect("at the bound"), b"0123456789");
-        assert!(matches!(read_small(&file, 9), Err(ReadSmall::TooLarge(10))));
-        let fifo = dir.path().join("fifo");
-        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
-        for (path, found) in [(Path::new("/dev/null"), "character device"), (&*fifo, "FIFO"), (dir.path(), "directory")]
-        {
-            let r = read_small(path, 100);
-            assert!(matches!(r, Err(ReadSmall::Type(f)) if f == found), "{path:?}: {r:?}");
-        }
-        // A file whose size says 0 is read up to the bound all the same.
-        assert!(!read_small(Path::new("/proc/self/cmdline"), 1 << 16).expect("procfs").is_empty());
-        let r = read_small(&dir.path().join("missing"), 100);
-        assert!(matches!(r, Err(ReadSmall::Io(e)) if e.kind() == io::ErrorKind::NotFound));
-        assert_eq!(refused_kind(&fifo, Accept::FileOrBlockDevice).expect("stat"), Some("FIFO"));
-        assert_eq!(refused_kind(&file, Accept::RegularFile).expect("stat"), None);
-    }
-}
+// The type and size checks before a path is opened or read whole live once, in `filecheck`; they are named here
+// too because this is where the crate's readers have always found them.
+pub use filecheck::{kind_name, read_small, refused_kind, Accept, ReadSmall};

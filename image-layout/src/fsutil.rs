@@ -1,10 +1,9 @@
 //! The one write-temp, fsync, rename, fsync-directory sequence, so that an output file is either whole or absent;
-//! and the one way to open a file whose size and type the tool does not control (a key, a keyring entry, a payload),
-//! so that a FIFO, a device or a huge file named in its place is refused before it can hang the tool or fill memory.
+//! and this crate's errors for opening a file whose size and type the tool does not control (a key, a keyring entry, a
+//! payload), checked by `filecheck`, so that a FIFO, a device or a huge file named in its place is refused.
 
-use std::fs::{self, File, FileType};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -91,87 +90,38 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// What a file type is, in the words error messages use.
-pub fn kind_name(t: FileType) -> &'static str {
-    if t.is_file() {
-        "regular file"
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_char_device() {
-        "character device"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
+pub use filecheck::kind_name;
+
+/// Maps a refusal of `filecheck` to this crate's error, naming `path` and what was `expected` of it.
+fn file_error<'a>(
+    path: &'a Path,
+    max_bytes: u64,
+    expected: &'static str,
+) -> impl FnOnce(filecheck::ReadSmall) -> Error + 'a {
+    move |e| match e {
+        filecheck::ReadSmall::Io(source) => Error::ReadFile { path: path.to_owned(), source },
+        filecheck::ReadSmall::Type(found) => Error::FileType { path: path.to_owned(), found, expected },
+        filecheck::ReadSmall::TooLarge(size_bytes) => {
+            Error::FileTooLarge { path: path.to_owned(), size_bytes, max_bytes }
+        }
     }
 }
 
-/// The type of `path`, following symbolic links, checked against `accept` before the path is opened: opening a
-/// FIFO for reading blocks until a writer comes, and this crate has no system call module to open it non-blocking.
-/// A path swapped for a FIFO between this check and the open can still block; the paths read here are the
-/// operator's own files, not a place others write to.
-fn check_type(path: &Path, accept: fn(FileType) -> bool, expected: &'static str) -> Result<()> {
-    let meta = fs::metadata(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
-    check_opened_type(path, meta.file_type(), accept, expected)
-}
-
-fn check_opened_type(path: &Path, t: FileType, accept: fn(FileType) -> bool, expected: &'static str) -> Result<()> {
-    if accept(t) {
-        return Ok(());
-    }
-    Err(Error::FileType { path: path.to_owned(), found: kind_name(t), expected })
-}
-
-/// Reads a small file whole: a regular file (or a symbolic link to one) of at most `max_bytes` bytes.
-///
-/// The type is checked before the open and again on the open file (fstat), the size is checked on the open file,
-/// and at most `max_bytes + 1` bytes are read, so a file that grows after the check is refused all the same and
-/// memory never holds more than the bound.
+/// Reads a small file whole: a regular file (or a symbolic link to one) of at most `max_bytes` bytes
+/// (`filecheck::read_small`: the type checked before and after the open, at most `max_bytes + 1` bytes read).
 pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-    let rerr = |source| Error::ReadFile { path: path.to_owned(), source };
-    check_type(path, |t| t.is_file(), "a regular file")?;
-    let file = File::open(path).map_err(rerr)?;
-    let meta = file.metadata().map_err(rerr)?;
-    check_opened_type(path, meta.file_type(), |t| t.is_file(), "a regular file")?;
-    let too_large = |size_bytes| Error::FileTooLarge { path: path.to_owned(), size_bytes, max_bytes };
-    if meta.len() > max_bytes {
-        return Err(too_large(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(rerr)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
+    filecheck::read_small(path, max_bytes).map_err(file_error(
+        path,
+        max_bytes,
+        filecheck::Accept::RegularFile.expected(),
+    ))
 }
 
-/// Opens an image to be read whole (a payload, a running slot's image): a regular file or a block device, whose
-/// size is known before reading (a block device's by seeking to its end). Returns the file, at its start, and the
-/// size; readers take no more than that size, so a file that grows while it is read does not make the read endless.
-/// A character device (`/dev/zero`), a FIFO, a socket or a directory is refused: none has a size to stop at.
+/// Opens an image to be read whole (a payload, a running slot's image): a regular file or a block device, with its
+/// size (`filecheck::open_sized`); readers take no more than that size. A character device (`/dev/zero`), a FIFO, a
+/// socket or a directory is refused: none has a size to stop at.
 pub fn open_image(path: &Path) -> Result<(File, u64)> {
-    let rerr = |source| Error::ReadFile { path: path.to_owned(), source };
-    let accept = |t: FileType| t.is_file() || t.is_block_device();
-    let expected = "a regular file or a block device";
-    check_type(path, accept, expected)?;
-    let mut file = File::open(path).map_err(rerr)?;
-    let meta = file.metadata().map_err(rerr)?;
-    check_opened_type(path, meta.file_type(), accept, expected)?;
-    let size_bytes = if meta.file_type().is_block_device() {
-        // A block device's metadata says 0 bytes; its end is its size.
-        let end = file.seek(SeekFrom::End(0)).map_err(rerr)?;
-        file.seek(SeekFrom::Start(0)).map_err(rerr)?;
-        end
-    } else {
-        meta.len()
-    };
-    Ok((file, size_bytes))
+    filecheck::open_sized(path).map_err(file_error(path, u64::MAX, filecheck::Accept::FileOrBlockDevice.expected()))
 }
 
 #[cfg(test)]
