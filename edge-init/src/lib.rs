@@ -12,6 +12,7 @@ pub mod check;
 pub mod cmdline;
 pub mod ctl;
 pub mod data;
+pub mod error;
 pub mod log_sink;
 pub mod modules;
 pub mod one;
@@ -22,3 +23,5 @@ pub mod spawn;
 pub mod supervise;
 pub mod sys;
 pub mod watchdog;
+
+pub use error::{Error, Result};

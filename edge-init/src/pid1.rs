@@ -19,6 +19,7 @@ use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIG
 use crate::boot;
 use crate::cgroup::Cgroups;
 use crate::ctl::{json_string, Request};
+use crate::error::{chain, Error};
 use crate::log_sink::Sink;
 use crate::output::Reader;
 use crate::services::{self, Config};
@@ -159,7 +160,7 @@ impl SignalPipe {
 /// up with no services (an update in trial is then not committed, and the bootloader falls back).
 fn load_config(path: &Path) -> Config {
     services::load(path).unwrap_or_else(|e| {
-        log::error!("{e}; starting no services");
+        log::error!("{}; starting no services", chain(&e));
         services::parse("", path).expect("an empty services file is valid")
     })
 }
@@ -172,7 +173,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     // must not be lost.
     let signals = match SignalPipe::install() {
         Ok(s) => s,
-        Err(e) => fatal(pid1, &format!("cannot install signal handlers: {e}")),
+        Err(source) => fatal(pid1, &chain(&Error::InstallSignals { source }).to_string()),
     };
     if let Err(e) = sys::cloexec_inherited() {
         log::warn!("cannot mark inherited descriptors close-on-exec: {e}");
@@ -195,8 +196,9 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     }
     let cmdline = match &opts.cmdline {
         Some(c) => c.clone(),
-        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
-            log::error!("cannot read /proc/cmdline: {e}; going on without the edge. words");
+        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|source| {
+            let e = Error::ReadCmdline { path: "/proc/cmdline".into(), source };
+            log::error!("{}; going on without the edge. words", chain(&e));
             String::new()
         }),
     };
@@ -211,8 +213,8 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let config = load_config(&config_path);
     let (data, data_mount) =
         if pid1 { early_boot(&config, &cmdline, machine) } else { ("not managed".to_owned(), None) };
-    if let Err(e) = std::fs::create_dir_all(&opts.run_dir) {
-        log::error!("cannot make {}: {e}", opts.run_dir.display());
+    if let Err(source) = std::fs::create_dir_all(&opts.run_dir) {
+        log::error!("{}", chain(&Error::MakeDir { path: opts.run_dir.clone(), source }));
     }
     let control_path = opts.run_dir.join("control.sock");
     let notify_path = opts.run_dir.join("notify.sock");
@@ -226,7 +228,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
                 (w, p)
             }),
             Err(e) => {
-                log::error!("{e}; running without the hardware watchdog");
+                log::error!("{}; running without the hardware watchdog", chain(&e));
                 None
             }
         }
@@ -263,8 +265,10 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
 fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline, machine: bool) -> (String, Option<PathBuf>) {
     if machine {
         // Service output goes to the kernel log line by line; its default rate limit would drop most of it.
-        if let Err(e) = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n") {
-            log::warn!("cannot lift the kernel log's rate limit for services: {e}");
+        let path = "/proc/sys/kernel/printk_devkmsg";
+        if let Err(source) = std::fs::write(path, "on\n") {
+            let e = Error::WriteKernelSetting { path: path.into(), source };
+            log::warn!("cannot lift the kernel log's rate limit for services: {}", chain(&e));
         }
     }
     // Each failure was logged where it happened.
@@ -286,14 +290,14 @@ fn bind_control(path: &Path) -> Option<UnixListener> {
     let _ = std::fs::remove_file(path);
     let listener = match UnixListener::bind(path) {
         Ok(l) => l,
-        Err(e) => {
-            log::error!("control socket {}: {e}", path.display());
+        Err(source) => {
+            log::error!("control socket: {}", chain(&Error::BindSocket { path: path.to_owned(), source }));
             return None;
         }
     };
     use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        log::warn!("control socket {}: {e}", path.display());
+    if let Err(source) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        log::warn!("control socket: {}", chain(&Error::SocketMode { path: path.to_owned(), source }));
     }
     listener.set_nonblocking(true).ok()?;
     Some(listener)
@@ -303,12 +307,12 @@ fn bind_notify(path: &Path) -> Option<UnixDatagram> {
     let _ = std::fs::remove_file(path);
     let sock = UnixDatagram::bind(path)
         .and_then(|s| sys::pass_credentials(&s).map(|()| s))
-        .map_err(|e| log::error!("notify socket {}: {e}", path.display()))
+        .map_err(|source| log::error!("notify socket: {}", chain(&Error::BindSocket { path: path.to_owned(), source })))
         .ok()?;
     // Services running as other users must be able to send; the kernel, not the message, says who sent it.
     use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)) {
-        log::warn!("notify socket {}: {e}", path.display());
+    if let Err(source) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)) {
+        log::warn!("notify socket: {}", chain(&Error::SocketMode { path: path.to_owned(), source }));
     }
     sock.set_nonblocking(true).ok()?;
     Some(sock)
@@ -470,7 +474,7 @@ impl Init {
             Event::WatchdogTick => {
                 if let Some((w, p)) = self.watchdog.as_mut() {
                     if let Err(e) = w.pet() {
-                        log::warn!("watchdog {}: {e}", w.path().display());
+                        log::warn!("{}", chain(&e));
                     }
                     // A failed pet counts too, so a broken device does not make the loop spin.
                     p.petted(now);
@@ -538,7 +542,7 @@ impl Init {
             Cmd::KillAll { idx, pid } => {
                 let name = self.sup.svcs[idx].spec.name.clone();
                 let in_cgroup = self.in_cgroup[idx].then_some(()).and(self.cgroups.as_ref());
-                let by_cgroup = in_cgroup.map(|cg| cg.kill(&name).map_err(|e| log::warn!("{name}: {e}")));
+                let by_cgroup = in_cgroup.map(|cg| cg.kill(&name).map_err(|e| log::warn!("{name}: {}", chain(&e))));
                 let killed = match by_cgroup {
                     Some(Ok(n)) => n,
                     // Not in its cgroup, or the cgroup would not kill: its process group, which is most of it.
@@ -570,7 +574,7 @@ impl Init {
         let id = match crate::spawn::identity(&passwd, &groups, svc.user.as_deref(), svc.group.as_deref()) {
             Ok(id) => id,
             Err(e) => {
-                log::error!("{}: {e}", svc.name);
+                log::error!("{}: {}", svc.name, chain(&e));
                 self.sup.spawn_failed(idx, now);
                 return;
             }
@@ -579,7 +583,7 @@ impl Init {
             Some(cg) => match cg.leaf(&svc.name) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    log::warn!("{}: no cgroup ({e}); it is stopped by its process group", svc.name);
+                    log::warn!("{}: no cgroup ({}); it is stopped by its process group", svc.name, chain(&e));
                     None
                 }
             },
@@ -594,7 +598,7 @@ impl Init {
                 self.readers.push(Some(Reader::new(idx, &svc.name, s.output, &svc.output)));
             }
             Err(e) => {
-                log::error!("{}: cannot start: {e}", svc.name);
+                log::error!("{}", chain(&e));
                 self.sup.spawn_failed(idx, now);
             }
         }
@@ -609,7 +613,7 @@ impl Init {
             match cg.kill(&name) {
                 Ok(0) => {}
                 Ok(n) => log::warn!("{name}: {n} processes left behind; killed"),
-                Err(e) => log::warn!("{name}: {e}"),
+                Err(e) => log::warn!("{name}: {}", chain(&e)),
             }
         }
     }
