@@ -19,6 +19,7 @@ pub mod one;
 pub mod output;
 pub mod pid1;
 pub mod services;
+pub mod shutdown;
 pub mod spawn;
 pub mod supervise;
 pub mod sys;

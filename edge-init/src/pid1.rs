@@ -23,16 +23,12 @@ use crate::error::{chain, Error};
 use crate::log_sink::Sink;
 use crate::output::Reader;
 use crate::services::{self, Config};
+use crate::shutdown::{self, Effect, Shutdown};
 use crate::supervise::{describe, Cmd, Input, State, Supervisor};
 use crate::sys::{self, Exit, Halt, Reaped, SIGPWR};
 use crate::watchdog::{Petting, Watchdog};
 
-/// How long every other process has after SIGTERM, and again after SIGKILL, in a shutdown.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How long a shutdown waits for sync(2).
-pub const SYNC_DEADLINE: Duration = Duration::from_secs(10);
-/// How long unmounting may take in a shutdown.
-pub const UNMOUNT_DEADLINE: Duration = Duration::from_secs(10);
+pub use crate::shutdown::{KILL_GRACE, SYNC_DEADLINE, UNMOUNT_DEADLINE};
 /// The longest the loop sleeps with nothing to do (a bound, not a poll: every wakeup has a cause).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -85,25 +81,6 @@ pub enum Event {
     WatchdogTick,
 }
 
-/// Where a shutdown stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Services stopping, in reverse order; past `until` (every grace period and then some), the rest are ended
-    /// with everything else.
-    Services { until: Duration },
-    /// SIGTERM sent to every remaining process.
-    Term { until: Duration },
-    /// SIGKILL sent to every remaining process.
-    Kill { until: Duration },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Shutdown {
-    /// `None`: not PID 1, exit when done.
-    how: Option<Halt>,
-    stage: Stage,
-}
-
 /// The state of PID 1.
 pub struct Init {
     sink: &'static Sink,
@@ -122,10 +99,19 @@ pub struct Init {
     data_mount: Option<PathBuf>,
     watchdog: Option<(Watchdog, Petting)>,
     petting_stopped: bool,
-    statuses: Vec<String>,
-    restarts: Vec<u32>,
-    /// Whether each service's current process joined its cgroup leaf.
-    in_cgroup: Vec<bool>,
+    /// What PID 1 keeps about each service beside the supervisor's state, in the supervisor's order.
+    services: Vec<Tracked>,
+}
+
+/// What PID 1 keeps about one service beside the supervisor's state.
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    /// The last `STATUS=` it sent (empty: none).
+    status: String,
+    /// How often it was started again after it ended.
+    restarts: u32,
+    /// Whether its current process joined its cgroup leaf.
+    in_cgroup: bool,
 }
 
 /// The self-pipe: each handled signal sets its flag and writes a byte to wake the loop.
@@ -251,9 +237,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         data_mount,
         watchdog,
         petting_stopped: false,
-        statuses: vec![String::new(); n],
-        restarts: vec![0; n],
-        in_cgroup: vec![false; n],
+        services: vec![Tracked::default(); n],
     };
     log::info!("started with {n} services from {}", config_path.display());
     init.drive(Input::Tick);
@@ -438,13 +422,13 @@ impl Init {
                         self.sup.svcs[idx].state,
                         State::Backoff { .. } | State::Waiting | State::Starting { .. } | State::Up { .. }
                     ) {
-                        self.restarts[idx] += 1;
+                        self.services[idx].restarts += 1;
                     }
                 }
             }
             Event::Timer => {
                 self.drive(Input::Tick);
-                self.advance_shutdown(now);
+                self.shutdown_step(now, shutdown::Input::Tick { children_left: self.children_left });
             }
             Event::Control(stream) => self.control(stream),
             Event::Notify { session: pid, message } => {
@@ -459,7 +443,7 @@ impl Init {
                         }
                     } else if let Some(status) = line.strip_prefix("STATUS=") {
                         if let Some(idx) = self.sup.service_of(pid) {
-                            self.statuses[idx] = status.to_owned();
+                            self.services[idx].status = status.to_owned();
                         }
                     }
                 }
@@ -541,7 +525,7 @@ impl Init {
             }
             Cmd::KillAll { idx, pid } => {
                 let name = self.sup.svcs[idx].spec.name.clone();
-                let in_cgroup = self.in_cgroup[idx].then_some(()).and(self.cgroups.as_ref());
+                let in_cgroup = self.services[idx].in_cgroup.then_some(()).and(self.cgroups.as_ref());
                 let by_cgroup = in_cgroup.map(|cg| cg.kill(&name).map_err(|e| log::warn!("{name}: {}", chain(&e))));
                 let killed = match by_cgroup {
                     Some(Ok(n)) => n,
@@ -552,16 +536,7 @@ impl Init {
                 false
             }
             Cmd::AllStopped => {
-                if let Some(sd) = self.shutdown.as_mut().filter(|sd| matches!(sd.stage, Stage::Services { .. })) {
-                    log::info!("every service is stopped");
-                    if self.pid1 {
-                        let _ = sys::kill_everyone(signal_hook::consts::signal::SIGTERM);
-                        sd.stage = Stage::Term { until: now + KILL_GRACE };
-                    } else {
-                        // Not PID 1: the other processes are not ours to end.
-                        sd.stage = Stage::Kill { until: now };
-                    }
-                }
+                self.shutdown_step(now, shutdown::Input::AllStopped);
                 false
             }
         }
@@ -592,7 +567,7 @@ impl Init {
         let joins = procs.is_some();
         match crate::spawn::spawn(&svc, &id, &self.notify_path, procs) {
             Ok(s) => {
-                self.in_cgroup[idx] = joins;
+                self.services[idx].in_cgroup = joins;
                 log::info!("{}: started (pid {})", svc.name, s.pid);
                 self.sup.spawned(idx, s.pid, now);
                 self.readers.push(Some(Reader::new(idx, &svc.name, s.output, &svc.output)));
@@ -653,35 +628,38 @@ impl Init {
             log::info!("{how:?} asked while already shutting down; carrying on");
             return;
         }
-        let how = self.pid1.then_some(how);
-        log::info!("shutting down, then {}", how.map_or("exit".to_owned(), |h| format!("{h:?}").to_lowercase()));
-        let graces: Duration = self.sup.svcs.iter().map(|s| s.spec.grace + KILL_GRACE).sum();
-        self.shutdown = Some(Shutdown { how, stage: Stage::Services { until: self.now() + graces + KILL_GRACE } });
+        let sd = Shutdown::start(how, self.pid1, self.sup.svcs.iter().map(|s| s.spec.grace), self.now());
+        log::info!("shutting down, then {}", sd.how.map_or("exit".to_owned(), |h| format!("{h:?}").to_lowercase()));
+        self.shutdown = Some(sd);
         self.drive(Input::StopAll);
     }
 
     fn shutdown_deadline(&self) -> Option<Duration> {
-        match self.shutdown?.stage {
-            Stage::Services { until } | Stage::Term { until } | Stage::Kill { until } => Some(until),
-        }
+        self.shutdown.map(|sd| sd.deadline())
     }
 
-    fn advance_shutdown(&mut self, now: Duration) {
+    /// Feeds one input to the shutdown (when there is one) and carries out what it says.
+    fn shutdown_step(&mut self, now: Duration, input: shutdown::Input) {
         let Some(sd) = self.shutdown else { return };
-        match sd.stage {
-            Stage::Services { until } if now < until => {}
-            Stage::Services { .. } => {
+        let (next, effect) = sd.step(now, input);
+        if next.stage != sd.stage && input == shutdown::Input::AllStopped {
+            log::info!("every service is stopped");
+        }
+        self.shutdown = Some(next);
+        match effect {
+            None => {}
+            Some(Effect::TermEveryone) => {
+                let _ = sys::kill_everyone(signal_hook::consts::signal::SIGTERM);
+            }
+            Some(Effect::ServicesOverdue) => {
                 log::error!("services still stopping past the shutdown's deadline; ending every process");
                 self.exec(Cmd::AllStopped, now);
             }
-            Stage::Term { until } if self.children_left && now < until => {}
-            Stage::Term { .. } if self.children_left => {
+            Some(Effect::KillEveryone) => {
                 log::warn!("processes still running {} s after SIGTERM; killing them", KILL_GRACE.as_secs());
                 let _ = sys::kill_everyone(signal_hook::consts::signal::SIGKILL);
-                self.shutdown = Some(Shutdown { stage: Stage::Kill { until: now + KILL_GRACE }, ..sd });
             }
-            Stage::Kill { until } if self.children_left && now < until && self.pid1 => {}
-            Stage::Term { .. } | Stage::Kill { .. } => self.finish(sd.how),
+            Some(Effect::Finish(how)) => self.finish(how),
         }
     }
 
@@ -699,23 +677,14 @@ impl Init {
         if !boot::sync_with_deadline(SYNC_DEADLINE) {
             log::warn!("sync still running after {} s; unmounting anyway", SYNC_DEADLINE.as_secs());
         }
-        // The machine's PID 1 unmounts everything; in a container or a test, only the data partition it mounted.
-        let under = if self.machine { Some(PathBuf::from("/")) } else { self.data_mount.clone() };
-        if let Some(under) = under {
+        if let Some(under) = shutdown::unmount_under(self.machine, self.data_mount.as_deref()) {
             boot::unmount_all(&under, UNMOUNT_DEADLINE);
         }
         let Some(how) = how else {
             log::info!("stopped; exiting");
             std::process::exit(0);
         };
-        log::info!(
-            "{}",
-            match how {
-                Halt::Reboot => "rebooting",
-                Halt::PowerOff => "powering off",
-                Halt::Halt => "halting",
-            }
-        );
+        log::info!("{}", shutdown::last_words(how));
         end(how)
     }
 
@@ -814,11 +783,11 @@ impl Init {
         let mut out = String::new();
         for (i, s) in self.sup.svcs.iter().enumerate() {
             let mut line = format!("{:<16} {}", s.spec.name, describe(&s.state));
-            if self.restarts[i] > 0 {
-                line.push_str(&format!(", {} restarts", self.restarts[i]));
+            if self.services[i].restarts > 0 {
+                line.push_str(&format!(", {} restarts", self.services[i].restarts));
             }
-            if !self.statuses[i].is_empty() {
-                line.push_str(&format!(" ({})", self.statuses[i]));
+            if !self.services[i].status.is_empty() {
+                line.push_str(&format!(" ({})", self.services[i].status));
             }
             out.push_str(&line);
             out.push('\n');
@@ -844,8 +813,8 @@ impl Init {
                     "{{\"name\":{},{},\"n_restarts\":{},\"status\":{}}}",
                     json_string(&s.spec.name),
                     state_json(&s.state),
-                    self.restarts[i],
-                    json_string(&self.statuses[i])
+                    self.services[i].restarts,
+                    json_string(&self.services[i].status)
                 )
             })
             .collect();
