@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use crate::boot;
 use crate::cmdline::PartSpec;
 use crate::error::{chain, Error, Result};
+use crate::paths::Paths;
 use crate::services::DataConfig;
 use crate::sys;
 use crate::sys::mount::Flags;
@@ -159,8 +160,14 @@ pub fn parse_options(options: &str) -> (Flags, String) {
 /// logged as an error and, when this is PID 1, written to `/dev/console` too. Call it before services start: it
 /// waits for the programs it runs.
 pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataState {
+    mount_data_in(&Paths::default(), cfg, device_override)
+}
+
+/// [`mount_data`] with the partition looked up in `paths.sys` and `paths.dev`, and the console at `paths.console`.
+pub fn mount_data_in(paths: &Paths, cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataState {
     let spec = device_override.unwrap_or(&cfg.device);
-    let Some(device) = boot::wait_for_partition(spec, Path::new("/sys"), Path::new("/dev"), cfg.wait) else {
+    let fallback = |cfg, why| fallback(paths, cfg, why);
+    let Some(device) = boot::wait_for_partition(spec, &paths.sys, &paths.dev, cfg.wait) else {
         return fallback(cfg, Why::Missing { spec: spec.to_string() });
     };
     let dev = device.display();
@@ -272,7 +279,7 @@ fn problem(why: &Why, wait_secs: u64) -> String {
 }
 
 /// Mounts a tmpfs where the data partition should be, and says so on the console and in the log.
-fn fallback(cfg: &DataConfig, why: Why) -> DataState {
+fn fallback(paths: &Paths, cfg: &DataConfig, why: Why) -> DataState {
     let mount = cfg.mount.display();
     let tmpfs = fs::create_dir_all(&cfg.mount).and_then(|()| {
         sys::mount::mount(Path::new("tmpfs"), &cfg.mount, "tmpfs", Flags::NOSUID.with(Flags::NODEV), "mode=0755")
@@ -280,11 +287,11 @@ fn fallback(cfg: &DataConfig, why: Why) -> DataState {
     let problem = problem(&why, cfg.wait.as_secs());
     let tmpfs_error = match tmpfs {
         Ok(()) => {
-            tell(&format!("{problem}: {mount} is a tmpfs, nothing written there survives a reboot"));
+            tell(paths, &format!("{problem}: {mount} is a tmpfs, nothing written there survives a reboot"));
             None
         }
         Err(e) => {
-            tell(&format!("{problem}; a tmpfs on {mount} failed too ({e}): {mount} is on the root filesystem"));
+            tell(paths, &format!("{problem}; a tmpfs on {mount} failed too ({e}): {mount} is on the root filesystem"));
             Some(e.to_string())
         }
     };
@@ -293,10 +300,10 @@ fn fallback(cfg: &DataConfig, why: Why) -> DataState {
 
 /// An error an operator must see: in the log, and on the console when this is PID 1 (when it is not, the log is
 /// stderr, which is already in front of whoever started it).
-fn tell(line: &str) {
+fn tell(paths: &Paths, line: &str) {
     log::error!("{line}");
     if sys::pid() == 1 {
-        if let Ok(mut console) = fs::OpenOptions::new().write(true).open("/dev/console") {
+        if let Ok(mut console) = fs::OpenOptions::new().write(true).open(&paths.console) {
             let _ = console.write_all(format!("edge-init: {line}\n").as_bytes());
         }
     }

@@ -17,6 +17,7 @@ pub mod log_sink;
 pub mod modules;
 pub mod one;
 pub mod output;
+pub mod paths;
 pub mod pid1;
 pub mod services;
 pub mod shutdown;

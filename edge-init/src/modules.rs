@@ -14,9 +14,9 @@ use crate::error::{chain, Error};
 use crate::services::Module;
 use crate::sys;
 
-/// Where the running kernel's modules are: `/lib/modules/<release>`.
-pub fn default_dir() -> PathBuf {
-    Path::new("/lib/modules").join(sys::mount::kernel_release())
+/// Where the running kernel's modules are: `<modules>/<release>`, `modules` being `paths::MODULES` on a node.
+pub fn default_dir(modules: &Path) -> PathBuf {
+    modules.join(sys::mount::kernel_release())
 }
 
 /// The suffixes of compressed modules, which the kernel decompresses itself when asked.

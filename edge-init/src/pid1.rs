@@ -22,6 +22,7 @@ use crate::ctl::{json_string, Request};
 use crate::error::{chain, Error};
 use crate::log_sink::Sink;
 use crate::output::Reader;
+use crate::paths::Paths;
 use crate::services::{self, Config};
 use crate::shutdown::{self, Effect, Shutdown};
 use crate::supervise::{describe, Cmd, Input, State, Supervisor};
@@ -44,15 +45,14 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// The kernel command line to use instead of `/proc/cmdline` (`--cmdline`).
     pub cmdline: Option<String>,
+    /// Every other fixed path (`/proc/cmdline`, `/etc/passwd`, `/dev/kmsg`...): under `/` on a node.
+    pub paths: Paths,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            config: PathBuf::from(services::DEFAULT_PATH),
-            run_dir: PathBuf::from("/run/edge-init"),
-            cmdline: None,
-        }
+        let paths = Paths::default();
+        Options { config: paths.services.clone(), run_dir: paths.run_dir.clone(), cmdline: None, paths }
     }
 }
 
@@ -84,6 +84,7 @@ pub enum Event {
 /// The state of PID 1.
 pub struct Init {
     sink: &'static Sink,
+    paths: Paths,
     start: Instant,
     pid1: bool,
     /// PID 1 of the machine's first PID namespace: the one that unmounts `/` and reboots the machine.
@@ -154,7 +155,7 @@ fn load_config(path: &Path) -> Config {
 /// Runs PID 1 (or, when not PID 1, a supervisor that exits after a stop): never returns while PID 1.
 pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let pid1 = sys::pid() == 1;
-    install_panic_hook(pid1);
+    install_panic_hook(pid1, opts.paths.kmsg.clone());
     // Handlers first: the kernel drops a signal to PID 1 that has none, and a `reboot` during a first-boot format
     // must not be lost.
     let signals = match SignalPipe::install() {
@@ -169,7 +170,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         boot::mount_api_filesystems();
     }
     // The machine itself: not a container's PID 1, not a test's, not a supervisor outside PID 1.
-    let machine = pid1 && sys::in_initial_pid_namespace();
+    let machine = pid1 && sys::in_initial_pid_namespace(&opts.paths.pid_namespace);
     if machine {
         if let Err(e) = sys::disable_ctrl_alt_del() {
             log::warn!("cannot route ctrl-alt-del to PID 1: {e}");
@@ -182,8 +183,8 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     }
     let cmdline = match &opts.cmdline {
         Some(c) => c.clone(),
-        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|source| {
-            let e = Error::ReadCmdline { path: "/proc/cmdline".into(), source };
+        None => std::fs::read_to_string(&opts.paths.cmdline).unwrap_or_else(|source| {
+            let e = Error::ReadCmdline { path: opts.paths.cmdline.clone(), source };
             log::error!("{}; going on without the edge. words", chain(&e));
             String::new()
         }),
@@ -198,7 +199,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let config_path = cmdline.services.as_ref().map_or(opts.config.clone(), PathBuf::from);
     let config = load_config(&config_path);
     let (data, data_mount) =
-        if pid1 { early_boot(&config, &cmdline, machine) } else { ("not managed".to_owned(), None) };
+        if pid1 { early_boot(&opts.paths, &config, &cmdline, machine) } else { ("not managed".to_owned(), None) };
     if let Err(source) = std::fs::create_dir_all(&opts.run_dir) {
         log::error!("{}", chain(&Error::MakeDir { path: opts.run_dir.clone(), source }));
     }
@@ -208,7 +209,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let notify = bind_notify(&notify_path);
     let cgroups = Cgroups::discover();
     let watchdog = if pid1 {
-        match Watchdog::open(&config.watchdog, cmdline.watchdog, Path::new("/sys"), Path::new("/dev")) {
+        match Watchdog::open(&config.watchdog, cmdline.watchdog, &opts.paths.sys, &opts.paths.dev) {
             Ok(w) => w.map(|w| {
                 let p = Petting::new(w.interval());
                 (w, p)
@@ -224,6 +225,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let n = config.services.len();
     let mut init = Init {
         sink,
+        paths: opts.paths.clone(),
         start: Instant::now(),
         pid1,
         machine,
@@ -246,27 +248,36 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
 
 /// PID 1's start: the mounts, hostname and `lo`; the kernel modules; in an initramfs, the switch to the slot's
 /// root (which does not come back); then the data partition. Returns the data partition's state and where it is.
-fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline, machine: bool) -> (String, Option<PathBuf>) {
+fn early_boot(
+    paths: &Paths,
+    config: &Config,
+    cmdline: &crate::cmdline::Cmdline,
+    machine: bool,
+) -> (String, Option<PathBuf>) {
     if machine {
         // Service output goes to the kernel log line by line; its default rate limit would drop most of it.
-        let path = "/proc/sys/kernel/printk_devkmsg";
-        if let Err(source) = std::fs::write(path, "on\n") {
-            let e = Error::WriteKernelSetting { path: path.into(), source };
+        if let Err(source) = std::fs::write(&paths.printk_devkmsg, "on\n") {
+            let e = Error::WriteKernelSetting { path: paths.printk_devkmsg.clone(), source };
             log::warn!("cannot lift the kernel log's rate limit for services: {}", chain(&e));
         }
     }
     // Each failure was logged where it happened.
     boot::name_and_loopback(config.hostname.as_deref());
-    crate::modules::load(&config.modules, &cmdline.modules, &cmdline.module_params, &crate::modules::default_dir());
+    crate::modules::load(
+        &config.modules,
+        &cmdline.modules,
+        &cmdline.module_params,
+        &crate::modules::default_dir(&paths.modules),
+    );
     if let Some(root) = &cmdline.root {
         if boot::in_initramfs() {
             let fstype = cmdline.root_fstype.as_deref().unwrap_or("ext4");
-            let e = boot::switch_root(root, fstype, config.data.wait, Path::new("/sbin/edge-init"));
+            let e = boot::switch_root(root, fstype, config.data.wait, &paths.init);
             // Before the initramfs is cleared this leaves it as it was; after, there is nothing to go back to.
             fatal(true, &e.to_string());
         }
     }
-    let state = crate::data::mount_data(&config.data, cmdline.data.as_ref());
+    let state = crate::data::mount_data_in(paths, &config.data, cmdline.data.as_ref());
     (state.to_string(), Some(config.data.mount.clone()))
 }
 
@@ -544,9 +555,7 @@ impl Init {
 
     fn spawn(&mut self, idx: usize, now: Duration) {
         let svc = self.sup.svcs[idx].spec.clone();
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let id = match crate::spawn::identity(&passwd, &groups, svc.user.as_deref(), svc.group.as_deref()) {
+        let id = match crate::spawn::lookup(&self.paths, svc.user.as_deref(), svc.group.as_deref()) {
             Ok(id) => id,
             Err(e) => {
                 log::error!("{}: {}", svc.name, chain(&e));
@@ -876,10 +885,10 @@ pub fn fatal(pid1: bool, why: &str) -> ! {
 }
 
 /// A panic (a bug) is written to the kernel log, then PID 1 syncs and reboots; `panic = "abort"` in release.
-fn install_panic_hook(pid1: bool) {
+fn install_panic_hook(pid1: bool, kmsg: PathBuf) {
     std::panic::set_hook(Box::new(move |info| {
         let line = format!("<2>edge-init: panic: {info}\n");
-        match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        match std::fs::OpenOptions::new().write(true).open(&kmsg) {
             Ok(mut k) if pid1 => {
                 let _ = k.write_all(line.as_bytes());
             }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::cmdline::PartSpec;
 
 /// The services file's default path.
-pub const DEFAULT_PATH: &str = "/etc/edge/services.toml";
+pub const DEFAULT_PATH: &str = crate::paths::SERVICES;
 
 /// When a service that ended is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::{self, Error};
+use crate::paths::Paths;
 use crate::services::Service;
 use crate::sys;
 
@@ -63,6 +64,14 @@ pub fn identity(passwd: &str, group_file: &str, user: Option<&str>, group: Optio
         };
     }
     Ok(id)
+}
+
+/// [`identity`] from the passwd and group files under `paths`; a file that cannot be read counts as empty, so
+/// only numeric ids are found then.
+pub fn lookup(paths: &Paths, user: Option<&str>, group: Option<&str>) -> error::Result<Identity> {
+    let passwd = std::fs::read_to_string(&paths.passwd).unwrap_or_default();
+    let groups = std::fs::read_to_string(&paths.group).unwrap_or_default();
+    identity(&passwd, &groups, user, group)
 }
 
 /// The environment a service starts with: a minimal one, `NOTIFY_SOCKET`, then its own `env` on top.
@@ -141,5 +150,23 @@ mod tests {
         check(Some("nobody-here"), None, Err("not in /etc/passwd"));
         check(Some("app"), Some("nogroup-here"), Err("not in /etc/group"));
         check(Some("bad"), None, Err("bad uid"));
+    }
+
+    #[test]
+    fn issue_15_users_and_groups_come_from_the_files_under_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let paths = Paths::under(root.path());
+        // No files: numbers still work, names do not.
+        assert!(matches!(lookup(&paths, Some("app"), None), Err(Error::UnknownUser { user }) if user == "app"));
+        assert_eq!(lookup(&paths, Some("7"), None).map(|i| (i.uid, i.gid)).ok(), Some((7, 7)));
+        std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+        std::fs::write(&paths.passwd, PASSWD).expect("passwd");
+        std::fs::write(&paths.group, GROUP).expect("group");
+        let id = lookup(&paths, Some("app"), Some("video")).expect("app");
+        assert_eq!((id.uid, id.gid, id.name.as_str(), id.home.as_str()), (1000, 44, "app", "/var/lib/app"));
+        assert!(
+            matches!(lookup(&paths, Some("app"), Some("nogroup")), Err(Error::UnknownGroup { group }) if group == "nogroup")
+        );
+        assert!(matches!(lookup(&paths, Some("bad"), None), Err(Error::BadUserEntry { field: "uid", .. })));
     }
 }
