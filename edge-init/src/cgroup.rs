@@ -5,6 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use crate::error::{chain, Error, Result};
+
 /// The directory under which each service gets its leaf.
 #[derive(Debug, Clone)]
 pub struct Cgroups {
@@ -18,7 +20,8 @@ impl Cgroups {
         match fs::create_dir_all(&root) {
             Ok(()) => Some(Cgroups { root }),
             Err(e) => {
-                log::warn!("cannot make {}: {e}; services are stopped by their process group", root.display());
+                let e = Error::MakeDir { path: root, source: e };
+                log::warn!("{}; services are stopped by their process group", chain(&e));
                 None
             }
         }
@@ -27,40 +30,37 @@ impl Cgroups {
     /// Service `name`'s leaf. Checked again here, not only when the services file is read, because joining a name
     /// that is not one path component (`..`, `.`, `a/b`) would name another cgroup, which `kill` would then empty:
     /// `..` is edge-init's own.
-    fn dir(&self, name: &str) -> io::Result<PathBuf> {
+    fn dir(&self, name: &str) -> Result<PathBuf> {
         if crate::services::check_name(name) {
             Ok(self.root.join(name))
         } else {
-            Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a service name")))
+            Err(Error::ServiceName { name: name.to_owned() })
         }
     }
 
     /// Makes service `name`'s leaf (if needed) and opens its `cgroup.procs` for the child to join.
-    pub fn leaf(&self, name: &str) -> io::Result<File> {
+    pub fn leaf(&self, name: &str) -> Result<File> {
         let dir = self.dir(name)?;
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot make {}: {e}", dir.display()))),
+            Err(source) => return Err(Error::MakeDir { path: dir, source }),
         }
         let procs = dir.join("cgroup.procs");
-        OpenOptions::new()
-            .write(true)
-            .open(&procs)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", procs.display())))
+        OpenOptions::new().write(true).open(&procs).map_err(|source| Error::OpenCgroupFile { path: procs, source })
     }
 
     /// The processes in service `name`'s leaf (none for a name that is not one).
     pub fn pids(&self, name: &str) -> Vec<u32> {
-        self.dir(name)
-            .and_then(|d| fs::read_to_string(d.join("cgroup.procs")))
+        let Ok(dir) = self.dir(name) else { return Vec::new() };
+        fs::read_to_string(dir.join("cgroup.procs"))
             .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 
     /// Kills every process in service `name`'s leaf (`cgroup.kill`, or each pid with SIGKILL on kernels before
     /// 5.14); how many there were.
-    pub fn kill(&self, name: &str) -> io::Result<usize> {
+    pub fn kill(&self, name: &str) -> Result<usize> {
         let dir = self.dir(name)?;
         let pids = self.pids(name);
         if pids.is_empty() {
@@ -68,15 +68,13 @@ impl Cgroups {
         }
         let kill = dir.join("cgroup.kill");
         match OpenOptions::new().write(true).open(&kill) {
-            Ok(mut f) => f
-                .write_all(b"1")
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", kill.display())))?,
+            Ok(mut f) => f.write_all(b"1").map_err(|source| Error::WriteCgroupFile { path: kill, source })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 for pid in &pids {
                     let _ = crate::sys::kill(*pid, signal_hook::consts::signal::SIGKILL);
                 }
             }
-            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot open {}: {e}", kill.display()))),
+            Err(source) => return Err(Error::OpenCgroupFile { path: kill, source }),
         }
         Ok(pids.len())
     }
@@ -110,8 +108,9 @@ mod tests {
         fs::create_dir(&cgroups.root).expect("services");
         fs::write(cgroups.root.join("cgroup.procs"), "").expect("cgroup.procs");
         for name in ["..", ".", "../..", "a/../..", ""] {
-            assert_eq!(cgroups.kill(name).map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput), "kill {name:?}");
-            assert_eq!(cgroups.leaf(name).map(|_| ()).map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput));
+            let refused = |e: &Error| matches!(e, Error::ServiceName { name: n } if n == name);
+            assert!(cgroups.kill(name).is_err_and(|e| refused(&e)), "kill {name:?}");
+            assert!(cgroups.leaf(name).is_err_and(|e| refused(&e)), "leaf {name:?}");
             assert!(cgroups.pids(name).is_empty(), "{name:?}");
         }
         assert_eq!(sleeper.try_wait().expect("try_wait"), None, "the process beside the services is alive");

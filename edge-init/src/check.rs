@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::error::chain;
 use crate::services::{self, Config, Problem};
 
 /// The verb's usage.
@@ -66,7 +67,7 @@ pub fn main(args: &[String]) -> i32 {
             VALID
         }
         Err(e) => {
-            eprintln!("edge-init check: {e}");
+            eprintln!("edge-init check: {}", chain(&e));
             exit_code(&e)
         }
     }

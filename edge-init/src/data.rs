@@ -6,12 +6,14 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::boot;
 use crate::cmdline::PartSpec;
+use crate::error::{chain, Error, Result};
+use crate::paths::Paths;
 use crate::services::DataConfig;
 use crate::sys;
 use crate::sys::mount::Flags;
@@ -158,8 +160,14 @@ pub fn parse_options(options: &str) -> (Flags, String) {
 /// logged as an error and, when this is PID 1, written to `/dev/console` too. Call it before services start: it
 /// waits for the programs it runs.
 pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataState {
+    mount_data_in(&Paths::default(), cfg, device_override)
+}
+
+/// [`mount_data`] with the partition looked up in `paths.sys` and `paths.dev`, and the console at `paths.console`.
+pub fn mount_data_in(paths: &Paths, cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataState {
     let spec = device_override.unwrap_or(&cfg.device);
-    let Some(device) = boot::wait_for_partition(spec, Path::new("/sys"), Path::new("/dev"), cfg.wait) else {
+    let fallback = |cfg, why| fallback(paths, cfg, why);
+    let Some(device) = boot::wait_for_partition(spec, &paths.sys, &paths.dev, cfg.wait) else {
         return fallback(cfg, Why::Missing { spec: spec.to_string() });
     };
     let dev = device.display();
@@ -178,7 +186,7 @@ pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataS
     let blank = match is_blank(&device) {
         Ok(b) => b,
         Err(e) => {
-            log::warn!("data partition {dev}: cannot read its first MiB ({e}); it is not treated as blank");
+            log::warn!("data partition: {}; it is not treated as blank", chain(&e));
             false
         }
     };
@@ -193,8 +201,8 @@ pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataS
         // Durability: a power cut during the format leaves a partial filesystem; it is then no longer blank, does
         // not mount, and is left alone as damaged on every later boot. Formatting again would be the fix, but
         // telling that from a damaged filesystem holding data is not something PID 1 should guess.
-        if let Err(e) = run(&cfg.format, &device) {
-            let error = format!("formatting failed: {program} {e}");
+        if let Err(e) = run(program, &cfg.format[1..], &device) {
+            let error = format!("formatting failed: {}", chain(&e));
             return fallback(cfg, Why::Blank { device, error });
         }
         return match try_mount() {
@@ -217,9 +225,9 @@ pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataS
     };
     log::warn!("data partition {dev} does not mount ({first}): checking it with {}", cfg.fsck.join(" "));
     // The mount is tried again whatever fsck's status: e2fsck exits non-zero when it fixed something, too.
-    match run(&cfg.fsck, &device) {
+    match run(program, &cfg.fsck[1..], &device) {
         Ok(()) => log::info!("data partition {dev}: {program} found nothing to fix"),
-        Err(e) => log::warn!("data partition {dev}: {program} {e}"),
+        Err(e) => log::warn!("data partition {dev}: {}", chain(&e)),
     }
     match try_mount() {
         Ok(()) => {
@@ -231,21 +239,21 @@ pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataS
 }
 
 /// Whether the partition's first MiB (or all of it, if smaller) can be read and is all zeros.
-fn is_blank(device: &Path) -> io::Result<bool> {
+fn is_blank(device: &Path) -> Result<bool> {
     let mut head = Vec::with_capacity(BLANK_BYTES as usize);
-    fs::File::open(device)?.take(BLANK_BYTES).read_to_end(&mut head)?;
+    let read = |source| Error::ReadDevice { device: device.to_owned(), source };
+    fs::File::open(device).map_err(read)?.take(BLANK_BYTES).read_to_end(&mut head).map_err(read)?;
     Ok(!head.is_empty() && head.iter().all(|&b| b == 0))
 }
 
-/// Runs `argv` with `device` added last, logging what it prints; an error is what to say after the program's name.
-fn run(argv: &[String], device: &Path) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("no program")?;
+/// Runs `program` with `args` and `device` added last, logging what it prints.
+fn run(program: &str, args: &[String], device: &Path) -> Result<()> {
     let out = Command::new(program)
         .args(args)
         .arg(device)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("could not be started: {e}"))?;
+        .map_err(|source| Error::StartProgram { program: program.to_owned(), source })?;
     let name = Path::new(program).file_name().map_or(program.into(), |n| n.to_string_lossy());
     let text = [String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)].concat();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()).take(20) {
@@ -254,7 +262,7 @@ fn run(argv: &[String], device: &Path) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ended with {}", out.status))
+        Err(Error::ProgramFailed { program: program.to_owned(), status: out.status })
     }
 }
 
@@ -271,7 +279,7 @@ fn problem(why: &Why, wait_secs: u64) -> String {
 }
 
 /// Mounts a tmpfs where the data partition should be, and says so on the console and in the log.
-fn fallback(cfg: &DataConfig, why: Why) -> DataState {
+fn fallback(paths: &Paths, cfg: &DataConfig, why: Why) -> DataState {
     let mount = cfg.mount.display();
     let tmpfs = fs::create_dir_all(&cfg.mount).and_then(|()| {
         sys::mount::mount(Path::new("tmpfs"), &cfg.mount, "tmpfs", Flags::NOSUID.with(Flags::NODEV), "mode=0755")
@@ -279,11 +287,11 @@ fn fallback(cfg: &DataConfig, why: Why) -> DataState {
     let problem = problem(&why, cfg.wait.as_secs());
     let tmpfs_error = match tmpfs {
         Ok(()) => {
-            tell(&format!("{problem}: {mount} is a tmpfs, nothing written there survives a reboot"));
+            tell(paths, &format!("{problem}: {mount} is a tmpfs, nothing written there survives a reboot"));
             None
         }
         Err(e) => {
-            tell(&format!("{problem}; a tmpfs on {mount} failed too ({e}): {mount} is on the root filesystem"));
+            tell(paths, &format!("{problem}; a tmpfs on {mount} failed too ({e}): {mount} is on the root filesystem"));
             Some(e.to_string())
         }
     };
@@ -292,10 +300,10 @@ fn fallback(cfg: &DataConfig, why: Why) -> DataState {
 
 /// An error an operator must see: in the log, and on the console when this is PID 1 (when it is not, the log is
 /// stderr, which is already in front of whoever started it).
-fn tell(line: &str) {
+fn tell(paths: &Paths, line: &str) {
     log::error!("{line}");
     if sys::pid() == 1 {
-        if let Ok(mut console) = fs::OpenOptions::new().write(true).open("/dev/console") {
+        if let Ok(mut console) = fs::OpenOptions::new().write(true).open(&paths.console) {
             let _ = console.write_all(format!("edge-init: {line}\n").as_bytes());
         }
     }

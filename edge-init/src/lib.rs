@@ -12,13 +12,18 @@ pub mod check;
 pub mod cmdline;
 pub mod ctl;
 pub mod data;
+pub mod error;
 pub mod log_sink;
 pub mod modules;
 pub mod one;
 pub mod output;
+pub mod paths;
 pub mod pid1;
 pub mod services;
+pub mod shutdown;
 pub mod spawn;
 pub mod supervise;
 pub mod sys;
 pub mod watchdog;
+
+pub use error::{Error, Result};

@@ -26,7 +26,7 @@ impl Sink {
 
     /// Writes to `/dev/kmsg` when `kmsg` and it can be opened, to stderr otherwise.
     pub fn new(kmsg: bool) -> Sink {
-        let kmsg = kmsg.then(|| std::fs::OpenOptions::new().write(true).open("/dev/kmsg").ok()).flatten();
+        let kmsg = kmsg.then(|| std::fs::OpenOptions::new().write(true).open(crate::paths::KMSG).ok()).flatten();
         Sink { kmsg: kmsg.map(Mutex::new) }
     }
 }

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
+use crate::error::{chain, Error, Result};
 use crate::log_sink::Sink;
 use crate::services::Output;
 use crate::sys;
@@ -88,7 +89,7 @@ impl Reader {
             Dest::File { path, max, file, size } => {
                 if let Err(e) = append(path, *max, file, size, text.as_bytes()) {
                     // The line is not lost: it goes to the kernel log instead.
-                    log::warn!("{}: log file {}: {e}; the line goes to the kernel log", self.name, path.display());
+                    log::warn!("{}: {}; the line goes to the kernel log", self.name, chain(&e));
                     *file = None;
                     sink.service_line(&self.name, &text);
                 }
@@ -98,32 +99,37 @@ impl Reader {
 }
 
 /// Appends one line to `path`, first moving it to `path.1` when the line would take it past `max`.
-fn append(path: &PathBuf, max: u64, file: &mut Option<File>, size: &mut u64, line: &[u8]) -> io::Result<()> {
-    let ctx = |what: &str| {
-        let what = what.to_owned();
-        move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"))
+fn append(path: &PathBuf, max: u64, file: &mut Option<File>, size: &mut u64, line: &[u8]) -> Result<()> {
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| Error::OpenLogFile { path: path.clone(), source })
     };
-    if file.is_none() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(ctx(&format!("cannot make {}", dir.display())))?;
+    let f = match file {
+        Some(f) => f,
+        None => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| Error::MakeDir { path: dir.to_owned(), source })?;
+            }
+            let f = open()?;
+            *size = f.metadata().map_err(|source| Error::OpenLogFile { path: path.clone(), source })?.len();
+            file.insert(f)
         }
-        let f = OpenOptions::new().create(true).append(true).open(path).map_err(ctx("cannot open it"))?;
-        *size = f.metadata()?.len();
-        *file = Some(f);
-    }
+    };
     let len = line.len() as u64 + 1;
     if *size + len > max && *size > 0 {
         let mut old = path.clone().into_os_string();
         old.push(".1");
-        std::fs::rename(path, &old).map_err(ctx("cannot rotate it to .1"))?;
-        *file = Some(OpenOptions::new().create(true).append(true).open(path).map_err(ctx("cannot open it"))?);
+        std::fs::rename(path, &old).map_err(|source| Error::RotateLogFile { path: path.clone(), source })?;
+        *f = open()?;
         *size = 0;
     }
-    let f = file.as_mut().ok_or_else(|| io::Error::other("output file not open"))?;
     let mut rec = Vec::with_capacity(line.len() + 1);
     rec.extend_from_slice(line);
     rec.push(b'\n');
-    f.write_all(&rec).map_err(ctx("cannot append to it"))?;
+    f.write_all(&rec).map_err(|source| Error::AppendLogFile { path: path.clone(), source })?;
     *size += len;
     Ok(())
 }

@@ -19,19 +19,17 @@ use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIG
 use crate::boot;
 use crate::cgroup::Cgroups;
 use crate::ctl::{json_string, Request};
+use crate::error::{chain, Error};
 use crate::log_sink::Sink;
 use crate::output::Reader;
+use crate::paths::Paths;
 use crate::services::{self, Config};
+use crate::shutdown::{self, Effect, Shutdown};
 use crate::supervise::{describe, Cmd, Input, State, Supervisor};
 use crate::sys::{self, Exit, Halt, Reaped, SIGPWR};
 use crate::watchdog::{Petting, Watchdog};
 
-/// How long every other process has after SIGTERM, and again after SIGKILL, in a shutdown.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How long a shutdown waits for sync(2).
-pub const SYNC_DEADLINE: Duration = Duration::from_secs(10);
-/// How long unmounting may take in a shutdown.
-pub const UNMOUNT_DEADLINE: Duration = Duration::from_secs(10);
+pub use crate::shutdown::{KILL_GRACE, SYNC_DEADLINE, UNMOUNT_DEADLINE};
 /// The longest the loop sleeps with nothing to do (a bound, not a poll: every wakeup has a cause).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -47,15 +45,14 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// The kernel command line to use instead of `/proc/cmdline` (`--cmdline`).
     pub cmdline: Option<String>,
+    /// Every other fixed path (`/proc/cmdline`, `/etc/passwd`, `/dev/kmsg`...): under `/` on a node.
+    pub paths: Paths,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            config: PathBuf::from(services::DEFAULT_PATH),
-            run_dir: PathBuf::from("/run/edge-init"),
-            cmdline: None,
-        }
+        let paths = Paths::default();
+        Options { config: paths.services.clone(), run_dir: paths.run_dir.clone(), cmdline: None, paths }
     }
 }
 
@@ -84,28 +81,10 @@ pub enum Event {
     WatchdogTick,
 }
 
-/// Where a shutdown stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Services stopping, in reverse order; past `until` (every grace period and then some), the rest are ended
-    /// with everything else.
-    Services { until: Duration },
-    /// SIGTERM sent to every remaining process.
-    Term { until: Duration },
-    /// SIGKILL sent to every remaining process.
-    Kill { until: Duration },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Shutdown {
-    /// `None`: not PID 1, exit when done.
-    how: Option<Halt>,
-    stage: Stage,
-}
-
 /// The state of PID 1.
 pub struct Init {
     sink: &'static Sink,
+    paths: Paths,
     start: Instant,
     pid1: bool,
     /// PID 1 of the machine's first PID namespace: the one that unmounts `/` and reboots the machine.
@@ -121,10 +100,19 @@ pub struct Init {
     data_mount: Option<PathBuf>,
     watchdog: Option<(Watchdog, Petting)>,
     petting_stopped: bool,
-    statuses: Vec<String>,
-    restarts: Vec<u32>,
-    /// Whether each service's current process joined its cgroup leaf.
-    in_cgroup: Vec<bool>,
+    /// What PID 1 keeps about each service beside the supervisor's state, in the supervisor's order.
+    services: Vec<Tracked>,
+}
+
+/// What PID 1 keeps about one service beside the supervisor's state.
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    /// The last `STATUS=` it sent (empty: none).
+    status: String,
+    /// How often it was started again after it ended.
+    restarts: u32,
+    /// Whether its current process joined its cgroup leaf.
+    in_cgroup: bool,
 }
 
 /// The self-pipe: each handled signal sets its flag and writes a byte to wake the loop.
@@ -159,7 +147,7 @@ impl SignalPipe {
 /// up with no services (an update in trial is then not committed, and the bootloader falls back).
 fn load_config(path: &Path) -> Config {
     services::load(path).unwrap_or_else(|e| {
-        log::error!("{e}; starting no services");
+        log::error!("{}; starting no services", chain(&e));
         services::parse("", path).expect("an empty services file is valid")
     })
 }
@@ -167,12 +155,12 @@ fn load_config(path: &Path) -> Config {
 /// Runs PID 1 (or, when not PID 1, a supervisor that exits after a stop): never returns while PID 1.
 pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let pid1 = sys::pid() == 1;
-    install_panic_hook(pid1);
+    install_panic_hook(pid1, opts.paths.kmsg.clone());
     // Handlers first: the kernel drops a signal to PID 1 that has none, and a `reboot` during a first-boot format
     // must not be lost.
     let signals = match SignalPipe::install() {
         Ok(s) => s,
-        Err(e) => fatal(pid1, &format!("cannot install signal handlers: {e}")),
+        Err(source) => fatal(pid1, &chain(&Error::InstallSignals { source }).to_string()),
     };
     if let Err(e) = sys::cloexec_inherited() {
         log::warn!("cannot mark inherited descriptors close-on-exec: {e}");
@@ -182,7 +170,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         boot::mount_api_filesystems();
     }
     // The machine itself: not a container's PID 1, not a test's, not a supervisor outside PID 1.
-    let machine = pid1 && sys::in_initial_pid_namespace();
+    let machine = pid1 && sys::in_initial_pid_namespace(&opts.paths.pid_namespace);
     if machine {
         if let Err(e) = sys::disable_ctrl_alt_del() {
             log::warn!("cannot route ctrl-alt-del to PID 1: {e}");
@@ -195,8 +183,9 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     }
     let cmdline = match &opts.cmdline {
         Some(c) => c.clone(),
-        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
-            log::error!("cannot read /proc/cmdline: {e}; going on without the edge. words");
+        None => std::fs::read_to_string(&opts.paths.cmdline).unwrap_or_else(|source| {
+            let e = Error::ReadCmdline { path: opts.paths.cmdline.clone(), source };
+            log::error!("{}; going on without the edge. words", chain(&e));
             String::new()
         }),
     };
@@ -210,9 +199,9 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let config_path = cmdline.services.as_ref().map_or(opts.config.clone(), PathBuf::from);
     let config = load_config(&config_path);
     let (data, data_mount) =
-        if pid1 { early_boot(&config, &cmdline, machine) } else { ("not managed".to_owned(), None) };
-    if let Err(e) = std::fs::create_dir_all(&opts.run_dir) {
-        log::error!("cannot make {}: {e}", opts.run_dir.display());
+        if pid1 { early_boot(&opts.paths, &config, &cmdline, machine) } else { ("not managed".to_owned(), None) };
+    if let Err(source) = std::fs::create_dir_all(&opts.run_dir) {
+        log::error!("{}", chain(&Error::MakeDir { path: opts.run_dir.clone(), source }));
     }
     let control_path = opts.run_dir.join("control.sock");
     let notify_path = opts.run_dir.join("notify.sock");
@@ -220,13 +209,13 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let notify = bind_notify(&notify_path);
     let cgroups = Cgroups::discover();
     let watchdog = if pid1 {
-        match Watchdog::open(&config.watchdog, cmdline.watchdog, Path::new("/sys"), Path::new("/dev")) {
+        match Watchdog::open(&config.watchdog, cmdline.watchdog, &opts.paths.sys, &opts.paths.dev) {
             Ok(w) => w.map(|w| {
                 let p = Petting::new(w.interval());
                 (w, p)
             }),
             Err(e) => {
-                log::error!("{e}; running without the hardware watchdog");
+                log::error!("{}; running without the hardware watchdog", chain(&e));
                 None
             }
         }
@@ -236,6 +225,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     let n = config.services.len();
     let mut init = Init {
         sink,
+        paths: opts.paths.clone(),
         start: Instant::now(),
         pid1,
         machine,
@@ -249,9 +239,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
         data_mount,
         watchdog,
         petting_stopped: false,
-        statuses: vec![String::new(); n],
-        restarts: vec![0; n],
-        in_cgroup: vec![false; n],
+        services: vec![Tracked::default(); n],
     };
     log::info!("started with {n} services from {}", config_path.display());
     init.drive(Input::Tick);
@@ -260,25 +248,36 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
 
 /// PID 1's start: the mounts, hostname and `lo`; the kernel modules; in an initramfs, the switch to the slot's
 /// root (which does not come back); then the data partition. Returns the data partition's state and where it is.
-fn early_boot(config: &Config, cmdline: &crate::cmdline::Cmdline, machine: bool) -> (String, Option<PathBuf>) {
+fn early_boot(
+    paths: &Paths,
+    config: &Config,
+    cmdline: &crate::cmdline::Cmdline,
+    machine: bool,
+) -> (String, Option<PathBuf>) {
     if machine {
         // Service output goes to the kernel log line by line; its default rate limit would drop most of it.
-        if let Err(e) = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n") {
-            log::warn!("cannot lift the kernel log's rate limit for services: {e}");
+        if let Err(source) = std::fs::write(&paths.printk_devkmsg, "on\n") {
+            let e = Error::WriteKernelSetting { path: paths.printk_devkmsg.clone(), source };
+            log::warn!("cannot lift the kernel log's rate limit for services: {}", chain(&e));
         }
     }
     // Each failure was logged where it happened.
     boot::name_and_loopback(config.hostname.as_deref());
-    crate::modules::load(&config.modules, &cmdline.modules, &cmdline.module_params, &crate::modules::default_dir());
+    crate::modules::load(
+        &config.modules,
+        &cmdline.modules,
+        &cmdline.module_params,
+        &crate::modules::default_dir(&paths.modules),
+    );
     if let Some(root) = &cmdline.root {
         if boot::in_initramfs() {
             let fstype = cmdline.root_fstype.as_deref().unwrap_or("ext4");
-            let e = boot::switch_root(root, fstype, config.data.wait, Path::new("/sbin/edge-init"));
+            let e = boot::switch_root(root, fstype, config.data.wait, &paths.init);
             // Before the initramfs is cleared this leaves it as it was; after, there is nothing to go back to.
             fatal(true, &e.to_string());
         }
     }
-    let state = crate::data::mount_data(&config.data, cmdline.data.as_ref());
+    let state = crate::data::mount_data_in(paths, &config.data, cmdline.data.as_ref());
     (state.to_string(), Some(config.data.mount.clone()))
 }
 
@@ -286,14 +285,14 @@ fn bind_control(path: &Path) -> Option<UnixListener> {
     let _ = std::fs::remove_file(path);
     let listener = match UnixListener::bind(path) {
         Ok(l) => l,
-        Err(e) => {
-            log::error!("control socket {}: {e}", path.display());
+        Err(source) => {
+            log::error!("control socket: {}", chain(&Error::BindSocket { path: path.to_owned(), source }));
             return None;
         }
     };
     use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        log::warn!("control socket {}: {e}", path.display());
+    if let Err(source) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        log::warn!("control socket: {}", chain(&Error::SocketMode { path: path.to_owned(), source }));
     }
     listener.set_nonblocking(true).ok()?;
     Some(listener)
@@ -303,12 +302,12 @@ fn bind_notify(path: &Path) -> Option<UnixDatagram> {
     let _ = std::fs::remove_file(path);
     let sock = UnixDatagram::bind(path)
         .and_then(|s| sys::pass_credentials(&s).map(|()| s))
-        .map_err(|e| log::error!("notify socket {}: {e}", path.display()))
+        .map_err(|source| log::error!("notify socket: {}", chain(&Error::BindSocket { path: path.to_owned(), source })))
         .ok()?;
     // Services running as other users must be able to send; the kernel, not the message, says who sent it.
     use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)) {
-        log::warn!("notify socket {}: {e}", path.display());
+    if let Err(source) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)) {
+        log::warn!("notify socket: {}", chain(&Error::SocketMode { path: path.to_owned(), source }));
     }
     sock.set_nonblocking(true).ok()?;
     Some(sock)
@@ -434,13 +433,13 @@ impl Init {
                         self.sup.svcs[idx].state,
                         State::Backoff { .. } | State::Waiting | State::Starting { .. } | State::Up { .. }
                     ) {
-                        self.restarts[idx] += 1;
+                        self.services[idx].restarts += 1;
                     }
                 }
             }
             Event::Timer => {
                 self.drive(Input::Tick);
-                self.advance_shutdown(now);
+                self.shutdown_step(now, shutdown::Input::Tick { children_left: self.children_left });
             }
             Event::Control(stream) => self.control(stream),
             Event::Notify { session: pid, message } => {
@@ -455,7 +454,7 @@ impl Init {
                         }
                     } else if let Some(status) = line.strip_prefix("STATUS=") {
                         if let Some(idx) = self.sup.service_of(pid) {
-                            self.statuses[idx] = status.to_owned();
+                            self.services[idx].status = status.to_owned();
                         }
                     }
                 }
@@ -470,7 +469,7 @@ impl Init {
             Event::WatchdogTick => {
                 if let Some((w, p)) = self.watchdog.as_mut() {
                     if let Err(e) = w.pet() {
-                        log::warn!("watchdog {}: {e}", w.path().display());
+                        log::warn!("{}", chain(&e));
                     }
                     // A failed pet counts too, so a broken device does not make the loop spin.
                     p.petted(now);
@@ -537,8 +536,8 @@ impl Init {
             }
             Cmd::KillAll { idx, pid } => {
                 let name = self.sup.svcs[idx].spec.name.clone();
-                let in_cgroup = self.in_cgroup[idx].then_some(()).and(self.cgroups.as_ref());
-                let by_cgroup = in_cgroup.map(|cg| cg.kill(&name).map_err(|e| log::warn!("{name}: {e}")));
+                let in_cgroup = self.services[idx].in_cgroup.then_some(()).and(self.cgroups.as_ref());
+                let by_cgroup = in_cgroup.map(|cg| cg.kill(&name).map_err(|e| log::warn!("{name}: {}", chain(&e))));
                 let killed = match by_cgroup {
                     Some(Ok(n)) => n,
                     // Not in its cgroup, or the cgroup would not kill: its process group, which is most of it.
@@ -548,16 +547,7 @@ impl Init {
                 false
             }
             Cmd::AllStopped => {
-                if let Some(sd) = self.shutdown.as_mut().filter(|sd| matches!(sd.stage, Stage::Services { .. })) {
-                    log::info!("every service is stopped");
-                    if self.pid1 {
-                        let _ = sys::kill_everyone(signal_hook::consts::signal::SIGTERM);
-                        sd.stage = Stage::Term { until: now + KILL_GRACE };
-                    } else {
-                        // Not PID 1: the other processes are not ours to end.
-                        sd.stage = Stage::Kill { until: now };
-                    }
-                }
+                self.shutdown_step(now, shutdown::Input::AllStopped);
                 false
             }
         }
@@ -565,12 +555,10 @@ impl Init {
 
     fn spawn(&mut self, idx: usize, now: Duration) {
         let svc = self.sup.svcs[idx].spec.clone();
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let id = match crate::spawn::identity(&passwd, &groups, svc.user.as_deref(), svc.group.as_deref()) {
+        let id = match crate::spawn::lookup(&self.paths, svc.user.as_deref(), svc.group.as_deref()) {
             Ok(id) => id,
             Err(e) => {
-                log::error!("{}: {e}", svc.name);
+                log::error!("{}: {}", svc.name, chain(&e));
                 self.sup.spawn_failed(idx, now);
                 return;
             }
@@ -579,7 +567,7 @@ impl Init {
             Some(cg) => match cg.leaf(&svc.name) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    log::warn!("{}: no cgroup ({e}); it is stopped by its process group", svc.name);
+                    log::warn!("{}: no cgroup ({}); it is stopped by its process group", svc.name, chain(&e));
                     None
                 }
             },
@@ -588,13 +576,13 @@ impl Init {
         let joins = procs.is_some();
         match crate::spawn::spawn(&svc, &id, &self.notify_path, procs) {
             Ok(s) => {
-                self.in_cgroup[idx] = joins;
+                self.services[idx].in_cgroup = joins;
                 log::info!("{}: started (pid {})", svc.name, s.pid);
                 self.sup.spawned(idx, s.pid, now);
                 self.readers.push(Some(Reader::new(idx, &svc.name, s.output, &svc.output)));
             }
             Err(e) => {
-                log::error!("{}: cannot start: {e}", svc.name);
+                log::error!("{}", chain(&e));
                 self.sup.spawn_failed(idx, now);
             }
         }
@@ -609,7 +597,7 @@ impl Init {
             match cg.kill(&name) {
                 Ok(0) => {}
                 Ok(n) => log::warn!("{name}: {n} processes left behind; killed"),
-                Err(e) => log::warn!("{name}: {e}"),
+                Err(e) => log::warn!("{name}: {}", chain(&e)),
             }
         }
     }
@@ -649,35 +637,38 @@ impl Init {
             log::info!("{how:?} asked while already shutting down; carrying on");
             return;
         }
-        let how = self.pid1.then_some(how);
-        log::info!("shutting down, then {}", how.map_or("exit".to_owned(), |h| format!("{h:?}").to_lowercase()));
-        let graces: Duration = self.sup.svcs.iter().map(|s| s.spec.grace + KILL_GRACE).sum();
-        self.shutdown = Some(Shutdown { how, stage: Stage::Services { until: self.now() + graces + KILL_GRACE } });
+        let sd = Shutdown::start(how, self.pid1, self.sup.svcs.iter().map(|s| s.spec.grace), self.now());
+        log::info!("shutting down, then {}", sd.how.map_or("exit".to_owned(), |h| format!("{h:?}").to_lowercase()));
+        self.shutdown = Some(sd);
         self.drive(Input::StopAll);
     }
 
     fn shutdown_deadline(&self) -> Option<Duration> {
-        match self.shutdown?.stage {
-            Stage::Services { until } | Stage::Term { until } | Stage::Kill { until } => Some(until),
-        }
+        self.shutdown.map(|sd| sd.deadline())
     }
 
-    fn advance_shutdown(&mut self, now: Duration) {
+    /// Feeds one input to the shutdown (when there is one) and carries out what it says.
+    fn shutdown_step(&mut self, now: Duration, input: shutdown::Input) {
         let Some(sd) = self.shutdown else { return };
-        match sd.stage {
-            Stage::Services { until } if now < until => {}
-            Stage::Services { .. } => {
+        let (next, effect) = sd.step(now, input);
+        if next.stage != sd.stage && input == shutdown::Input::AllStopped {
+            log::info!("every service is stopped");
+        }
+        self.shutdown = Some(next);
+        match effect {
+            None => {}
+            Some(Effect::TermEveryone) => {
+                let _ = sys::kill_everyone(signal_hook::consts::signal::SIGTERM);
+            }
+            Some(Effect::ServicesOverdue) => {
                 log::error!("services still stopping past the shutdown's deadline; ending every process");
                 self.exec(Cmd::AllStopped, now);
             }
-            Stage::Term { until } if self.children_left && now < until => {}
-            Stage::Term { .. } if self.children_left => {
+            Some(Effect::KillEveryone) => {
                 log::warn!("processes still running {} s after SIGTERM; killing them", KILL_GRACE.as_secs());
                 let _ = sys::kill_everyone(signal_hook::consts::signal::SIGKILL);
-                self.shutdown = Some(Shutdown { stage: Stage::Kill { until: now + KILL_GRACE }, ..sd });
             }
-            Stage::Kill { until } if self.children_left && now < until && self.pid1 => {}
-            Stage::Term { .. } | Stage::Kill { .. } => self.finish(sd.how),
+            Some(Effect::Finish(how)) => self.finish(how),
         }
     }
 
@@ -695,23 +686,14 @@ impl Init {
         if !boot::sync_with_deadline(SYNC_DEADLINE) {
             log::warn!("sync still running after {} s; unmounting anyway", SYNC_DEADLINE.as_secs());
         }
-        // The machine's PID 1 unmounts everything; in a container or a test, only the data partition it mounted.
-        let under = if self.machine { Some(PathBuf::from("/")) } else { self.data_mount.clone() };
-        if let Some(under) = under {
+        if let Some(under) = shutdown::unmount_under(self.machine, self.data_mount.as_deref()) {
             boot::unmount_all(&under, UNMOUNT_DEADLINE);
         }
         let Some(how) = how else {
             log::info!("stopped; exiting");
             std::process::exit(0);
         };
-        log::info!(
-            "{}",
-            match how {
-                Halt::Reboot => "rebooting",
-                Halt::PowerOff => "powering off",
-                Halt::Halt => "halting",
-            }
-        );
+        log::info!("{}", shutdown::last_words(how));
         end(how)
     }
 
@@ -810,11 +792,11 @@ impl Init {
         let mut out = String::new();
         for (i, s) in self.sup.svcs.iter().enumerate() {
             let mut line = format!("{:<16} {}", s.spec.name, describe(&s.state));
-            if self.restarts[i] > 0 {
-                line.push_str(&format!(", {} restarts", self.restarts[i]));
+            if self.services[i].restarts > 0 {
+                line.push_str(&format!(", {} restarts", self.services[i].restarts));
             }
-            if !self.statuses[i].is_empty() {
-                line.push_str(&format!(" ({})", self.statuses[i]));
+            if !self.services[i].status.is_empty() {
+                line.push_str(&format!(" ({})", self.services[i].status));
             }
             out.push_str(&line);
             out.push('\n');
@@ -840,8 +822,8 @@ impl Init {
                     "{{\"name\":{},{},\"n_restarts\":{},\"status\":{}}}",
                     json_string(&s.spec.name),
                     state_json(&s.state),
-                    self.restarts[i],
-                    json_string(&self.statuses[i])
+                    self.services[i].restarts,
+                    json_string(&self.services[i].status)
                 )
             })
             .collect();
@@ -903,10 +885,10 @@ pub fn fatal(pid1: bool, why: &str) -> ! {
 }
 
 /// A panic (a bug) is written to the kernel log, then PID 1 syncs and reboots; `panic = "abort"` in release.
-fn install_panic_hook(pid1: bool) {
+fn install_panic_hook(pid1: bool, kmsg: PathBuf) {
     std::panic::set_hook(Box::new(move |info| {
         let line = format!("<2>edge-init: panic: {info}\n");
-        match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        match std::fs::OpenOptions::new().write(true).open(&kmsg) {
             Ok(mut k) if pid1 => {
                 let _ = k.write_all(line.as_bytes());
             }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::cmdline::PartSpec;
 
 /// The services file's default path.
-pub const DEFAULT_PATH: &str = "/etc/edge/services.toml";
+pub const DEFAULT_PATH: &str = crate::paths::SERVICES;
 
 /// When a service that ended is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -355,7 +355,8 @@ impl std::fmt::Display for Error {
         }
         write!(f, ": ")?;
         match &self.problem {
-            Problem::Read(e) => write!(f, "cannot read it: {e}"),
+            // The I/O error is the source, which the cause chain prints after this.
+            Problem::Read(_) => write!(f, "cannot read it"),
             Problem::NotAFile => write!(f, "not a regular file"),
             Problem::TooLarge { size_bytes } => {
                 write!(f, "{size_bytes} bytes, larger than a services file may be ({MAX_FILE_BYTES})")

@@ -11,12 +11,12 @@
 //! one without stops. So the watchdog is opened in the final root, after any switch to it.
 
 use std::fmt;
-use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::services::WatchdogConfig;
 use crate::sys::watchdog as sys;
 
@@ -158,25 +158,6 @@ impl fmt::Debug for Watchdog {
     }
 }
 
-/// An open(2) failure, naming the device.
-#[derive(Debug)]
-struct OpenDevice {
-    path: PathBuf,
-    source: io::Error,
-}
-
-impl fmt::Display for OpenDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot open watchdog device {}: {}", self.path.display(), self.source)
-    }
-}
-
-impl std::error::Error for OpenDevice {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
 impl Watchdog {
     /// Opens the watchdog [`choose`] picks, asks it for `cfg.timeout`, reads back the timeout it really uses and
     /// logs both, and logs at warn when its boot status says the last reset was the watchdog's. `Ok(None)` when
@@ -188,7 +169,7 @@ impl Watchdog {
         cmdline_allows: bool,
         sysfs_root: &Path,
         dev_root: &Path,
-    ) -> io::Result<Option<Watchdog>> {
+    ) -> Result<Option<Watchdog>> {
         let (path, found) = match choose(cfg, cmdline_allows, sysfs_root, dev_root) {
             Choice::Off(Off::Config) => {
                 log::info!("watchdog: off (enabled = false in [watchdog])");
@@ -214,8 +195,7 @@ impl Watchdog {
             (Found::Identity, Some(id)) => log::info!("watchdog: {} has identity {id:?}", path.display()),
             _ => log::info!("watchdog: {}", path.display()),
         }
-        let fd = sys::open(&path)
-            .map_err(|source| io::Error::new(source.kind(), OpenDevice { path: path.clone(), source }))?;
+        let fd = sys::open(&path).map_err(|source| Error::OpenWatchdog { path: path.clone(), source })?;
         // From here on the watchdog runs: nothing below returns an error.
         let fd = ManuallyDrop::new(fd);
         let info = sys::support(fd.as_fd()).unwrap_or_else(|e| {
@@ -273,12 +253,13 @@ impl Watchdog {
     }
 
     /// Pets it: `WDIOC_KEEPALIVE` where the driver takes it, else a write of one NUL byte (never `V`).
-    pub fn pet(&mut self) -> io::Result<()> {
-        if self.keepalive_ioctl {
+    pub fn pet(&mut self) -> Result<()> {
+        let pet = if self.keepalive_ioctl {
             sys::keepalive(self.fd.as_fd())
         } else {
             sys::keepalive_by_write(self.fd.as_fd())
-        }
+        };
+        pet.map_err(|source| Error::PetWatchdog { path: self.path.clone(), source })
     }
 }
 
@@ -428,7 +409,11 @@ mod tests {
         let missing = dir.path().join("no-such-watchdog");
         let config = cfg(Some(missing.to_str().expect("utf-8 tempdir")), None);
         let err = Watchdog::open(&config, true, dir.path(), dir.path()).expect_err("missing device");
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(
+            matches!(&err, Error::OpenWatchdog { path, source }
+                if path == &missing && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
         assert!(Watchdog::open(&cfg(None, None), true, dir.path(), dir.path()).expect("no device").is_none());
         assert!(Watchdog::open(&config, false, dir.path(), dir.path()).expect("off").is_none());
     }

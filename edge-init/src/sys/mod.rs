@@ -215,12 +215,12 @@ pub fn peer(stream: &std::os::unix::net::UnixStream) -> io::Result<(u32, u32)> {
     Ok((cred.pid.max(0) as u32, cred.uid))
 }
 
-/// stat(2) of `/proc/self/ns/pid`: whether this is the machine's first PID namespace (a real node's, not a
+/// stat(2) of `/proc/self/ns/pid` (`ns`): whether this is the machine's first PID namespace (a real node's, not a
 /// container's or a test's).
-pub fn in_initial_pid_namespace() -> bool {
+pub fn in_initial_pid_namespace(ns: &std::path::Path) -> bool {
     // The kernel's PROC_PID_INIT_INO.
     const INITIAL: u64 = 0xEFFF_FFFC;
-    rustix::fs::stat("/proc/self/ns/pid").is_ok_and(|st| st.st_ino == INITIAL)
+    rustix::fs::stat(ns).is_ok_and(|st| st.st_ino == INITIAL)
 }
 
 /// Between fork and exec, in a service's child: into its cgroup when `cgroup_procs` (an open `cgroup.procs`) is
