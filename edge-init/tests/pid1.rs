@@ -5,7 +5,6 @@
 //! Reboot and poweroff are the real reboot(2): in a PID namespace other than the first, the kernel ends the
 //! namespace's PID 1 with SIGHUP (restart) or SIGINT (power off, halt), and `unshare` dies of the same signal.
 
-#[path = "common/node.rs"]
 mod node;
 
 use node::{end_signal, wait_gone, Inherited, Node};
