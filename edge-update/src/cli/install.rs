@@ -80,7 +80,7 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
     if let Some(reason) = &report.outcome.reboot_error {
         log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", report.target);
     }
-    let text = if args.json {
+    Ok(if args.json {
         let result = InstallResult {
             schema: RESULT_SCHEMA,
             result: "flipped",
@@ -94,7 +94,7 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
             reboot: report.outcome.reboot,
             reboot_error: report.outcome.reboot_error.clone(),
         };
-        serde_json::to_string(&result).expect("the result serializes")
+        Output::json_line(&result)
     } else {
         let mut s = format!(
             "slot {} holds {} {} (verified) and is active on trial; {} bytes fetched, {} reused, image {} bytes",
@@ -113,9 +113,8 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         } else if !report.outcome.reboot {
             s.push_str("; reboot to try it");
         }
-        s
-    };
-    Ok(Output { text })
+        Output::text(s)
+    })
 }
 
 /// Opens the target slot, the source and the booted slot, and installs.
@@ -150,7 +149,7 @@ fn install_from(config: &Config, node: &mut Node<'_>, keyring: &Keyring, args: &
     let mut progress = |p: &Progress| {
         // Progress lines are synced progress, each once (a final sync with nothing new repeats the last one).
         if json && p.synced && last_line.as_ref() != Some(p) {
-            println!("{}", serde_json::to_string(p).expect("progress serializes"));
+            println!("{}", cliout::to_json_line(p));
             last_line = Some(*p);
         }
         if let Some(bar) = bar.as_mut() {

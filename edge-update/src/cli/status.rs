@@ -31,10 +31,7 @@ const FAILURES: [&str; 5] = ["install-failed", "failed", "rolled-back", "interru
 /// Runs `status`.
 pub fn run(config: &Config, args: Args) -> Result<Output> {
     let status = read(config)?;
-    if args.json {
-        return Ok(Output { text: serde_json::to_string_pretty(&status).expect("status serializes") });
-    }
-    Ok(Output { text: human(&status) })
+    Ok(Output::report(&status, args.json, human))
 }
 
 /// Reads everything `status` shows.
