@@ -100,25 +100,17 @@ pub fn inspect_report(
     manifest: &image_layout::manifest::Manifest,
     keyring: Option<&image_layout::keys::Keyring>,
 ) -> crate::wire::InspectReport {
-    use crate::wire::{InspectReport, PayloadReport, SignerReport};
-    use image_layout::keys::SignerStatus;
+    use crate::wire::{InspectReport, PayloadReport, SignerReport, SignerState};
     let signers = match keyring {
         Some(k) => head
             .signers(k)
             .iter()
-            .map(|c| SignerReport {
-                key_id: c.key_id.to_string(),
-                status: match c.status {
-                    SignerStatus::Valid => "valid",
-                    SignerStatus::Invalid => "invalid",
-                    SignerStatus::Untrusted => "untrusted",
-                },
-            })
+            .map(|c| SignerReport { key_id: c.key_id.to_string(), status: c.status.into() })
             .collect(),
         None => head
             .signatures
             .iter()
-            .map(|s| SignerReport { key_id: image_layout::format::to_hex(&s.key_id), status: "unchecked" })
+            .map(|s| SignerReport { key_id: image_layout::format::to_hex(&s.key_id), status: SignerState::Unchecked })
             .collect(),
     };
     let payloads = manifest
