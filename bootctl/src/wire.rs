@@ -2,7 +2,7 @@
 //! boot state, which `edge-update status` shows too. Field names are an interface (docs/boot-state.md,
 //! "edge-bootctl"; the words are docs/json.md's).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
@@ -13,8 +13,9 @@ use crate::rules::{Boot, Slot};
 /// `schema` of `edge-bootctl status --json`.
 pub const STATUS_SCHEMA: &str = "edge-bootctl.status/1";
 
-/// One slot.
-#[derive(Debug, Serialize)]
+/// One slot, in the one shape docs/json.md gives a slot's state wherever it appears (`edge-update status` adds the
+/// bundle the slot holds around it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlotStatus {
     /// `A` or `B`.
     pub slot: char,
@@ -28,6 +29,44 @@ pub struct SlotStatus {
     pub active: bool,
     /// Running now (when known).
     pub booted: bool,
+}
+
+/// What the bootloader will do next (docs/json.md, `next_boot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NextBoot {
+    /// Boot a good slot.
+    Good,
+    /// Take a try off a slot on trial and boot it.
+    Trial,
+    /// No slot qualifies: boot the last good one.
+    Fallback,
+}
+
+impl NextBoot {
+    /// What the bootloader does for `boot`.
+    pub fn of(boot: Boot) -> NextBoot {
+        match boot {
+            Boot::Good(_) => NextBoot::Good,
+            Boot::Trial(_) => NextBoot::Trial,
+            Boot::Fallback(_) => NextBoot::Fallback,
+        }
+    }
+
+    /// The word, as in JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            NextBoot::Good => "good",
+            NextBoot::Trial => "trial",
+            NextBoot::Fallback => "fallback",
+        }
+    }
+}
+
+impl fmt::Display for NextBoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// One stored copy of the boot state.
@@ -56,8 +95,8 @@ pub struct Status {
     pub active: char,
     /// Booted when no slot qualifies.
     pub last_good: char,
-    /// What the bootloader will do next: `good`, `trial` or `fallback`.
-    pub next_boot: &'static str,
+    /// What the bootloader will do next.
+    pub next_boot: NextBoot,
     /// The slot it will boot next.
     pub next_slot: char,
     /// Whether both stored copies are whole.
@@ -92,11 +131,7 @@ impl Status {
             booted: booted.map(Slot::letter),
             active: state.active().letter(),
             last_good: state.last_good().letter(),
-            next_boot: match next {
-                Boot::Good(_) => "good",
-                Boot::Trial(_) => "trial",
-                Boot::Fallback(_) => "fallback",
-            },
+            next_boot: NextBoot::of(next),
             next_slot: next.slot().letter(),
             copies_whole: copies.both_whole(),
             copies: (0..2)
@@ -147,5 +182,22 @@ impl Status {
         };
         let _ = write!(out, "copies:     {copies}");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the bootloader does next is named with docs/json.md's words.
+    #[test]
+    fn issue_15_next_boot_words() {
+        let check = |boot: Boot, expected: NextBoot, word: &str| {
+            assert_eq!(NextBoot::of(boot), expected);
+            assert_eq!(expected.to_string(), word);
+        };
+        check(Boot::Good(Slot::A), NextBoot::Good, "good");
+        check(Boot::Trial(Slot::B), NextBoot::Trial, "trial");
+        check(Boot::Fallback(Slot::A), NextBoot::Fallback, "fallback");
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use cliout::Output;
 
 use bootctl::backend::open;
 use bootctl::blockdev::Access;
@@ -71,7 +72,7 @@ fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
 }
 
 /// Runs a command line; returns what to print on stdout.
-pub fn run(cli: Cli) -> Result<String> {
+pub fn run(cli: Cli) -> Result<Output> {
     // The default file is optional (every key has a default); a file named on the command line must be there, so
     // that a misspelt name is not quietly replaced by the defaults.
     let config = match &cli.config {
@@ -83,9 +84,9 @@ pub fn run(cli: Cli) -> Result<String> {
         Command::Status { json } => {
             let mut b = open(&config, Access::ReadOnly)?;
             let status = Status::read(&mut *b, booted().ok())?;
-            Ok(if json { serde_json::to_string_pretty(&status).expect("status serializes") } else { status.human() })
+            Ok(Output::report(&status, json, Status::human))
         }
-        Command::Booted => Ok(booted()?.to_string()),
+        Command::Booted => Ok(Output::text(booted()?.to_string())),
         Command::SimulateBoot => {
             let mut b = open(&config, Access::ReadWrite)?;
             let state = b.read()?;
@@ -94,21 +95,21 @@ pub fn run(cli: Cli) -> Result<String> {
             if next != state {
                 b.write(&next)?;
             }
-            Ok(boot.slot().to_string())
+            Ok(Output::text(boot.slot().to_string()))
         }
         Command::SetActive { slot } => {
             let s = slot;
             let mut b = open(&config, Access::ReadWrite)?;
             let next = b.read()?.set_active(s, config.tries)?;
             b.write(&next)?;
-            Ok(format!("slot {s}: active, {} tries", config.tries))
+            Ok(Output::text(format!("slot {s}: active, {} tries", config.tries)))
         }
         Command::MarkGood => {
             let s = booted()?;
             let mut b = open(&config, Access::ReadWrite)?;
             let next = b.read()?.mark_good(s);
             b.write(&next)?;
-            Ok(format!("slot {s}: good"))
+            Ok(Output::text(format!("slot {s}: good")))
         }
         Command::Provision { good, force } => {
             let s = good;
@@ -121,7 +122,7 @@ pub fn run(cli: Cli) -> Result<String> {
                 _ => {}
             }
             b.provision(&BootState::provisioned(s))?;
-            Ok(format!("provisioned: slot {s} good and active, slot {} empty", s.other()))
+            Ok(Output::text(format!("provisioned: slot {s} good and active, slot {} empty", s.other())))
         }
         Command::MarkBad { slot } => {
             let s = match slot {
@@ -131,7 +132,7 @@ pub fn run(cli: Cli) -> Result<String> {
             let mut b = open(&config, Access::ReadWrite)?;
             let next = b.read()?.mark_bad(s);
             b.write(&next)?;
-            Ok(format!("slot {s}: bad"))
+            Ok(Output::text(format!("slot {s}: bad")))
         }
     }
 }

@@ -5,16 +5,6 @@
 use clap::Parser;
 
 fn main() {
-    match edge_bootctl::cli::run(edge_bootctl::cli::Cli::parse()) {
-        Ok(out) => println!("{out}"),
-        Err(e) => {
-            eprintln!("edge-bootctl: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            std::process::exit(e.exit_code());
-        }
-    }
+    let result = edge_bootctl::cli::run(edge_bootctl::cli::Cli::parse());
+    cliout::finish("edge-bootctl", result, bootctl::error::Error::exit_code);
 }

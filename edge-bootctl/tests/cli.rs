@@ -387,3 +387,29 @@ fn issue_14_exit_codes_by_class() {
     std::fs::write(node.path("esp/state1.env"), [0u8; 1024]).expect("zero");
     assert_eq!(code(&["status"]), Some(exit::STATE));
 }
+
+/// The U-Boot backend's errors fall in the same classes as the GRUB backend's: a missing environment file is I/O,
+/// a `fw_env.config` that does not parse or names raw flash is config, both copies with a bad CRC is boot state,
+/// and the rules refuse the same changes.
+#[test]
+fn issue_15_uboot_exit_codes_by_class() {
+    let (node, env_file) = uboot_node(2);
+    let fw_config = node.path("fw_env.config");
+    let code = |args: &[&str]| node.run(args).status.code();
+    assert_eq!(code(&["set-active", "A"]), Some(exit::REFUSED));
+    // Each message names the U-Boot environment, then its cause; a lost state has no deeper cause.
+    let check = |config: String, expected: i32| {
+        std::fs::write(&fw_config, &config).expect("fw_env.config");
+        let out = node.run(&["status"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(expected), "{config:?}: {stderr}");
+        assert!(stderr.starts_with("edge-bootctl: error: "), "{stderr}");
+        assert_eq!(stderr.contains("\n  caused by: "), expected != exit::STATE, "{stderr}");
+    };
+    let missing = node.path("missing.bin");
+    check(format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", missing.display(), missing.display()), exit::IO);
+    check(format!("{} 0x0\n", env_file.display()), exit::CONFIG);
+    check("/dev/mtd0 0x0 0x2000\n/dev/mtd0 0x2000 0x2000\n".to_owned(), exit::CONFIG);
+    std::fs::write(&env_file, vec![0xffu8; 0x4000]).expect("erased");
+    check(format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()), exit::STATE);
+}

@@ -4,7 +4,6 @@
 
 use clap::Parser;
 use edge_image::cli::{self, Cli, Command};
-use edge_image::error::exit;
 
 fn main() {
     let mut args = Cli::parse();
@@ -12,19 +11,5 @@ fn main() {
         // Reproducible builds: the one environment variable read, here at the edge.
         b.source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok());
     }
-    match cli::run(args) {
-        Ok(out) => {
-            println!("{}", out.render());
-            std::process::exit(exit::OK);
-        }
-        Err(e) => {
-            eprintln!("edge-image: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            std::process::exit(e.exit_code());
-        }
-    }
+    cliout::finish("edge-image", cli::run(args), edge_image::Error::exit_code);
 }

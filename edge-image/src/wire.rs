@@ -64,8 +64,51 @@ pub struct PayloadReport {
 pub struct SignerReport {
     /// The key id.
     pub key_id: String,
-    /// `valid`, `invalid`, `untrusted` or `unchecked` (no keyring given).
-    pub status: &'static str,
+    /// What its check found.
+    pub status: SignerState,
+}
+
+/// What a signature record's check found (docs/cli.md, `inspect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignerState {
+    /// Made by a trusted key, and it verifies.
+    Valid,
+    /// Claims a trusted key id but does not verify.
+    Invalid,
+    /// Made by a key the keyring does not hold (not checked).
+    Untrusted,
+    /// Not checked: no keyring was given.
+    Unchecked,
+}
+
+impl SignerState {
+    /// The word, as in JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            SignerState::Valid => "valid",
+            SignerState::Invalid => "invalid",
+            SignerState::Untrusted => "untrusted",
+            SignerState::Unchecked => "unchecked",
+        }
+    }
+}
+
+impl From<image_layout::keys::SignerStatus> for SignerState {
+    fn from(s: image_layout::keys::SignerStatus) -> SignerState {
+        use image_layout::keys::SignerStatus;
+        match s {
+            SignerStatus::Valid => SignerState::Valid,
+            SignerStatus::Invalid => SignerState::Invalid,
+            SignerStatus::Untrusted => SignerState::Untrusted,
+        }
+    }
+}
+
+impl std::fmt::Display for SignerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// `edge-image inspect` and `edge-image build`.
@@ -220,4 +263,23 @@ pub struct SlotBundleReport {
     pub payload: String,
     /// Its size (the rest of the slot is zeros).
     pub payload_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signer's status is the word docs/cli.md documents, in JSON and in text alike.
+    #[test]
+    fn issue_15_signer_states_are_the_documented_words() {
+        use image_layout::keys::SignerStatus;
+        let check = |state: SignerState, word: &str| {
+            assert_eq!(serde_json::to_string(&state).expect("serializes"), format!("\"{word}\""));
+            assert_eq!(state.to_string(), word);
+        };
+        check(SignerStatus::Valid.into(), "valid");
+        check(SignerStatus::Invalid.into(), "invalid");
+        check(SignerStatus::Untrusted.into(), "untrusted");
+        check(SignerState::Unchecked, "unchecked");
+    }
 }

@@ -6,6 +6,7 @@
 //! validates a services file for an image builder (ARCHITECTURE.md, docs/edge-init.md).
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod boot;
 pub mod cgroup;
 pub mod check;

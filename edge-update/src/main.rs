@@ -24,20 +24,5 @@ fn main() {
     let cli = edge_update::cli::Cli::parse();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(cli.log_level);
-    match edge_update::cli::run(cli) {
-        Ok(out) => {
-            if !out.text.is_empty() {
-                println!("{}", out.text);
-            }
-        }
-        Err(e) => {
-            eprintln!("edge-update: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            std::process::exit(e.exit_code());
-        }
-    }
+    cliout::finish("edge-update", edge_update::cli::run(cli), updater::error::Error::exit_code);
 }

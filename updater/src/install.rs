@@ -31,7 +31,7 @@ use crate::phase::Event;
 use crate::run::{Node, Outcome};
 use crate::slot_index;
 use crate::slots::{self, SlotPath};
-use crate::wire::{Progress, PROGRESS_SCHEMA};
+use crate::wire::{EventKind, Progress, Stage, PROGRESS_SCHEMA};
 
 /// How an install runs.
 #[derive(Debug, Clone)]
@@ -206,7 +206,7 @@ pub fn install(
             u.n_done(),
             u.n_chunks
         );
-        node.emit("resumed", &message);
+        node.emit(EventKind::Resumed, &message);
     } else {
         let state = node.boot_state()?;
         let update = Update {
@@ -323,7 +323,7 @@ impl Recorder<'_, '_> {
         let done_bytes = (u.n_done() * u64::from(p.chunk_size) + unsynced_bytes).min(p.size_bytes);
         (self.progress)(&Progress {
             schema: PROGRESS_SCHEMA,
-            stage: "writing",
+            stage: Stage::Writing,
             synced: false,
             done_bytes,
             image_bytes: p.size_bytes,
@@ -352,7 +352,7 @@ impl Recorder<'_, '_> {
         self.reused = 0;
         (self.progress)(&Progress {
             schema: PROGRESS_SCHEMA,
-            stage: "writing",
+            stage: Stage::Writing,
             synced: true,
             done_bytes,
             image_bytes: p.size_bytes,
@@ -677,7 +677,7 @@ fn verify(
         if c % 64 == 63 || c + 1 == p.n_chunks() {
             progress(&Progress {
                 schema: PROGRESS_SCHEMA,
-                stage: "verifying",
+                stage: Stage::Verifying,
                 synced: true,
                 done_bytes: ((c + 1) * u64::from(p.chunk_size)).min(p.size_bytes),
                 image_bytes: p.size_bytes,

@@ -14,6 +14,7 @@ use bootctl::rules::{BootState, Slot};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Phase, SlotImage, Update};
+use crate::wire::EventKind;
 
 /// What can happen to an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,13 +105,13 @@ pub enum Action {
 /// An entry for the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emit {
-    /// The event's kind, a kebab-case word (`started`, `committed`, `rolled-back`, ...).
-    pub kind: &'static str,
+    /// The event's kind.
+    pub kind: EventKind,
     /// A sentence for a person.
     pub message: String,
 }
 
-fn emit(kind: &'static str, message: String) -> Action {
+fn emit(kind: EventKind, message: String) -> Action {
     Action::Emit(Emit { kind, message })
 }
 
@@ -148,7 +149,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
             }
             j.set_slot(update.target, None);
             actions.push(emit(
-                "started",
+                EventKind::Started,
                 format!("installing {} {} into slot {}", update.bundle.name, update.bundle.version, update.target),
             ));
             j.update = Some((**update).clone());
@@ -167,7 +168,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
                 return Err(Error::BootedNotGood { slot: *booted });
             }
             actions.push(Action::SetActive(target));
-            actions.push(emit("flipped", format!("slot {target} is active on trial")));
+            actions.push(emit(EventKind::Flipped, format!("slot {target} is active on trial")));
             u.phase = if u.reboot { Phase::Rebooting } else { Phase::Flipped };
             let reboot = u.reboot;
             // The slot holds this bundle from now on, committed or not: `status` shows what is on it.
@@ -179,7 +180,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
             }
         }
         Event::Booted { booted, state } => {
-            actions.push(emit("booted", describe_boot(*booted, state)));
+            actions.push(emit(EventKind::Booted, describe_boot(*booted, state)));
             booted_step(&mut j, *booted, state, &mut actions);
         }
         Event::ChecksPassed { booted } => {
@@ -213,7 +214,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
                 commit(&mut j, &mut actions, "marked good by the operator");
             } else if !state.slot(*booted).good {
                 actions.push(Action::MarkGood(*booted));
-                actions.push(emit("marked-good", format!("slot {booted} marked good by the operator")));
+                actions.push(emit(EventKind::MarkedGood, format!("slot {booted} marked good by the operator")));
             }
         }
         Event::Rollback { booted, state } => {
@@ -245,7 +246,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
                     }
                     u.phase = Phase::Cancelled;
                     u.reason = Some("cancelled by the operator".to_owned());
-                    actions.push(emit("cancelled", format!("update of slot {} cancelled", u.target)));
+                    actions.push(emit(EventKind::Cancelled, format!("update of slot {} cancelled", u.target)));
                     actions.push(Action::Save);
                 }
                 // Cancelling what is cancelled already is done: nothing to do, and no error for a script that
@@ -263,7 +264,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
             u.reboot = false;
             let target = u.target;
             actions.push(emit(
-                "reboot-failed",
+                EventKind::RebootFailed,
                 format!("slot {target} is active on trial, but the reboot could not be requested: {reason}"),
             ));
             actions.push(Action::Save);
@@ -300,7 +301,10 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
             if booted == target {
                 u.phase = Phase::Failed;
                 u.reason = Some(format!("slot {target} was booted while its install was unfinished"));
-                actions.push(emit("failed", format!("slot {target} was booted while its install was unfinished")));
+                actions.push(emit(
+                    EventKind::Failed,
+                    format!("slot {target} was booted while its install was unfinished"),
+                ));
                 actions.push(Action::Save);
             } else {
                 let message = format!(
@@ -309,7 +313,7 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
                     u.n_done(),
                     u.n_chunks
                 );
-                actions.push(emit("interrupted", message));
+                actions.push(emit(EventKind::Interrupted, message));
             }
         }
         Phase::Flipped | Phase::Rebooting | Phase::Trial => {
@@ -319,12 +323,12 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
                     commit(j, actions, "commit finished after a restart");
                 } else if let Some(reason) = u.reason.clone() {
                     // A failed check was recorded, but the mark-bad or the reboot did not happen: do them again.
-                    actions.push(emit("rolling-back", format!("slot {target} failed: {reason}; rebooting")));
+                    actions.push(emit(EventKind::RollingBack, format!("slot {target} failed: {reason}; rebooting")));
                     actions.push(Action::MarkBad(target));
                     actions.push(Action::Reboot);
                 } else {
                     u.phase = Phase::Trial;
-                    actions.push(emit("trial", format!("slot {target} on trial; running health checks")));
+                    actions.push(emit(EventKind::Trial, format!("slot {target} on trial; running health checks")));
                     actions.push(Action::Save);
                     actions.push(Action::RunChecks);
                 }
@@ -351,14 +355,17 @@ fn commit(j: &mut Journal, actions: &mut Vec<Action>, how: &str) {
     u.phase = Phase::Committed;
     u.reason = None;
     let (target, bundle, size_bytes) = (u.target, u.bundle.clone(), u.size_bytes);
-    actions.push(emit("committed", format!("slot {target} committed with {} {}: {how}", bundle.name, bundle.version)));
+    actions.push(emit(
+        EventKind::Committed,
+        format!("slot {target} committed with {} {}: {how}", bundle.name, bundle.version),
+    ));
     j.security_version = j.security_version.max(bundle.security_version);
     j.set_slot(target, Some(SlotImage { bundle, size_bytes }));
     actions.push(Action::Save);
 }
 
 fn fail_trial(u: &mut Update, booted: Slot, reason: String, actions: &mut Vec<Action>) {
-    actions.push(emit("rolling-back", format!("slot {booted} failed: {reason}; rebooting")));
+    actions.push(emit(EventKind::RollingBack, format!("slot {booted} failed: {reason}; rebooting")));
     u.reason = Some(reason);
     // Durability: the reason is saved before the mark-bad, so a cut in between repeats the mark-bad at boot.
     actions.push(Action::Save);
@@ -367,7 +374,7 @@ fn fail_trial(u: &mut Update, booted: Slot, reason: String, actions: &mut Vec<Ac
 }
 
 fn roll_back(u: &mut Update, reason: String, actions: &mut Vec<Action>) {
-    actions.push(emit("rolled-back", format!("slot {} rolled back: {reason}", u.target)));
+    actions.push(emit(EventKind::RolledBack, format!("slot {} rolled back: {reason}", u.target)));
     u.phase = Phase::RolledBack;
     u.reason = Some(reason);
     actions.push(Action::Save);
@@ -422,7 +429,7 @@ pub fn reconcile_table() -> String {
                     .actions
                     .iter()
                     .filter_map(|a| match a {
-                        Action::Emit(e) if e.kind == "booted" => None,
+                        Action::Emit(e) if e.kind == EventKind::Booted => None,
                         Action::Emit(e) => Some(format!("event `{}`", e.kind)),
                         Action::Save => Some("save".to_owned()),
                         Action::SetActive(s) => Some(format!("set-active {s}")),
@@ -678,7 +685,7 @@ mod tests {
         assert!(s
             .actions
             .iter()
-            .all(|a| matches!(a, Action::Emit(e) if e.kind == "booted" || e.kind == "interrupted")));
+            .all(|a| matches!(a, Action::Emit(e) if e.kind == EventKind::Booted || e.kind == EventKind::Interrupted)));
     }
 
     #[test]
@@ -705,7 +712,7 @@ mod tests {
         let f = step(&s.journal, &Event::RebootFailed { reason: "no answer".into() }).expect("reboot failed");
         let u = f.journal.update.as_ref().expect("update");
         assert_eq!((u.phase, u.reboot), (Phase::Flipped, false));
-        assert!(f.actions.iter().any(|a| matches!(a, Action::Emit(e) if e.kind == "reboot-failed")));
+        assert!(f.actions.iter().any(|a| matches!(a, Action::Emit(e) if e.kind == EventKind::RebootFailed)));
         assert_eq!(f.actions.iter().filter(|a| **a == Action::Save).count(), 1);
     }
 

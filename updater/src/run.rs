@@ -16,7 +16,7 @@ use crate::config::{Config, RebootMethod};
 use crate::error::{Error, Result};
 use crate::journal::{BundleInfo, FileJournal, Journal, JournalStore};
 use crate::phase::{step, Action, Event};
-use crate::wire::{EventRecord, EVENT_SCHEMA};
+use crate::wire::{EventKind, EventRecord, EVENT_SCHEMA};
 
 /// Held while the journal is saved together with the events that describe it, so that a stop signal, whose handler
 /// ends the process ([`record_stop_signals`]), never falls between a save and its events.
@@ -149,7 +149,7 @@ impl<'c> Node<'c> {
 
     /// Appends an event about the journal's update to the event log and syncs it; a failure carries the update's
     /// `reason`.
-    pub fn emit(&mut self, kind: &str, message: &str) {
+    pub fn emit(&mut self, kind: EventKind, message: &str) {
         let reason = self.journal.update.as_ref().and_then(|u| u.reason.clone()).filter(|_| is_failure(kind));
         self.record(kind, message, reason, About::Update);
     }
@@ -163,12 +163,17 @@ impl<'c> Node<'c> {
             Some((slot, bundle)) => About::Attempt(*slot, bundle),
             None => About::Nothing,
         };
-        self.record("install-failed", &format!("install from {source} failed: {reason}"), Some(reason.clone()), about);
+        self.record(
+            EventKind::InstallFailed,
+            &format!("install from {source} failed: {reason}"),
+            Some(reason.clone()),
+            about,
+        );
     }
 
     /// Appends an event to the event log and syncs it. A log that cannot be written is reported, not fatal: the
     /// journal, not the log, is what the update relies on.
-    pub fn record(&mut self, kind: &str, message: &str, reason: Option<String>, about: About<'_>) {
+    pub fn record(&mut self, kind: EventKind, message: &str, reason: Option<String>, about: About<'_>) {
         let u = self.journal.update.as_ref();
         let (target, version, phase) = match about {
             About::Update => (
@@ -185,7 +190,7 @@ impl<'c> Node<'c> {
         let record = EventRecord {
             schema: EVENT_SCHEMA.to_owned(),
             time: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-            event: kind.to_owned(),
+            event: kind,
             message: message.to_owned(),
             reason,
             target,
@@ -194,7 +199,7 @@ impl<'c> Node<'c> {
         };
         match kind {
             // The error itself is what `edge-update` prints on its way out: logged once, there.
-            "install-failed" => log::debug!("{message}"),
+            EventKind::InstallFailed => log::debug!("{message}"),
             k if is_failure(k) => log::error!("{message}"),
             _ => log::info!("{message}"),
         }
@@ -207,7 +212,7 @@ impl<'c> Node<'c> {
     pub fn handle(&mut self, event: Event) -> Result<Outcome> {
         let s = step(&self.journal, &event)?;
         let mut outcome = Outcome::default();
-        let mut emits: Vec<(&str, String)> = Vec::new();
+        let mut emits: Vec<(EventKind, String)> = Vec::new();
         for action in s.actions {
             match action {
                 Action::Save => {
@@ -365,7 +370,7 @@ fn interrupted_record(journal: &Journal, source: &str, signal: &str) -> EventRec
     EventRecord {
         schema: EVENT_SCHEMA.to_owned(),
         time: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-        event: "interrupted".to_owned(),
+        event: EventKind::Interrupted,
         message,
         reason: Some(format!("stopped by {signal}")),
         target: u.map(|u| u.target.to_string()),
@@ -394,8 +399,8 @@ fn flock_held(locks: &str, major: u32, minor: u32, inode: u64) -> bool {
 }
 
 /// Failures are logged as errors: an operator must act.
-fn is_failure(kind: &str) -> bool {
-    matches!(kind, "failed" | "rolled-back" | "rolling-back" | "reboot-failed")
+fn is_failure(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Failed | EventKind::RolledBack | EventKind::RollingBack | EventKind::RebootFailed)
 }
 
 /// Appends one JSON line and syncs it: one write(2) of the whole line to a file opened for appending, so lines of

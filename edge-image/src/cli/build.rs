@@ -149,5 +149,5 @@ pub fn run(args: Args) -> Result<Output> {
     let head = image_layout::reader::Head::read(&mut f)?;
     let r = inspect_report(crate::wire::BUILD_SCHEMA, &head, &report.manifest, None);
     let human = format!("wrote {}\n{}", args.output.display(), inspect_human(&r));
-    Ok(Output::new(&r, human, args.json))
+    Ok(Output::report(&r, args.json, |_| human))
 }

@@ -91,5 +91,5 @@ fn plan(args: Args, bundle: BundleAt<File>) -> Result<Output> {
         r.n_chunks_frames,
         r.n_chunks_whole
     );
-    Ok(Output::new(&r, human, args.json))
+    Ok(Output::report(&r, args.json, |_| human))
 }

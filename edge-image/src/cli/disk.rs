@@ -28,8 +28,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<Output> {
     let layout = Layout::load(&args.layout)?;
     let report = crate::disk::build(&layout, &args.output, time::OffsetDateTime::now_utc(), args.fsync)?;
-    let human = human(&report);
-    Ok(Output::new(&report, human, args.json))
+    Ok(Output::report(&report, args.json, human))
 }
 
 /// The text form of a disk report.

@@ -96,5 +96,5 @@ pub fn run(args: Args) -> Result<Output> {
         output: out_name.clone(),
     };
     let human = format!("extracted {} ({} bytes) to {}", args.payload, written, out_name);
-    Ok(Output::new(&report, human, args.json))
+    Ok(Output::report(&report, args.json, |_| human))
 }

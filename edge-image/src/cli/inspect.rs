@@ -29,5 +29,5 @@ pub fn run(args: Args) -> Result<Output> {
     let manifest = Manifest::parse(&head.manifest_bytes)?;
     let keyring = args.keyring.as_deref().map(Keyring::load).transpose()?;
     let r = inspect_report(crate::wire::INSPECT_SCHEMA, &head, &manifest, keyring.as_ref());
-    Ok(Output::new(&r, inspect_human(&r), args.json))
+    Ok(Output::report(&r, args.json, inspect_human))
 }

@@ -29,5 +29,5 @@ pub fn run(args: Args) -> Result<Output> {
         public_key: public.display().to_string(),
     };
     let human = format!("key id {}\nsecret key: {}\npublic key: {}", r.key_id, r.secret_key, r.public_key);
-    Ok(Output::new(&r, human, args.json))
+    Ok(Output::report(&r, args.json, |_| human))
 }

@@ -3,10 +3,8 @@
 
 use std::io::IsTerminal;
 
-use clap::{Parser, Subcommand};
-use serde::Serialize;
-
 use crate::error::Result;
+use clap::{Parser, Subcommand};
 
 pub mod build;
 pub mod delta_plan;
@@ -47,33 +45,7 @@ pub enum Command {
     Disk(disk::Args),
 }
 
-/// A report printed either as JSON or as text.
-pub struct Output {
-    /// The text for a person.
-    pub human: String,
-    /// The report as JSON, its fields in the order the report declares them, `schema` first (docs/json.md).
-    pub json: String,
-    /// Print JSON.
-    pub as_json: bool,
-}
-
-impl Output {
-    /// Wraps a serializable report (one of `crate::wire`'s, each with its `schema` as first field).
-    pub fn new(report: &impl Serialize, human: String, as_json: bool) -> Output {
-        // Serialized straight from the struct rather than through `serde_json::Value`, whose map sorts its keys.
-        let json = serde_json::to_string_pretty(report).expect("reports hold only serializable fields");
-        Output { human, json, as_json }
-    }
-
-    /// The text to print on stdout.
-    pub fn render(&self) -> String {
-        if self.as_json {
-            self.json.clone()
-        } else {
-            self.human.clone()
-        }
-    }
-}
+pub use cliout::Output;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<Output> {
@@ -118,25 +90,17 @@ pub fn inspect_report(
     manifest: &image_layout::manifest::Manifest,
     keyring: Option<&image_layout::keys::Keyring>,
 ) -> crate::wire::InspectReport {
-    use crate::wire::{InspectReport, PayloadReport, SignerReport};
-    use image_layout::keys::SignerStatus;
+    use crate::wire::{InspectReport, PayloadReport, SignerReport, SignerState};
     let signers = match keyring {
         Some(k) => head
             .signers(k)
             .iter()
-            .map(|c| SignerReport {
-                key_id: c.key_id.to_string(),
-                status: match c.status {
-                    SignerStatus::Valid => "valid",
-                    SignerStatus::Invalid => "invalid",
-                    SignerStatus::Untrusted => "untrusted",
-                },
-            })
+            .map(|c| SignerReport { key_id: c.key_id.to_string(), status: c.status.into() })
             .collect(),
         None => head
             .signatures
             .iter()
-            .map(|s| SignerReport { key_id: image_layout::format::to_hex(&s.key_id), status: "unchecked" })
+            .map(|s| SignerReport { key_id: image_layout::format::to_hex(&s.key_id), status: SignerState::Unchecked })
             .collect(),
     };
     let payloads = manifest

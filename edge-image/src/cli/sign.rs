@@ -26,5 +26,5 @@ pub fn run(args: Args) -> Result<Output> {
     let n = image_layout::writer::add_signature(&args.bundle, &key)?;
     let r = SignReport { schema: SIGN_SCHEMA, key_id: key.public().id().to_string(), n_signatures: n };
     let human = format!("signed by {}; {} signature(s) on {}", r.key_id, n, args.bundle.display());
-    Ok(Output::new(&r, human, args.json))
+    Ok(Output::report(&r, args.json, |_| human))
 }

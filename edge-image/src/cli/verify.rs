@@ -79,5 +79,5 @@ pub fn run(args: Args) -> Result<Output> {
         chunks,
         report.valid_signers.join(", ")
     );
-    Ok(Output::new(&report, human, args.json))
+    Ok(Output::report(&report, args.json, |_| human))
 }

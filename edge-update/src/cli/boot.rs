@@ -19,5 +19,5 @@ pub fn run(config: &Config, _args: Args) -> Result<Output> {
     if let Some(reason) = outcome.unhealthy {
         return Err(Error::Unhealthy { slot: booted, reason });
     }
-    Ok(Output { text: describe(&node) })
+    Ok(Output::text(describe(&node)))
 }

@@ -15,7 +15,7 @@ use updater::fetch::{Fetch, FileFetch, PipeFetch};
 use updater::http::{url_scheme, HttpFetch, HttpOptions};
 use updater::install::{install, Options, Report};
 use updater::run::Node;
-use updater::wire::{InstallResult, Progress, RESULT_SCHEMA};
+use updater::wire::{InstallOutcome, InstallResult, Progress, Stage, RESULT_SCHEMA};
 
 use super::{open_node, Output};
 
@@ -80,10 +80,10 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
     if let Some(reason) = &report.outcome.reboot_error {
         log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", report.target);
     }
-    let text = if args.json {
+    Ok(if args.json {
         let result = InstallResult {
             schema: RESULT_SCHEMA,
-            result: "flipped",
+            result: InstallOutcome::Flipped,
             target: report.target.to_string(),
             bundle: report.bundle.clone(),
             resumed_chunks: report.resumed_chunks,
@@ -94,7 +94,7 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
             reboot: report.outcome.reboot,
             reboot_error: report.outcome.reboot_error.clone(),
         };
-        serde_json::to_string(&result).expect("the result serializes")
+        Output::json_line(&result)
     } else {
         let mut s = format!(
             "slot {} holds {} {} (verified) and is active on trial; {} bytes fetched, {} reused, image {} bytes",
@@ -113,9 +113,8 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         } else if !report.outcome.reboot {
             s.push_str("; reboot to try it");
         }
-        s
-    };
-    Ok(Output { text })
+        Output::text(s)
+    })
 }
 
 /// Opens the target slot, the source and the booted slot, and installs.
@@ -150,7 +149,7 @@ fn install_from(config: &Config, node: &mut Node<'_>, keyring: &Keyring, args: &
     let mut progress = |p: &Progress| {
         // Progress lines are synced progress, each once (a final sync with nothing new repeats the last one).
         if json && p.synced && last_line.as_ref() != Some(p) {
-            println!("{}", serde_json::to_string(p).expect("progress serializes"));
+            println!("{}", cliout::to_json_line(p));
             last_line = Some(*p);
         }
         if let Some(bar) = bar.as_mut() {
@@ -170,7 +169,8 @@ fn install_from(config: &Config, node: &mut Node<'_>, keyring: &Keyring, args: &
 /// the bar without being a transfer rate.
 struct Bar {
     bar: Option<ProgressBar>,
-    stage: &'static str,
+    /// The stage the bar shows; none before the first progress.
+    stage: Option<Stage>,
     /// (when, bytes fetched then), the last few seconds of them.
     samples: VecDeque<(Instant, u64)>,
 }
@@ -181,12 +181,12 @@ const RATE_WINDOW: Duration = Duration::from_secs(5);
 impl Bar {
     /// A bar when stderr is a terminal; none otherwise.
     fn on_terminal() -> Option<Bar> {
-        std::io::stderr().is_terminal().then(|| Bar { bar: None, stage: "", samples: VecDeque::new() })
+        std::io::stderr().is_terminal().then(|| Bar { bar: None, stage: None, samples: VecDeque::new() })
     }
 
     fn show(&mut self, p: &Progress) {
         let now = Instant::now();
-        if p.stage != self.stage {
+        if Some(p.stage) != self.stage {
             // A new stage (or the first progress) starts a new bar at where the slot already is, so bytes done by
             // an earlier run or in an earlier stage are not counted as speed.
             if let Some(old) = self.bar.take() {
@@ -201,7 +201,7 @@ impl Bar {
             bar.set_position(p.done_bytes);
             bar.reset_eta();
             self.bar = Some(bar);
-            self.stage = p.stage;
+            self.stage = Some(p.stage);
             self.samples.clear();
         }
         self.samples.push_back((now, p.fetched_bytes));
@@ -213,8 +213,8 @@ impl Bar {
             _ => 0.0,
         };
         if let Some(bar) = &self.bar {
-            let mut msg = p.stage.to_owned();
-            if p.stage == "writing" {
+            let mut msg = p.stage.word().to_owned();
+            if p.stage == Stage::Writing {
                 msg.push_str(&format!(", fetching {}/s", BinaryBytes(rate as u64)));
                 if p.reused_bytes > 0 {
                     msg.push_str(&format!(", {} reused", BinaryBytes(p.reused_bytes)));

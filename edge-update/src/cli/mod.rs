@@ -52,12 +52,7 @@ pub enum Command {
     Cancel(cancel::Args),
 }
 
-/// What a verb prints on stdout, and the exit code (0 unless the verb says otherwise).
-#[derive(Debug, Default)]
-pub struct Output {
-    /// The text (or JSON) for stdout.
-    pub text: String,
-}
+pub use cliout::Output;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<Output> {
@@ -91,7 +86,7 @@ pub fn operator_verb(config: &Config, event: fn(Slot, BootState) -> Event) -> Re
     let state = node.boot_state()?;
     let booted = node.booted;
     node.handle(event(booted, state))?;
-    Ok(Output { text: describe(&node) })
+    Ok(Output::text(describe(&node)))
 }
 
 /// A line saying where an update stands, for people.

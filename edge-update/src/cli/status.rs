@@ -10,7 +10,7 @@ use bootctl::rules::Slot;
 use updater::config::Config;
 use updater::error::Result;
 use updater::journal::{FileJournal, JournalStore};
-use updater::wire::{EventRecord, SlotStatus, Status, STATUS_SCHEMA};
+use updater::wire::{EventKind, EventRecord, SlotStatus, Status, STATUS_SCHEMA};
 
 use super::Output;
 
@@ -25,16 +25,10 @@ pub struct Args {
 /// How much of the event log's end is read for the last failure: many events, never the whole log.
 const EVENTS_TAIL_BYTES: u64 = 256 << 10;
 
-/// Events that are failures, for `last_failure`.
-const FAILURES: [&str; 5] = ["install-failed", "failed", "rolled-back", "interrupted", "reboot-failed"];
-
 /// Runs `status`.
 pub fn run(config: &Config, args: Args) -> Result<Output> {
     let status = read(config)?;
-    if args.json {
-        return Ok(Output { text: serde_json::to_string_pretty(&status).expect("status serializes") });
-    }
-    Ok(Output { text: human(&status) })
+    Ok(Output::report(&status, args.json, human))
 }
 
 /// Reads everything `status` shows.
@@ -50,15 +44,7 @@ pub fn read(config: &Config) -> Result<Status> {
             .iter()
             .map(|s| {
                 let slot = Slot::parse(&s.slot.to_string()).expect("bootctl names slots A and B");
-                SlotStatus {
-                    slot: s.slot.to_string(),
-                    good: s.good,
-                    tries: s.tries,
-                    order: s.order,
-                    active: s.active,
-                    booted: s.booted,
-                    bundle: journal.slot(slot).map(|i| i.bundle.clone()),
-                }
+                SlotStatus { state: s.clone(), bundle: journal.slot(slot).map(|i| i.bundle.clone()) }
             })
             .collect()
     });
@@ -86,7 +72,7 @@ pub fn last_failure(events: &Path) -> Option<EventRecord> {
     let lines = tail.split(|&b| b == b'\n').skip(usize::from(start > 0));
     lines
         .filter_map(|l| serde_json::from_slice::<EventRecord>(l).ok())
-        .filter(|e| FAILURES.contains(&e.event.as_str()))
+        .filter(|e| EventKind::FAILURES.contains(&e.event))
         .last()
 }
 
@@ -108,7 +94,7 @@ fn human(status: &Status) -> String {
             Some(b) => format!("{} {} (security version {})", b.name, b.version, b.security_version),
             None => "unknown (no install recorded it, or one is writing it)".to_owned(),
         };
-        t.push_str(&format!("slot {} holds: {holds}\n", s.slot));
+        t.push_str(&format!("slot {} holds: {holds}\n", s.state.slot));
     }
     t.push_str(&format!("security_version floor: {}\n", status.journal.security_version));
     match &status.journal.update {
