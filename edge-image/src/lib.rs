@@ -4,15 +4,15 @@
 //! crate, which the updater links too; this crate holds what only the tool needs, with its dependencies (clap, the
 //! progress bar, the FAT writer), so that none of them reaches a node's updater.
 //!
-//! `disk` (with `gpt`) builds a flashable disk image from bundles and boot files made elsewhere (GRUB, its script and
-//! the boot state that `edge-bootctl` writes); it copies them and knows no slot rules; docs/disk-image.md.
+//! `disk` builds a flashable disk image from bundles and boot files made elsewhere (GRUB, its script and the boot
+//! state that `edge-bootctl` writes), with the GPT encoder of the `platform` crate; it copies them and knows no slot
+//! rules; docs/disk-image.md.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod disk;
 pub mod error;
-pub mod gpt;
 pub mod size;
 pub mod wire;
 

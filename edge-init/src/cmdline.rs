@@ -1,40 +1,8 @@
 //! The kernel command line, read once at start into [`Cmdline`] (docs/edge-init.md, "Kernel command line").
 //! Only `edge.` words are ours; the rest belongs to the kernel and is ignored.
 
-/// Where to find a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartSpec {
-    /// `PARTLABEL=name`: the GPT partition name.
-    Label(String),
-    /// `PARTUUID=uuid`: the GPT partition's unique id (lowercase).
-    Uuid(String),
-    /// A device path, such as `/dev/vda4`.
-    Path(String),
-}
-
-impl PartSpec {
-    /// `PARTLABEL=name`, `PARTUUID=uuid` or an absolute path; `None` for anything else.
-    pub fn parse(s: &str) -> Option<PartSpec> {
-        if let Some(l) = s.strip_prefix("PARTLABEL=") {
-            return (!l.is_empty()).then(|| PartSpec::Label(l.to_owned()));
-        }
-        if let Some(u) = s.strip_prefix("PARTUUID=") {
-            return (!u.is_empty()).then(|| PartSpec::Uuid(u.to_ascii_lowercase()));
-        }
-        s.starts_with('/').then(|| PartSpec::Path(s.to_owned()))
-    }
-}
-
-impl std::fmt::Display for PartSpec {
-    /// As written on the kernel command line: `PARTLABEL=edge-data`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PartSpec::Label(l) => write!(f, "PARTLABEL={l}"),
-            PartSpec::Uuid(u) => write!(f, "PARTUUID={u}"),
-            PartSpec::Path(p) => f.write_str(p),
-        }
-    }
-}
+/// How the root and data partitions are named; the lookup is `platform::partition`'s.
+pub use platform::partition::PartSpec;
 
 /// What `edge-init` takes from the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,86 +1,12 @@
-//! The control socket's protocol and its client, `edge-init ctl` (docs/edge-init.md, "Control socket").
-//! One request line, then the answer: a first line `ok` or the reason for a refusal, and for `status` the body.
-//! `edge-update` uses the same socket for `health` and `reboot`.
+//! `edge-init ctl` and `edge-init notify`: the command-line clients of the control socket (docs/edge-init.md,
+//! "Control socket") and of `NOTIFY_SOCKET`. The protocol and the client that speaks it are `platform::ctl`'s, which
+//! `edge-update` uses too for `health` and `reboot`; the server is the `control` module.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// The control socket's default path.
-pub const SOCKET: &str = "/run/edge-init/control.sock";
-
-/// What a client can ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// Every service and its state, the data partition and the watchdog, as text.
-    Status,
-    /// The same as JSON.
-    StatusJson,
-    /// `ok` when every service is up and none is restarting, else what is not (`edge-update`'s health question).
-    Health,
-    /// Start a stopped or failed service.
-    Start(String),
-    /// Stop a service (it stays stopped until `start`).
-    Stop(String),
-    /// Stop and start a service.
-    Restart(String),
-    /// Shut down and restart the machine.
-    Reboot,
-    /// Shut down and power off.
-    Poweroff,
-    /// Shut down and halt.
-    Halt,
-}
-
-impl Request {
-    /// Parses one request line.
-    pub fn parse(line: &str) -> Result<Request, String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        Ok(match words.as_slice() {
-            ["status"] => Request::Status,
-            ["status", "--json"] => Request::StatusJson,
-            ["health"] => Request::Health,
-            ["start", s] => Request::Start((*s).to_owned()),
-            ["stop", s] => Request::Stop((*s).to_owned()),
-            ["restart", s] => Request::Restart((*s).to_owned()),
-            ["reboot"] => Request::Reboot,
-            ["poweroff"] => Request::Poweroff,
-            ["halt"] => Request::Halt,
-            _ => return Err(format!("unknown request {:?}", line.trim())),
-        })
-    }
-}
-
-/// Quotes a string for JSON.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Sends `request` and returns the answer: `Ok(body)` after an `ok` line, `Err(reason)` otherwise.
-pub fn ask(socket: &Path, request: &str) -> io::Result<Result<String, String>> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(format!("{request}\n").as_bytes())?;
-    let mut reader = BufReader::new(s);
-    let mut first = String::new();
-    reader.read_line(&mut first)?;
-    let mut body = String::new();
-    reader.read_to_string(&mut body)?;
-    Ok(if first.trim_end() == "ok" { Ok(body) } else { Err(first.trim_end().to_owned()) })
-}
+use platform::ctl::{ask, Reply};
+pub use platform::ctl::{Request, SOCKET};
 
 /// `edge-init ctl`'s usage.
 pub const USAGE: &str = "usage: edge-init ctl [--socket PATH] status [--json] | health | start SVC | stop SVC | \
@@ -114,20 +40,22 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     let line = rest.join(" ");
-    if Request::parse(&line).is_err() {
-        return usage();
-    }
-    match ask(Path::new(&socket), &line) {
-        Ok(Ok(body)) => {
+    let Ok(request) = Request::parse(&line) else { return usage() };
+    match ask(Path::new(&socket), &request) {
+        Ok(Reply::Ok { body }) => {
             print!("{body}");
             0
         }
-        Ok(Err(reason)) => {
-            eprintln!("edge-init ctl {line}: {reason}");
+        Ok(Reply::Refused(refusal)) => {
+            eprintln!("edge-init ctl {line}: {refusal}");
+            1
+        }
+        Err(platform::Error::AskInit { source, .. }) => {
+            eprintln!("edge-init ctl: cannot reach {socket}: {source}");
             1
         }
         Err(e) => {
-            eprintln!("edge-init ctl: cannot reach {socket}: {e}");
+            eprintln!("edge-init ctl {line}: {e}");
             1
         }
     }
@@ -174,37 +102,4 @@ pub fn notify(args: &[String], socket: Option<&std::ffi::OsStr>) -> i32 {
 fn usage() -> i32 {
     eprintln!("{USAGE}");
     2
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests() {
-        let check = |line: &str, expected: Result<Request, ()>| {
-            assert_eq!(Request::parse(line).map_err(|_| ()), expected, "{line}");
-        };
-        check("status\n", Ok(Request::Status));
-        check("status --json", Ok(Request::StatusJson));
-        check("health", Ok(Request::Health));
-        check("start app", Ok(Request::Start("app".into())));
-        check("stop app", Ok(Request::Stop("app".into())));
-        check("restart app", Ok(Request::Restart("app".into())));
-        check("reboot", Ok(Request::Reboot));
-        check("poweroff", Ok(Request::Poweroff));
-        check("halt", Ok(Request::Halt));
-        check("start", Err(()));
-        check("start a b", Err(()));
-        check("", Err(()));
-        check("format /data", Err(()));
-    }
-
-    #[test]
-    fn json_strings() {
-        let check = |s: &str, expected: &str| assert_eq!(json_string(s), expected, "{s}");
-        check("app", "\"app\"");
-        check("a \"b\"\\", "\"a \\\"b\\\"\\\\\"");
-        check("x\ny\u{1}", "\"x\\ny\\u0001\"");
-    }
 }

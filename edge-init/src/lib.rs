@@ -11,6 +11,7 @@ pub mod boot;
 pub mod cgroup;
 pub mod check;
 pub mod cmdline;
+pub mod control;
 pub mod ctl;
 pub mod data;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod shutdown;
 pub mod spawn;
 pub mod supervise;
 pub mod sys;
+pub mod unmount;
 pub mod watchdog;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@
 //! and owns the shutdown sequence: services in reverse order, then every other process (TERM, grace, KILL), then
 //! sync and unmount with deadlines, then reboot(2). It never exits while it is PID 1.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -14,18 +14,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use platform::ctl::{Refusal, Reply, Request};
 use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::boot;
 use crate::cgroup::Cgroups;
-use crate::ctl::{json_string, Request};
+use crate::control::{self, ServiceView, View};
 use crate::error::{chain, Error};
 use crate::log_sink::Sink;
 use crate::output::Reader;
 use crate::paths::Paths;
 use crate::services::{self, Config};
 use crate::shutdown::{self, Effect, Shutdown};
-use crate::supervise::{describe, Cmd, Input, State, Supervisor};
+use crate::supervise::{Cmd, Input, State, Supervisor};
 use crate::sys::{self, Exit, Halt, Reaped, SIGPWR};
 use crate::watchdog::{Petting, Watchdog};
 
@@ -698,81 +699,60 @@ impl Init {
     }
 
     fn control(&mut self, stream: UnixStream) {
-        let (pid, uid) = match sys::peer(&stream) {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("control socket: no peer credentials: {e}");
-                return;
-            }
-        };
-        let mut out = &stream;
-        let _ = stream.set_nonblocking(false);
-        // Bounds on a slow client: the loop serves one connection at a time.
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        let mut line = String::new();
-        // The request is read even from a peer that is refused, so that it gets the answer rather than a reset.
-        if BufReader::new((&stream).take(512)).read_line(&mut line).is_err() {
-            return;
-        }
-        if uid != 0 {
-            log::warn!("control socket: refused pid {pid} (uid {uid}): only root may ask");
-            let _ = out.write_all(b"refused: only root may use the control socket\n");
-            return;
-        }
-        let req = Request::parse(&line);
-        let reply = match &req {
-            Err(e) => e.clone(),
-            Ok(req) => self.answer(req.clone(), pid),
-        };
-        let _ = out.write_all(reply.as_bytes());
-        let _ = out.write_all(b"\n");
-        if let Ok(req) = req {
-            let how = match req {
-                Request::Reboot => Some(Halt::Reboot),
-                Request::Poweroff => Some(Halt::PowerOff),
-                Request::Halt => Some(Halt::Halt),
-                _ => None,
-            };
-            if let Some(how) = how {
-                drop(stream);
-                self.request(how);
-            }
+        if let Some(how) = control::serve(stream, |req, pid| self.answer(req, pid)) {
+            self.request(how);
         }
     }
 
-    fn answer(&mut self, req: Request, pid: u32) -> String {
+    fn answer(&mut self, req: Request, pid: u32) -> Reply {
         let known = |s: &Supervisor, name: &str| s.svcs.iter().any(|v| v.spec.name == name);
         match req {
-            Request::Status => format!("ok\n{}", self.status_text().trim_end()),
-            Request::StatusJson => format!("ok\n{}", self.status_json()),
+            Request::Status => Reply::ok_with(&self.view().text()),
+            Request::StatusJson => Reply::ok_with(&self.view().status().to_json()),
             Request::Health => {
                 // Time-based state (a crash streak that a long run ended) is brought up to date first.
                 self.drive(Input::Tick);
                 let asker = sys::session_of(pid).unwrap_or(pid);
                 match self.sup.healthy(Some(asker)) {
-                    Ok(()) => "ok".to_owned(),
-                    Err(why) => format!("not ready: {why}"),
+                    Ok(()) => Reply::ok(),
+                    Err(why) => Reply::Refused(Refusal::NotReady { why }),
                 }
             }
             Request::Start(n) | Request::Stop(n) | Request::Restart(n) if !known(&self.sup, &n) => {
-                format!("no service {n}")
+                Reply::Refused(Refusal::NoService { name: n })
             }
-            _ if self.shutdown.is_some() => "refused: shutting down".to_owned(),
+            _ if self.shutdown.is_some() => Reply::Refused(Refusal::ShuttingDown),
             Request::Start(n) => {
                 self.drive(Input::Start(n));
-                "ok".to_owned()
+                Reply::ok()
             }
             Request::Stop(n) => {
                 self.drive(Input::Stop(n));
-                "ok".to_owned()
+                Reply::ok()
             }
             Request::Restart(n) => {
                 self.drive(Input::Restart(n));
-                "ok".to_owned()
+                Reply::ok()
             }
-            Request::Reboot | Request::Poweroff | Request::Halt => "ok".to_owned(),
+            Request::Reboot | Request::Poweroff | Request::Halt => Reply::ok(),
         }
+    }
+
+    /// What `ctl status` shows.
+    fn view(&self) -> View<'_> {
+        let services = self
+            .sup
+            .svcs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceView {
+                name: &s.spec.name,
+                state: &s.state,
+                n_restarts: self.services[i].restarts,
+                status: &self.services[i].status,
+            })
+            .collect();
+        View { services, data: &self.data, watchdog: self.watchdog_text(), health: self.sup.healthy(None) }
     }
 
     fn watchdog_text(&self) -> String {
@@ -787,81 +767,6 @@ impl Init {
             ),
         }
     }
-
-    fn status_text(&self) -> String {
-        let mut out = String::new();
-        for (i, s) in self.sup.svcs.iter().enumerate() {
-            let mut line = format!("{:<16} {}", s.spec.name, describe(&s.state));
-            if self.services[i].restarts > 0 {
-                line.push_str(&format!(", {} restarts", self.services[i].restarts));
-            }
-            if !self.services[i].status.is_empty() {
-                line.push_str(&format!(" ({})", self.services[i].status));
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out.push_str(&format!("data: {}\nwatchdog: {}\n", self.data, self.watchdog_text()));
-        out.push_str(&format!(
-            "health: {}\n",
-            self.sup.healthy(None).map_or_else(|e| format!("not ready: {e}"), |()| "ok".to_owned())
-        ));
-        out
-    }
-
-    /// `ctl status --json`: [`STATUS_SCHEMA`], written by hand (no serde_json in PID 1); the fields are those of
-    /// docs/edge-init.md, "Control socket", in the words of docs/json.md.
-    fn status_json(&self) -> String {
-        let svcs: Vec<String> = self
-            .sup
-            .svcs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                format!(
-                    "{{\"name\":{},{},\"n_restarts\":{},\"status\":{}}}",
-                    json_string(&s.spec.name),
-                    state_json(&s.state),
-                    self.services[i].restarts,
-                    json_string(&self.services[i].status)
-                )
-            })
-            .collect();
-        let health = self.sup.healthy(None).map_or_else(|e| e, |()| "ok".to_owned());
-        format!(
-            "{{\"schema\":{},\"services\":[{}],\"data\":{},\"watchdog\":{},\"health\":{}}}",
-            json_string(STATUS_SCHEMA),
-            svcs.join(","),
-            json_string(&self.data),
-            json_string(&self.watchdog_text()),
-            json_string(&health)
-        )
-    }
-}
-
-/// `schema` of `ctl status --json` (docs/json.md).
-pub const STATUS_SCHEMA: &str = "edge-init.status/1";
-
-/// A service's state as JSON fields: `state`, one kebab-case word (`waiting`, `starting`, `up`, `stopping`,
-/// `restarting`, `stopped`, `exited`, `failed`), and beside it what the text form puts in words: `pid` while a
-/// process runs, `exit_code` or `signal` once it has exited, `reason` once it has failed; each null otherwise.
-fn state_json(state: &State) -> String {
-    let null = || "null".to_owned();
-    let (word, pid, exit_code, signal, reason) = match state {
-        State::Waiting => ("waiting", null(), null(), null(), null()),
-        State::Starting { pid, .. } => ("starting", pid.to_string(), null(), null(), null()),
-        State::Up { pid, .. } => ("up", pid.to_string(), null(), null(), null()),
-        State::Stopping { pid, .. } => ("stopping", pid.to_string(), null(), null(), null()),
-        State::Backoff { .. } => ("restarting", null(), null(), null(), null()),
-        State::Exited { exit: None } => ("stopped", null(), null(), null(), null()),
-        State::Exited { exit: Some(Exit::Code(c)) } => ("exited", null(), c.to_string(), null(), null()),
-        State::Exited { exit: Some(Exit::Signal(s)) } => ("exited", null(), null(), s.to_string(), null()),
-        State::Failed { reason } => ("failed", null(), null(), null(), json_string(reason)),
-    };
-    format!(
-        "\"state\":{},\"pid\":{pid},\"exit_code\":{exit_code},\"signal\":{signal},\"reason\":{reason}",
-        json_string(word)
-    )
 }
 
 /// reboot(2), and if even that fails, wait for the hardware watchdog (no longer petted) or a person.
@@ -899,44 +804,4 @@ fn install_panic_hook(pid1: bool, kmsg: PathBuf) {
             let _ = sys::reboot(Halt::Reboot);
         }
     }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn issue_14_a_state_is_one_word_and_its_details() {
-        let check = |state: State, expected: &str| {
-            let json = format!("{{{}}}", state_json(&state));
-            let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
-            assert_eq!(v, serde_json::from_str::<serde_json::Value>(expected).expect("expected JSON"), "{state:?}");
-        };
-        let since = Duration::ZERO;
-        let none = r#""pid":null,"exit_code":null,"signal":null,"reason":null"#;
-        check(State::Waiting, &format!(r#"{{"state":"waiting",{none}}}"#));
-        check(
-            State::Starting { pid: 7, since },
-            r#"{"state":"starting","pid":7,"exit_code":null,"signal":null,"reason":null}"#,
-        );
-        check(State::Up { pid: 8, since }, r#"{"state":"up","pid":8,"exit_code":null,"signal":null,"reason":null}"#);
-        check(
-            State::Stopping { pid: 9, deadline: since, restart: true },
-            r#"{"state":"stopping","pid":9,"exit_code":null,"signal":null,"reason":null}"#,
-        );
-        check(State::Backoff { until: since }, &format!(r#"{{"state":"restarting",{none}}}"#));
-        check(State::Exited { exit: None }, &format!(r#"{{"state":"stopped",{none}}}"#));
-        check(
-            State::Exited { exit: Some(Exit::Code(3)) },
-            r#"{"state":"exited","pid":null,"exit_code":3,"signal":null,"reason":null}"#,
-        );
-        check(
-            State::Exited { exit: Some(Exit::Signal(9)) },
-            r#"{"state":"exited","pid":null,"exit_code":null,"signal":9,"reason":null}"#,
-        );
-        check(
-            State::Failed { reason: "crashed \"3\" times".to_owned() },
-            r#"{"state":"failed","pid":null,"exit_code":null,"signal":null,"reason":"crashed \"3\" times"}"#,
-        );
-    }
 }

@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use edge_init::boot::{self, Fate};
+use edge_init::boot;
 use edge_init::cmdline::PartSpec;
 use edge_init::data::{self, DataState, How, Why};
 use edge_init::services::DataConfig;
+use edge_init::unmount::{self, Fate};
+use platform::gpt::{self, Guid, Partition};
+use platform::partition;
 
 const INSIDE: &str = "EDGE_INIT_BOOT_TEST_INSIDE";
 
@@ -141,12 +144,12 @@ fn a_data_partition_mounts_read_write_and_keeps_what_is_written() {
     assert_eq!(data::mount_data(&cfg, None), state);
     assert_eq!(boot::mounts().expect("mountinfo").iter().filter(|m| m.mount_point == mount).count(), 1);
 
-    let report = boot::unmount_all(dir.path(), Duration::from_secs(5));
+    let report = unmount::unmount_all(dir.path(), Duration::from_secs(5));
     assert_eq!(report.mounts, [(mount.clone(), Fate::Unmounted)]);
     assert!(mounted(&mount).is_none());
     assert_eq!(data::mount_data(&cfg, None), state);
     assert_eq!(fs::read(mount.join("kept")).expect("read it back"), b"survives");
-    boot::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -166,11 +169,11 @@ fn a_blank_data_partition_is_formatted_once() {
     assert_eq!(mounted(&mount).expect("mounted").fstype, "ext4");
     fs::write(mount.join("kept"), b"1").expect("write");
 
-    boot::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(dir.path(), Duration::from_secs(5));
     let again = data::mount_data(&cfg, None);
     assert!(matches!(again, DataState::Mounted { how: How::AsFound, .. }), "{again}");
     assert_eq!(fs::read(mount.join("kept")).expect("not formatted again"), b"1");
-    boot::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -202,7 +205,7 @@ fn a_damaged_data_partition_is_left_untouched_and_a_tmpfs_takes_its_place() {
         assert!(state.to_string().ends_with("; left untouched)"), "{state}");
         assert_eq!(mounted(&mount).expect("a tmpfs").fstype, "tmpfs");
         fs::write(mount.join("scratch"), b"x").expect("the tmpfs is writable");
-        assert_eq!(boot::unmount_all(&mount, Duration::from_secs(5)).mounts, [(mount.clone(), Fate::Unmounted)]);
+        assert_eq!(unmount::unmount_all(&mount, Duration::from_secs(5)).mounts, [(mount.clone(), Fate::Unmounted)]);
         drop(dev);
         assert!(fs::read(&img).expect("read image") == bytes, "{name}: the partition was written to");
     };
@@ -246,7 +249,7 @@ fn fsck_runs_once_when_the_data_partition_does_not_mount() {
     let state = data::mount_data(&cfg, None);
     assert_eq!(state, DataState::Mounted { device: dev.0.clone(), mount: mount.clone(), how: How::Repaired });
     assert_eq!(fs::read_to_string(&runs).expect("fsck ran"), "run\n");
-    boot::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -273,7 +276,7 @@ fn a_missing_data_partition_gives_a_tmpfs() {
         Some(&PartSpec::Path("/nonexistent".into())),
     );
     assert!(matches!(&state, DataState::Tmpfs { why: Why::Missing { spec }, .. } if spec == "/nonexistent"), "{state}");
-    boot::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -283,23 +286,33 @@ fn a_data_partition_is_found_by_partlabel_and_partuuid() {
     }
     let dir = scratch();
     let label = format!("edge-test-{}", std::process::id());
-    let unique = guid(std::process::id() as u64, 0x5eed);
+    let mut seed = [0x5e; 16];
+    seed[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    let unique = Guid::v4_from(seed);
     let img = dir.path().join("disk.img");
-    let parts = [GptPart { first_lba: 2048, last_lba: 2048 + 12 * 2048 - 1, unique, name: &label }];
-    fs::write(&img, gpt_image(16 << 20, &parts)).expect("write disk image");
+    let parts = [Partition {
+        type_guid: gpt::LINUX_DATA_TYPE,
+        unique_guid: unique,
+        first_lba: 2048,
+        last_lba: 2048 + 12 * 2048 - 1,
+        name: label.clone(),
+    }];
+    let mut image = vec![0u8; 16 << 20];
+    gpt::encode(Guid::v4_from([0xd1; 16]), (16 << 20) / gpt::SECTOR_BYTES, &parts).expect("a table").place(&mut image);
+    fs::write(&img, image).expect("write disk image");
     let disk = Loop::attach(&img, true);
     let part = PathBuf::from(format!("{}p1", disk.0.display()));
-    let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
+    let (sys, dev) = (Path::new("/sys/class/block"), Path::new("/dev"));
 
-    assert_eq!(boot::find_partition(&PartSpec::Label(label.clone()), sys, dev), Some(part.clone()));
-    let uuid = PartSpec::parse(&format!("PARTUUID={}", guid_text(&unique).to_uppercase())).expect("a spec");
-    assert_eq!(boot::find_partition(&uuid, sys, dev), Some(part.clone()));
-    assert_eq!(boot::find_partition(&PartSpec::Label(format!("{label}-no")), sys, dev), None);
+    assert_eq!(partition::find(&PartSpec::Label(label.clone()), sys, dev), Some(part.clone()));
+    let uuid = PartSpec::parse(&format!("PARTUUID={}", unique.to_string().to_uppercase())).expect("a spec");
+    assert_eq!(partition::find(&uuid, sys, dev), Some(part.clone()));
+    assert_eq!(partition::find(&PartSpec::Label(format!("{label}-no")), sys, dev), None);
 
     let mount = dir.path().join("data");
     let state = data::mount_data(&config(PartSpec::Label(label), &mount), None);
     assert_eq!(state, DataState::Mounted { device: part, mount, how: How::Formatted });
-    boot::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -325,7 +338,7 @@ fn unmount_all_goes_in_reverse_order_and_makes_busy_mounts_read_only() {
     sh("mount", &[path_str(&dev.0), path_str(&outer)]);
     let busy = Busy(Command::new("sleep").arg("1000").current_dir(&b).spawn().expect("sleep"));
 
-    let report = boot::unmount_all(&under, Duration::from_secs(5));
+    let report = unmount::unmount_all(&under, Duration::from_secs(5));
     assert_eq!(report.mounts.len(), 3, "{report:?}");
     assert_eq!((&report.mounts[0], &report.mounts[1].0), (&(c.clone(), Fate::Unmounted), &b));
     // b's filesystem is also on `outer`: left read-write, and a with it (b still sits on it).
@@ -337,12 +350,12 @@ fn unmount_all_goes_in_reverse_order_and_makes_busy_mounts_read_only() {
 
     // Without the outer mount, the busy ext4 becomes read-only.
     sh("umount", &[path_str(&outer)]);
-    let report = boot::unmount_all(&under, Duration::from_secs(5));
+    let report = unmount::unmount_all(&under, Duration::from_secs(5));
     assert_eq!(report.mounts, [(b.clone(), Fate::ReadOnly), (a.clone(), Fate::ReadOnly)]);
     assert!(mounted(&b).expect("b").read_only());
 
     drop(busy);
-    let report = boot::unmount_all(&under, Duration::from_secs(5));
+    let report = unmount::unmount_all(&under, Duration::from_secs(5));
     assert_eq!(report.mounts, [(b.clone(), Fate::Unmounted), (a.clone(), Fate::Unmounted)]);
     assert!(mounted(&a).is_none() && mounted(&b).is_none() && mounted(&c).is_none());
 }
@@ -404,157 +417,5 @@ fn early_boot_mounts_what_is_missing_names_the_host_and_brings_up_lo() {
 
 #[test]
 fn sync_finishes_within_a_generous_deadline() {
-    assert!(boot::sync_with_deadline(Duration::from_secs(120)));
-}
-
-/// A fake sysfs and /dev: disk vda (GPT) with partitions 1 to 3 (3 without PARTNAME), disk vdb (MBR) with
-/// partition 1, sdz1 named like vda2 but without a device node, and vdc1 and vdd1 with the same name.
-#[test]
-fn partitions_are_found_by_label_uuid_and_path_in_a_fake_sysfs() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
-    let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
-    fs::create_dir_all(sys.join("class/block")).expect("mkdir");
-    fs::create_dir_all(&dev).expect("mkdir");
-    let uuids = [guid(1, 1), guid(2, 2), guid(3, 3)];
-    let add_disk = |disk: &str, content: &[u8], parts: &[(u32, Option<&str>, bool)]| {
-        let disk_dir = sys.join("devices/virtual/block").join(disk);
-        fs::create_dir_all(&disk_dir).expect("mkdir");
-        fs::write(disk_dir.join("uevent"), format!("MAJOR=254\nMINOR=0\nDEVNAME={disk}\nDEVTYPE=disk\n")).expect("w");
-        symlink(format!("../../devices/virtual/block/{disk}"), sys.join("class/block").join(disk)).expect("ln");
-        fs::write(dev.join(disk), content).expect("disk");
-        for &(n, name, node) in parts {
-            let part = format!("{disk}{n}");
-            let part_dir = disk_dir.join(&part);
-            fs::create_dir_all(&part_dir).expect("mkdir");
-            let partname = name.map(|l| format!("PARTNAME={l}\n")).unwrap_or_default();
-            let uevent = format!("MAJOR=254\nMINOR={n}\nDEVNAME={part}\nDEVTYPE=partition\nPARTN={n}\n{partname}");
-            fs::write(part_dir.join("uevent"), uevent).expect("w");
-            let link = format!("../../devices/virtual/block/{disk}/{part}");
-            symlink(link, sys.join("class/block").join(&part)).expect("ln");
-            if node {
-                fs::write(dev.join(&part), b"").expect("node");
-            }
-        }
-    };
-    let gpt_parts: Vec<GptPart> = ["edge-root-a", "edge-data", "edge-gpt-only"]
-        .iter()
-        .zip(uuids)
-        .enumerate()
-        .map(|(i, (name, unique))| GptPart { first_lba: 34 + i as u64, last_lba: 34 + i as u64, unique, name })
-        .collect();
-    add_disk(
-        "vda",
-        &gpt_image(1 << 20, &gpt_parts),
-        &[(1, Some("edge-root-a"), true), (2, Some("edge-data"), true), (3, None, true)],
-    );
-    let mut mbr = vec![0u8; 4096];
-    mbr[440..444].copy_from_slice(&0x1234_abcdu32.to_le_bytes());
-    mbr[510..512].copy_from_slice(&[0x55, 0xaa]);
-    add_disk("vdb", &mbr, &[(1, None, true)]);
-    add_disk("sdz", &[], &[(1, Some("edge-data"), false)]);
-    add_disk("vdc", &[], &[(1, Some("edge-dup"), true)]);
-    add_disk("vdd", &[], &[(1, Some("edge-dup"), true)]);
-
-    let check = |spec: &str, expected: Option<&str>| {
-        let spec = PartSpec::parse(spec).expect("a spec");
-        let expected = expected.map(|name| dev.join(name));
-        assert_eq!(boot::find_partition(&spec, &sys, &dev), expected, "{spec:?}");
-        assert_eq!(boot::wait_for_partition(&spec, &sys, &dev, Duration::ZERO), expected, "{spec:?}");
-    };
-    check("PARTLABEL=edge-root-a", Some("vda1"));
-    check("PARTLABEL=edge-data", Some("vda2"));
-    check("PARTLABEL=edge-dup", Some("vdc1"));
-    // No PARTNAME in sysfs (a kernel without a GPT parser): the name is read from the disk's GPT.
-    check("PARTLABEL=edge-gpt-only", Some("vda3"));
-    check("PARTLABEL=nosuch", None);
-    check(&format!("PARTUUID={}", guid_text(&uuids[2])), Some("vda3"));
-    check(&format!("PARTUUID={}", guid_text(&uuids[0]).to_uppercase()), Some("vda1"));
-    check("PARTUUID=1234abcd-01", Some("vdb1"));
-    check("PARTUUID=1234abcd-02", None);
-    check("PARTUUID=00000000-0000-0000-0000-000000000000", None);
-    check(&format!("{}", dev.join("vda2").display()), Some("vda2"));
-    check(&format!("{}", dev.join("vda9").display()), None);
-    // No sysfs at all.
-    assert_eq!(boot::find_partition(&PartSpec::Label("edge-data".into()), &dir.path().join("none"), &dev), None);
-}
-
-/// A GUID's 16 bytes from two numbers (the first three fields are little-endian on disk).
-fn guid(a: u64, b: u64) -> [u8; 16] {
-    let mut g = [0u8; 16];
-    g[..8].copy_from_slice(&a.to_le_bytes());
-    g[8..].copy_from_slice(&b.to_be_bytes());
-    g[7] = (g[7] & 0x0f) | 0x40;
-    g
-}
-
-fn guid_text(b: &[u8; 16]) -> String {
-    let hex = |s: &[u8]| s.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let le = |s: &[u8]| hex(&s.iter().rev().copied().collect::<Vec<u8>>());
-    format!("{}-{}-{}-{}-{}", le(&b[0..4]), le(&b[4..6]), le(&b[6..8]), hex(&b[8..10]), hex(&b[10..16]))
-}
-
-struct GptPart<'a> {
-    first_lba: u64,
-    last_lba: u64,
-    unique: [u8; 16],
-    name: &'a str,
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &byte in data {
-        c ^= u32::from(byte);
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
-        }
-    }
-    !c
-}
-
-/// A disk image of `size` bytes with 512-byte sectors, a protective MBR, and a primary and backup GPT of 128
-/// entries, as the kernel's partition code checks them (UEFI 2.10, 5.3).
-fn gpt_image(size: usize, parts: &[GptPart<'_>]) -> Vec<u8> {
-    let sectors = (size / 512) as u64;
-    let mut d = vec![0u8; size];
-    d[446 + 4] = 0xee;
-    d[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
-    d[446 + 12..446 + 16].copy_from_slice(&((sectors - 1).min(u32::MAX as u64) as u32).to_le_bytes());
-    d[510..512].copy_from_slice(&[0x55, 0xaa]);
-    let mut entries = vec![0u8; 128 * 128];
-    // The type "Linux filesystem data", 0fc63daf-8483-4772-8e79-3d69d8477de4.
-    let linux = [0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47, 0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4];
-    for (i, p) in parts.iter().enumerate() {
-        let e = &mut entries[i * 128..(i + 1) * 128];
-        e[..16].copy_from_slice(&linux);
-        e[16..32].copy_from_slice(&p.unique);
-        e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
-        e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
-        for (j, unit) in p.name.encode_utf16().take(36).enumerate() {
-            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&unit.to_le_bytes());
-        }
-    }
-    let header = |mine: u64, other: u64, entries_lba: u64| {
-        let mut h = [0u8; 92];
-        h[..8].copy_from_slice(b"EFI PART");
-        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-        h[12..16].copy_from_slice(&92u32.to_le_bytes());
-        h[24..32].copy_from_slice(&mine.to_le_bytes());
-        h[32..40].copy_from_slice(&other.to_le_bytes());
-        h[40..48].copy_from_slice(&34u64.to_le_bytes());
-        h[48..56].copy_from_slice(&(sectors - 34).to_le_bytes());
-        h[56..72].copy_from_slice(&guid(0xd15c, 0xd15c));
-        h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
-        h[80..84].copy_from_slice(&128u32.to_le_bytes());
-        h[84..88].copy_from_slice(&128u32.to_le_bytes());
-        h[88..92].copy_from_slice(&crc32(&entries).to_le_bytes());
-        let crc = crc32(&h);
-        h[16..20].copy_from_slice(&crc.to_le_bytes());
-        h
-    };
-    let at = |lba: u64| lba as usize * 512;
-    d[at(1)..at(1) + 92].copy_from_slice(&header(1, sectors - 1, 2));
-    d[at(2)..at(2) + entries.len()].copy_from_slice(&entries);
-    d[at(sectors - 33)..at(sectors - 33) + entries.len()].copy_from_slice(&entries);
-    d[at(sectors - 1)..at(sectors - 1) + 92].copy_from_slice(&header(sectors - 1, 1, sectors - 33));
-    d
+    assert!(unmount::sync_with_deadline(Duration::from_secs(120)));
 }

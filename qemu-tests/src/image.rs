@@ -10,11 +10,40 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
+use platform::gpt::{self, Guid, Partition};
+
 use crate::error::{Error, Result};
-use crate::gpt;
 use crate::grub::{GRUB_CFG_PATH, GRUB_EFI_PATH};
 use crate::tools::{mtools, run, Tools};
 use crate::Harness;
+
+/// First LBA of the ESP: 1 MiB, the usual alignment.
+const ESP_FIRST_LBA: u64 = 2048;
+/// The disk GUID of every harness image: fixed, so that the same inputs give the same image.
+const DISK_GUID: Guid =
+    Guid::from_fields(0x6564_6765, 0x7165, 0x4d75, [0x80, 0x00, 0x64, 0x69, 0x73, 0x6b, 0x00, 0x01]);
+/// The unique GUID of every harness ESP.
+const ESP_GUID: Guid = Guid::from_fields(0x6564_6765, 0x7165, 0x4d75, [0x80, 0x00, 0x65, 0x73, 0x70, 0x00, 0x00, 0x01]);
+
+/// Writes a GPT whose only partition is the ESP, from [`ESP_FIRST_LBA`] to the last usable sector, onto `file`, a
+/// disk of `total_sectors`; returns the ESP's entry.
+fn write_gpt(file: &std::fs::File, path: &Path, total_sectors: u64) -> Result<Partition> {
+    use std::os::unix::fs::FileExt;
+    let esp = Partition {
+        type_guid: gpt::ESP_TYPE,
+        unique_guid: ESP_GUID,
+        first_lba: ESP_FIRST_LBA,
+        last_lba: gpt::last_usable_lba(total_sectors),
+        name: "EFI System".to_owned(),
+    };
+    let table = gpt::encode(DISK_GUID, total_sectors, std::slice::from_ref(&esp))
+        .expect("an image of at least MIN_SIZE_MIB holds the table and the ESP");
+    for (bytes, lba) in [(&table.head, 0), (&table.tail, table.tail_lba)] {
+        file.write_all_at(bytes, lba * gpt::SECTOR_BYTES)
+            .map_err(|source| Error::WriteFile { path: path.to_owned(), source })?;
+    }
+    Ok(esp)
+}
 
 /// Smallest image size accepted, in MiB.
 pub const MIN_SIZE_MIB: u32 = 8;
@@ -88,8 +117,8 @@ impl GrubImage {
             .map_err(|source| Error::WriteFile { path: path.to_owned(), source })?;
         let (fs_offset, fs_sectors) = match self.layout {
             Layout::Gpt => {
-                gpt::write(&file, path, total_sectors)?;
-                (gpt::ESP_FIRST_LBA * gpt::SECTOR_BYTES, gpt::esp_sectors(total_sectors))
+                let esp = write_gpt(&file, path, total_sectors)?;
+                (esp.first_lba * gpt::SECTOR_BYTES, esp.last_lba - esp.first_lba + 1)
             }
             Layout::Superfloppy => (0, total_sectors),
         };

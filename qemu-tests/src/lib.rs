@@ -23,7 +23,6 @@
 
 mod console;
 mod error;
-mod gpt;
 mod grub;
 mod image;
 pub mod node;

@@ -314,10 +314,14 @@ fn state_copies(disk: &Path) -> Vec<(u64, Vec<u8>)> {
         file.read_exact_at(&mut bytes, at).unwrap_or_else(|e| panic!("read {} at {at}: {e}", disk.display()));
         bytes
     };
-    // The ESP is partition 1: its first and last LBA are at bytes 32 and 40 of the GPT's first entry (LBA 2).
-    let entry = read_at(1024, 48);
-    let first = u64::from_le_bytes(entry[32..40].try_into().expect("8 bytes")) * 512;
-    let last = u64::from_le_bytes(entry[40..48].try_into().expect("8 bytes")) * 512 + 512;
+    // The ESP is the partition of the ESP type, as the disk's GPT says.
+    let mut reader = std::fs::File::open(disk).unwrap_or_else(|e| panic!("open {}: {e}", disk.display()));
+    let (header, entries) = platform::gpt::read_entries(&mut reader)
+        .unwrap_or_else(|e| panic!("read the GPT of {}: {e}", disk.display()))
+        .unwrap_or_else(|| panic!("{} has a GPT", disk.display()));
+    let esp = entries.iter().find(|e| e.type_guid == platform::gpt::ESP_TYPE).expect("an ESP");
+    let first = esp.first_lba * header.sector_bytes;
+    let last = (esp.last_lba + 1) * header.sector_bytes;
     let esp = read_at(first, (last - first) as usize);
     let mut copies = Vec::new();
     for at in (0..esp.len() - 1024).step_by(512) {

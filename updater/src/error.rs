@@ -352,12 +352,30 @@ pub enum Error {
         source: bootctl::error::Error,
     },
     /// The health checks failed.
-    #[error("slot {slot} failed its health checks: {reason}")]
+    #[error("slot {slot} failed its health checks")]
     Unhealthy {
         /// The slot.
         slot: Slot,
-        /// What failed.
-        reason: String,
+        /// The check that failed, and how.
+        #[source]
+        source: crate::health::Unhealthy,
+    },
+    /// `edge-init` refused a request (a reboot while it is already shutting down).
+    #[error("cannot reboot: {detail}: edge-init answered \"{refusal}\", not \"ok\"")]
+    InitRefused {
+        /// What was asked.
+        detail: String,
+        /// Its answer.
+        refusal: platform::ctl::Refusal,
+    },
+    /// `edge-init` could not be asked.
+    #[error("cannot reboot: {detail}")]
+    AskInit {
+        /// What was asked.
+        detail: String,
+        /// The cause.
+        #[source]
+        source: platform::Error,
     },
     /// A reboot could not be requested.
     #[error("cannot reboot: {detail}")]

@@ -3,12 +3,14 @@
 //! Every check must pass within one deadline; a check may be tried a few times before it counts as failed,
 //! because services take a while to come up after a boot.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::fmt;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use platform::ctl::{self, Refusal, Reply, Request};
 
 use crate::config::{CommandCheck, Config, HttpCheck};
 
@@ -18,48 +20,151 @@ const RETRY_PAUSE: Duration = Duration::from_secs(2);
 /// How much of a failed command's stderr its reason keeps: the end, where the error usually is.
 const STDERR_TAIL_BYTES: usize = 1024;
 
+/// Which check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// `edge-init`'s answer about the services.
+    Services,
+    /// A command, by its arguments.
+    Command(Vec<String>),
+    /// An HTTP probe, by its URL.
+    Probe(String),
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Services => f.write_str("services"),
+            Check::Command(argv) => write!(f, "command {:?}", argv.join(" ")),
+            Check::Probe(url) => write!(f, "probe {url}"),
+        }
+    }
+}
+
+/// How a command check's process ended, when it did not pass.
+#[derive(Debug)]
+pub enum CommandEnd {
+    /// It exited with a status other than 0, or was killed.
+    Exited(ExitStatus),
+    /// Waiting for it failed.
+    Wait(io::Error),
+    /// It ran past its timeout and was killed with its process group.
+    TimedOut(Duration),
+}
+
+impl fmt::Display for CommandEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandEnd::Exited(status) => write!(f, "exited with {status}"),
+            CommandEnd::Wait(e) => write!(f, "cannot wait: {e}"),
+            CommandEnd::TimedOut(t) => write!(f, "timed out after {} s", t.as_secs_f32()),
+        }
+    }
+}
+
+/// What one try of a check found. Its text is the `reason` the journal and the event log keep, so each variant
+/// says its cause in its own message (the reason is one line).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The command could not be started.
+    #[error("cannot start: {error}")]
+    StartCommand {
+        /// Why.
+        error: io::Error,
+    },
+    /// The command ended badly; the end of what it wrote on stderr, as one line.
+    #[error("{end}{}", if stderr.is_empty() { String::new() } else { format!("; stderr: {stderr}") })]
+    Command {
+        /// How it ended.
+        end: CommandEnd,
+        /// The end of its stderr (line breaks as ` / `).
+        stderr: String,
+    },
+    /// The probe got no HTTP answer.
+    #[error("{kind}{}", cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    ProbeTransport {
+        /// What kind of failure the HTTP client saw.
+        kind: String,
+        /// Its cause, when it has one.
+        cause: Option<String>,
+    },
+    /// The probe got another status than the one expected.
+    #[error("status {status}, expected {expected}")]
+    ProbeStatus {
+        /// What came.
+        status: u16,
+        /// What the check expects.
+        expected: u16,
+    },
+    /// `edge-init` answered that not every service is up.
+    #[error("edge-init says: {refusal}")]
+    ServicesNotReady {
+        /// Its answer.
+        refusal: Refusal,
+    },
+    /// `edge-init` could not be asked.
+    #[error("{}", crate::error::chain(error))]
+    AskInit {
+        /// Why.
+        error: platform::Error,
+    },
+}
+
+/// A health check that failed its last try, or the deadline: what made the trial boot unhealthy.
+#[derive(Debug, thiserror::Error)]
+#[error("{check}: {failure}{}", if *deadline_reached { " (deadline reached)" } else { "" })]
+pub struct Unhealthy {
+    /// The check.
+    pub check: Check,
+    /// What its last try found.
+    pub failure: Failure,
+    /// Whether the checks' deadline ended the tries.
+    pub deadline_reached: bool,
+}
+
 /// Runs every check; `Err` says which one failed and how.
-pub fn run(config: &Config) -> Result<(), String> {
+pub fn run(config: &Config) -> Result<(), Unhealthy> {
     let deadline = Instant::now() + config.health_deadline();
     let h = &config.health;
     if h.services {
-        retry("services", 10, deadline, || services(&config.init_socket))?;
+        retry(Check::Services, 10, deadline, || services(&config.init_socket))?;
     }
     for c in &h.commands {
-        retry(&format!("command {:?}", c.argv.join(" ")), c.attempts, deadline, || command(c, deadline))?;
+        retry(Check::Command(c.argv.clone()), c.attempts, deadline, || command(c, deadline))?;
     }
     for c in &h.http {
-        retry(&format!("probe {}", c.url), c.attempts, deadline, || probe(c, deadline))?;
+        retry(Check::Probe(c.url.clone()), c.attempts, deadline, || probe(c, deadline))?;
     }
     Ok(())
 }
 
 fn retry(
-    name: &str,
+    check: Check,
     attempts: u32,
     deadline: Instant,
-    mut check: impl FnMut() -> Result<(), String>,
-) -> Result<(), String> {
-    let mut last = String::new();
-    for attempt in 1..=attempts.max(1) {
-        match check() {
+    mut try_once: impl FnMut() -> Result<(), Failure>,
+) -> Result<(), Unhealthy> {
+    let mut attempt = 1;
+    loop {
+        let failure = match try_once() {
             Ok(()) => {
-                log::info!("health check {name} passed");
+                log::info!("health check {check} passed");
                 return Ok(());
             }
             Err(e) => {
-                log::warn!("health check {name} failed (try {attempt}/{attempts}): {e}");
-                last = e;
+                log::warn!("health check {check} failed (try {attempt}/{attempts}): {e}");
+                e
             }
-        }
+        };
         if Instant::now() + RETRY_PAUSE >= deadline {
-            return Err(format!("{name}: {last} (deadline reached)"));
+            return Err(Unhealthy { check, failure, deadline_reached: true });
         }
-        if attempt < attempts {
-            std::thread::sleep(RETRY_PAUSE);
+        if attempt >= attempts.max(1) {
+            return Err(Unhealthy { check, failure, deadline_reached: false });
         }
+        std::thread::sleep(RETRY_PAUSE);
+        attempt += 1;
     }
-    Err(format!("{name}: {last}"))
 }
 
 fn remaining(deadline: Instant, cap: Duration) -> Duration {
@@ -67,7 +172,7 @@ fn remaining(deadline: Instant, cap: Duration) -> Duration {
 }
 
 /// Runs a command in its own process group, killing the group at the timeout.
-fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
+fn command(c: &CommandCheck, deadline: Instant) -> Result<(), Failure> {
     let timeout = remaining(deadline, Duration::from_secs(c.timeout_secs));
     let mut child = Command::new(&c.argv[0])
         .args(&c.argv[1..])
@@ -76,7 +181,7 @@ fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
+        .map_err(|error| Failure::StartCommand { error })?;
     let pgid = child.id();
     // The end of what the command says on stderr goes into its failure's reason; read on a thread so a chatty
     // command never blocks on a full pipe.
@@ -93,25 +198,21 @@ fn command(c: &CommandCheck, deadline: Instant) -> Result<(), String> {
     });
     let result = match rx.recv_timeout(timeout) {
         Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("exited with {status}")),
-        Ok(Err(e)) => Err(format!("cannot wait: {e}")),
+        Ok(Ok(status)) => Err(CommandEnd::Exited(status)),
+        Ok(Err(e)) => Err(CommandEnd::Wait(e)),
         Err(_) => {
             let _ = crate::sys::kill_process_group(pgid);
-            Err(format!("timed out after {} s", timeout.as_secs_f32()))
+            Err(CommandEnd::TimedOut(timeout))
         }
     };
     // Reaps the child (killed above when it timed out).
     let _ = waiter.join();
     // Anything the command left running in its group goes too, which also closes the stderr pipe it held.
     let _ = crate::sys::kill_process_group(pgid);
-    result.map_err(|e| {
+    result.map_err(|end| {
         // A process that left the group may hold the pipe open: its stderr is then not waited for.
-        let tail = err_rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
-        if tail.is_empty() {
-            e
-        } else {
-            format!("{e}; stderr: {tail}")
-        }
+        let stderr = err_rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+        Failure::Command { end, stderr }
     })
 }
 
@@ -135,7 +236,7 @@ fn read_tail(mut r: impl io::Read, max: usize) -> String {
 }
 
 /// GETs a URL and compares the status.
-fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), String> {
+fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), Failure> {
     let timeout = remaining(deadline, Duration::from_secs(c.timeout_secs));
     let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
     let status = match agent.get(&c.url).call() {
@@ -143,40 +244,30 @@ fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), String> {
         Err(ureq::Error::Status(code, _)) => code,
         // The check's name already carries the URL; say only what went wrong.
         Err(ureq::Error::Transport(t)) => {
-            let cause = std::error::Error::source(&t).map(|s| format!(": {s}")).unwrap_or_default();
-            return Err(format!("{}{cause}", t.kind()));
+            let cause = std::error::Error::source(&t).map(|s| s.to_string());
+            return Err(Failure::ProbeTransport { kind: t.kind().to_string(), cause });
         }
     };
     if status == c.status {
         Ok(())
     } else {
-        Err(format!("status {status}, expected {}", c.status))
+        Err(Failure::ProbeStatus { status, expected: c.status })
     }
 }
 
 /// Asks `edge-init` whether every service is up and none is restarting.
-fn services(socket: &Path) -> Result<(), String> {
-    match ask_init(socket, "health") {
-        Ok(reply) if reply == "ok" => Ok(()),
-        Ok(reply) => Err(format!("edge-init says: {reply}")),
-        Err(e) => Err(format!("cannot ask edge-init at {}: {e}", socket.display())),
+fn services(socket: &Path) -> Result<(), Failure> {
+    match ctl::ask(socket, &Request::Health) {
+        Ok(Reply::Ok { .. }) => Ok(()),
+        Ok(Reply::Refused(refusal)) => Err(Failure::ServicesNotReady { refusal }),
+        Err(error) => Err(Failure::AskInit { error }),
     }
-}
-
-/// Sends one request line to `edge-init`'s control socket and returns its one reply line (docs/updater.md,
-/// "Talking to edge-init").
-pub fn ask_init(socket: &Path, request: &str) -> io::Result<String> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(format!("{request}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
-    Ok(line.trim_end().to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
 
     fn config(text: &str) -> Config {
         Config::parse(&format!("compatible = \"t\"\n[health]\ndeadline_secs = 20\n{text}"), Path::new("t")).expect("c")
@@ -205,6 +296,7 @@ mod tests {
              echo see the log >&2; exit 3\"]\ntimeout_secs = 5\nattempts = 1\n",
         );
         let reason = run(&c).expect_err("fails");
+        let reason = reason.to_string();
         assert!(reason.ends_with("stderr: k3s: disk full / see the log"), "{reason}");
         assert_eq!(read_tail(&b"a\nbcdef\n"[..], 4), "def");
     }
@@ -225,8 +317,13 @@ mod tests {
         });
         let c = config("services = true\n");
         let c = Config { init_socket: sock, ..c };
-        assert_eq!(services(&c.init_socket), Ok(()));
-        assert!(services(&c.init_socket).is_err_and(|e| e.contains("restarting: web")));
+        assert!(services(&c.init_socket).is_ok());
+        let e = services(&c.init_socket);
+        assert!(
+            matches!(&e, Err(Failure::ServicesNotReady { refusal: Refusal::Other { line } }) if line == "restarting: web"),
+            "{e:?}"
+        );
+        assert!(e.is_err_and(|e| e.to_string().contains("restarting: web")));
         server.join().expect("server");
     }
 }

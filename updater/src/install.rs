@@ -66,7 +66,7 @@ impl Options {
 }
 
 /// What an install did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Report {
     /// The bundle installed.
     pub bundle: BundleInfo,

@@ -30,12 +30,12 @@ fn saving() -> MutexGuard<'static, ()> {
 }
 
 /// What handling an event led to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     /// A reboot was requested (or, with reboot method `none`, is needed).
     pub reboot: bool,
     /// The health checks failed, and why.
-    pub unhealthy: Option<String>,
+    pub unhealthy: Option<crate::health::Unhealthy>,
     /// The health checks passed and the slot was committed.
     pub committed: bool,
     /// A reboot was asked for after a flip but could not be requested, and why; the slot is flipped all the same.
@@ -250,8 +250,9 @@ impl<'c> Node<'c> {
                             outcome.committed = true;
                             Event::ChecksPassed { booted }
                         }
-                        Err(reason) => {
-                            outcome.unhealthy = Some(reason.clone());
+                        Err(unhealthy) => {
+                            let reason = unhealthy.to_string();
+                            outcome.unhealthy = Some(unhealthy);
                             Event::ChecksFailed { booted, reason }
                         }
                     };
@@ -301,13 +302,10 @@ impl<'c> Node<'c> {
                 let detail = format!("asking edge-init at {}", self.config.init_socket.display());
                 // Only `ok` means the shutdown has begun (docs/updater.md, "Talking to edge-init"); a refusal or a
                 // connection closed without an answer is no reboot.
-                match crate::health::ask_init(&self.config.init_socket, "reboot") {
-                    Ok(reply) if reply == "ok" => Ok(()),
-                    Ok(reply) => Err(Error::Reboot {
-                        detail,
-                        source: std::io::Error::other(format!("edge-init answered {reply:?}, not \"ok\"")),
-                    }),
-                    Err(source) => Err(Error::Reboot { detail, source }),
+                match platform::ctl::ask(&self.config.init_socket, &platform::ctl::Request::Reboot) {
+                    Ok(platform::ctl::Reply::Ok { .. }) => Ok(()),
+                    Ok(platform::ctl::Reply::Refused(refusal)) => Err(Error::InitRefused { detail, refusal }),
+                    Err(source) => Err(Error::AskInit { detail, source }),
                 }
             }
         }

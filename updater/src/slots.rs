@@ -1,11 +1,13 @@
-//! Finding the slots' devices (a path, or `PARTLABEL=` looked up in sysfs, since no udev runs under `edge-init`)
-//! and the checks that keep an install off anything in use: the target is not mounted and is not the root.
-//! Devices are compared by device number, never by name.
+//! Finding the slots' devices (a path, or `PARTLABEL=` or `PARTUUID=` looked up with `platform::partition`: sysfs,
+//! then the disk's GPT, since no udev runs under `edge-init`) and the checks that keep an install off anything in
+//! use: the target is not mounted and is not the root. Devices are compared by device number, never by name.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use bootctl::rules::Slot;
+use platform::mountinfo;
+use platform::partition::{self, PartSpec};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -28,37 +30,20 @@ pub fn resolve(config: &Config, slot: Slot) -> Result<SlotPath> {
         Slot::B => &config.slots.b,
     };
     let not_found = || Error::ResolveSlot { slot, spec: spec.clone() };
-    let path = match spec.strip_prefix("PARTLABEL=") {
-        Some(label) => {
-            let mut found = find_partlabel(&config.sys_class_block, &config.dev_dir, label);
+    let path = match PartSpec::parse(spec) {
+        Some(named @ (PartSpec::Label(_) | PartSpec::Uuid(_))) => {
+            let mut found = partition::find_all(&named, &config.sys_class_block, &config.dev_dir);
             if found.len() > 1 {
-                found.sort();
-                return Err(Error::AmbiguousLabel { slot, label: label.to_owned(), devices: found });
+                return Err(Error::AmbiguousLabel { slot, label: named.to_string(), devices: found });
             }
             found.pop().ok_or_else(not_found)?
         }
-        None => PathBuf::from(spec),
+        // A path, absolute or not (a file slot in a test).
+        _ => PathBuf::from(spec),
     };
     let meta = std::fs::metadata(&path).map_err(|_| not_found())?;
     let rdev = meta.file_type().is_block_device().then(|| meta.rdev());
     Ok(SlotPath { slot, path, rdev })
-}
-
-/// The device nodes of every partition whose GPT name is `label` (`PARTNAME=` in its sysfs `uevent`); more than
-/// one means a second disk with the same layout is attached.
-fn find_partlabel(sys_class_block: &Path, dev_dir: &Path, label: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(sys_class_block) else { return Vec::new() };
-    let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Ok(uevent) = std::fs::read_to_string(e.path().join("uevent")) else { continue };
-        let field = |k: &str| uevent.lines().find_map(|l| l.strip_prefix(k).map(str::to_owned));
-        if field("PARTNAME=").as_deref() == Some(label) {
-            if let Some(name) = field("DEVNAME=") {
-                found.push(dev_dir.join(name));
-            }
-        }
-    }
-    found
 }
 
 /// The loop device backed by `file`, if any (`loop/backing_file` in sysfs).
@@ -73,61 +58,13 @@ fn loop_backing(sys_class_block: &Path, file: &Path) -> Option<String> {
     None
 }
 
-/// One line of /proc/self/mountinfo, the fields the checks need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// `major:minor` as a device number.
-    pub dev: u64,
-    /// Where it is mounted.
-    pub mount_point: PathBuf,
-    /// The mount source (a device path, or a file for a loop mount).
-    pub source: String,
-}
-
-/// Parses mountinfo text (proc(5)); lines that do not parse are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let (major, minor) = fields.get(2)?.split_once(':')?;
-            let dev = rustix_free_makedev(major.parse().ok()?, minor.parse().ok()?);
-            let mount_point = PathBuf::from(unescape(fields.get(4)?));
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let source = unescape(fields.get(sep + 2)?);
-            Some(Mount { dev, mount_point, source })
-        })
-        .collect()
-}
-
-/// The kernel's dev_t encoding (glibc's `makedev`), so device numbers from mountinfo compare with `st_rdev`.
-fn rustix_free_makedev(major: u64, minor: u64) -> u64 {
-    ((major & 0xffff_f000) << 32) | ((major & 0xfff) << 8) | ((minor & 0xffff_ff00) << 12) | (minor & 0xff)
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Refuses a target that is mounted anywhere or is the running root's device.
 pub fn check_target(config: &Config, target: &SlotPath) -> Result<()> {
     let text = std::fs::read_to_string(&config.mountinfo)
         .map_err(|source| Error::ReadMounts { path: config.mountinfo.clone(), source })?;
     let canonical = std::fs::canonicalize(&target.path).unwrap_or_else(|_| target.path.clone());
-    for m in parse_mountinfo(&text) {
-        let same_dev = target.rdev == Some(m.dev);
+    for m in mountinfo::parse(&text) {
+        let same_dev = target.rdev.is_some() && target.rdev == m.dev_number();
         let same_file = Path::new(&m.source) == canonical || Path::new(&m.source) == target.path;
         if same_dev || same_file {
             return Err(Error::SlotMounted {
@@ -167,23 +104,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_cases() {
-        let text = "22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
-                    30 22 7:3 / /mnt/my\\040slot rw - ext4 /tmp/slot\\040b.img rw\n\
-                    31 22 0:5 / /dev rw shared:2 - devtmpfs udev rw\n\
-                    garbage\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[0].dev, rustix_free_makedev(253, 1));
-        assert_eq!(m[1].mount_point, PathBuf::from("/mnt/my slot"));
-        assert_eq!(m[1].source, "/tmp/slot b.img");
-        assert_eq!(m[2].source, "udev");
-        // glibc's encoding, as stat(2) reports it.
-        assert_eq!(rustix_free_makedev(8, 1), 0x801);
-        assert_eq!(rustix_free_makedev(259, 300), (259 << 8) | (300 & 0xff) | ((300 & !0xff) << 12));
-    }
-
-    #[test]
     fn the_root_device_and_mounted_slots_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mountinfo = dir.path().join("mountinfo");
@@ -199,15 +119,21 @@ mod tests {
             |rdev: Option<u64>, path: &str| check_target(&config, &SlotPath { slot: Slot::B, path: path.into(), rdev });
         // A device number equal to the root's (no device is opened: the check compares numbers only).
         assert!(matches!(check(Some(root_dev), "/dev/x"), Err(Error::SlotIsRoot { slot: Slot::B, .. })));
-        assert!(matches!(check(Some(rustix_free_makedev(7, 77)), "/dev/x"), Err(Error::SlotMounted { .. })));
+        assert!(matches!(check(Some(mountinfo::makedev(7, 77)), "/dev/x"), Err(Error::SlotMounted { .. })));
         assert!(matches!(check(None, "/dev/loop77"), Err(Error::SlotMounted { .. })));
-        assert!(check(Some(rustix_free_makedev(7, 78)), "/dev/loop78").is_ok());
+        assert!(check(Some(mountinfo::makedev(7, 78)), "/dev/loop78").is_ok());
     }
 
     #[test]
     fn partlabels_are_found_in_sysfs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sys = dir.path().join("sys");
+        // The device nodes a partition found in sysfs must have to be found.
+        let dev = dir.path().join("dev");
+        std::fs::create_dir_all(&dev).expect("mkdir");
+        for node in ["vda", "vda2", "vda3", "sda3"] {
+            std::fs::write(dev.join(node), b"").expect("node");
+        }
         for (name, uevent) in [
             ("vda", "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n"),
             ("vda2", "MAJOR=253\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=edge-slot-a\n"),
@@ -216,14 +142,18 @@ mod tests {
             std::fs::create_dir_all(sys.join(name)).expect("mkdir");
             std::fs::write(sys.join(name).join("uevent"), uevent).expect("write");
         }
-        let dev = Path::new("/dev");
-        assert_eq!(find_partlabel(&sys, dev, "edge-slot-b"), [PathBuf::from("/dev/vda3")]);
-        assert!(find_partlabel(&sys, dev, "edge-c").is_empty());
+        let find = |label: &str| partition::find_all(&PartSpec::Label(label.into()), &sys, &dev);
+        assert_eq!(find("edge-slot-b"), [dev.join("vda3")]);
+        assert!(find("edge-c").is_empty());
         // A second disk with the same layout (a provisioning stick left in): the label is ambiguous.
         std::fs::create_dir_all(sys.join("sda3")).expect("mkdir");
         std::fs::write(sys.join("sda3/uevent"), "DEVNAME=sda3\nDEVTYPE=partition\nPARTNAME=edge-slot-b\n")
             .expect("write");
-        let text = format!("compatible = \"t\"\nsys_class_block = {:?}\n", sys.display().to_string());
+        let text = format!(
+            "compatible = \"t\"\nsys_class_block = {:?}\ndev_dir = {:?}\n",
+            sys.display().to_string(),
+            dev.display().to_string()
+        );
         let config = Config::parse(&text, Path::new("t")).expect("config");
         let r = resolve(&config, Slot::B);
         assert!(matches!(&r, Err(Error::AmbiguousLabel { devices, .. }) if devices.len() == 2), "{r:?}");
@@ -240,5 +170,53 @@ mod tests {
         let config = Config::parse(&text, Path::new("t")).expect("config");
         let r = check_target(&config, &SlotPath { slot: Slot::B, path: file, rdev: None });
         assert!(matches!(&r, Err(Error::SlotInUse { loop_device, .. }) if loop_device == "loop3"), "{r:?}");
+    }
+
+    /// A kernel without a GPT parser (partitions added with BLKPG) gives no PARTNAME: the slot is found by the name
+    /// in its disk's GPT, and by its PARTUUID, as `edge-init` finds the root.
+    #[test]
+    fn issue_15_a_slot_without_partname_in_sysfs_is_found_in_the_gpt() {
+        use platform::gpt::{self, Guid, Partition};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
+        let class_block = sys.join("class/block");
+        let disk_dir = sys.join("devices/virtual/block/vda");
+        std::fs::create_dir_all(disk_dir.join("vda3")).expect("mkdir");
+        std::fs::create_dir_all(&class_block).expect("mkdir");
+        std::fs::create_dir_all(&dev).expect("mkdir");
+        std::fs::write(disk_dir.join("uevent"), "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n").expect("write");
+        std::fs::write(disk_dir.join("vda3/uevent"), "MAJOR=253\nMINOR=3\nDEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\n")
+            .expect("write");
+        std::os::unix::fs::symlink("../../devices/virtual/block/vda", class_block.join("vda")).expect("ln");
+        std::os::unix::fs::symlink("../../devices/virtual/block/vda/vda3", class_block.join("vda3")).expect("ln");
+        let part = |n: u8, first_lba: u64, name: &str| Partition {
+            type_guid: gpt::LINUX_DATA_TYPE,
+            unique_guid: Guid::v4_from([n; 16]),
+            first_lba,
+            last_lba: first_lba,
+            name: name.to_owned(),
+        };
+        let parts = [part(1, 34, "edge-esp"), part(2, 35, "edge-slot-a"), part(3, 36, "edge-slot-b")];
+        let mut disk = vec![0u8; 1 << 20];
+        gpt::encode(Guid::v4_from([9; 16]), (1 << 20) / gpt::SECTOR_BYTES, &parts).expect("table").place(&mut disk);
+        std::fs::write(dev.join("vda"), disk).expect("disk");
+        std::fs::write(dev.join("vda3"), b"slot b").expect("node");
+        let check = |slot_b: &str, expected: Option<PathBuf>| {
+            let text = format!(
+                "compatible = \"t\"\nsys_class_block = {:?}\ndev_dir = {:?}\n[slots]\na = \"/dev/null\"\nb = {slot_b:?}\n",
+                class_block.display().to_string(),
+                dev.display().to_string()
+            );
+            let config = Config::parse(&text, Path::new("t")).expect("config");
+            let got = resolve(&config, Slot::B);
+            match expected {
+                Some(path) => assert_eq!(got.expect("found").path, path, "{slot_b}"),
+                None => assert!(matches!(got, Err(Error::ResolveSlot { slot: Slot::B, .. })), "{slot_b}: {got:?}"),
+            }
+        };
+        check("PARTLABEL=edge-slot-b", Some(dev.join("vda3")));
+        check(&format!("PARTUUID={}", Guid::v4_from([3; 16])), Some(dev.join("vda3")));
+        check("PARTLABEL=edge-slot-a", None);
+        check("PARTLABEL=edge-slot-c", None);
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::error::{Error, Result};
-use crate::gpt::Guid;
+use platform::gpt::Guid;
 
 /// The filesystem label, which `edge-init`'s default `data.format` also gives a partition it formats.
 pub const LABEL: &str = "edge-data";

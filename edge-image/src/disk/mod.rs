@@ -18,13 +18,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::gpt::{self, Guid, Partition, SECTOR_BYTES};
 use crate::wire::{DiskReport, PartitionReport, SlotBundleReport, DISK_SCHEMA};
 use image_layout::format::to_hex;
 use image_layout::fsutil::AtomicFile;
 use image_layout::keys::Keyring;
 use image_layout::reader::{decode_parallel, Policy, StreamReader};
 use layout::{Layout, MIB};
+use platform::gpt::{self, Guid, Partition, SECTOR_BYTES};
 
 /// The partition names (`PARTLABEL=`), in table order; GRUB expects slot A at `(hd0,gpt2)` and B at `(hd0,gpt3)`.
 pub const LABELS: [&str; 4] = ["edge-esp", "edge-slot-a", "edge-slot-b", "edge-data"];

@@ -16,8 +16,8 @@ pub fn run(config: &Config, _args: Args) -> Result<Output> {
     let state = node.boot_state()?;
     let booted = node.booted;
     let outcome = node.handle(Event::Booted { booted, state })?;
-    if let Some(reason) = outcome.unhealthy {
-        return Err(Error::Unhealthy { slot: booted, reason });
+    if let Some(source) = outcome.unhealthy {
+        return Err(Error::Unhealthy { slot: booted, source });
     }
     Ok(Output::text(describe(&node)))
 }
