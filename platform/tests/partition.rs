@@ -1,64 +1,26 @@
 //! The partition lookup on a fake sysfs and `/dev` in a temporary directory: by label (sysfs, then the GPT), by
-//! PARTUUID (GPT and MBR) and by path, with the disks' tables written by [`platform::gpt`].
+//! PARTUUID (GPT and MBR) and by path, with the disks' tables written by [`platform::gpt`] (through `testkit::disk`).
 
-use std::fs;
-use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use platform::gpt::{self, Guid, Partition, LINUX_DATA_TYPE};
-use platform::partition::{self, PartSpec, CLASS_BLOCK};
-
-/// A disk image of `size` bytes with a GPT holding `parts` (name, unique GUID), one sector each from LBA 34.
-fn gpt_image(size: usize, parts: &[(&str, Guid)]) -> Vec<u8> {
-    let parts: Vec<Partition> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, unique_guid))| Partition {
-            type_guid: LINUX_DATA_TYPE,
-            unique_guid,
-            first_lba: 34 + i as u64,
-            last_lba: 34 + i as u64,
-            name: name.to_owned(),
-        })
-        .collect();
-    let mut d = vec![0u8; size];
-    let sectors = size as u64 / gpt::SECTOR_BYTES;
-    gpt::encode(Guid::v4_from([0xd1; 16]), sectors, &parts).expect("valid").place(&mut d);
-    d
-}
+use platform::gpt::Guid;
+use platform::partition::{self, PartSpec};
+use testkit::disk::{gpt_image, FakeSysfs};
 
 /// A fake sysfs and /dev: disk vda (GPT) with partitions 1 to 3 (3 without PARTNAME), disk vdb (MBR) with
 /// partition 1, sdz1 named like vda2 but without a device node, and vdc1 and vdd1 with the same name.
 #[test]
 fn partitions_are_found_by_label_uuid_and_path_in_a_fake_sysfs() {
     let dir = tempfile::tempdir().expect("scratch dir");
-    let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
-    let class_block = sys.join(CLASS_BLOCK);
-    fs::create_dir_all(&class_block).expect("mkdir");
-    fs::create_dir_all(&dev).expect("mkdir");
+    let fake = FakeSysfs::new(dir.path());
+    let (class_block, dev) = (fake.class_block.clone(), fake.dev.clone());
     let uuids = [Guid::v4_from([1; 16]), Guid::v4_from([2; 16]), Guid::v4_from([3; 16])];
-    let add_disk = |disk: &str, content: &[u8], parts: &[(u32, Option<&str>, bool)]| {
-        let disk_dir = sys.join("devices/virtual/block").join(disk);
-        fs::create_dir_all(&disk_dir).expect("mkdir");
-        fs::write(disk_dir.join("uevent"), format!("MAJOR=254\nMINOR=0\nDEVNAME={disk}\nDEVTYPE=disk\n")).expect("w");
-        symlink(format!("../../devices/virtual/block/{disk}"), class_block.join(disk)).expect("ln");
-        fs::write(dev.join(disk), content).expect("disk");
-        for &(n, name, node) in parts {
-            let part = format!("{disk}{n}");
-            let part_dir = disk_dir.join(&part);
-            fs::create_dir_all(&part_dir).expect("mkdir");
-            let partname = name.map(|l| format!("PARTNAME={l}\n")).unwrap_or_default();
-            let uevent = format!("MAJOR=254\nMINOR={n}\nDEVNAME={part}\nDEVTYPE=partition\nPARTN={n}\n{partname}");
-            fs::write(part_dir.join("uevent"), uevent).expect("w");
-            let link = format!("../../devices/virtual/block/{disk}/{part}");
-            symlink(link, class_block.join(&part)).expect("ln");
-            if node {
-                fs::write(dev.join(&part), b"").expect("node");
-            }
-        }
-    };
+    let add_disk =
+        |disk: &str, content: &[u8], parts: &[(u32, Option<&str>, bool)]| fake.add_disk(disk, content, parts);
     let names = ["edge-root-a", "edge-data", "edge-gpt-only"];
-    let gpt_parts: Vec<(&str, Guid)> = names.into_iter().zip(uuids).collect();
+    // One sector each from LBA 34.
+    let gpt_parts: Vec<(&str, Guid, std::ops::Range<u64>)> =
+        names.into_iter().zip(uuids).zip(34..).map(|((name, uuid), lba)| (name, uuid, lba..lba + 1)).collect();
     add_disk(
         "vda",
         &gpt_image(1 << 20, &gpt_parts),

@@ -1,8 +1,10 @@
 //! What the workspace's tests, examples and benchmarks share, so that no test file pulls another in with
-//! `#[path = ...]` and no crate keeps its own copy: the loopback HTTP server with injected faults (`http_server`).
+//! `#[path = ...]` and no crate keeps its own copy: the loopback HTTP server with injected faults (`http_server`),
+//! and disks with a GPT and a fake sysfs for the partition lookups (`disk`).
 //!
 //! It is a dev-dependency only; nothing a node or an operator runs links it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod disk;
 pub mod http_server;

@@ -176,31 +176,17 @@ mod tests {
     /// in its disk's GPT, and by its PARTUUID, as `edge-init` finds the root.
     #[test]
     fn issue_15_a_slot_without_partname_in_sysfs_is_found_in_the_gpt() {
-        use platform::gpt::{self, Guid, Partition};
+        use platform::gpt::Guid;
         let dir = tempfile::tempdir().expect("tempdir");
-        let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
-        let class_block = sys.join("class/block");
-        let disk_dir = sys.join("devices/virtual/block/vda");
-        std::fs::create_dir_all(disk_dir.join("vda3")).expect("mkdir");
-        std::fs::create_dir_all(&class_block).expect("mkdir");
-        std::fs::create_dir_all(&dev).expect("mkdir");
-        std::fs::write(disk_dir.join("uevent"), "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n").expect("write");
-        std::fs::write(disk_dir.join("vda3/uevent"), "MAJOR=253\nMINOR=3\nDEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\n")
-            .expect("write");
-        std::os::unix::fs::symlink("../../devices/virtual/block/vda", class_block.join("vda")).expect("ln");
-        std::os::unix::fs::symlink("../../devices/virtual/block/vda/vda3", class_block.join("vda3")).expect("ln");
-        let part = |n: u8, first_lba: u64, name: &str| Partition {
-            type_guid: gpt::LINUX_DATA_TYPE,
-            unique_guid: Guid::v4_from([n; 16]),
-            first_lba,
-            last_lba: first_lba,
-            name: name.to_owned(),
-        };
-        let parts = [part(1, 34, "edge-esp"), part(2, 35, "edge-slot-a"), part(3, 36, "edge-slot-b")];
-        let mut disk = vec![0u8; 1 << 20];
-        gpt::encode(Guid::v4_from([9; 16]), (1 << 20) / gpt::SECTOR_BYTES, &parts).expect("table").place(&mut disk);
-        std::fs::write(dev.join("vda"), disk).expect("disk");
-        std::fs::write(dev.join("vda3"), b"slot b").expect("node");
+        let fake = testkit::disk::FakeSysfs::new(dir.path());
+        let (class_block, dev) = (&fake.class_block, &fake.dev);
+        // Slot B's partition, vda3, has a node but no PARTNAME; the disk's GPT names it.
+        let parts = [
+            ("edge-esp", Guid::v4_from([1; 16]), 34..35),
+            ("edge-slot-a", Guid::v4_from([2; 16]), 35..36),
+            ("edge-slot-b", Guid::v4_from([3; 16]), 36..37),
+        ];
+        fake.add_disk("vda", &testkit::disk::gpt_image(1 << 20, &parts), &[(3, None, true)]);
         let check = |slot_b: &str, expected: Option<PathBuf>| {
             let text = format!(
                 "compatible = \"t\"\nsys_class_block = {:?}\ndev_dir = {:?}\n[slots]\na = \"/dev/null\"\nb = {slot_b:?}\n",
