@@ -13,8 +13,8 @@ use crate::uboot::{Env, EnvStore, OtherCopy};
 
 /// Where a bootloader keeps the boot state.
 pub trait Backend {
-    /// The backend's name, for status output.
-    fn name(&self) -> &'static str;
+    /// Which bootloader this is, for status output.
+    fn kind(&self) -> BackendKind;
     /// Reads the state the bootloader will act on next.
     fn read(&mut self) -> Result<BootState>;
     /// Writes a new state durably (synced before returning), never leaving the bootloader without a whole copy.
@@ -26,8 +26,8 @@ pub trait Backend {
 }
 
 impl<D: BlockDevice> Backend for GrubStore<D> {
-    fn name(&self) -> &'static str {
-        "grub"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Grub
     }
     fn read(&mut self) -> Result<BootState> {
         Ok(GrubStore::read(self)?.state)
@@ -99,8 +99,8 @@ impl<D: BlockDevice> UbootBackend<D> {
 }
 
 impl<D: BlockDevice> Backend for UbootBackend<D> {
-    fn name(&self) -> &'static str {
-        "uboot"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Uboot
     }
     fn read(&mut self) -> Result<BootState> {
         let (env, _) = self.store.read().map_err(|source| match source {

@@ -31,14 +31,24 @@ pub fn key_at(text: &str, offset: usize) -> Option<String> {
     (!key.is_empty() && !key.starts_with(['#', '['])).then(|| key.to_owned())
 }
 
-/// Which bootloader keeps the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Which bootloader keeps the state: `grub` or `uboot`, in the config file and in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Two GRUB environment blocks on the ESP (x86 UEFI).
     Grub,
     /// A redundant U-Boot environment (ARM boards).
     Uboot,
+}
+
+impl BackendKind {
+    /// Its word, as the config file and `status` spell it.
+    pub fn word(self) -> &'static str {
+        match self {
+            BackendKind::Grub => "grub",
+            BackendKind::Uboot => "uboot",
+        }
+    }
 }
 
 /// The whole config.

@@ -26,6 +26,13 @@ impl CopyHealth {
     }
 }
 
+// In `status --json` a copy's health is its word (docs/json.md).
+impl serde::Serialize for CopyHealth {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.word())
+    }
+}
+
 /// Both copies of the boot state, as `status` reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copies {

@@ -7,7 +7,9 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::config::BackendKind;
 use crate::error::Result;
+use crate::health::CopyHealth;
 use crate::rules::{Boot, Slot};
 
 /// `schema` of `edge-bootctl status --json`.
@@ -77,7 +79,7 @@ pub struct CopyStatus {
     /// Its file, or its device and offset.
     pub location: String,
     /// `whole`, `damaged` or `missing`.
-    pub state: &'static str,
+    pub state: CopyHealth,
     /// The copy the state is read from.
     pub current: bool,
 }
@@ -88,7 +90,7 @@ pub struct Status {
     /// [`STATUS_SCHEMA`].
     pub schema: &'static str,
     /// `grub` or `uboot`.
-    pub backend: &'static str,
+    pub backend: BackendKind,
     /// The running slot, when the command line names one.
     pub booted: Option<char>,
     /// First in boot order.
@@ -127,7 +129,7 @@ impl Status {
         let copies = backend.copies()?;
         Ok(Status {
             schema: STATUS_SCHEMA,
-            backend: backend.name(),
+            backend: backend.kind(),
             booted: booted.map(Slot::letter),
             active: state.active().letter(),
             last_good: state.last_good().letter(),
@@ -138,7 +140,7 @@ impl Status {
                 .map(|i| CopyStatus {
                     copy: i as u8,
                     location: copies.locations[i].clone(),
-                    state: copies.health[i].word(),
+                    state: copies.health[i],
                     current: copies.current == Some(i),
                 })
                 .collect(),
@@ -149,7 +151,7 @@ impl Status {
     /// The status for a person, one line per fact (no final newline).
     pub fn human(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "backend:    {}", self.backend);
+        let _ = writeln!(out, "backend:    {}", self.backend.word());
         let _ = writeln!(out, "booted:     {}", self.booted.map_or("unknown".to_owned(), |c| c.to_string()));
         let _ = writeln!(out, "next boot:  {} ({})", self.next_slot, self.next_boot);
         let _ = writeln!(out, "last good:  {}", self.last_good);
@@ -169,11 +171,11 @@ impl Status {
         let copy = |c: &CopyStatus| {
             let note = match c.state {
                 _ if c.current => " (read)",
-                "missing" => " (the next write creates it)",
-                "damaged" => " (the next write replaces it)",
-                _ => "",
+                CopyHealth::Missing => " (the next write creates it)",
+                CopyHealth::Damaged => " (the next write replaces it)",
+                CopyHealth::Whole => "",
             };
-            format!("{} {}{note}", c.copy, c.state)
+            format!("{} {}{note}", c.copy, c.state.word())
         };
         let copies = if self.copies_whole {
             "both whole".to_owned()
