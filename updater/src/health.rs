@@ -137,15 +137,16 @@ fn read_tail(mut r: impl io::Read, max: usize) -> String {
 /// GETs a URL and compares the status.
 fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), String> {
     let timeout = remaining(deadline, Duration::from_secs(c.timeout_secs));
-    let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into();
     let status = match agent.get(&c.url).call() {
-        Ok(r) => r.status(),
-        Err(ureq::Error::Status(code, _)) => code,
+        Ok(r) => r.status().as_u16(),
         // The check's name already carries the URL; say only what went wrong.
-        Err(ureq::Error::Transport(t)) => {
-            let cause = std::error::Error::source(&t).map(|s| format!(": {s}")).unwrap_or_default();
-            return Err(format!("{}{cause}", t.kind()));
-        }
+        Err(e) => return Err(e.to_string()),
     };
     if status == c.status {
         Ok(())
