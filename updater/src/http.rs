@@ -244,6 +244,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// The bundle URL the error concerns.
+    pub fn url(&self) -> &str {
+        match self {
+            Error::Url { url, .. }
+            | Error::Scheme { url, .. }
+            | Error::Request { url, .. }
+            | Error::Status { url, .. }
+            | Error::Header { url, .. }
+            | Error::RedirectScheme { url, .. }
+            | Error::RedirectLocation { url, .. }
+            | Error::TooManyRedirects { url, .. }
+            | Error::ReadBody { url, .. }
+            | Error::BadRange { url, .. }
+            | Error::NoRange { url, .. }
+            | Error::Changed { url, .. }
+            | Error::TooSlow { url, .. }
+            | Error::GaveUp { url, .. } => url,
+        }
+    }
+
     /// Whether asking again can never help: a 4xx other than 408 and 429, a status or redirect this source does not
     /// follow, a TLS or protocol mismatch, a bad URL, an answer with the wrong bytes, a bundle that changed, the
     /// minimum rate missed, or retries used up. Everything else (refused and reset connections, timeouts, 5xx, 408,
