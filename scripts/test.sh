@@ -9,6 +9,8 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny: licenses, duplicate versions, sources (scripts/deny.sh, docs/dependencies.md)" >&2
+bash scripts/deny.sh
 echo "== fuzz: every target for 25 s, seeded from the vectors (scripts/fuzz.sh, fuzz/README.md)" >&2
 bash scripts/fuzz.sh --seconds 25
 echo "== edge-init: a static musl release build of at most 1 MiB" >&2

@@ -102,7 +102,7 @@ fn an_install_killed_by_the_network_resumes_where_it_stopped() {
     // The link goes for good after 1 MB of chunks: no retries left.
     server.drop_after(1_000_000);
     let r = run(&n, &server.url("/v2.bundle"), options(0), false);
-    assert!(matches!(r, Err(updater::Error::Fetch { .. })), "{r:?}");
+    assert!(matches!(r, Err(updater::Error::Http { .. })), "{r:?}");
     let s = n.status();
     assert_eq!(s["journal"]["update"]["phase"], "downloading");
     let done: u64 = s["journal"]["update"]["chunks_done"]
@@ -131,9 +131,8 @@ fn a_bundle_replaced_mid_download_starts_over_cleanly() {
     }
     server.drop_after(700_000);
     let r = run(&n, &server.url("/stack.bundle"), options(3), false);
-    let changed = matches!(&r, Err(updater::Error::Fetch { source, .. })
-        if source.get_ref().and_then(|e| e.downcast_ref::<updater::http::Error>())
-            .is_some_and(|e| matches!(e, updater::http::Error::Changed { .. })));
+    let changed = matches!(&r, Err(updater::Error::Http { source, .. })
+        if matches!(**source, updater::http::Error::Changed { .. }));
     assert!(changed, "{r:?}");
     assert!(!n.state().qualifies(Slot::B));
     // Run again: the new bundle is another manifest, so the install starts over and writes v3.

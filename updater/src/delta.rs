@@ -340,11 +340,7 @@ fn fetch_pieces(
         }
         let mut stream: Option<Box<dyn Read + Send + '_>> = None;
         if end > start {
-            let r = fetch.open(start, Some(end)).map_err(|source| Error::Fetch {
-                source_name: name.clone(),
-                offset: start,
-                source,
-            })?;
+            let r = fetch.open(start, Some(end)).map_err(|source| Error::fetch(&name, start, source))?;
             stream = Some(Box::new(Counted::new(r, counter.clone())));
         }
         let mut pos = start;
@@ -353,11 +349,8 @@ fn fetch_pieces(
             if let Some(r) = stream.as_mut() {
                 if piece.range.start > pos {
                     let gap = piece.range.start - pos;
-                    let skipped = io::copy(&mut r.take(gap), &mut io::sink()).map_err(|source| Error::Fetch {
-                        source_name: name.clone(),
-                        offset: pos,
-                        source,
-                    })?;
+                    let skipped = io::copy(&mut r.take(gap), &mut io::sink())
+                        .map_err(|source| Error::fetch(&name, pos, source))?;
                     if skipped < gap {
                         let source =
                             image_layout::Error::Truncated { section: "delta range".into(), offset: pos + skipped };

@@ -158,7 +158,20 @@ pub enum Error {
         #[source]
         source: Box<crate::http::Error>,
     },
-    /// Reading from the bundle's source failed.
+    /// Fetching the bundle over HTTP(S) failed for good: a status, no response (connection, TLS, timeout), a
+    /// redirect refused, a bad answer, the bundle changed on the server, the minimum rate missed, or retries used up.
+    /// The cause says which; what the retries already tried is behind it.
+    #[error("cannot read bundle {url} at byte {offset}")]
+    Http {
+        /// The bundle URL.
+        url: String,
+        /// Where the read started.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: Box<crate::http::Error>,
+    },
+    /// Reading from the bundle's source (a file, stdin) failed.
     #[error("cannot read bundle {source_name} at byte {offset}")]
     Fetch {
         /// The bundle's source.
@@ -392,6 +405,19 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// A failed read of the bundle from `source_name` at `offset`: [`Error::Http`] when the source speaks HTTP and
+    /// said why (it hands its `http::Error` over inside the `io::Error` the `Fetch` trait returns), otherwise
+    /// [`Error::Fetch`].
+    pub fn fetch(source_name: &str, offset: u64, source: io::Error) -> Error {
+        if source.get_ref().is_some_and(|e| e.is::<crate::http::Error>()) {
+            let inner = source.into_inner().expect("get_ref found the inner error");
+            let http =
+                inner.downcast::<crate::http::Error>().expect("the inner error was checked to be an http::Error");
+            return Error::Http { url: http.url().to_owned(), offset, source: http };
+        }
+        Error::Fetch { source_name: source_name.to_owned(), offset, source }
+    }
+
     /// The exit code of `edge-update` for this error (docs/updater.md, "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -428,4 +454,32 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http;
+
+    #[test]
+    fn issue_15_http_failures_keep_their_type_and_their_text() {
+        let url = "http://10.0.2.100/b";
+        let status =
+            || http::Error::Status { url: url.to_owned(), request: format!("GET {url} bytes=5-"), status: 404 };
+        // What the Fetch trait hands over: the http::Error inside an io::Error.
+        let err = Error::fetch(url, 5, io::Error::other(status()));
+        assert!(
+            matches!(&err, Error::Http { url: u, offset: 5, source } if u == url
+                && matches!(**source, http::Error::Status { status: 404, .. })),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit::FAILURE);
+        // The same text as when the cause was an io::Error around it: the event log's reasons do not change.
+        let before = Error::Fetch { source_name: url.to_owned(), offset: 5, source: io::Error::other(status()) };
+        assert_eq!(chain(&err), chain(&before));
+        // Any other read error stays a Fetch.
+        let err = Error::fetch("-", 7, io::Error::new(io::ErrorKind::UnexpectedEof, "early end"));
+        assert!(matches!(&err, Error::Fetch { offset: 7, .. }), "{err:?}");
+        assert_eq!(err.exit_code(), exit::FAILURE);
+    }
 }

@@ -80,13 +80,11 @@ pub enum Failure {
         /// The end of its stderr (line breaks as ` / `).
         stderr: String,
     },
-    /// The probe got no HTTP answer.
-    #[error("{kind}{}", cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    /// The probe got no HTTP answer (refused, timed out, TLS, a bad URL): the HTTP client's error.
+    #[error("{error}")]
     ProbeTransport {
-        /// What kind of failure the HTTP client saw.
-        kind: String,
-        /// Its cause, when it has one.
-        cause: Option<String>,
+        /// What the HTTP client saw.
+        error: ureq::Error,
     },
     /// The probe got another status than the one expected.
     #[error("status {status}, expected {expected}")]
@@ -238,15 +236,16 @@ fn read_tail(mut r: impl io::Read, max: usize) -> String {
 /// GETs a URL and compares the status.
 fn probe(c: &HttpCheck, deadline: Instant) -> Result<(), Failure> {
     let timeout = remaining(deadline, Duration::from_secs(c.timeout_secs));
-    let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into();
     let status = match agent.get(&c.url).call() {
-        Ok(r) => r.status(),
-        Err(ureq::Error::Status(code, _)) => code,
+        Ok(r) => r.status().as_u16(),
         // The check's name already carries the URL; say only what went wrong.
-        Err(ureq::Error::Transport(t)) => {
-            let cause = std::error::Error::source(&t).map(|s| s.to_string());
-            return Err(Failure::ProbeTransport { kind: t.kind().to_string(), cause });
-        }
+        Err(error) => return Err(Failure::ProbeTransport { error }),
     };
     if status == c.status {
         Ok(())

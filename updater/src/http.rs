@@ -11,7 +11,7 @@
 
 use std::error::Error as StdError;
 use std::io::{self, Read};
-use std::sync::OnceLock;
+use std::net::Ipv6Addr;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -81,7 +81,7 @@ pub enum Error {
         url: String,
         /// Why it did not parse, when the scheme was right.
         #[source]
-        source: Option<Box<ureq::Error>>,
+        source: Option<Box<ParseError>>,
     },
     /// The bundle source is a URL of a scheme this updater does not speak.
     #[error(
@@ -102,7 +102,7 @@ pub enum Error {
         request: String,
         /// What went wrong on the way.
         #[source]
-        source: Box<ureq::Transport>,
+        source: Box<ureq::Error>,
     },
     /// The server answered with a status other than 200 or 206 (or a redirect that was followed).
     #[error("{request}: status {status}")]
@@ -244,13 +244,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// The bundle URL the error concerns.
+    pub fn url(&self) -> &str {
+        match self {
+            Error::Url { url, .. }
+            | Error::Scheme { url, .. }
+            | Error::Request { url, .. }
+            | Error::Status { url, .. }
+            | Error::Header { url, .. }
+            | Error::RedirectScheme { url, .. }
+            | Error::RedirectLocation { url, .. }
+            | Error::TooManyRedirects { url, .. }
+            | Error::ReadBody { url, .. }
+            | Error::BadRange { url, .. }
+            | Error::NoRange { url, .. }
+            | Error::Changed { url, .. }
+            | Error::TooSlow { url, .. }
+            | Error::GaveUp { url, .. } => url,
+        }
+    }
+
     /// Whether asking again can never help: a 4xx other than 408 and 429, a status or redirect this source does not
     /// follow, a TLS or protocol mismatch, a bad URL, an answer with the wrong bytes, a bundle that changed, the
     /// minimum rate missed, or retries used up. Everything else (refused and reset connections, timeouts, 5xx, 408,
     /// 429, a body cut short) is retried.
     pub fn is_final(&self) -> bool {
         match self {
-            Error::Request { source, .. } => !transport_retryable(source.kind(), io_kind(&**source)),
+            Error::Request { source, .. } => !transport_retryable(source),
             Error::Status { status, .. } => classify_status(*status) != StatusClass::Retry,
             Error::ReadBody { .. } => false,
             Error::Url { .. }
@@ -268,37 +288,31 @@ impl Error {
     }
 }
 
-/// Whether a transport failure of `kind`, whose first I/O cause (if any) has `io`, may pass on its own.
+/// Whether a request that got no response may succeed when asked again.
 ///
-/// A malformed answer, a URL or scheme ureq refuses, and a TLS handshake that fails on what the peer sent (rustls
-/// reports an I/O error of kind `InvalidData`: a certificate, a protocol version, or a peer that does not speak TLS
-/// at all) fail the same way every time. Refused, reset and timed-out connections and name lookups may not.
-fn transport_retryable(kind: ureq::ErrorKind, io: Option<io::ErrorKind>) -> bool {
-    use ureq::ErrorKind as K;
-    match kind {
-        K::InvalidUrl
-        | K::UnknownScheme
-        | K::InsecureRequestHttpsOnly
-        | K::TooManyRedirects
-        | K::BadStatus
-        | K::BadHeader
-        | K::InvalidProxyUrl
-        | K::ProxyUnauthorized
-        | K::HTTP => false,
-        K::Dns | K::ConnectionFailed | K::Io | K::ProxyConnect => io != Some(io::ErrorKind::InvalidData),
+/// A malformed answer, a URL ureq refuses, and a TLS handshake that fails on what the peer sent (rustls reports an
+/// error of its own, or an I/O error of kind `InvalidData`: a certificate, a protocol version, or a peer that does
+/// not speak TLS at all) fail the same way every time. Refused, reset and timed-out connections and name lookups
+/// may not.
+fn transport_retryable(err: &ureq::Error) -> bool {
+    match err {
+        ureq::Error::Io(e) => e.kind() != io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::ConnectProxyFailed(_) => true,
+        _ => false,
     }
 }
 
-/// The kind of the first I/O error among the causes of `err`.
-fn io_kind(err: &dyn StdError) -> Option<io::ErrorKind> {
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if let Some(e) = cause.downcast_ref::<io::Error>() {
-            return Some(e.kind());
-        }
-        source = cause.source();
-    }
-    None
+/// Whether a body read failed on a timeout: the socket's own, or one of ureq's deadlines, which ureq hands over
+/// inside an I/O error.
+fn timed_out(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::TimedOut
+        || err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)))
 }
 
 /// The delay before retry number `attempt + 1`: "full jitter" exponential backoff, uniform in
@@ -383,6 +397,14 @@ impl Validators {
     }
 }
 
+/// A response as ureq hands it over, its body not read yet.
+type Response = ureq::http::Response<ureq::Body>;
+
+/// The value of header `name` in `resp`, when there is one of visible ASCII.
+fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|value| value.to_str().ok())
+}
+
 /// One accepted response: its body reader and where it ends.
 struct Part {
     reader: Box<dyn Read + Send>,
@@ -418,6 +440,8 @@ struct Stream {
 /// the server does not support Range.
 pub struct HttpFetch {
     url: String,
+    /// The bundle URL as requested: its scheme in lowercase, and what a URI cannot hold percent-encoded.
+    target: String,
     /// The bundle URL's scheme, lowercase; redirects must keep it.
     scheme: String,
     /// Range requests: pooled connections, each request bounded by its deadline.
@@ -448,27 +472,30 @@ impl HttpFetch {
         if scheme != "http" && scheme != "https" {
             return Err(Error::Scheme { url: url.to_owned(), scheme });
         }
-        // Redirects are followed here, not by ureq: ureq 2.12 follows one to any scheme and panics on a `file://`
-        // location.
-        let builder = || {
-            ureq::AgentBuilder::new()
-                .timeout_connect(options.connect_timeout)
-                .timeout_read(options.read_timeout)
-                .redirects(0)
-                .user_agent(concat!("edge-update/", env!("CARGO_PKG_VERSION")))
+        let target = match normalize_url(url) {
+            Ok(target) => target,
+            Err(e) => return Err(Error::Url { url: url.to_owned(), source: Some(Box::new(e)) }),
         };
-        // ureq 2.12 clears the socket read timeout when it pools a connection and sets it again only for the body,
-        // so the headers of a request on a reused connection could wait forever. The per-request deadline
-        // (`deadline`) bounds every phase; the read timeout here only covers a fresh connection, which is what the
-        // stream agent, pooling nothing, always has.
-        let agent = builder().build();
-        let stream_agent = builder().max_idle_connections(0).build();
-        if let Err(e) = agent.get(url).request_url() {
-            return Err(Error::Url { url: url.to_owned(), source: Some(Box::new(e)) });
-        }
+        // Redirects are followed here, not by ureq, which would follow one to another scheme; every status comes
+        // back as a response, to be classified here. A per-read timeout bounds every wait on a fresh or pooled
+        // connection; range requests add their own deadline (`deadline`) per request.
+        let config = |max_idle: usize| {
+            ureq::Agent::config_builder()
+                .timeout_connect(Some(options.connect_timeout))
+                .timeout_per_read(Some(options.read_timeout))
+                .max_redirects(0)
+                .http_status_as_error(false)
+                .max_idle_connections(max_idle)
+                .user_agent(concat!("edge-update/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        let agent = config(ureq::config::Config::default().max_idle_connections()).new_agent();
+        // The stream agent pools nothing: each stream has a fresh connection.
+        let stream_agent = config(0).new_agent();
         let watch = RateWatch::new(options.min_rate_bytes, options.min_rate_window);
         Ok(HttpFetch {
             url: url.to_owned(),
+            target,
             scheme,
             agent,
             stream_agent,
@@ -593,21 +620,24 @@ impl HttpFetch {
         range: Option<&str>,
         if_range: Option<&str>,
         streamed: bool,
-    ) -> Result<(ureq::Response, String), Error> {
-        let mut target = self.url.clone();
+    ) -> Result<(Response, String), Error> {
+        let mut target = self.target.clone();
         let mut request = describe_request(method, &target, range);
         let mut hops = 0;
         loop {
-            let mut req = if streamed {
-                self.stream_agent.request(method, &target)
-            } else {
-                self.agent.request(method, &target).timeout(self.deadline())
+            let agent = if streamed { &self.stream_agent } else { &self.agent };
+            let mut req = match method {
+                "HEAD" => agent.head(&target),
+                _ => agent.get(&target),
             };
+            if !streamed {
+                req = req.config().timeout_global(Some(self.deadline())).build();
+            }
             if let Some(range) = range {
-                req = req.set("Range", range);
+                req = req.header("Range", range);
             }
             if let Some(value) = if_range {
-                req = req.set("If-Range", value);
+                req = req.header("If-Range", value);
             }
             self.requests += 1;
             log::debug!("{request}");
@@ -616,14 +646,9 @@ impl HttpFetch {
             self.watch.add(started.elapsed(), 0);
             let resp = match result {
                 Ok(resp) => resp,
-                Err(ureq::Error::Status(status, _)) => {
-                    return Err(Error::Status { url: self.url.clone(), request, status })
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(Error::Request { url: self.url.clone(), request, source: Box::new(t) })
-                }
+                Err(e) => return Err(Error::Request { url: self.url.clone(), request, source: Box::new(e) }),
             };
-            let status = resp.status();
+            let status = resp.status().as_u16();
             if classify_status(status) != StatusClass::Redirect {
                 self.check_rate()?;
                 return Ok((resp, request));
@@ -632,7 +657,7 @@ impl HttpFetch {
                 return Err(Error::TooManyRedirects { url: self.url.clone(), request, limit: MAX_REDIRECTS });
             }
             hops += 1;
-            let Some(location) = resp.header("Location").map(str::to_owned) else {
+            let Some(location) = header(&resp, "Location").map(str::to_owned) else {
                 return Err(Error::RedirectLocation {
                     url: self.url.clone(),
                     request,
@@ -664,8 +689,8 @@ impl HttpFetch {
     }
 
     /// The validators and length a response carries; a length or range that does not parse fails it.
-    fn seen(&self, resp: &ureq::Response, request: &str) -> Result<(Validators, Option<u64>), Error> {
-        let content_length = match resp.header("Content-Length") {
+    fn seen(&self, resp: &Response, request: &str) -> Result<(Validators, Option<u64>), Error> {
+        let content_length = match header(resp, "Content-Length") {
             Some(value) => Some(parse_content_length(value).map_err(|source| Error::Header {
                 url: self.url.clone(),
                 request: request.to_owned(),
@@ -676,7 +701,7 @@ impl HttpFetch {
             None => None,
         };
         // An ETag that does not parse is not a validator; Last-Modified (or the chunk hashes) still guard a resume.
-        let etag = resp.header("ETag").and_then(|value| match parse_etag(value) {
+        let etag = header(resp, "ETag").and_then(|value| match parse_etag(value) {
             Ok(etag) => Some(etag),
             Err(e) => {
                 log::debug!("{request}: ignoring ETag: {e}");
@@ -684,7 +709,7 @@ impl HttpFetch {
             }
         });
         let validators =
-            Validators { etag, last_modified: resp.header("Last-Modified").map(str::to_owned), total: None };
+            Validators { etag, last_modified: header(resp, "Last-Modified").map(str::to_owned), total: None };
         Ok((validators, content_length))
     }
 
@@ -700,9 +725,9 @@ impl HttpFetch {
         let (mut seen, content_length) = self.seen(&resp, &request)?;
         let url = self.url.clone();
         let bad_range = |detail: String| Error::BadRange { url: url.clone(), request: request.clone(), detail };
-        let part_end = match classify_status(resp.status()) {
+        let part_end = match classify_status(resp.status().as_u16()) {
             StatusClass::Partial => {
-                let Some(value) = resp.header("Content-Range") else {
+                let Some(value) = header(&resp, "Content-Range") else {
                     return Err(bad_range("206 without Content-Range".to_owned()));
                 };
                 let range = parse_content_range(value).map_err(|source| Error::Header {
@@ -747,9 +772,9 @@ impl HttpFetch {
                 }
                 content_length
             }
-            _ => return Err(Error::Status { url: self.url.clone(), request, status: resp.status() }),
+            _ => return Err(Error::Status { url: self.url.clone(), request, status: resp.status().as_u16() }),
         };
-        let reader = Box::new(Counted::new(resp.into_reader(), self.counter.clone()));
+        let reader = Box::new(Counted::new(resp.into_body().into_reader(), self.counter.clone()));
         Ok(Answer::Part(Part { reader, request, end: part_end, started, received: 0 }))
     }
 
@@ -776,12 +801,12 @@ impl HttpFetch {
         let started = Instant::now();
         let (resp, request) = self.call("GET", None, None, true)?;
         let (mut seen, content_length) = self.seen(&resp, &request)?;
-        if classify_status(resp.status()) != StatusClass::Whole {
-            return Err(Error::Status { url: self.url.clone(), request, status: resp.status() });
+        if classify_status(resp.status().as_u16()) != StatusClass::Whole {
+            return Err(Error::Status { url: self.url.clone(), request, status: resp.status().as_u16() });
         }
         seen.total = content_length;
         self.check_validators(seen)?;
-        let reader = Box::new(Counted::new(resp.into_reader(), self.counter.clone()));
+        let reader = Box::new(Counted::new(resp.into_body().into_reader(), self.counter.clone()));
         Ok(Part { reader, request, end: content_length, started, received: 0 })
     }
 
@@ -844,8 +869,8 @@ impl HttpFetch {
     /// One HEAD for the bundle length, without retries.
     fn head_once(&mut self) -> Result<Option<u64>, Error> {
         let (resp, request) = self.call("HEAD", None, None, false)?;
-        if classify_status(resp.status()) != StatusClass::Whole {
-            return Err(Error::Status { url: self.url.clone(), request, status: resp.status() });
+        if classify_status(resp.status().as_u16()) != StatusClass::Whole {
+            return Err(Error::Status { url: self.url.clone(), request, status: resp.status().as_u16() });
         }
         let (mut seen, content_length) = self.seen(&resp, &request)?;
         seen.total = content_length;
@@ -963,9 +988,7 @@ impl Read for Body<'_> {
                 Err(e) => e,
             };
             let Some(part) = self.part.take() else { continue };
-            let cut = part.received > 0
-                && failure.kind() == io::ErrorKind::TimedOut
-                && part.started.elapsed() >= self.fetch.deadline();
+            let cut = part.received > 0 && timed_out(&failure) && part.started.elapsed() >= self.fetch.deadline();
             let err = Error::ReadBody {
                 url: self.fetch.url.clone(),
                 request: part.request,
@@ -1016,7 +1039,7 @@ fn describe(err: &dyn StdError) -> String {
 // What the server sends, read by pure functions over strings (docs/updater.md, "HTTP"). Each refuses what it does
 // not fully understand rather than guess, and none can panic or overflow on any input.
 
-/// Why a header value (or a redirect's `Location`) was refused.
+/// Why a header value, a redirect's `Location` or the bundle URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Not one or more ASCII digits (empty, signed, spaced, non-ASCII digits).
@@ -1060,7 +1083,15 @@ pub enum ParseError {
     Location {
         /// The text.
         value: String,
-        /// What the URL parser said.
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A bundle URL that is not one the updater can request.
+    #[error("{value:?} is not a url to request: {detail}")]
+    Url {
+        /// The text.
+        value: String,
+        /// What is wrong with it.
         detail: String,
     },
 }
@@ -1185,30 +1216,210 @@ pub fn url_scheme(source: &str) -> Option<&str> {
         .then_some(scheme)
 }
 
-/// A redirect's `Location` resolved against the URL of the request it answered (RFC 9110, "Location"): an absolute
-/// URL of any scheme, or a reference relative to `base`. The caller decides whether to follow it.
+/// A redirect's `Location` resolved against the URL of the request it answered (RFC 9110, "Location"; RFC 3986,
+/// "Reference Resolution"): an absolute URL of any scheme, or a reference relative to `base`. The caller decides
+/// whether to follow it. The result names a host (it has an authority), its scheme is in lowercase, and what a URI
+/// cannot hold (spaces, bytes beyond ASCII) is percent-encoded, so an http(s) result is a URI ureq can request.
 pub fn resolve_location(base: &str, location: &str) -> Result<String, ParseError> {
     let bad = |detail: String| ParseError::Location { value: location.to_owned(), detail };
     let trimmed = location.trim();
     if trimmed.is_empty() {
         return Err(bad("empty".to_owned()));
     }
-    // ureq keeps its URL type to itself; a request that is never sent lends its parser.
-    static PARSER: OnceLock<ureq::Agent> = OnceLock::new();
-    let parser = PARSER.get_or_init(ureq::Agent::new);
-    let base = parser.get(base).request_url().map_err(|e| bad(format!("base url: {e}")))?;
-    // Only what the updater requests is a base: an http(s) URL. (The fuzzer found that the url crate's path
-    // normalisation breaks its own invariant on some `file:` bases, a debug assertion in url 2.5.9.)
-    if !matches!(base.as_url().scheme(), "http" | "https") {
-        return Err(bad(format!("base url {} is not http or https", base.as_url())));
+    // Only what the updater requests is a base: an http(s) URL.
+    let b = UriParts::split(base);
+    let base_scheme = b.scheme.filter(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+    let (Some(base_scheme), Some(base_authority)) = (base_scheme, b.authority) else {
+        return Err(bad(format!("base url {base} is not http or https")));
+    };
+    let r = UriParts::split(trimmed);
+    let (scheme, authority, path, query) = match (r.scheme, r.authority) {
+        (Some(scheme), authority) => (scheme, authority, remove_dot_segments(r.path), r.query),
+        (None, Some(authority)) => (base_scheme, Some(authority), remove_dot_segments(r.path), r.query),
+        (None, None) if r.path.is_empty() => {
+            (base_scheme, Some(base_authority), b.path.to_owned(), r.query.or(b.query))
+        }
+        (None, None) if r.path.starts_with('/') => {
+            (base_scheme, Some(base_authority), remove_dot_segments(r.path), r.query)
+        }
+        (None, None) => {
+            // RFC 3986, "Merge Paths": the reference replaces the last segment of the base's path.
+            let merged = match b.path.rfind('/') {
+                Some(i) => format!("{}{}", &b.path[..=i], r.path),
+                None => format!("/{}", r.path),
+            };
+            (base_scheme, Some(base_authority), remove_dot_segments(&merged), r.query)
+        }
+    };
+    if !valid_scheme(scheme) {
+        return Err(bad(format!("{scheme:?} is not a scheme")));
     }
-    let joined = base.as_url().join(trimmed).map_err(|e| bad(e.to_string()))?;
     // A scheme with no `//` after it (`mailto:x`, `hbytes:t?/`, as the fuzzer found) names no server; its scheme
     // would not even be seen by `url_scheme`, so it is refused here as what it is.
-    if !joined.has_authority() {
-        return Err(bad(format!("{joined} names no host")));
+    let Some(authority) = authority else {
+        return Err(bad(format!("{trimmed} names no host")));
+    };
+    join_url(scheme, authority, &path, query).map_err(bad)
+}
+
+/// `url` as the updater requests it, when it is an http(s) URL ureq can request: its scheme in lowercase, a host,
+/// a port that fits 16 bits, its path without dot segments, and what a URI cannot hold percent-encoded.
+fn normalize_url(url: &str) -> Result<String, ParseError> {
+    let bad = |detail: String| ParseError::Url { value: url.to_owned(), detail };
+    let u = UriParts::split(url);
+    let (Some(scheme), Some(authority)) = (u.scheme, u.authority) else {
+        return Err(bad("not scheme://host/path".to_owned()));
+    };
+    let joined = join_url(scheme, authority, &remove_dot_segments(u.path), u.query).map_err(bad)?;
+    // What ureq will parse it with; the checks above make a refusal here unexpected, but it is ureq's word that counts.
+    ureq::http::Uri::try_from(joined.as_str()).map_err(|e| bad(e.to_string()))?;
+    Ok(joined)
+}
+
+/// The parts of a URI reference (RFC 3986, appendix B), borrowed from it; the fragment is dropped, since a request
+/// never carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UriParts<'a> {
+    scheme: Option<&'a str>,
+    authority: Option<&'a str>,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
+impl<'a> UriParts<'a> {
+    fn split(text: &'a str) -> UriParts<'a> {
+        let text = text.split_once('#').map_or(text, |(before, _)| before);
+        let (scheme, rest) = match text.find([':', '/', '?']) {
+            Some(i) if i > 0 && text.as_bytes()[i] == b':' => (Some(&text[..i]), &text[i + 1..]),
+            _ => (None, text),
+        };
+        let (authority, rest) = match rest.strip_prefix("//") {
+            Some(after) => {
+                let end = after.find(['/', '?']).unwrap_or(after.len());
+                (Some(&after[..end]), &after[end..])
+            }
+            None => (None, rest),
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        UriParts { scheme, authority, path, query }
     }
-    Ok(joined.to_string())
+}
+
+/// A scheme as RFC 3986 has it: a letter, then letters, digits, `+`, `-` or `.`.
+fn valid_scheme(scheme: &str) -> bool {
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// `scheme://authority/path?query`, the scheme in lowercase and the authority checked; an http(s) URL must name a
+/// host, and gets `/` for an empty path.
+fn join_url(scheme: &str, authority: &str, path: &str, query: Option<&str>) -> Result<String, String> {
+    if !valid_scheme(scheme) {
+        return Err(format!("{scheme:?} is not a scheme"));
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    let web = scheme == "http" || scheme == "https";
+    check_authority(authority, web)?;
+    let mut out = format!("{scheme}://{authority}");
+    if path.is_empty() && web {
+        out.push('/');
+    }
+    percent_encode_into(&mut out, path, b"/:@");
+    if let Some(query) = query {
+        out.push('?');
+        percent_encode_into(&mut out, query, b"/:@?");
+    }
+    Ok(out)
+}
+
+/// Checks `[userinfo@]host[:port]`: a host of URI characters or a bracketed IPv6 address, non-empty when `need_host`,
+/// and a port of digits that fits 16 bits.
+fn check_authority(authority: &str, need_host: bool) -> Result<(), String> {
+    let uri_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    let host_port = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => {
+            if !userinfo.bytes().all(|b| uri_char(b) || b == b':') {
+                return Err(format!("user info {userinfo:?} has characters a url cannot hold"));
+            }
+            host_port
+        }
+        None => authority,
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']').ok_or_else(|| format!("host {host_port:?} has no closing ]"))?;
+            inside.parse::<Ipv6Addr>().map_err(|_| format!("host [{inside}] is not an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or_else(|| format!("{after:?} after the host is no port"))?),
+            };
+            (inside, port)
+        }
+        None => {
+            let (host, port) = match host_port.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            };
+            if !host.bytes().all(uri_char) {
+                return Err(format!("host {host:?} has characters a url cannot hold"));
+            }
+            (host, port)
+        }
+    };
+    if need_host && host.is_empty() {
+        return Err("no host".to_owned());
+    }
+    match port {
+        Some(port) if !port.is_empty() => match parse_number(port) {
+            Ok(n) if n <= u64::from(u16::MAX) => Ok(()),
+            _ => Err(format!("port {port:?} is not a number up to 65535")),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Appends `text` to `out`, percent-encoding every byte that is not an unreserved or sub-delimiter character, `%`,
+/// or one of `also` (RFC 3986, "Characters").
+fn percent_encode_into(out: &mut String, text: &str, also: &[u8]) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b) || also.contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// A path without its `.` and `..` segments (RFC 3986, "Remove Dot Segments").
+fn remove_dot_segments(path: &str) -> String {
+    let mut input = path;
+    let mut output = String::with_capacity(path.len());
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../").or_else(|| input.strip_prefix("./")) {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") || input == "/.." {
+            input = if input == "/.." { "/" } else { &input[3..] };
+            let cut = output.rfind('/').unwrap_or(0);
+            output.truncate(cut);
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            // The first segment, with its leading `/` if any, moves to the output.
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            output.push_str(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    output
 }
 
 #[cfg(test)]
@@ -1452,43 +1663,150 @@ mod tests {
         assert!(matches!(got, Err(ParseError::Location { .. })), "{got:?}");
     }
 
+    /// RFC 3986's own examples of reference resolution (section 5.4), for the references an HTTP server can send.
+    #[test]
+    fn issue_15_locations_resolve_as_rfc_3986_has_it() {
+        fn check(location: &str, expected: &str) {
+            assert_eq!(resolve_location("http://a/b/c/d;p?q", location).as_deref(), Ok(expected), "{location:?}");
+        }
+        check("g", "http://a/b/c/g");
+        check("./g", "http://a/b/c/g");
+        check("g/", "http://a/b/c/g/");
+        check("/g", "http://a/g");
+        check("//g", "http://g/");
+        check("?y", "http://a/b/c/d;p?y");
+        check("g?y", "http://a/b/c/g?y");
+        check("#s", "http://a/b/c/d;p?q");
+        check("g#s", "http://a/b/c/g");
+        check(";x", "http://a/b/c/;x");
+        check(".", "http://a/b/c/");
+        check("./", "http://a/b/c/");
+        check("..", "http://a/b/");
+        check("../g", "http://a/b/g");
+        check("../..", "http://a/");
+        check("../../g", "http://a/g");
+        check("../../../g", "http://a/g");
+        check("/./g", "http://a/g");
+        check("/../g", "http://a/g");
+        check("g.", "http://a/b/c/g.");
+        check("..g", "http://a/b/c/..g");
+        check("./g/.", "http://a/b/c/g/");
+        check("g/./h", "http://a/b/c/g/h");
+        check("g/../h", "http://a/b/c/h");
+        check("g;x=1/../y", "http://a/b/c/y");
+    }
+
+    #[test]
+    fn issue_15_locations_come_out_as_uris_ureq_requests() {
+        fn check(base: &str, location: &str, expected: Option<&str>) {
+            let got = resolve_location(base, location);
+            match expected {
+                Some(url) => {
+                    assert_eq!(got.as_deref(), Ok(url), "{location:?}");
+                    assert!(ureq::http::Uri::try_from(url).is_ok(), "{url:?}");
+                }
+                None => assert!(matches!(got, Err(ParseError::Location { .. })), "{location:?}: {got:?}"),
+            }
+        }
+        let base = "http://h/dir/b";
+        // The scheme in lowercase, what a URI cannot hold percent-encoded, surrounding space trimmed.
+        check(base, "HTTP://H/c", Some("http://H/c"));
+        check(base, "/my bundle", Some("http://h/my%20bundle"));
+        check(base, "/b\u{fc}ndel?v=\"1\"", Some("http://h/b%C3%BCndel?v=%221%22"));
+        check(base, "  /c  ", Some("http://h/c"));
+        check(base, "/100%25", Some("http://h/100%25"));
+        // IPv6 hosts, ports, user info.
+        check(base, "http://[::1]:8080/b", Some("http://[::1]:8080/b"));
+        check("https://[fe80::1]/x/y", "z", Some("https://[fe80::1]/x/z"));
+        check(base, "http://u:p@h2/b", Some("http://u:p@h2/b"));
+        check(base, "http://h:65535/b", Some("http://h:65535/b"));
+        check(base, "http://h:/b", Some("http://h:/b"));
+        check(base, "http://h:65536/b", None);
+        check(base, "http://h:8o/b", None);
+        check(base, "http://[::g]/b", None);
+        check(base, "http://[::1]x/b", None);
+        check(base, "http://h h/b", None);
+        check(base, "http://h]/b", None);
+        check(base, "http:///b", None);
+        check(base, "1http://h/b", None);
+        // Bases that are not http(s) URLs.
+        check("ftp://h/b", "c", None);
+        check("/b", "c", None);
+        check("http:/b", "c", None);
+    }
+
+    #[test]
+    fn issue_15_bundle_urls_are_normalized_or_refused() {
+        fn check(url: &str, expected: Option<&str>) {
+            let got = normalize_url(url);
+            match expected {
+                Some(target) => assert_eq!(got.as_deref(), Ok(target), "{url:?}"),
+                None => assert!(matches!(got, Err(ParseError::Url { .. })), "{url:?}: {got:?}"),
+            }
+        }
+        check("http://example.com/bundle", Some("http://example.com/bundle"));
+        check("HTTPS://EXAMPLE.COM/bundle", Some("https://EXAMPLE.COM/bundle"));
+        check("http://h", Some("http://h/"));
+        check("http://h/a/../b?x#frag", Some("http://h/b?x"));
+        check("http://h/v 2/b", Some("http://h/v%202/b"));
+        check("http://[::1]:8443/b", Some("http://[::1]:8443/b"));
+        check("http://", None);
+        check("http://:80/b", None);
+        check("http://h:99999/b", None);
+        check("http://exa mple.com/bundle", None);
+        check("http:/h/b", None);
+    }
+
+    proptest::proptest! {
+        /// Any location against any http(s) base: no panic, and what resolves is a URL with a scheme that, for
+        /// http(s), ureq can request (what the `http_response` fuzz target checks, here on every test run).
+        #[test]
+        fn issue_15_any_location_resolves_to_a_requestable_url_or_is_refused(
+            base in "(http|HTTPS|ftp)://[a-z0-9.:\\[\\]@]{0,12}(/[a-z./%?#]{0,10}){0,3}",
+            location in "[ -~\u{e9}]{0,40}",
+        ) {
+            if let Ok(url) = resolve_location(&base, &location) {
+                let scheme = url_scheme(&url).expect("a scheme");
+                if scheme == "http" || scheme == "https" {
+                    proptest::prop_assert!(ureq::http::Uri::try_from(url.as_str()).is_ok(), "{url:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn issue_14_final_transport_errors() {
-        fn check(kind: ureq::ErrorKind, io: Option<io::ErrorKind>, retryable: bool) {
-            assert_eq!(transport_retryable(kind, io), retryable, "{kind:?} {io:?}");
+        fn check(err: ureq::Error, retryable: bool) {
+            assert_eq!(transport_retryable(&err), retryable, "{err:?}");
         }
         use io::ErrorKind as Io;
-        use ureq::ErrorKind as K;
-        check(K::ConnectionFailed, Some(Io::ConnectionRefused), true);
-        check(K::ConnectionFailed, Some(Io::TimedOut), true);
-        check(K::Io, Some(Io::ConnectionReset), true);
-        check(K::Io, Some(Io::WouldBlock), true);
-        check(K::Io, Some(Io::UnexpectedEof), true);
-        check(K::Dns, None, true);
-        check(K::ProxyConnect, None, true);
-        // A TLS handshake refused on what the peer sent.
-        check(K::ConnectionFailed, Some(Io::InvalidData), false);
-        check(K::Io, Some(Io::InvalidData), false);
-        for kind in [
-            K::InvalidUrl,
-            K::UnknownScheme,
-            K::InsecureRequestHttpsOnly,
-            K::TooManyRedirects,
-            K::BadStatus,
-            K::BadHeader,
-            K::InvalidProxyUrl,
-            K::ProxyUnauthorized,
-            K::HTTP,
-        ] {
-            check(kind, None, false);
-            check(kind, Some(Io::ConnectionReset), false);
+        let io = |kind: Io| ureq::Error::Io(io::Error::new(kind, "test"));
+        check(io(Io::ConnectionRefused), true);
+        check(io(Io::TimedOut), true);
+        check(io(Io::ConnectionReset), true);
+        check(io(Io::WouldBlock), true);
+        check(io(Io::UnexpectedEof), true);
+        check(ureq::Error::HostNotFound, true);
+        check(ureq::Error::ConnectionFailed, true);
+        check(ureq::Error::ConnectProxyFailed("refused".into()), true);
+        for timeout in [ureq::Timeout::Connect, ureq::Timeout::Global, ureq::Timeout::PerRead] {
+            check(ureq::Error::Timeout(timeout), true);
         }
-        // The kind is found through the causes, as ureq wraps it.
-        let err = ureq::Error::from(io::Error::new(Io::InvalidData, "received corrupt message"));
-        let ureq::Error::Transport(t) = err else { panic!("an io error is a transport error") };
-        assert_eq!(io_kind(&t), Some(Io::InvalidData));
-        let e = Error::Request { url: "u".into(), request: "r".into(), source: Box::new(t) };
+        // A TLS handshake refused on what the peer sent.
+        check(io(Io::InvalidData), false);
+        check(ureq::Error::Tls("handshake"), false);
+        // A URL, a redirect or an answer ureq refuses.
+        check(ureq::Error::BadUri("x".into()), false);
+        check(ureq::Error::TooManyRedirects, false);
+        check(ureq::Error::RedirectFailed, false);
+        check(ureq::Error::InvalidProxyUrl, false);
+        check(ureq::Error::RequireHttpsOnly("x".into()), false);
+        check(ureq::Error::LargeResponseHeader(1, 0), false);
+        check(ureq::Error::StatusCode(404), false);
+        let e = Error::Request { url: "u".into(), request: "r".into(), source: Box::new(io(Io::InvalidData)) };
         assert!(e.is_final());
+        let e = Error::Request { url: "u".into(), request: "r".into(), source: Box::new(io(Io::ConnectionReset)) };
+        assert!(!e.is_final());
     }
 
     #[test]

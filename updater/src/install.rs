@@ -124,11 +124,7 @@ pub(crate) fn read_range(
     section: &str,
 ) -> Result<()> {
     let name = fetch.name().to_owned();
-    let r = fetch.open(start, Some(start + buf.len() as u64)).map_err(|source| Error::Fetch {
-        source_name: name.clone(),
-        offset: start,
-        source,
-    })?;
+    let r = fetch.open(start, Some(start + buf.len() as u64)).map_err(|source| Error::fetch(&name, start, source))?;
     read_exact(&mut Counted::new(r, counter.clone()), buf, start, section, &name)
 }
 
@@ -470,8 +466,7 @@ fn write_full(
     let name = fetch.name().to_owned();
     let at = verified.body_start + p.chunks.offset + index.entries[first as usize].offset;
     let end = verified.body_start + p.chunks.offset + p.chunks.size_bytes;
-    let stream =
-        fetch.open(at, Some(end)).map_err(|source| Error::Fetch { source_name: name.clone(), offset: at, source })?;
+    let stream = fetch.open(at, Some(end)).map_err(|source| Error::fetch(&name, at, source))?;
     let mut stream = Counted::new(stream, rec.counter.clone());
     let threads = opts.threads.max(1);
     // A fixed pool of buffers circulates: a raw buffer goes reader -> worker -> writer -> reader, a stored one
@@ -729,7 +724,7 @@ pub(crate) fn read_exact(r: &mut dyn Read, buf: &mut [u8], offset: u64, section:
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(source) => {
-                return Err(Error::Fetch { source_name: name.to_owned(), offset: offset + n as u64, source });
+                return Err(Error::fetch(name, offset + n as u64, source));
             }
         }
     }

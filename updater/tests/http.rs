@@ -179,7 +179,7 @@ fn a_body_that_cannot_be_resumed_gives_up() {
 
 #[test]
 fn stalls_past_the_read_timeout_are_retried() {
-    /// `warm`: the stalls hit a request on a kept-alive connection, where ureq 2 sets no read timeout of its own
+    /// `warm`: the stalls hit a request on a kept-alive connection, where ureq 2 set no read timeout of its own
     /// before the headers; `before_headers`: the server sends nothing at all, instead of headers and no body.
     fn check(warm: bool, before_headers: bool) {
         let case = format!("warm {warm}, before headers {before_headers}");
