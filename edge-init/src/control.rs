@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use platform::ctl::{Refusal, Reply, Request, ServiceState, ServiceStatus, Status, STATUS_SCHEMA};
 
+use crate::error::{chain, Error};
 use crate::supervise::{describe, State};
 use crate::sys::{self, Exit, Halt};
 
@@ -20,8 +21,8 @@ use crate::sys::{self, Exit, Halt};
 pub fn serve(stream: UnixStream, answer: impl FnOnce(Request, u32) -> Reply) -> Option<Halt> {
     let (pid, uid) = match sys::peer(&stream) {
         Ok(p) => p,
-        Err(e) => {
-            log::warn!("control socket: no peer credentials: {e}");
+        Err(source) => {
+            log::warn!("{}", chain(&Error::PeerCredentials { source }));
             return None;
         }
     };
