@@ -716,7 +716,7 @@ impl Init {
                 let asker = sys::session_of(pid).unwrap_or(pid);
                 match self.sup.healthy(Some(asker)) {
                     Ok(()) => Reply::ok(),
-                    Err(why) => Reply::Refused(Refusal::NotReady { why }),
+                    Err(not) => Reply::Refused(Refusal::NotReady { why: not.to_string() }),
                 }
             }
             Request::Start(n) | Request::Stop(n) | Request::Restart(n) if !known(&self.sup, &n) => {
