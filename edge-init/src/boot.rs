@@ -78,30 +78,29 @@ pub fn mount_api_filesystems(paths: &Paths) -> Vec<Error> {
         failed.push(e);
     };
     let api = api_mounts(paths);
-    let mut done = Vec::new();
-    // Without /proc there is no mountinfo to read: mount it first, then look.
-    let table = match mountinfo::read(&paths.mountinfo) {
-        Ok(t) => t,
-        Err(_) => {
-            match mount_api(&api[0]) {
-                Ok(()) => done.push(&api[0]),
-                Err(e) => fail(e),
-            }
-            mountinfo::read(&paths.mountinfo).unwrap_or_default()
+    // What was mounted, for one log line, and whether `/dev` is a fresh devtmpfs.
+    let (mut mounted, mut fresh_dev) = (String::new(), false);
+    let mut mount = |a: &ApiMount| match mount_api(a) {
+        Ok(()) => {
+            let sep = if mounted.is_empty() { "" } else { ", " };
+            mounted.push_str(&format!("{sep}{} on {}", a.fstype, a.target.display()));
+            fresh_dev |= a.target == paths.dev;
         }
+        Err(e) => fail(e),
     };
+    // Without /proc there is no mountinfo to read: mount it first, then look.
+    let table = mountinfo::read(&paths.mountinfo).unwrap_or_else(|_| {
+        mount(&api[0]);
+        mountinfo::read(&paths.mountinfo).unwrap_or_default()
+    });
     for a in missing_api_mounts(&api, &table) {
-        match mount_api(a) {
-            Ok(()) => done.push(a),
-            Err(e) => fail(e),
-        }
+        mount(a);
     }
-    if !done.is_empty() {
-        let list: Vec<String> = done.iter().map(|a| format!("{} on {}", a.fstype, a.target.display())).collect();
-        log::info!("mounted {}", list.join(", "));
+    if !mounted.is_empty() {
+        log::info!("mounted {mounted}");
     }
     // The links a fresh devtmpfs lacks and shells expect (a /dev mounted before, by the initramfs, has them).
-    if done.iter().any(|a| a.target == paths.dev) {
+    if fresh_dev {
         for (link, target) in paths::DEV_LINKS {
             let link = paths.dev.join(link);
             match std::os::unix::fs::symlink(target, &link) {
