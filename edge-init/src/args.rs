@@ -47,6 +47,9 @@ pub struct Supervise {
     /// Log to the kernel log (`--log kmsg`, the default for PID 1) rather than stderr (`--log stderr`, the default
     /// otherwise).
     pub kmsg: bool,
+    /// The usage errors PID 1 went on past, each keeping the default (or an earlier value) of what it could not
+    /// read: PID 1 must not exit. Outside PID 1 a usage error ends `parse` instead, so this is empty.
+    pub usage_errors: Vec<ArgsError>,
 }
 
 impl Supervise {
@@ -62,9 +65,31 @@ impl Supervise {
         opts.cmdline = self.cmdline.clone();
         opts
     }
+
+    /// Sets `option` (one of the four) to `value`; a `--log` other than `kmsg` or `stderr` changes nothing.
+    fn set(&mut self, option: &'static str, value: String) -> Result<(), ArgsError> {
+        match (option, value.as_str()) {
+            ("--config", _) => self.config = Some(PathBuf::from(value)),
+            ("--run", _) => self.run_dir = Some(PathBuf::from(value)),
+            ("--cmdline", _) => self.cmdline = Some(value),
+            (_, "kmsg") => self.kmsg = true,
+            (_, "stderr") => self.kmsg = false,
+            _ => return Err(ArgsError::Log { value }),
+        }
+        Ok(())
+    }
+
+    /// Logs each usage error PID 1 went on past, naming the argument (to the kernel log, unless `--log stderr`
+    /// came first): once the logger is set, before anything else.
+    pub fn log_usage_errors(&self) {
+        for e in &self.usage_errors {
+            log::warn!("command line: {e}; going on with the default");
+        }
+    }
 }
 
-/// A command line that is not one of the forms; `main` prints it with [`USAGE`] and exits 2.
+/// A command line that is not one of the forms; outside PID 1 `main` prints it with [`USAGE`] and exits 2, and PID 1
+/// logs it and goes on ([`Supervise::usage_errors`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgsError {
     /// Not PID 1 and no `--config`: supervising the host's services by accident is refused.
@@ -103,7 +128,9 @@ impl std::error::Error for ArgsError {}
 ///
 /// As PID 1, only `--` is a verb. The kernel hands init the words of its command line it does not know, and a stray
 /// `ctl`, `notify`, `check`, `--help` or `--version` there must not run that verb and end PID 1, which panics the
-/// kernel: such words, and any other word that is no option, are ignored and PID 1 supervises.
+/// kernel: such words, and any other word that is no option, are ignored and PID 1 supervises. For the same reason
+/// PID 1 is never refused: an option without its value, or a `--log` other than `kmsg` or `stderr`, is kept in
+/// [`Supervise::usage_errors`] and what it would have set keeps its default.
 pub fn parse(args: &[OsString], pid1: bool) -> Result<Invocation, ArgsError> {
     let rest = || args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>();
     match args.first().and_then(|a| a.to_str()) {
@@ -121,23 +148,24 @@ pub fn parse(args: &[OsString], pid1: bool) -> Result<Invocation, ArgsError> {
     let mut s = Supervise { kmsg: pid1, ..Supervise::default() };
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(a) = it.next() {
-        // FIXME: as PID 1 too, an option without its value, or `--log` with another value, is a usage error, and
-        // `main` exits 2, which panics the kernel (pinned by `issue_15_pid1_usage_errors_today`). PID 1 should log
-        // it and carry on with the default.
-        let mut value = |option: &'static str| it.next().ok_or(ArgsError::NeedsValue { option });
-        match a.as_str() {
-            "--config" => s.config = Some(PathBuf::from(value("--config")?)),
-            "--run" => s.run_dir = Some(PathBuf::from(value("--run")?)),
-            "--cmdline" => s.cmdline = Some(value("--cmdline")?),
-            "--log" => match value("--log")?.as_str() {
-                "kmsg" => s.kmsg = true,
-                "stderr" => s.kmsg = false,
-                other => return Err(ArgsError::Log { value: other.to_owned() }),
-            },
+        let option = match a.as_str() {
+            "--config" => "--config",
+            "--run" => "--run",
+            "--cmdline" => "--cmdline",
+            "--log" => "--log",
             // The kernel passes PID 1 the command-line words it does not know (`single`, `quiet`...): not ours.
-            _ if pid1 => {}
+            _ if pid1 => continue,
             "--help" | "-h" => return Ok(Invocation::Help),
             other => return Err(ArgsError::Unknown { word: other.to_owned() }),
+        };
+        let error = match it.next() {
+            None => Some(ArgsError::NeedsValue { option }),
+            Some(value) => s.set(option, value).err(),
+        };
+        match error {
+            Some(e) if pid1 => s.usage_errors.push(e),
+            Some(e) => return Err(e),
+            None => {}
         }
     }
     Ok(Invocation::Supervise(s))
@@ -160,11 +188,23 @@ mod tests {
     }
 
     fn supervise(config: Option<&str>, run_dir: Option<&str>, cmdline: Option<&str>, kmsg: bool) -> Invocation {
+        supervise_past(config, run_dir, cmdline, kmsg, &[])
+    }
+
+    /// [`supervise`] after PID 1 went on past `usage_errors`.
+    fn supervise_past(
+        config: Option<&str>,
+        run_dir: Option<&str>,
+        cmdline: Option<&str>,
+        kmsg: bool,
+        usage_errors: &[ArgsError],
+    ) -> Invocation {
         Invocation::Supervise(Supervise {
             config: config.map(PathBuf::from),
             run_dir: run_dir.map(PathBuf::from),
             cmdline: cmdline.map(str::to_owned),
             kmsg,
+            usage_errors: usage_errors.to_vec(),
         })
     }
 
@@ -225,13 +265,36 @@ mod tests {
         );
     }
 
-    /// FIXME: as PID 1, an option without its value or a bad `--log` is still a usage error, on which `main` exits
-    /// 2 and so ends PID 1 (a kernel panic). Pinned as it is today; PID 1 should log it and keep the default.
+    /// As PID 1 a usage error does not end it (which would panic the kernel): it is kept to be logged, and what it
+    /// would have set keeps its default, or the value an earlier word gave it.
     #[test]
-    fn issue_15_pid1_usage_errors_today() {
-        check(&["--config"], true, Err(ArgsError::NeedsValue { option: "--config" }));
-        check(&["quiet", "--run"], true, Err(ArgsError::NeedsValue { option: "--run" }));
-        check(&["--log", "serial"], true, Err(ArgsError::Log { value: "serial".to_owned() }));
+    fn issue_15_pid1_goes_on_past_usage_errors() {
+        let needs = |option| ArgsError::NeedsValue { option };
+        let log = |value: &str| ArgsError::Log { value: value.to_owned() };
+        check(&["--config"], true, Ok(supervise_past(None, None, None, true, &[needs("--config")])));
+        check(&["quiet", "--run"], true, Ok(supervise_past(None, None, None, true, &[needs("--run")])));
+        check(&["--cmdline"], true, Ok(supervise_past(None, None, None, true, &[needs("--cmdline")])));
+        check(&["--log"], true, Ok(supervise_past(None, None, None, true, &[needs("--log")])));
+        check(&["--log", "serial"], true, Ok(supervise_past(None, None, None, true, &[log("serial")])));
+        check(
+            &["--config", "s.toml", "--log", "stderr", "--log", "serial", "--config"],
+            true,
+            Ok(supervise_past(Some("s.toml"), None, None, false, &[log("serial"), needs("--config")])),
+        );
+        // A value that is itself an option is taken as the value, as outside PID 1.
+        check(&["--run", "--log", "stderr"], true, Ok(supervise_past(None, Some("--log"), None, true, &[])));
+        // Outside PID 1 the same words are still refused.
+        check(&["--config", "x", "--log", "serial", "--run"], false, Err(log("serial")));
+    }
+
+    #[test]
+    fn issue_15_usage_errors_name_the_argument() {
+        let lines: Vec<String> =
+            [ArgsError::NeedsValue { option: "--cmdline" }, ArgsError::Log { value: "serial".to_owned() }]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(lines, ["--cmdline needs a value", "--log serial: kmsg or stderr"]);
     }
 
     #[test]
@@ -239,8 +302,13 @@ mod tests {
         let d = pid1::Options::default();
         let o = Supervise::default().options();
         assert_eq!((o.config, o.run_dir, o.cmdline), (d.config.clone(), d.run_dir.clone(), None));
-        let s =
-            Supervise { config: Some("c".into()), run_dir: Some("r".into()), cmdline: Some("x".into()), kmsg: false };
+        let s = Supervise {
+            config: Some("c".into()),
+            run_dir: Some("r".into()),
+            cmdline: Some("x".into()),
+            kmsg: false,
+            usage_errors: vec![],
+        };
         let o = s.options();
         assert_eq!((o.config, o.run_dir, o.cmdline), ("c".into(), "r".into(), Some("x".to_owned())));
     }

@@ -11,32 +11,19 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use platform::mountinfo;
-pub use platform::mountinfo::Mount;
+use platform::mountinfo::{self, Mount};
 use platform::partition;
 
 use crate::cmdline::PartSpec;
+use crate::error::{chain, Error, Result};
+use crate::paths::{self, Paths};
 use crate::sys;
 use crate::sys::mount::Flags;
-// The end of shutdown, where PID 1's loop has always found it.
-pub use crate::unmount::{sync_with_deadline, unmount_all, Fate, Report};
-
-/// The mounts of this process's mount namespace, from `/proc/self/mountinfo`.
-pub fn mounts() -> io::Result<Vec<Mount>> {
-    Ok(mountinfo::parse(&fs::read_to_string(mountinfo::PATH)?))
-}
-
-/// The device node of a partition (see `platform::partition::find`), looking again every 50 ms until `wait` has
-/// passed: devices appear while the kernel probes its buses, after `edge-init` has started. A `wait` of zero
-/// looks once. `sys_root` and `dev_root` are normally `/sys` and `/dev`.
-pub fn wait_for_partition(spec: &PartSpec, sys_root: &Path, dev_root: &Path, wait: Duration) -> Option<PathBuf> {
-    partition::wait_for(spec, &sys_root.join(partition::CLASS_BLOCK), dev_root, wait)
-}
 
 /// One of the API filesystems early boot mounts.
 #[derive(Debug, PartialEq, Eq)]
-struct ApiMount {
-    target: &'static str,
+struct ApiMount<'a> {
+    target: &'a Path,
     fstype: &'static str,
     flags: Flags,
     data: &'static str,
@@ -46,30 +33,29 @@ const NOSUID_NODEV: Flags = Flags::NOSUID.with(Flags::NODEV);
 const NOSUID_NODEV_NOEXEC: Flags = NOSUID_NODEV.with(Flags::NOEXEC);
 
 /// The API filesystems, in the order they are mounted (each after the one it sits on).
-const API_MOUNTS: [ApiMount; 8] = [
-    ApiMount { target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    ApiMount { target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    ApiMount { target: "/dev", fstype: "devtmpfs", flags: Flags::NOSUID, data: "mode=0755" },
-    ApiMount {
-        target: "/dev/pts",
-        fstype: "devpts",
-        flags: Flags::NOSUID.with(Flags::NOEXEC),
-        data: "newinstance,ptmxmode=0666,mode=0620",
-    },
-    ApiMount { target: "/dev/shm", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777" },
-    ApiMount { target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755" },
-    ApiMount { target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777" },
-    ApiMount { target: "/sys/fs/cgroup", fstype: "cgroup2", flags: NOSUID_NODEV_NOEXEC, data: "" },
-];
+fn api_mounts(p: &Paths) -> [ApiMount<'_>; 8] {
+    fn api<'a>(target: &'a Path, fstype: &'static str, flags: Flags, data: &'static str) -> ApiMount<'a> {
+        ApiMount { target, fstype, flags, data }
+    }
+    [
+        api(&p.proc, "proc", NOSUID_NODEV_NOEXEC, ""),
+        api(&p.sys, "sysfs", NOSUID_NODEV_NOEXEC, ""),
+        api(&p.dev, "devtmpfs", Flags::NOSUID, "mode=0755"),
+        api(&p.dev_pts, "devpts", Flags::NOSUID.with(Flags::NOEXEC), "newinstance,ptmxmode=0666,mode=0620"),
+        api(&p.dev_shm, "tmpfs", NOSUID_NODEV, "mode=1777"),
+        api(&p.run, "tmpfs", NOSUID_NODEV, "mode=0755"),
+        api(&p.tmp, "tmpfs", NOSUID_NODEV, "mode=1777"),
+        api(&p.cgroup, "cgroup2", NOSUID_NODEV_NOEXEC, ""),
+    ]
+}
 
 /// The API filesystems not mounted yet: those whose mount point has no mount, and cgroup2 unless it is mounted
 /// anywhere (a hybrid host has it at `/sys/fs/cgroup/unified`).
-fn missing_api_mounts(mounts: &[Mount]) -> Vec<&'static ApiMount> {
-    API_MOUNTS
-        .iter()
+fn missing_api_mounts<'a, 'b>(api: &'b [ApiMount<'a>], mounts: &[Mount]) -> Vec<&'b ApiMount<'a>> {
+    api.iter()
         .filter(|a| match a.fstype {
             "cgroup2" => !mounts.iter().any(|m| m.fstype == "cgroup2"),
-            _ => !mounts.iter().any(|m| m.mount_point == Path::new(a.target)),
+            _ => !mounts.iter().any(|m| m.mount_point == a.target),
         })
         .collect()
 }
@@ -82,49 +68,44 @@ fn choose_hostname(configured: Option<&str>, etc_hostname: Option<&str>) -> Stri
 }
 
 /// Mounts the API filesystems that are not mounted yet (`/proc`, `/sys`, `/dev`, `/dev/pts`, `/dev/shm`, `/run`,
-/// `/tmp`, cgroup2 on `/sys/fs/cgroup`): the first thing PID 1 does, since even the kernel command line is read
-/// from `/proc`. Nothing here is fatal: each failure is logged as a warning and returned, one line each; an empty
-/// list means everything is in place.
-pub fn mount_api_filesystems() -> Vec<String> {
+/// `/tmp`, cgroup2 on `/sys/fs/cgroup`, each as `paths` places it): the first thing PID 1 does, since even the
+/// kernel command line is read from `/proc`. Nothing here is fatal: each failure is logged as a warning and
+/// returned; an empty list means everything is in place.
+pub fn mount_api_filesystems(paths: &Paths) -> Vec<Error> {
     let mut failed = Vec::new();
-    let mut fail = |line: String| {
-        log::warn!("{line}");
-        failed.push(line);
+    let mut fail = |e: Error| {
+        log::warn!("{}", chain(&e));
+        failed.push(e);
     };
-    let mut done = Vec::new();
+    let api = api_mounts(paths);
+    // What was mounted, for one log line, and whether `/dev` is a fresh devtmpfs.
+    let (mut mounted, mut fresh_dev) = (String::new(), false);
+    let mut mount = |a: &ApiMount| match mount_api(a) {
+        Ok(()) => {
+            let sep = if mounted.is_empty() { "" } else { ", " };
+            mounted.push_str(&format!("{sep}{} on {}", a.fstype, a.target.display()));
+            fresh_dev |= a.target == paths.dev;
+        }
+        Err(e) => fail(e),
+    };
     // Without /proc there is no mountinfo to read: mount it first, then look.
-    let table = match mounts() {
-        Ok(t) => t,
-        Err(_) => {
-            match mount_api(&API_MOUNTS[0]) {
-                Ok(()) => done.push("proc on /proc".to_owned()),
-                Err(e) => fail(e),
-            }
-            mounts().unwrap_or_default()
-        }
-    };
-    for a in missing_api_mounts(&table) {
-        match mount_api(a) {
-            Ok(()) => done.push(format!("{} on {}", a.fstype, a.target)),
-            Err(e) => fail(e),
-        }
+    let table = mountinfo::read(&paths.mountinfo).unwrap_or_else(|_| {
+        mount(&api[0]);
+        mountinfo::read(&paths.mountinfo).unwrap_or_default()
+    });
+    for a in missing_api_mounts(&api, &table) {
+        mount(a);
     }
-    if !done.is_empty() {
-        log::info!("mounted {}", done.join(", "));
+    if !mounted.is_empty() {
+        log::info!("mounted {mounted}");
     }
     // The links a fresh devtmpfs lacks and shells expect (a /dev mounted before, by the initramfs, has them).
-    if done.iter().any(|d| d.ends_with(" on /dev")) {
-        let links = [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-        ];
-        for (link, to) in links {
-            let link = Path::new("/dev").join(link);
-            match std::os::unix::fs::symlink(to, &link) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                    fail(format!("cannot make {} -> {to}: {e}", link.display()));
+    if fresh_dev {
+        for (link, target) in paths::DEV_LINKS {
+            let link = paths.dev.join(link);
+            match std::os::unix::fs::symlink(target, &link) {
+                Err(source) if source.kind() != io::ErrorKind::AlreadyExists => {
+                    fail(Error::MakeLink { link, target: target.into(), source });
                 }
                 _ => {}
             }
@@ -133,39 +114,41 @@ pub fn mount_api_filesystems() -> Vec<String> {
     failed
 }
 
-/// Sets the hostname (`hostname`, else `/etc/hostname`, else `edge`) and brings up `lo`. Failures are logged as
-/// warnings and returned.
-pub fn name_and_loopback(hostname: Option<&str>) -> Vec<String> {
+/// Sets the hostname (`hostname`, else the first line of `paths.hostname`, else `edge`) and brings up `lo`.
+/// Failures are logged as warnings and returned.
+pub fn name_and_loopback(paths: &Paths, hostname: Option<&str>) -> Vec<Error> {
     let mut failed = Vec::new();
-    let mut fail = |line: String| {
-        log::warn!("{line}");
-        failed.push(line);
+    let mut fail = |e: Error| {
+        log::warn!("{}", chain(&e));
+        failed.push(e);
     };
-    let name = choose_hostname(hostname, fs::read_to_string("/etc/hostname").ok().as_deref());
+    let name = choose_hostname(hostname, fs::read_to_string(&paths.hostname).ok().as_deref());
     match sys::mount::set_hostname(&name) {
         Ok(()) => log::info!("hostname {name}"),
-        Err(e) => fail(format!("cannot set the hostname to {name:?}: {e}")),
+        Err(source) => fail(Error::SetHostname { name, source }),
     }
     match sys::mount::interface_up("lo") {
         Ok(true) => log::info!("lo up"),
         Ok(false) => log::debug!("lo was already up"),
-        Err(e) => fail(format!("cannot bring up lo: {e}")),
+        Err(source) => fail(Error::InterfaceUp { interface: "lo", source }),
     }
     failed
 }
 
-fn mount_api(a: &ApiMount) -> Result<(), String> {
-    let target = Path::new(a.target);
-    fs::create_dir_all(target).map_err(|e| format!("cannot make {} for {}: {e}", a.target, a.fstype))?;
-    sys::mount::mount(Path::new(a.fstype), target, a.fstype, a.flags, a.data)
-        .map_err(|e| format!("cannot mount {} on {}: {e}", a.fstype, a.target))
+fn mount_api(a: &ApiMount) -> Result<()> {
+    fs::create_dir_all(a.target).map_err(|source| Error::MakeDir { path: a.target.to_owned(), source })?;
+    sys::mount::mount(Path::new(a.fstype), a.target, a.fstype, a.flags, a.data).map_err(|source| Error::MountApi {
+        fstype: a.fstype,
+        target: a.target.to_owned(),
+        source,
+    })
 }
 
 /// Where this process's services get their cgroups: the cgroup2 mount point joined with this process's own cgroup
-/// (the `0::` line of `/proc/self/cgroup`); `None` without cgroup2.
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    cgroup2_root_in(&mounts().ok()?, &own)
+/// (the `0::` line of `paths.self_cgroup`); `None` without cgroup2.
+pub fn cgroup2_root(paths: &Paths) -> Option<PathBuf> {
+    let own = fs::read_to_string(&paths.self_cgroup).ok()?;
+    cgroup2_root_in(&mountinfo::read(&paths.mountinfo).ok()?, &own)
 }
 
 fn cgroup2_root_in(mounts: &[Mount], self_cgroup: &str) -> Option<PathBuf> {
@@ -178,79 +161,83 @@ fn cgroup2_root_in(mounts: &[Mount], self_cgroup: &str) -> Option<PathBuf> {
 const RAMFS_MAGIC: u32 = 0x8584_58f6;
 const TMPFS_MAGIC: u32 = 0x0102_1994;
 
-/// Whether `/` is an initramfs (a ramfs or tmpfs), so that initramfs mode applies.
-pub fn in_initramfs() -> bool {
-    sys::mount::filesystem_type(Path::new("/")).is_ok_and(|m| m == RAMFS_MAGIC || m == TMPFS_MAGIC)
+/// Whether the root (`paths.root`) is an initramfs (a ramfs or tmpfs), so that initramfs mode applies.
+pub fn in_initramfs(paths: &Paths) -> bool {
+    sys::mount::filesystem_type(&paths.root).is_ok_and(|m| m == RAMFS_MAGIC || m == TMPFS_MAGIC)
 }
-
-/// Where the slot's root is mounted before it becomes `/`.
-const NEW_ROOT: &str = "/newroot";
 
 /// Initramfs mode: finds the slot's root (`root`), waiting up to `wait` for it to appear, mounts it read-only on
 /// `/newroot`, moves `/dev`, `/proc`, `/sys` and `/run` into it, deletes the initramfs's files (without crossing
-/// into other filesystems), makes it `/` and execs `init` there with the same arguments (`argv[0]` becomes `init`).
-/// It runs only as PID 1 with a ramfs or tmpfs `/`, and returns only on failure. A failure before the files are
-/// deleted (no such partition, it does not mount, it has no `init`) leaves the initramfs as it was; after that,
-/// there is nothing to go back to.
-pub fn switch_root(root: &PartSpec, fstype: &str, wait: Duration, init: &Path) -> io::Error {
-    match try_switch_root(root, fstype, wait, init) {
+/// into other filesystems), makes it `/` and execs `edge-init` there (`paths.init`) with the same arguments
+/// (`argv[0]` becomes that program). It runs only as PID 1 with a ramfs or tmpfs `/`, and returns only on failure.
+/// A failure before the files are deleted (no such partition, it does not mount, it has no `init`) leaves the
+/// initramfs as it was; after that, there is nothing to go back to.
+pub fn switch_root(paths: &Paths, root: &PartSpec, fstype: &str, wait: Duration) -> Error {
+    match try_switch_root(paths, root, fstype, wait) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-fn try_switch_root(root: &PartSpec, fstype: &str, wait: Duration, init: &Path) -> io::Result<std::convert::Infallible> {
-    let ctx = |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("switch root: {what}: {e}"));
+fn try_switch_root(paths: &Paths, root: &PartSpec, fstype: &str, wait: Duration) -> Result<std::convert::Infallible> {
     if sys::pid() != 1 {
-        return Err(io::Error::other("switch root: only PID 1 may switch root"));
+        return Err(Error::SwitchRootNotPid1);
     }
-    let magic = sys::mount::filesystem_type(Path::new("/")).map_err(ctx("statfs /".into()))?;
+    let top = paths.root.as_path();
+    let magic =
+        sys::mount::filesystem_type(top).map_err(|source| Error::StatFilesystem { path: top.to_owned(), source })?;
     if magic != RAMFS_MAGIC && magic != TMPFS_MAGIC {
-        return Err(io::Error::other(format!("switch root: / is not an initramfs (statfs type {magic:#x})")));
+        return Err(Error::NotInitramfs { magic });
     }
-    let device = wait_for_partition(root, Path::new("/sys"), Path::new("/dev"), wait).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("switch root: root {} not found within {} ms", root, wait.as_millis()),
-        )
+    let device = partition::wait_for(root, &paths.sys.join(partition::CLASS_BLOCK), &paths.dev, wait)
+        .ok_or_else(|| Error::FindRoot { root: root.to_string(), wait_ms: wait.as_millis() })?;
+    let new = paths.new_root.as_path();
+    fs::create_dir_all(new).map_err(|source| Error::MakeDir { path: new.to_owned(), source })?;
+    sys::mount::mount(&device, new, fstype, Flags::RDONLY, "").map_err(|source| Error::MountRoot {
+        device: device.clone(),
+        fstype: fstype.to_owned(),
+        target: new.to_owned(),
+        source,
     })?;
-    let new = Path::new(NEW_ROOT);
-    fs::create_dir_all(new).map_err(ctx(format!("mkdir {NEW_ROOT}")))?;
-    sys::mount::mount(&device, new, fstype, Flags::RDONLY, "")
-        .map_err(ctx(format!("mount {} ({fstype}) on {NEW_ROOT}", device.display())))?;
+    // `init` as the new root names it, once it is `/`.
+    let in_root = paths.init.strip_prefix(top).unwrap_or(&paths.init);
+    let init = Path::new(paths::ROOT).join(in_root);
     // Check for init before anything is moved or deleted, so that a root without it leaves the initramfs whole.
     // Not followed: an absolute link resolves only once the new root is `/`.
-    let new_init = new.join(init.strip_prefix("/").unwrap_or(init));
-    if fs::symlink_metadata(&new_init).is_err() {
+    if fs::symlink_metadata(new.join(in_root)).is_err() {
         let _ = sys::mount::unmount(new);
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("switch root: {} has no {}", device.display(), init.display()),
-        ));
+        return Err(Error::RootHasNoInit { device, init });
     }
-    let table = mounts().unwrap_or_default();
-    for api in ["/dev", "/proc", "/sys", "/run"] {
-        let old = Path::new(api);
-        if !table.iter().any(|m| m.mount_point == old) {
+    let table = mountinfo::read(&paths.mountinfo).unwrap_or_default();
+    for old in [&paths.dev, &paths.proc, &paths.sys, &paths.run] {
+        if !table.iter().any(|m| &m.mount_point == old) {
             continue;
         }
-        let to = new.join(&api[1..]);
+        let to = new.join(old.strip_prefix(top).unwrap_or(old));
         let moved = if to.is_dir() { sys::mount::move_mount(old, &to) } else { Err(io::ErrorKind::NotFound.into()) };
-        if let Err(e) = moved {
-            log::warn!("switch root: cannot move {api} to {}: {e}; detaching it", to.display());
+        if let Err(source) = moved {
+            let e = Error::MoveMount { from: old.clone(), to, source };
+            log::warn!("switch root: {}; detaching it", chain(&e));
             let _ = sys::mount::unmount_detached(old);
         }
     }
-    std::env::set_current_dir(new).map_err(ctx(format!("chdir {NEW_ROOT}")))?;
-    let removed = clear_one_filesystem(Path::new("/"));
+    let chdir = |path: &Path| {
+        std::env::set_current_dir(path).map_err(|source| Error::ChangeDir { path: path.to_owned(), source })
+    };
+    chdir(new)?;
+    let removed = clear_one_filesystem(top);
     log::debug!("switch root: {removed} initramfs files deleted");
-    sys::mount::move_mount(Path::new("."), Path::new("/")).map_err(ctx(format!("move {NEW_ROOT} to /")))?;
-    std::os::unix::fs::chroot(".").map_err(ctx("chroot .".into()))?;
-    std::env::set_current_dir("/").map_err(ctx("chdir /".into()))?;
+    sys::mount::move_mount(Path::new("."), top).map_err(|source| Error::MoveMount {
+        from: new.to_owned(),
+        to: top.to_owned(),
+        source,
+    })?;
+    std::os::unix::fs::chroot(".").map_err(|source| Error::ChangeRoot { path: new.to_owned(), source })?;
+    chdir(Path::new(paths::ROOT))?;
     log::info!("switched root to {} ({}); starting {}", device.display(), root, init.display());
     // The same arguments, but named for what runs now (the kernel started us as /init).
-    let e = std::process::Command::new(init).arg0(init).args(std::env::args_os().skip(1)).exec();
-    Err(ctx(format!("exec {}", init.display()))(e))
+    let source = std::process::Command::new(&init).arg0(&init).args(std::env::args_os().skip(1)).exec();
+    Err(Error::ExecInit { path: init, source })
 }
 
 /// Deletes everything below `dir` that is on the same filesystem as `dir`, and nothing on any other: a directory
@@ -291,8 +278,12 @@ mod tests {
 
     #[test]
     fn which_api_filesystems_are_missing() {
+        let node = Paths::default();
+        let api = api_mounts(&node);
         let check = |mountinfo: &str, expected: &[&str]| {
-            let got: Vec<&str> = missing_api_mounts(&mountinfo::parse(mountinfo)).iter().map(|a| a.target).collect();
+            let got: Vec<&Path> =
+                missing_api_mounts(&api, &mountinfo::parse(mountinfo)).iter().map(|a| a.target).collect();
+            let expected: Vec<&Path> = expected.iter().map(Path::new).collect();
             assert_eq!(got, expected, "{mountinfo}");
         };
         let all = ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/tmp", "/sys/fs/cgroup"];

@@ -15,8 +15,8 @@ pub struct Cgroups {
 
 impl Cgroups {
     /// The services' cgroups under this process's own cgroup, when cgroup2 is mounted and writable.
-    pub fn discover() -> Option<Cgroups> {
-        let root = crate::boot::cgroup2_root()?.join("services");
+    pub fn discover(paths: &crate::paths::Paths) -> Option<Cgroups> {
+        let root = crate::boot::cgroup2_root(paths)?.join("services");
         match fs::create_dir_all(&root) {
             Ok(()) => Some(Cgroups { root }),
             Err(e) => {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use platform::ctl::{Refusal, Reply, Request, ServiceState, ServiceStatus, Status, STATUS_SCHEMA};
 
-use crate::supervise::{describe, State};
+use crate::error::{chain, Error};
+use crate::supervise::{describe, NotReady, State};
 use crate::sys::{self, Exit, Halt};
 
 /// Serves one control connection: reads its request line, refuses a peer that is not root, and otherwise writes
@@ -20,8 +21,8 @@ use crate::sys::{self, Exit, Halt};
 pub fn serve(stream: UnixStream, answer: impl FnOnce(Request, u32) -> Reply) -> Option<Halt> {
     let (pid, uid) = match sys::peer(&stream) {
         Ok(p) => p,
-        Err(e) => {
-            log::warn!("control socket: no peer credentials: {e}");
+        Err(source) => {
+            log::warn!("{}", chain(&Error::PeerCredentials { source }));
             return None;
         }
     };
@@ -85,7 +86,7 @@ pub struct View<'a> {
     /// The hardware watchdog, in words.
     pub watchdog: String,
     /// `Ok`, or what is not ready.
-    pub health: Result<(), String>,
+    pub health: Result<(), NotReady>,
 }
 
 impl View<'_> {
@@ -118,7 +119,7 @@ impl View<'_> {
             services: self.services.iter().map(|s| service_status(s.name, s.state, s.n_restarts, s.status)).collect(),
             data: self.data.to_owned(),
             watchdog: self.watchdog.clone(),
-            health: self.health.clone().map_or_else(|e| e, |()| "ok".to_owned()),
+            health: self.health.as_ref().map_or_else(ToString::to_string, |()| "ok".to_owned()),
         }
     }
 }
@@ -199,7 +200,7 @@ mod tests {
             ],
             data: "mounted /dev/vda4 on /data",
             watchdog: "none".into(),
-            health: Err("update-boot failed: crashed".into()),
+            health: Err(NotReady { services: vec!["update-boot failed: crashed".into()] }),
         };
         assert_eq!(
             view.text(),

@@ -2,11 +2,13 @@
 //! "Control socket") and of `NOTIFY_SOCKET`. The protocol and the client that speaks it are `platform::ctl`'s, which
 //! `edge-update` uses too for `health` and `reboot`; the server is the `control` module.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use platform::ctl::{ask, Reply};
-pub use platform::ctl::{Request, SOCKET};
+use platform::ctl::{ask, Reply, Request};
+
+use crate::error::{chain, Error};
+use crate::paths;
 
 /// `edge-init ctl`'s usage.
 pub const USAGE: &str = "usage: edge-init ctl [--socket PATH] status [--json] | health | start SVC | stop SVC | \
@@ -27,13 +29,13 @@ pub fn main(args: &[String]) -> i32 {
         println!("{USAGE}");
         return 0;
     }
-    let mut socket = SOCKET.to_owned();
+    let mut socket = PathBuf::from(paths::CONTROL_SOCKET);
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--socket" => match it.next() {
-                Some(p) => socket = p.clone(),
+                Some(p) => socket = PathBuf::from(p),
                 None => return usage(),
             },
             _ => rest.push(a.as_str()),
@@ -41,7 +43,7 @@ pub fn main(args: &[String]) -> i32 {
     }
     let line = rest.join(" ");
     let Ok(request) = Request::parse(&line) else { return usage() };
-    match ask(Path::new(&socket), &request) {
+    match ask(&socket, &request) {
         Ok(Reply::Ok { body }) => {
             print!("{body}");
             0
@@ -51,11 +53,11 @@ pub fn main(args: &[String]) -> i32 {
             1
         }
         Err(platform::Error::AskInit { source, .. }) => {
-            eprintln!("edge-init ctl: cannot reach {socket}: {source}");
+            eprintln!("edge-init ctl: cannot reach {}: {source}", socket.display());
             1
         }
         Err(e) => {
-            eprintln!("edge-init ctl {line}: {e}");
+            eprintln!("edge-init ctl {line}: {}", chain(&e));
             1
         }
     }
@@ -92,8 +94,8 @@ pub fn notify(args: &[String], socket: Option<&std::ffi::OsStr>) -> i32 {
             }
             0
         }
-        Err(e) => {
-            eprintln!("edge-init notify: {}: {e}", Path::new(socket).display());
+        Err(source) => {
+            eprintln!("edge-init notify: {}", chain(&Error::Notify { socket: Path::new(socket).to_owned(), source }));
             1
         }
     }

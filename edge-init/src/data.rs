@@ -10,7 +10,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::boot;
+use platform::{mountinfo, partition};
+
 use crate::cmdline::PartSpec;
 use crate::error::{chain, Error, Result};
 use crate::paths::Paths;
@@ -167,13 +168,13 @@ pub fn mount_data(cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataS
 pub fn mount_data_in(paths: &Paths, cfg: &DataConfig, device_override: Option<&PartSpec>) -> DataState {
     let spec = device_override.unwrap_or(&cfg.device);
     let fallback = |cfg, why| fallback(paths, cfg, why);
-    let Some(device) = boot::wait_for_partition(spec, &paths.sys, &paths.dev, cfg.wait) else {
+    let Some(device) = partition::wait_for(spec, &paths.sys.join(partition::CLASS_BLOCK), &paths.dev, cfg.wait) else {
         return fallback(cfg, Why::Missing { spec: spec.to_string() });
     };
     let dev = device.display();
     let mount = cfg.mount.as_path();
     // Already there: edge-init was started again, or the initramfs mounted it.
-    let mounted = boot::mounts().unwrap_or_default();
+    let mounted = mountinfo::read(&paths.mountinfo).unwrap_or_default();
     if mounted.iter().any(|m| m.mount_point == mount && Path::new(&m.source) == device) {
         log::info!("data partition {dev} is already mounted on {}", mount.display());
         return DataState::Mounted { device, mount: mount.to_owned(), how: How::AsFound };

@@ -240,6 +240,147 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// mount(2) of an API filesystem in early boot.
+    #[error("cannot mount {fstype} on {target}")]
+    MountApi {
+        /// The filesystem type (`proc`, `sysfs`...).
+        fstype: &'static str,
+        /// The mount point.
+        target: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// symlink(2) of one of the links a fresh `/dev` lacks (`fd`, `stdin`...).
+    #[error("cannot make link {link} -> {target}")]
+    MakeLink {
+        /// The link.
+        link: PathBuf,
+        /// What it points to.
+        target: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// sethostname(2).
+    #[error("cannot set the hostname to {name:?}")]
+    SetHostname {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Bringing a network interface up (`lo`).
+    #[error("cannot bring up {interface}")]
+    InterfaceUp {
+        /// The interface.
+        interface: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Switching root from an initramfs, by a process that is not PID 1.
+    #[error("only PID 1 may switch root")]
+    SwitchRootNotPid1,
+    /// statfs(2) of a filesystem's root, to learn its type.
+    #[error("cannot statfs {path}")]
+    StatFilesystem {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Switching root when the root filesystem is no initramfs (a ramfs or a tmpfs).
+    #[error("the root filesystem is not an initramfs (statfs type {magic:#x})")]
+    NotInitramfs {
+        /// Its `f_type`.
+        magic: u32,
+    },
+    /// The slot's root partition did not appear within the wait.
+    #[error("root {root} not found within {wait_ms} ms")]
+    FindRoot {
+        /// What was looked for (`edge.root=`), such as `PARTLABEL=edge-slot-a`.
+        root: String,
+        /// How long it was waited for.
+        wait_ms: u128,
+    },
+    /// mount(2) of the slot's root before it becomes `/`.
+    #[error("cannot mount {device} ({fstype}) on {target}")]
+    MountRoot {
+        /// The partition.
+        device: PathBuf,
+        /// Its filesystem type.
+        fstype: String,
+        /// The mount point.
+        target: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The slot's root has no `edge-init` to execute after the switch.
+    #[error("{device} has no {init}")]
+    RootHasNoInit {
+        /// The partition.
+        device: PathBuf,
+        /// The program looked for, as the new root names it.
+        init: PathBuf,
+    },
+    /// Moving a mount (`MS_MOVE`).
+    #[error("cannot move the mount on {from} to {to}")]
+    MoveMount {
+        /// Where it is.
+        from: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// chdir(2).
+    #[error("cannot change directory to {path}")]
+    ChangeDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// chroot(2) into the slot's root.
+    #[error("cannot chroot to {path}")]
+    ChangeRoot {
+        /// The new root, as it was named before the call.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// execve(2) of `edge-init` in the slot's root.
+    #[error("cannot execute {path}")]
+    ExecInit {
+        /// The program.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `SO_PEERCRED` of a control socket connection, which tells whether the peer is root.
+    #[error("cannot read the credentials of a control socket peer")]
+    PeerCredentials {
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Sending a readiness datagram (`edge-init notify`).
+    #[error("cannot send to notify socket {socket}")]
+    Notify {
+        /// `$NOTIFY_SOCKET`.
+        socket: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// bind(2) of the control or the notify socket.
     #[error("cannot bind socket {path}")]
     BindSocket {
@@ -265,14 +406,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// An error and each of its causes on one line, joined by `: `: how `edge-init` logs an error where it handles
 /// it (one kernel log record per event).
-pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+pub struct Chain<'a, E: ?Sized>(&'a E);
 
-/// The one-line cause chain of `e`, to log.
-pub fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
+/// The one-line cause chain of `e`, to log. Generic rather than over `dyn Error`, so that an error type that is
+/// only ever logged needs no `Debug` code in the binary (a trait object's vtable would keep it).
+pub fn chain<E: std::error::Error + ?Sized>(e: &E) -> Chain<'_, E> {
     Chain(e)
 }
 
-impl fmt::Display for Chain<'_> {
+impl<E: std::error::Error + ?Sized> fmt::Display for Chain<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)?;
         let mut cause = self.0.source();

@@ -17,6 +17,7 @@ static RECORD_INHERITED_SIGNALS: extern "C" fn() = edge_init::sys::signals::reco
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let pid1 = edge_init::sys::pid() == 1;
+    // As PID 1 `parse` never fails: a usage error is kept and logged below, since exiting would panic the kernel.
     let invocation = match parse(&args, pid1) {
         Ok(i) => i,
         Err(e) => {
@@ -43,6 +44,7 @@ fn main() {
         }
         Invocation::Supervise(s) => {
             let sink = logger(s.kmsg);
+            s.log_usage_errors();
             edge_init::pid1::run(s.options(), sink)
         }
     };

@@ -23,11 +23,12 @@ use crate::control::{self, ServiceView, View};
 use crate::error::{chain, Error};
 use crate::log_sink::Sink;
 use crate::output::Reader;
-use crate::paths::Paths;
+use crate::paths::{self, Paths};
 use crate::services::{self, Config};
 use crate::shutdown::{self, Effect, Shutdown};
 use crate::supervise::{Cmd, Input, State, Supervisor};
 use crate::sys::{self, Exit, Halt, Reaped, SIGPWR};
+use crate::unmount;
 use crate::watchdog::{Petting, Watchdog};
 
 pub use crate::shutdown::{KILL_GRACE, SYNC_DEADLINE, UNMOUNT_DEADLINE};
@@ -168,7 +169,7 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     }
     // /proc first: the kernel command line and the namespace check read it.
     if pid1 {
-        boot::mount_api_filesystems();
+        boot::mount_api_filesystems(&opts.paths);
     }
     // The machine itself: not a container's PID 1, not a test's, not a supervisor outside PID 1.
     let machine = pid1 && sys::in_initial_pid_namespace(&opts.paths.pid_namespace);
@@ -204,11 +205,11 @@ pub fn run(opts: Options, sink: &'static Sink) -> i32 {
     if let Err(source) = std::fs::create_dir_all(&opts.run_dir) {
         log::error!("{}", chain(&Error::MakeDir { path: opts.run_dir.clone(), source }));
     }
-    let control_path = opts.run_dir.join("control.sock");
-    let notify_path = opts.run_dir.join("notify.sock");
+    let control_path = opts.run_dir.join(paths::CONTROL_SOCKET_NAME);
+    let notify_path = opts.run_dir.join(paths::NOTIFY_SOCKET_NAME);
     let control = bind_control(&control_path);
     let notify = bind_notify(&notify_path);
-    let cgroups = Cgroups::discover();
+    let cgroups = Cgroups::discover(&opts.paths);
     let watchdog = if pid1 {
         match Watchdog::open(&config.watchdog, cmdline.watchdog, &opts.paths.sys, &opts.paths.dev) {
             Ok(w) => w.map(|w| {
@@ -263,7 +264,7 @@ fn early_boot(
         }
     }
     // Each failure was logged where it happened.
-    boot::name_and_loopback(config.hostname.as_deref());
+    boot::name_and_loopback(paths, config.hostname.as_deref());
     crate::modules::load(
         &config.modules,
         &cmdline.modules,
@@ -271,11 +272,11 @@ fn early_boot(
         &crate::modules::default_dir(&paths.modules),
     );
     if let Some(root) = &cmdline.root {
-        if boot::in_initramfs() {
+        if boot::in_initramfs(paths) {
             let fstype = cmdline.root_fstype.as_deref().unwrap_or("ext4");
-            let e = boot::switch_root(root, fstype, config.data.wait, &paths.init);
+            let e = boot::switch_root(paths, root, fstype, config.data.wait);
             // Before the initramfs is cleared this leaves it as it was; after, there is nothing to go back to.
-            fatal(true, &e.to_string());
+            fatal(true, &format!("switch root: {}", chain(&e)));
         }
     }
     let state = crate::data::mount_data_in(paths, &config.data, cmdline.data.as_ref());
@@ -684,11 +685,11 @@ impl Init {
             r.readable(self.sink);
         }
         log::info!("syncing filesystems");
-        if !boot::sync_with_deadline(SYNC_DEADLINE) {
+        if !unmount::sync_with_deadline(SYNC_DEADLINE) {
             log::warn!("sync still running after {} s; unmounting anyway", SYNC_DEADLINE.as_secs());
         }
         if let Some(under) = shutdown::unmount_under(self.machine, self.data_mount.as_deref()) {
-            boot::unmount_all(&under, UNMOUNT_DEADLINE);
+            unmount::unmount_all(&self.paths, &under, UNMOUNT_DEADLINE);
         }
         let Some(how) = how else {
             log::info!("stopped; exiting");
@@ -715,7 +716,7 @@ impl Init {
                 let asker = sys::session_of(pid).unwrap_or(pid);
                 match self.sup.healthy(Some(asker)) {
                     Ok(()) => Reply::ok(),
-                    Err(why) => Reply::Refused(Refusal::NotReady { why }),
+                    Err(not) => Reply::Refused(Refusal::NotReady { why: not.to_string() }),
                 }
             }
             Request::Start(n) | Request::Stop(n) | Request::Restart(n) if !known(&self.sup, &n) => {

@@ -188,7 +188,7 @@ impl Supervisor {
     /// The health question of `edge-update`: `Ok` when every service is up (or a one-shot that ended well) and
     /// none is restarting, else what is not. The service of `asker` (the pid that asks, and the services that
     /// wait for it) is left out: `edge-update boot` asks while it runs.
-    pub fn healthy(&self, asker: Option<u32>) -> Result<(), String> {
+    pub fn healthy(&self, asker: Option<u32>) -> Result<(), NotReady> {
         let mut excluded: Vec<usize> = asker.and_then(|p| self.by_pid(p)).into_iter().collect();
         for (idx, s) in self.svcs.iter().enumerate() {
             if s.spec.after.iter().any(|a| self.index(a).is_some_and(|d| excluded.contains(&d))) {
@@ -211,7 +211,7 @@ impl Supervisor {
         if not.is_empty() {
             Ok(())
         } else {
-            Err(not.join(", "))
+            Err(NotReady { services: not })
         }
     }
 
@@ -433,6 +433,21 @@ fn describe_exit(exit: Exit) -> String {
     }
 }
 
+/// The health answer when it is not `ok`: each service that keeps the node from being healthy, with its state in
+/// words (`app restarting`, `boot exited 8`); its `Display` is what `ctl health` and `ctl status` show after
+/// `not ready: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReady {
+    /// Each service, in the order of the services file.
+    pub services: Vec<String>,
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.services.join(", "))
+    }
+}
+
 /// A state in a few words, for `ctl status` and the health answer.
 pub fn describe(state: &State) -> String {
     match state {
@@ -503,7 +518,7 @@ mod tests {
         // `app` crashes: backoff 1 s, then 2 s; the third crash in the window is past the budget of 2.
         assert!(s.step(secs(2), Input::Exited { pid: 101, exit: Exit::Signal(11) }).is_empty());
         assert_eq!(s.svcs[1].state, State::Backoff { until: secs(3) });
-        assert!(s.healthy(None).is_err_and(|e| e.contains("app restarting")));
+        assert!(s.healthy(None).is_err_and(|e| e.to_string().contains("app restarting")));
         assert_eq!(s.next_deadline(), Some(secs(3)));
         let c = s.step(secs(3), Input::Tick);
         assert_eq!(run(&mut s, secs(3), c, &mut pid), [1]);
@@ -513,7 +528,7 @@ mod tests {
         assert_eq!(run(&mut s, secs(6), c, &mut pid), [1]);
         s.step(secs(7), Input::Exited { pid: 103, exit: Exit::Code(1) });
         assert!(matches!(s.svcs[1].state, State::Failed { .. }), "{:?}", s.svcs[1].state);
-        assert!(s.healthy(None).is_err_and(|e| e.contains("failed")));
+        assert!(s.healthy(None).is_err_and(|e| e.to_string().contains("failed")));
         // An operator's start clears the budget.
         let c = s.step(secs(8), Input::Start("app".into()));
         assert_eq!(run(&mut s, secs(8), c, &mut pid), [1]);
@@ -528,7 +543,7 @@ mod tests {
         let c = s.step(secs(1), Input::Exited { pid: 100, exit: Exit::Code(8) });
         assert!(c.is_empty(), "{c:?}");
         assert_eq!(s.svcs[1].state, State::Waiting);
-        assert!(s.healthy(None).is_err_and(|e| e.contains("boot exited 8")));
+        assert!(s.healthy(None).is_err_and(|e| e.to_string().contains("boot exited 8")));
     }
 
     #[test]
@@ -619,10 +634,12 @@ mod tests {
         let cmds = s.step(secs(0), Input::Tick);
         run(&mut s, secs(0), cmds, &mut pid);
         // app (100) is up, check (101) runs and asks; late waits for check.
-        assert!(s.healthy(None).is_err_and(|e| e.contains("check starting") && e.contains("late waiting")));
+        assert!(s
+            .healthy(None)
+            .is_err_and(|e| e.to_string().contains("check starting") && e.to_string().contains("late waiting")));
         assert_eq!(s.healthy(Some(101)), Ok(()));
         // A process that is no service's leaves nothing out.
-        assert!(s.healthy(Some(999)).is_err_and(|e| e.contains("check starting")));
+        assert!(s.healthy(Some(999)).is_err_and(|e| e.to_string().contains("check starting")));
     }
 
     #[test]
@@ -643,7 +660,7 @@ mod tests {
         s.step(secs(4), Input::Exited { pid: 101, exit: Exit::Code(1) });
         let c = s.step(secs(6), Input::Tick);
         assert_eq!(run(&mut s, secs(6), c, &mut pid), [0]);
-        assert!(s.healthy(None).is_err_and(|e| e.contains("a up (pid 102)")));
+        assert!(s.healthy(None).is_err_and(|e| e.to_string().contains("a up (pid 102)")));
         s.step(secs(13), Input::Tick);
         assert!(s.healthy(None).is_err());
         s.step(secs(14), Input::Tick);

@@ -4,12 +4,15 @@
 //! a disk that hangs must not keep the node from rebooting. Which mounts there are comes from the mount table as
 //! `platform::mountinfo` reads it; the order and the read-only fallback are decided here, purely, and tested.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use platform::mountinfo::{self, Mount};
 
+use crate::error::chain;
+use crate::paths::{self, Paths};
 use crate::sys;
 
 /// sync(2) on a thread of its own, waiting for it up to `limit`: a dying disk can hold sync for minutes, and a
@@ -121,29 +124,46 @@ pub struct Report {
 const UNMOUNT_TRIES: u32 = 3;
 const UNMOUNT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Why a mount is still there after [`unmount_all`] tried.
+enum Stayed {
+    /// umount(2) failed (the last try's error).
+    Busy(io::Error),
+    /// It is the root, which is never unmounted, only remounted read-only.
+    Root,
+}
+
+impl fmt::Display for Stayed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stayed::Busy(e) => e.fmt(f),
+            Stayed::Root => f.write_str("the root"),
+        }
+    }
+}
+
 /// Shutdown: unmounts every mount at or below `under` (API filesystems aside), each after those that sit on it,
-/// the last made first. A busy mount is tried again a few times (never detached: a detached filesystem is written
-/// back whenever its last user goes, which may be after the power is off), then its filesystem is remounted
-/// read-only. Retries stop at `deadline` from the start. Nothing outside `under` is touched: a busy filesystem
-/// that is also mounted outside `under` is not made read-only, since that would change it there too, and `/` is
-/// only ever remounted when `under` is `/`. `under` is spelt as mountinfo spells mount points (absolute, no
-/// links). Each step is logged.
-pub fn unmount_all(under: &Path, deadline: Duration) -> Report {
+/// the last made first, as the mount table at `paths.mountinfo` lists them. A busy mount is tried again a few
+/// times (never detached: a detached filesystem is written back whenever its last user goes, which may be after
+/// the power is off), then its filesystem is remounted read-only. Retries stop at `deadline` from the start.
+/// Nothing outside `under` is touched: a busy filesystem that is also mounted outside `under` is not made
+/// read-only, since that would change it there too, and `/` is only ever remounted when `under` is `/`. `under`
+/// is spelt as mountinfo spells mount points (absolute, no links). Each step is logged.
+pub fn unmount_all(paths: &Paths, under: &Path, deadline: Duration) -> Report {
     let start = Instant::now();
-    let table = match std::fs::read_to_string(mountinfo::PATH).map(|t| mountinfo::parse(&t)) {
+    let table = match mountinfo::read(&paths.mountinfo) {
         Ok(t) => t,
         Err(e) => {
-            log::warn!("cannot read /proc/self/mountinfo: {e}; nothing unmounted");
+            log::warn!("{}; nothing unmounted", chain(&e));
             return Report::default();
         }
     };
     let mut report = Report::default();
     for m in unmount_order(&table, under) {
         let mp = &m.mount_point;
-        let fate = if mp == Path::new("/") {
-            Err(io::Error::other("the root"))
+        let fate = if mp == Path::new(paths::ROOT) {
+            Err(Stayed::Root)
         } else {
-            unmount_retrying(mp, start, deadline)
+            unmount_retrying(mp, start, deadline).map_err(Stayed::Busy)
         };
         let fate = match fate {
             Ok(()) => {
@@ -186,12 +206,13 @@ fn remount_refusal(m: &Mount, table: &[Mount], under: &Path) -> Option<String> {
             under.display()
         ));
     }
-    (m.mount_point == Path::new("/") && under != Path::new("/"))
+    let root = Path::new(paths::ROOT);
+    (m.mount_point == root && under != root)
         .then(|| "the root is remounted only when all of it is being unmounted".to_owned())
 }
 
 /// The second chance of a mount that did not unmount: its filesystem made read-only, when that is safe.
-fn read_only(m: &Mount, table: &[Mount], under: &Path, busy: &io::Error) -> Fate {
+fn read_only(m: &Mount, table: &[Mount], under: &Path, busy: &Stayed) -> Fate {
     let mp = m.mount_point.display();
     if m.read_only() {
         log::info!("{mp} stays mounted ({busy}); it is read-only");

@@ -13,9 +13,11 @@ use std::time::Duration;
 use edge_init::boot;
 use edge_init::cmdline::PartSpec;
 use edge_init::data::{self, DataState, How, Why};
+use edge_init::paths::Paths;
 use edge_init::services::DataConfig;
 use edge_init::unmount::{self, Fate};
 use platform::gpt::{self, Guid, Partition};
+use platform::mountinfo::{self, Mount};
 use platform::partition;
 
 const INSIDE: &str = "EDGE_INIT_BOOT_TEST_INSIDE";
@@ -109,9 +111,14 @@ fn config(device: PartSpec, mount: &Path) -> DataConfig {
     }
 }
 
+/// This process's mount table.
+fn mounts() -> Vec<Mount> {
+    mountinfo::read(&Paths::default().mountinfo).expect("mountinfo")
+}
+
 /// The mount on `mount_point` (the topmost, if several).
-fn mounted(mount_point: &Path) -> Option<boot::Mount> {
-    boot::mounts().expect("mountinfo").into_iter().rev().find(|m| m.mount_point == mount_point)
+fn mounted(mount_point: &Path) -> Option<Mount> {
+    mounts().into_iter().rev().find(|m| m.mount_point == mount_point)
 }
 
 fn dev_spec(dev: &Loop) -> PartSpec {
@@ -142,14 +149,14 @@ fn a_data_partition_mounts_read_write_and_keeps_what_is_written() {
 
     // Mounted already: nothing is mounted twice.
     assert_eq!(data::mount_data(&cfg, None), state);
-    assert_eq!(boot::mounts().expect("mountinfo").iter().filter(|m| m.mount_point == mount).count(), 1);
+    assert_eq!(mounts().iter().filter(|m| m.mount_point == mount).count(), 1);
 
-    let report = unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    let report = unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
     assert_eq!(report.mounts, [(mount.clone(), Fate::Unmounted)]);
     assert!(mounted(&mount).is_none());
     assert_eq!(data::mount_data(&cfg, None), state);
     assert_eq!(fs::read(mount.join("kept")).expect("read it back"), b"survives");
-    unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -169,11 +176,11 @@ fn a_blank_data_partition_is_formatted_once() {
     assert_eq!(mounted(&mount).expect("mounted").fstype, "ext4");
     fs::write(mount.join("kept"), b"1").expect("write");
 
-    unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
     let again = data::mount_data(&cfg, None);
     assert!(matches!(again, DataState::Mounted { how: How::AsFound, .. }), "{again}");
     assert_eq!(fs::read(mount.join("kept")).expect("not formatted again"), b"1");
-    unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -205,7 +212,10 @@ fn a_damaged_data_partition_is_left_untouched_and_a_tmpfs_takes_its_place() {
         assert!(state.to_string().ends_with("; left untouched)"), "{state}");
         assert_eq!(mounted(&mount).expect("a tmpfs").fstype, "tmpfs");
         fs::write(mount.join("scratch"), b"x").expect("the tmpfs is writable");
-        assert_eq!(unmount::unmount_all(&mount, Duration::from_secs(5)).mounts, [(mount.clone(), Fate::Unmounted)]);
+        assert_eq!(
+            unmount::unmount_all(&Paths::default(), &mount, Duration::from_secs(5)).mounts,
+            [(mount.clone(), Fate::Unmounted)]
+        );
         drop(dev);
         assert!(fs::read(&img).expect("read image") == bytes, "{name}: the partition was written to");
     };
@@ -249,7 +259,7 @@ fn fsck_runs_once_when_the_data_partition_does_not_mount() {
     let state = data::mount_data(&cfg, None);
     assert_eq!(state, DataState::Mounted { device: dev.0.clone(), mount: mount.clone(), how: How::Repaired });
     assert_eq!(fs::read_to_string(&runs).expect("fsck ran"), "run\n");
-    unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -276,7 +286,7 @@ fn a_missing_data_partition_gives_a_tmpfs() {
         Some(&PartSpec::Path("/nonexistent".into())),
     );
     assert!(matches!(&state, DataState::Tmpfs { why: Why::Missing { spec }, .. } if spec == "/nonexistent"), "{state}");
-    unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -312,7 +322,7 @@ fn a_data_partition_is_found_by_partlabel_and_partuuid() {
     let mount = dir.path().join("data");
     let state = data::mount_data(&config(PartSpec::Label(label), &mount), None);
     assert_eq!(state, DataState::Mounted { device: part, mount, how: How::Formatted });
-    unmount::unmount_all(dir.path(), Duration::from_secs(5));
+    unmount::unmount_all(&Paths::default(), dir.path(), Duration::from_secs(5));
 }
 
 #[test]
@@ -338,7 +348,7 @@ fn unmount_all_goes_in_reverse_order_and_makes_busy_mounts_read_only() {
     sh("mount", &[path_str(&dev.0), path_str(&outer)]);
     let busy = Busy(Command::new("sleep").arg("1000").current_dir(&b).spawn().expect("sleep"));
 
-    let report = unmount::unmount_all(&under, Duration::from_secs(5));
+    let report = unmount::unmount_all(&Paths::default(), &under, Duration::from_secs(5));
     assert_eq!(report.mounts.len(), 3, "{report:?}");
     assert_eq!((&report.mounts[0], &report.mounts[1].0), (&(c.clone(), Fate::Unmounted), &b));
     // b's filesystem is also on `outer`: left read-write, and a with it (b still sits on it).
@@ -350,12 +360,12 @@ fn unmount_all_goes_in_reverse_order_and_makes_busy_mounts_read_only() {
 
     // Without the outer mount, the busy ext4 becomes read-only.
     sh("umount", &[path_str(&outer)]);
-    let report = unmount::unmount_all(&under, Duration::from_secs(5));
+    let report = unmount::unmount_all(&Paths::default(), &under, Duration::from_secs(5));
     assert_eq!(report.mounts, [(b.clone(), Fate::ReadOnly), (a.clone(), Fate::ReadOnly)]);
     assert!(mounted(&b).expect("b").read_only());
 
     drop(busy);
-    let report = unmount::unmount_all(&under, Duration::from_secs(5));
+    let report = unmount::unmount_all(&Paths::default(), &under, Duration::from_secs(5));
     assert_eq!(report.mounts, [(b.clone(), Fate::Unmounted), (a.clone(), Fate::Unmounted)]);
     assert!(mounted(&a).is_none() && mounted(&b).is_none() && mounted(&c).is_none());
 }
@@ -395,23 +405,24 @@ fn early_boot_mounts_what_is_missing_names_the_host_and_brings_up_lo() {
     if outside("early_boot_mounts_what_is_missing_names_the_host_and_brings_up_lo", &["--uts", "--net"]) {
         return;
     }
-    let before = boot::mounts().expect("mountinfo");
-    let count = |table: &[boot::Mount], p: &str| table.iter().filter(|m| m.mount_point == Path::new(p)).count();
-    let mut failed = boot::mount_api_filesystems();
-    failed.extend(boot::name_and_loopback(Some("edge-boot-test")));
-    assert_eq!(failed, Vec::<String>::new());
-    let after = boot::mounts().expect("mountinfo");
+    let before = mounts();
+    let count = |table: &[Mount], p: &str| table.iter().filter(|m| m.mount_point == Path::new(p)).count();
+    let node = Paths::default();
+    let mut failed = boot::mount_api_filesystems(&node);
+    failed.extend(boot::name_and_loopback(&node, Some("edge-boot-test")));
+    assert!(failed.is_empty(), "{failed:?}");
+    let after = mounts();
     // What was there is not mounted again; what was not, is.
     for p in ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/tmp", "/sys/fs/cgroup"] {
         let was = count(&before, p);
         assert_eq!(count(&after, p), was.max(1), "{p}");
     }
-    let cgroup2 = |t: &[boot::Mount]| t.iter().filter(|m| m.fstype == "cgroup2").count();
+    let cgroup2 = |t: &[Mount]| t.iter().filter(|m| m.fstype == "cgroup2").count();
     assert_eq!(cgroup2(&after), cgroup2(&before).max(1));
     assert_eq!(fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname"), "edge-boot-test\n");
     let lo = sh("ip", &["-o", "link", "show", "lo"]);
     assert!(lo.contains(",UP"), "{lo}");
-    let root = boot::cgroup2_root().expect("cgroup2 is mounted");
+    let root = boot::cgroup2_root(&node).expect("cgroup2 is mounted");
     assert!(root.is_dir(), "{}", root.display());
 }
 

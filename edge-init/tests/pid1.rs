@@ -291,6 +291,18 @@ fn issue_14_stray_verbs_as_pid1_do_not_end_it() {
     }
 }
 
+/// A usage error on PID 1's command line is logged, naming the argument, and PID 1 boots with the default.
+#[test]
+fn issue_15_a_usage_error_as_pid1_is_logged_and_it_boots() {
+    let mut node = Node::start_words(IDLE, &["--log", "serial"]);
+    let line = node.wait_log("command line: --log serial: kmsg or stderr");
+    assert!(line.contains("going on with the default"), "{line}");
+    node.wait_log("idle: started");
+    assert!(node.status().contains("idle             up (pid"));
+    assert_eq!(node.ctl(&["poweroff"]).0, 0);
+    assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
+}
+
 #[test]
 fn pid1_survives_crashing_services_and_a_flood_of_children() {
     let mut node = Node::start(

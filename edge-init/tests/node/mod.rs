@@ -26,7 +26,7 @@ pub struct Node {
 
 /// The cgroup2 directory this test process is in, if cgroup2 is mounted.
 fn own_cgroup() -> Option<PathBuf> {
-    edge_init::boot::cgroup2_root()
+    edge_init::boot::cgroup2_root(&edge_init::paths::Paths::default())
 }
 
 /// Signals to leave ignored and blocked in the process that starts `edge-init` (see `Node::start_with`).
