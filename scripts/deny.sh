@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The dependency policy of deny.toml, checked with cargo-deny (docs/dependencies.md): licenses, duplicate versions and
 # sources always; security advisories only when a copy of the advisory database is already on this machine, because
-# only the package registries can be reached from here. cargo-deny itself is installed by scripts/deps.sh.
+# only the package registries can be reached from here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# cargo-deny at this version, built from the crates registry when it is missing or another version (about 4 minutes
+# on 2 cores, once per machine); only the test suite needs it, so the demo does not pay for it.
+edge_cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $edge_cargo_deny_version" ]; then
+    echo "installing cargo-deny $edge_cargo_deny_version" >&2
+    cargo install --quiet --locked cargo-deny --version "$edge_cargo_deny_version"
+fi
 
 cargo deny --locked check licenses bans sources
 # cargo-deny keeps its databases here; `cargo deny fetch` on a machine that reaches the database's host fills it.

@@ -113,11 +113,5 @@ done
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
     rustup target add x86_64-unknown-linux-musl
 fi
-# The dependency policy (scripts/deny.sh) is checked with cargo-deny at this version, built from the crates registry
-# when it is missing or another version (about 4 minutes on 2 cores, once per machine).
-edge_cargo_deny_version=0.20.2
-if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $edge_cargo_deny_version" ]; then
-    echo "installing cargo-deny $edge_cargo_deny_version" >&2
-    cargo install --quiet --locked cargo-deny --version "$edge_cargo_deny_version"
-fi
-# The fuzz targets run with cargo-fuzz, which scripts/fuzz.sh installs when it runs (the demo does not need it).
+# The fuzz targets run with cargo-fuzz, which scripts/fuzz.sh installs when it runs, and the dependency policy with
+# cargo-deny, which scripts/deny.sh installs when it runs (the demo needs neither).
