@@ -14,6 +14,7 @@ use edge_image::error::Error;
 use edge_image::wire::DiskReport;
 use image_layout::keys::SecretKey;
 use image_layout::writer::{build, BuildOptions, PayloadInput};
+use testkit::host::{run, tool};
 use time::OffsetDateTime;
 
 /// The signer of every bundle in these tests, made once (deriving a public key is slow in a debug build).
@@ -159,25 +160,6 @@ impl Fixture {
         }
         err
     }
-}
-
-/// A host tool, from PATH or /usr/sbin (where a non-root PATH may not look).
-fn tool(name: &str) -> Command {
-    let sbin = Path::new("/usr/sbin").join(name);
-    Command::new(if sbin.exists() { sbin } else { PathBuf::from(name) })
-}
-
-/// Runs a tool, requires success, returns stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The partitions as `sfdisk --json` reads them.

@@ -2,28 +2,9 @@
 //! the reader checked on tables those tools wrote.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use platform::gpt::{self, Guid, Partition, ESP_TYPE, LINUX_DATA_TYPE, SECTOR_BYTES};
-
-/// A host tool, from /usr/sbin (where a non-root PATH may not look) or PATH.
-fn tool(name: &str) -> Command {
-    let sbin = Path::new("/usr/sbin").join(name);
-    Command::new(if sbin.exists() { sbin } else { PathBuf::from(name) })
-}
-
-/// Runs a tool, requires success, returns stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use testkit::host::{run, tool};
 
 const TOTAL: u64 = 64 * 2048;
 

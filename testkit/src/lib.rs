@@ -1,10 +1,12 @@
 //! What the workspace's tests, examples and benchmarks share, so that no test file pulls another in with
 //! `#[path = ...]` and no crate keeps its own copy: the loopback HTTP server with injected faults (`http_server`),
-//! and disks with a GPT and a fake sysfs for the partition lookups (`disk`).
+//! disks with a GPT and a fake sysfs for the partition lookups (`disk`), and the host's tools that check what our
+//! encoders write (`host`).
 //!
 //! It is a dev-dependency only; nothing a node or an operator runs links it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod disk;
+pub mod host;
 pub mod http_server;
