@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/<target>/ from the golden vectors, for every target or the ones named: the U-Boot environments
 # and GRUB boot-state copies of bootctl/tests/vectors and edge-image/tests/boot-state, blocks the bootloaders' own
-# tools make (when they are installed), journals, and bundles of several chunks. Seeds are added beside what a
-# corpus already holds, under fixed names, so seeding again is harmless. Usage: fuzz/seed.sh [TARGET...]
+# tools make (when they are installed), journals, bundles of several chunks, and signed fleet requests. Seeds are
+# added beside what a corpus already holds, under fixed names, so seeding again is harmless.
+# Usage: fuzz/seed.sh [TARGET...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -201,9 +202,39 @@ seed_http_response() {
 SEEDS
 }
 
+# The fleet_headers target's input is a byte picking the mode (fuzz_targets/fleet_headers.rs), then text: header
+# fields, a Content-Digest and its body, and whole signed requests: docs/fleet-protocol.md's example and RFC 9421's
+# ed25519 example (appendix B.2.6), which the target's keys verify.
+seed_fleet_headers() {
+    local out="$corpus/fleet_headers" node_input node_sig rfc_input rfc_sig digest
+    mkdir -p "$out"
+    node_input='sig1=("@method" "@path" "@query" "content-digest");created=1800000000;alg="ed25519";keyid="node-0001"'
+    node_sig='sig1=:/e8Hlm/CvFH8oXOq6vjzTNfvKTsByiVWDsheKEXeMBUU+RepiFZPTA3ncbWNpPqxl2vluktnKpE8hK0cjTzbDQ==:'
+    digest='sha-256=:T6NU4Wu3FErMXi1HIEGlCct1ZMBDpw0oVIaablz/ECU=:'
+    rfc_input='sig-b26=("date" "@method" "@path" "@authority" "content-type" "content-length");created=1618884473;keyid="test-key-ed25519"'
+    rfc_sig='sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:'
+    printf '\x00%s' "$node_input" >"$out/seed-node-input"
+    printf '\x00%s' "$node_sig" >"$out/seed-node-signature"
+    printf '\x00%s' "$rfc_input" >"$out/seed-rfc-input"
+    printf '\x00%s, %s' "$rfc_sig" "$node_sig" >"$out/seed-two-signatures"
+    printf '\x00%s' 'a=("x";sf "y";key="k";req=?0);n=-5;t="q\"x", b=:AA==:, c=123456789012345' >"$out/seed-subset"
+    printf '\x01%s\n%s' "$digest" '{"seq": 7, "phase": "committed"}' >"$out/seed-digest-node"
+    printf '\x01%s\n%s\n' 'sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:, md5=:AA==:' '{"hello": "world"}' \
+        >"$out/seed-digest-rfc-9530"
+    printf '\x01%s\n%s' 'sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:' \
+        '{"hello": "world"}' >"$out/seed-digest-rfc-9421"
+    printf '\x02POST\n/v1/nodes/node-0001/reports\nHost: fleet.example:8443\nContent-Type: application/json\n%s\n%s\n%s\n\n%s' \
+        "Content-Digest: $digest" "Signature-Input: $node_input" "Signature: $node_sig" '{"seq": 7, "phase": "committed"}' \
+        >"$out/seed-node-request"
+    printf '\x02POST\n/foo?param=Value&Pet=dog\nHost: example.com\nDate: Tue, 20 Apr 2021 02:07:55 GMT\n%s\n%s\n%s\n%s\n%s\n\n%s' \
+        'Content-Type: application/json' \
+        'Content-Digest: sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:' \
+        'Content-Length: 18' "Signature-Input: $rfc_input" "Signature: $rfc_sig" '{"hello": "world"}' >"$out/seed-rfc-request"
+}
+
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(uboot_env grub_state updater_files delta_index parse_bundle http_response)
+    targets=(uboot_env grub_state updater_files delta_index parse_bundle http_response fleet_headers)
 fi
 for t in "${targets[@]}"; do
     case $t in
@@ -213,6 +244,7 @@ for t in "${targets[@]}"; do
     delta_index) seed_delta_index ;;
     parse_bundle) seed_parse_bundle ;;
     http_response) seed_http_response ;;
+    fleet_headers) seed_fleet_headers ;;
     *)
         echo "seed: no seeds for target $t" >&2
         exit 2
