@@ -187,6 +187,39 @@ pub enum Error {
         /// The key id.
         keyid: String,
     },
+    /// A node id is not `n-` and 32 lowercase hex digits.
+    #[error("node id {id:?} is not n- and 32 lowercase hex digits")]
+    BadNodeId {
+        /// The id as given (its first 40 characters).
+        id: String,
+    },
+    /// A public key in a body is not the base64 of a valid ed25519 key.
+    #[error("public_key is not the standard base64 of a 32-byte ed25519 public key")]
+    BadPublicKey,
+    /// A body's field holds a value out of its set or shape.
+    #[error("{field}: expected {expected}")]
+    BadField {
+        /// The field's path in the body.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A body's text field is longer than its bound.
+    #[error("{field}: longer than {max} characters")]
+    FieldTooLong {
+        /// The field's path in the body.
+        field: &'static str,
+        /// The bound.
+        max: usize,
+    },
+    /// A body's list holds more items than its bound.
+    #[error("{field}: more than {max} items")]
+    TooMany {
+        /// The field's path in the body.
+        field: &'static str,
+        /// The bound.
+        max: usize,
+    },
 }
 
 /// The crate's result type.

@@ -1,6 +1,6 @@
-//! What the fleet endpoint (`edge-cloud`) and the node agent both speak: for now, the signing of node requests with
-//! HTTP Message Signatures (RFC 9421, ed25519) and the `Content-Digest` of their bodies (RFC 9530); the request and
-//! reply types of the node and admin APIs will join them.
+//! What the fleet endpoint (`edge-cloud`) and the node agent both speak: the signing of node requests with HTTP
+//! Message Signatures (RFC 9421, ed25519), the `Content-Digest` of their bodies (RFC 9530), and the node API's
+//! bodies and paths (`node`); the admin API's types join them.
 //!
 //! It is a crate of its own so that both sides link one implementation of every rule of the protocol, and it has no
 //! async runtime, no clock and no I/O, so that the agent (a small static binary) links it as easily as the endpoint.
@@ -10,6 +10,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod node;
 pub mod sfv;
 pub mod signature;
 
