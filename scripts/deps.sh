@@ -16,15 +16,19 @@ set -euo pipefail
 # depmod builds the QEMU test node's module lists (its kernel and busybox are downloaded, not installed); sfdisk
 # and sgdisk check disk images; the tests signal processes with kill(1), whose `command -v` is the shell's builtin.
 # A path stands for a file the suite reads rather than a command.
-# GNU time goes by its path, because `command -v time` finds the shell keyword.
+# GNU time goes by its path, because `command -v time` finds the shell keyword. A path may hold a glob: Debian keeps
+# PostgreSQL's programs under /usr/lib/postgresql/<major>/bin, off PATH, and any major will do (the fleet endpoint's
+# tests start their own server with them; testkit's postgres module picks the newest).
 edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
     qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils file:file tini:tini catatonit:catatonit
     musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk /usr/bin/kill:procps
-    /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu)
+    /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu
+    '/usr/lib/postgresql/*/bin/initdb:postgresql')
 if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
-    edge_deps+=(casync:casync)
+    # casync is the delta peer of bench/delta.sh; nginx the download peer of bench/fleet.sh.
+    edge_deps+=(casync:casync nginx:nginx)
 fi
 
 # The packages of `edge_deps` whose command or file is missing, one per line.
@@ -33,7 +37,7 @@ edge_deps_missing() {
     for pair in "${edge_deps[@]}"; do
         cmd=${pair%%:*}
         case $cmd in
-        /*) [ -e "$cmd" ] && continue ;;
+        /*) compgen -G "$cmd" >/dev/null && continue ;;
         *) { command -v "$cmd" || [ -x "/usr/sbin/$cmd" ]; } >/dev/null 2>&1 && continue ;;
         esac
         echo "${pair#*:}"
@@ -87,11 +91,30 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         edge_add_backports
     fi
     apt-get update -qq
-    if [ ${#other_pkgs[@]} -gt 0 ]; then
-        apt-get install -y -qq --no-install-recommends "${other_pkgs[@]}" >/dev/null
+    # The servers (postgresql, nginx) are installed for the tests and the benchmark to start on their own, on
+    # loopback; their packages would otherwise start a system-wide instance. A policy-rc.d that denies every start
+    # keeps them down for the length of this install (unless the machine has its own policy, which is left alone).
+    edge_policy_added=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        edge_policy_added=1
     fi
-    if [ ${#qemu_pkgs[@]} -gt 0 ]; then
-        apt-get install -y -qq --no-install-recommends ${qemu_suite:+-t "$qemu_suite"} "${qemu_pkgs[@]}" >/dev/null
+    edge_apt_rc=0
+    {
+        if [ ${#other_pkgs[@]} -gt 0 ]; then
+            apt-get install -y -qq --no-install-recommends "${other_pkgs[@]}" >/dev/null
+        fi &&
+            if [ ${#qemu_pkgs[@]} -gt 0 ]; then
+                apt-get install -y -qq --no-install-recommends ${qemu_suite:+-t "$qemu_suite"} "${qemu_pkgs[@]}" >/dev/null
+            fi
+    } || edge_apt_rc=$?
+    if [ "$edge_policy_added" = 1 ]; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
+    if [ "$edge_apt_rc" != 0 ]; then
+        echo "error: apt-get install failed (exit $edge_apt_rc; see apt's messages above)" >&2
+        exit "$edge_apt_rc"
     fi
     mapfile -t still_missing < <(edge_deps_missing)
     if [ ${#still_missing[@]} -gt 0 ]; then
