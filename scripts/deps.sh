@@ -18,14 +18,15 @@ set -euo pipefail
 # A path stands for a file the suite reads rather than a command.
 # GNU time goes by its path, because `command -v time` finds the shell keyword. A path may hold a glob: Debian keeps
 # PostgreSQL's programs under /usr/lib/postgresql/<major>/bin, off PATH, and any major will do (the fleet endpoint's
-# tests start their own server with them; testkit's postgres module picks the newest).
+# tests start their own server with them; testkit's postgres module picks the newest). openssl makes the tests' private
+# CA (testkit's tls module); curl is the client of the fleet demo and benchmark.
 edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
     qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils file:file tini:tini catatonit:catatonit
     musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk /usr/bin/kill:procps
     /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu
-    '/usr/lib/postgresql/*/bin/initdb:postgresql')
+    '/usr/lib/postgresql/*/bin/initdb:postgresql' openssl:openssl curl:curl)
 if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
     # casync is the delta peer of bench/delta.sh; nginx the download peer of bench/fleet.sh.
     edge_deps+=(casync:casync nginx:nginx)
