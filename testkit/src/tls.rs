@@ -34,15 +34,19 @@ impl TestCa {
             c.current_dir(dir);
             c
         };
-        crate::host::run(openssl().args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ca.key",
-        ]));
+        // Both keys are ECDSA P-256.
+        let genkey = |out: &str| {
+            crate::host::run(openssl().args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                out,
+            ]))
+        };
+        genkey("ca.key");
         crate::host::run(
             openssl()
                 .args(["req", "-x509", "-new", "-key", "ca.key", "-days", "3650", "-out", "ca.pem", "-subj"])
@@ -54,15 +58,7 @@ impl TestCa {
                     "keyUsage=critical,keyCertSign,cRLSign",
                 ]),
         );
-        crate::host::run(openssl().args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "server.key",
-        ]));
+        genkey("server.key");
         crate::host::run(openssl().args([
             "req",
             "-new",
