@@ -1,0 +1,19 @@
+//! The bundle store: uploads verified against the fleet keyring before they are kept, external bundles registered
+//! by URL and head, and `GET /v1/bundles/<manifest_hash>.bundle` with `Range`, `ETag` and `If-Range` as the
+//! updater's HTTP source expects them (docs/cloud.md, "The bundle store").
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::App;
+
+/// The routes under the deadline: the download and external registration.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+}
+
+/// The upload route, which has its own, longer deadline.
+pub fn upload_routes() -> Router<Arc<App>> {
+    Router::new()
+}
