@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod server;

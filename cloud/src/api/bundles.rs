@@ -17,3 +17,8 @@ pub fn routes() -> Router<Arc<App>> {
 pub fn upload_routes() -> Router<Arc<App>> {
     Router::new()
 }
+
+/// The most bytes of a bundle's head (header, manifest, signatures) an external registration sends.
+pub const MAX_HEAD_BYTES: usize = image_layout::format::HEADER_LEN
+    + image_layout::format::MAX_MANIFEST_LEN as usize
+    + image_layout::format::MAX_SIGNATURES as usize * image_layout::format::SIGNATURE_RECORD_LEN;
