@@ -1,5 +1,16 @@
-//! The thin cloud endpoint (`edge-cloud`): registration, groups and desired versions, bundle hosting, telemetry.
+//! The fleet endpoint (`edge-cloud`): the node API (enrollment, desired state, inventory, reports, diagnostics),
+//! the admin API, the bundle store, and the admin client, over one storage trait with SQLite and PostgreSQL behind
+//! it (docs/cloud.md, docs/fleet-protocol.md).
 //!
-//! This crate is a placeholder until its issue lands; it will borrow only the manifest types from `image-layout`.
+//! It links only `fleet-wire` (the protocol both sides share) and `image-layout` (to verify bundles) of ours.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod error;
+pub mod server;
+pub mod store;
+
+pub use error::{Error, Refusal, Result};

@@ -1,0 +1,198 @@
+//! `edge-cloud`'s command line: `serve` (the endpoint), `admin-token create` (offline, straight into the
+//! database, for the first admin), and the admin client's verbs (`client`), each with human output and `--json`
+//! (docs/cloud.md, "The CLI").
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cliout::Output;
+use fleet_wire::admin::Role;
+
+use crate::api::{self, App, Config};
+use crate::clock::SystemClock;
+use crate::error::{Error, Result};
+use crate::store::{hash_secret, new_secret, Actor, Store};
+
+pub mod client;
+
+/// The fleet endpoint and its admin client.
+#[derive(Debug, Parser)]
+#[command(name = "edge-cloud", version)]
+pub struct Cli {
+    /// Log threshold: error, warn, info or debug.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: log::LevelFilter,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the endpoint.
+    Serve(ServeArgs),
+    /// Make an admin token straight in the database (for the first admin; prints its secret once).
+    AdminToken {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+    /// The admin client's verbs, against a running endpoint.
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+/// `edge-cloud admin-token ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Make a token.
+    Create {
+        /// The database to write to.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Its name (the audit log's "who").
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// The data directory: the SQLite database (`edge-cloud.db`) and the bundle store (`bundles/`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// A PostgreSQL URL (`postgres://...`) instead of the SQLite file.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+/// `edge-cloud serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: String,
+    /// A PEM certificate chain: serve TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The endpoint's URL as nodes reach it, for the bundle store's URLs.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// The fleet keyring (a `.pub` file or a directory of them) bundle uploads are verified against.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// The poll interval suggested to nodes, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub poll_interval: u32,
+}
+
+fn parse_role(s: &str) -> std::result::Result<Role, String> {
+    Role::from_word(s).ok_or_else(|| format!("{s:?} is not viewer, operator or admin"))
+}
+
+/// Runs a verb; `env` gives `EDGE_CLOUD_URL` and `EDGE_CLOUD_TOKEN` for the client's verbs.
+pub fn run(cli: Cli, env: client::Env) -> Result<Output> {
+    match cli.command {
+        Command::Serve(args) => runtime()?.block_on(serve(args)).map(|()| Output::text("")),
+        Command::AdminToken { command: AdminTokenCommand::Create { db, name, role, json } } => {
+            fleet_wire::admin::check_name("name", &name)
+                .map_err(|e| Error::Usage { flag: "--name", expected: e.to_string() })?;
+            let created = runtime()?.block_on(async {
+                let store = open_store(&db).await?;
+                let (id, secret) = new_secret();
+                let now = i64::try_from(crate::clock::Clock::now(&SystemClock)).unwrap_or(i64::MAX);
+                let token =
+                    store.create_admin_token(&Actor::bootstrap(), &id, &hash_secret(&secret), &name, role, now).await?;
+                Ok::<_, Error>(fleet_wire::admin::CreatedToken { token, secret })
+            })?;
+            Ok(Output::report(&created, json, |c| {
+                format!(
+                    "admin token {} ({}, {}); its secret, shown once:\n{}\n",
+                    c.token.id, c.token.name, c.token.role, c.secret
+                )
+            }))
+        }
+        Command::Client(command) => client::run(command, &env),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|source| Error::Io {
+        what: "start the runtime for",
+        path: PathBuf::from("edge-cloud"),
+        source,
+    })
+}
+
+/// Opens the store the flags name.
+pub async fn open_store(db: &DbArgs) -> Result<Arc<dyn Store>> {
+    Ok(match &db.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(crate::store::postgres::PgStore::open(url).await?)
+        }
+        Some(_) => {
+            return Err(Error::Usage { flag: "--database-url", expected: "a postgres:// URL".into() });
+        }
+        None => Arc::new(crate::store::sqlite::SqliteStore::open(&db.data).await?),
+    })
+}
+
+/// `edge-cloud serve`: opens the store, then serves until killed; prunes old replay ids and reports every ten
+/// minutes.
+async fn serve(args: ServeArgs) -> Result<()> {
+    let store = open_store(&args.db).await?;
+    let mut config = Config::new(&args.db.data);
+    config.poll_interval_secs = args.poll_interval;
+    config.public_url = args.public_url.clone();
+    if let Some(path) = &args.keyring {
+        let keyring =
+            image_layout::keys::Keyring::load(path).map_err(|source| Error::Keyring { path: path.clone(), source })?;
+        config.keyring = Some(Arc::new(keyring));
+    }
+    std::fs::create_dir_all(&config.bundle_dir).map_err(|source| Error::Io {
+        what: "create the bundle store",
+        path: config.bundle_dir.clone(),
+        source,
+    })?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let app = Arc::new(App { store: store.clone(), clock: Arc::new(SystemClock), config });
+    let listener = crate::server::bind(&args.listen).await?;
+    log::info!(
+        "serving on {} ({}), database {}",
+        args.listen,
+        if tls.is_some() { "TLS" } else { "plain HTTP" },
+        if args.db.database_url.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
+    let retention = app.config.retention;
+    let clock = app.clock.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            let now = i64::try_from(clock.now()).unwrap_or(i64::MAX);
+            if let Err(e) = store.prune(retention, now).await {
+                log::warn!("prune: {}", crate::error::chain(&e));
+            }
+        }
+    });
+    crate::server::serve(listener, api::router(app), tls).await;
+    Ok(())
+}

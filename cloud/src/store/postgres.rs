@@ -1,0 +1,24 @@
+//! The PostgreSQL store, for an endpoint that outgrows one machine: several `edge-cloud` replicas share one
+//! database (docs/cloud.md, "PostgreSQL"). Nothing lives only in a replica's memory; each write transaction locks
+//! the rows it decides on (`FOR UPDATE`), so two replicas handling the same node serialise on its row.
+//! The migrations take PostgreSQL's advisory lock, so replicas started together migrate once.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+crate::store::sql::store_impl!(PgStore, sqlx::Postgres, sqlx::PgConnection, "BEGIN", " FOR UPDATE", " FOR UPDATE OF n");
+
+impl PgStore {
+    /// Connects to `url` (`postgres://...`) and runs the migrations.
+    pub async fn open(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(db("connect to PostgreSQL"))?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|source| Error::Migrate { source })?;
+        Ok(PgStore { pool })
+    }
+}
