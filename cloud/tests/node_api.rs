@@ -194,6 +194,14 @@ fn refused_node_requests_change_nothing(backend: Backend) {
     assert_eq!(a.send_signed("POST", &path_a, &headers, &batch).status, 200);
     let before = env.dump();
     check("replay", a.send_signed("POST", &path_a, &headers, &batch), (409, "replayed"), &before);
+    // A poll replayed is refused too (its first copy recorded last_seen and its replay id); two polls in the same
+    // second, each with its own nonce, are two requests.
+    let desired_a = node::desired_path(&a.id);
+    let poll = a.sign("GET", &desired_a, b"");
+    assert_eq!(a.send_signed("GET", &desired_a, &poll, b"").status, 200);
+    assert_eq!(a.request("GET", &desired_a, b"").status, 200);
+    let before = env.dump();
+    check("replayed poll", a.send_signed("GET", &desired_a, &poll, b""), (409, "replayed"), &before);
 
     // Rejected, then decommissioned: every request refused, nothing changes.
     let _: NodeSummary = admin.ok("POST", &format!("/v1/admin/nodes/{}/reject", a.id), None);

@@ -273,14 +273,24 @@ pub fn sign(
 
 /// Signs a node's request as the node policy asks: under `sig1`, over `@method`, `@path`, `@query`, and
 /// `content-digest` when the request carries one (the caller adds `Content-Digest` to every request with a body,
-/// from `digest::content_digest`), with `created`, `keyid` (the node id) and `alg="ed25519"`.
-pub fn sign_node_request(req: &Request<'_>, node_id: &str, created: u64, key: &SigningKey) -> Result<SignatureHeaders> {
+/// from `digest::content_digest`), with `created`, `nonce`, `keyid` (the node id) and `alg="ed25519"`.
+///
+/// `nonce` must differ between any two requests a node signs within the window (the agent takes 16 random bytes),
+/// so that two polls in one second are two requests, not a request and its replay.
+pub fn sign_node_request(
+    req: &Request<'_>,
+    node_id: &str,
+    created: u64,
+    nonce: &str,
+    key: &SigningKey,
+) -> Result<SignatureHeaders> {
     let mut components = NODE_REQUIRED_COMPONENTS.to_vec();
     if req.header("content-digest").is_some() {
         components.push("content-digest");
     }
     let params = SignatureParams {
         created: Some(created),
+        nonce: Some(nonce.to_owned()),
         keyid: Some(node_id.to_owned()),
         alg: Some(ALG_ED25519.to_owned()),
         ..SignatureParams::default()
@@ -408,6 +418,9 @@ fn verify_with(
         }
         if params.alg.is_none() {
             return Err(Error::MissingParameter { name: "alg" });
+        }
+        if params.nonce.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::MissingParameter { name: "nonce" });
         }
     }
 

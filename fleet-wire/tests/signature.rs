@@ -110,6 +110,7 @@ fn rfc_9421_b_2_6_ed25519() {
 
 const NODE_ID: &str = "node-0001";
 const CREATED: u64 = 1_800_000_000;
+const NONCE: &str = "3f2a9c41d07b5e86";
 const BODY: &[u8] = br#"{"seq": 7, "phase": "committed"}"#;
 
 fn node_key() -> SigningKey {
@@ -135,7 +136,7 @@ struct Case {
 impl Case {
     /// A report the node signed at `CREATED` with its key, as `sign_node_request` signs it.
     fn signed() -> Case {
-        Case::signed_with(|req| sign_node_request(req, NODE_ID, CREATED, &node_key()).expect("signed"))
+        Case::signed_with(|req| sign_node_request(req, NODE_ID, CREATED, NONCE, &node_key()).expect("signed"))
     }
 
     /// The report signed by `signer`, which gets the request with its `Content-Digest`.
@@ -191,6 +192,7 @@ fn check(case: &Case, expected: Error) {
 fn node_params() -> SignatureParams {
     SignatureParams {
         created: Some(CREATED),
+        nonce: Some(NONCE.to_owned()),
         keyid: Some(NODE_ID.to_owned()),
         alg: Some("ed25519".to_owned()),
         ..SignatureParams::default()
@@ -213,17 +215,18 @@ fn a_node_request_verifies() {
     let input = &case.headers.iter().find(|(n, _)| n == "Signature-Input").expect("signed").1;
     assert_eq!(
         input,
-        "sig1=(\"@method\" \"@path\" \"@query\" \"content-digest\");created=1800000000;alg=\"ed25519\";keyid=\"node-0001\""
+        "sig1=(\"@method\" \"@path\" \"@query\" \"content-digest\");created=1800000000;nonce=\"3f2a9c41d07b5e86\";alg=\"ed25519\";keyid=\"node-0001\""
     );
     // The same request signed again is the same replay; one signed a second later is not.
     assert_eq!(Case::signed().verify().map(|v| v.replay_id), Ok(verified.replay_id));
-    let later = Case::signed_with(|req| sign_node_request(req, NODE_ID, CREATED + 1, &node_key()).expect("signed"));
+    let later =
+        Case::signed_with(|req| sign_node_request(req, NODE_ID, CREATED + 1, NONCE, &node_key()).expect("signed"));
     assert_ne!(later.verify().expect("verifies").replay_id, verified.replay_id);
     // A request without a body needs no content-digest.
     let mut get = Case::signed_with(|req| {
         let headers = [("Host", "fleet.example:8443")];
         let get = Request { method: "GET", query: Some("wait=30"), headers: &headers, ..*req };
-        sign_node_request(&get, NODE_ID, CREATED, &node_key()).expect("signed")
+        sign_node_request(&get, NODE_ID, CREATED, NONCE, &node_key()).expect("signed")
     });
     get.method = "GET".to_owned();
     get.query = Some("wait=30".to_owned());
@@ -279,7 +282,7 @@ fn a_changed_request_is_refused() {
     check(&case, Error::DigestMismatch { algorithm: "sha-256" });
 
     // Another node's key signing under this node's id.
-    let case = Case::signed_with(|req| sign_node_request(req, NODE_ID, CREATED, &other_key()).expect("signed"));
+    let case = Case::signed_with(|req| sign_node_request(req, NODE_ID, CREATED, NONCE, &other_key()).expect("signed"));
     check(&case, bad_signature);
 }
 
@@ -316,7 +319,8 @@ fn missing_parts_are_refused() {
 
 #[test]
 fn keys_and_times_are_checked() {
-    let case = Case::signed_with(|req| sign_node_request(req, "node-0002", CREATED, &other_key()).expect("signed"));
+    let case =
+        Case::signed_with(|req| sign_node_request(req, "node-0002", CREATED, NONCE, &other_key()).expect("signed"));
     check(&case, Error::UnknownKey { keyid: "node-0002".to_owned() });
 
     let mut case = Case::signed();
@@ -363,6 +367,18 @@ fn the_policy_asks_for_its_components() {
     check(
         &signed_over(&["@method", "@path", "@query"], node_params()),
         Error::InsufficientCoverage { missing: "content-digest" },
+    );
+    // A node request without a nonce, or with an empty one, is refused: without it, two polls in one second would be
+    // one request and its replay.
+    let no_nonce = SignatureParams { nonce: None, ..node_params() };
+    check(
+        &signed_over(&["@method", "@path", "@query", "content-digest"], no_nonce),
+        Error::MissingParameter { name: "nonce" },
+    );
+    let empty_nonce = SignatureParams { nonce: Some(String::new()), ..node_params() };
+    check(
+        &signed_over(&["@method", "@path", "@query", "content-digest"], empty_nonce),
+        Error::MissingParameter { name: "nonce" },
     );
     // More than the policy asks is fine.
     let case =

@@ -124,6 +124,9 @@ struct Conn {
     addr: SocketAddr,
     authority: String,
     stream: Option<BufReader<TcpStream>>,
+    /// This connection's part of every nonce (the run and the connection), and its count of requests.
+    salt: u64,
+    n_sent: u64,
 }
 
 impl Conn {
@@ -150,7 +153,10 @@ impl Conn {
         };
         let created =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let sig = signature::sign_node_request(&req, node.id.as_str(), created, &node.key)
+        // Unique per request, which is all a nonce must be; the agent's are random.
+        self.n_sent += 1;
+        let nonce = format!("{:x}-{:x}", self.salt, self.n_sent);
+        let sig = signature::sign_node_request(&req, node.id.as_str(), created, &nonce, &node.key)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.authority);
         if let Some(d) = &digest {
@@ -251,7 +257,13 @@ fn enroll(o: &Options) -> ExitCode {
         let workers: Vec<_> = (0..o.connections)
             .map(|c| {
                 scope.spawn(move || {
-                    let mut conn = Conn { addr: o.addr, authority: o.authority.clone(), stream: None };
+                    let mut conn = Conn {
+                        addr: o.addr,
+                        authority: o.authority.clone(),
+                        stream: None,
+                        salt: o.run_id << 16 | c as u64,
+                        n_sent: 0,
+                    };
                     let mut counts = std::collections::BTreeMap::<String, u64>::new();
                     for i in (c..o.nodes).step_by(o.connections) {
                         let node = SimNode::new(i, 0);
@@ -316,7 +328,13 @@ fn run(o: &Options) -> ExitCode {
                         .step_by(o.connections)
                         .map(|i| (i as f64 * o.interval / o.nodes as f64, SimNode::new(i, o.run_id)))
                         .collect();
-                    let mut conn = Conn { addr: o.addr, authority: o.authority.clone(), stream: None };
+                    let mut conn = Conn {
+                        addr: o.addr,
+                        authority: o.authority.clone(),
+                        stream: None,
+                        salt: o.run_id << 16 | c as u64,
+                        n_sent: 0,
+                    };
                     let mut tally = Tally::default();
                     let mut last_etag: Option<String> = None;
                     'rounds: for round in 0u64.. {

@@ -108,6 +108,8 @@ CREATE TABLE replays (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX replays_expiry ON replays (expires_at);
+-- Each write prunes its own node's expired ids.
+CREATE INDEX replays_node ON replays (node, expires_at);
 
 -- Remote actions: queued until the node reports action-done or action-refused for the id.
 CREATE TABLE actions (

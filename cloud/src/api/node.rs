@@ -3,9 +3,9 @@
 //! from the endpoint's clock), names only the node that signed it, and has its replay id recorded in the
 //! transaction of its effect, so a request replayed within the window is refused and changes nothing.
 //!
-//! A `GET` of the desired state records no replay id: it changes nothing but `last_seen`, and a replayed poll
-//! within the window (which only the holder of a TLS session's plaintext could make) would at most keep
-//! `last_seen` fresh for the window's 300 s, while recording one per poll would double the endpoint's writes.
+//! A `GET` of the desired state records its replay id too, in the transaction that records `last_seen`: a replayed
+//! poll is refused like any other replay. That transaction is the one the store commits without waiting for the
+//! disk (a forgotten poll costs nothing: the node polls again), which is what lets one machine serve a large fleet.
 
 use std::sync::Arc;
 
@@ -205,7 +205,7 @@ fn matches_etag(if_none_match: &str, etag: &str) -> bool {
 async fn desired(State(app): State<Arc<App>>, Path(id): Path<String>, parts: Parts) -> Response {
     let result = async {
         let signed = authenticate(&app, &parts, b"", &id).await?;
-        let desired = app.store.desired(&signed.node, app.now()).await?;
+        let desired = app.store.desired(&signed.node, &signed.replay, app.now()).await?;
         let (body, etag) = desired_body(&app, desired);
         let etag_value = HeaderValue::from_str(&etag).expect("an ETag is ASCII");
         let fresh = parts

@@ -138,8 +138,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn node_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<NodeKey>>;
     /// Enrolls a node (or updates the inventory of one enrolled with this key), using the token once.
     fn enroll<'a>(&'a self, e: &'a Enrollment, replay: &'a Replay, now: i64) -> StoreFuture<'a, Enrolled>;
-    /// The node's desired state; records `last_seen`.
-    fn desired<'a>(&'a self, node: &'a str, now: i64) -> StoreFuture<'a, Desired>;
+    /// The node's desired state; records `last_seen` and the poll's replay id (refusing a replay). The one write
+    /// that is not synced before its reply: a power cut of the endpoint may forget a poll, and the node polls
+    /// again (docs/cloud.md, "Durability").
+    fn desired<'a>(&'a self, node: &'a str, replay: &'a Replay, now: i64) -> StoreFuture<'a, Desired>;
     /// Replaces the node's inventory (and its site and node labels).
     fn put_inventory<'a>(
         &'a self,

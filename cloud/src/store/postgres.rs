@@ -2,12 +2,23 @@
 //! database (docs/cloud.md, "PostgreSQL"). Nothing lives only in a replica's memory; each write transaction locks
 //! the rows it decides on (`FOR UPDATE`), so two replicas handling the same node serialise on its row.
 //! The migrations take PostgreSQL's advisory lock, so replicas started together migrate once.
+//! A poll's transaction sets `synchronous_commit = off` for itself: PostgreSQL then replies before its log reaches
+//! the disk, and a crash of the database may forget the last polls (never corrupt anything); every other commit
+//! waits for the disk.
 
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 
-crate::store::sql::store_impl!(PgStore, sqlx::Postgres, sqlx::PgConnection, "BEGIN", " FOR UPDATE", " FOR UPDATE OF n");
+crate::store::sql::store_impl!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::PgConnection,
+    "BEGIN",
+    " FOR UPDATE",
+    " FOR UPDATE OF n",
+    "SET LOCAL synchronous_commit = off"
+);
 
 impl PgStore {
     /// Connects to `url` (`postgres://...`) and runs the migrations.
@@ -19,6 +30,7 @@ impl PgStore {
             .await
             .map_err(db("connect to PostgreSQL"))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|source| Error::Migrate { source })?;
-        Ok(PgStore { pool })
+        // Polls share the pool: their transactions relax their own commit (`SET LOCAL`).
+        Ok(PgStore { poll_pool: pool.clone(), pool })
     }
 }

@@ -159,9 +159,10 @@ pub(crate) fn event(node: &str, received_at: i64, body: &str) -> Result<Event> {
 
 /// Implements `Store` for a backend: `$store` over a `sqlx::Pool<$db>`, connections `$conn`, write transactions
 /// begun with `$begin`, rows locked by `$lock` (a plain table) and `$lock_n` (the nodes table as `n` beside an
-/// outer join).
+/// outer join), and `$poll_durability` run first in a poll's transaction (empty when the poll pool itself is
+/// configured not to sync).
 macro_rules! store_impl {
-    ($store:ident, $db:ty, $conn:ty, $begin:literal, $lock:literal, $lock_n:literal) => {
+    ($store:ident, $db:ty, $conn:ty, $begin:literal, $lock:literal, $lock_n:literal, $poll_durability:literal) => {
         use fleet_wire::admin::{
             ActionInfo, ActionState, AdminTokenInfo, AuditEntry, AuditPage, BundleInfo, CreateEnrollmentToken,
             DiagnosticsInfo, EnrollmentTokenInfo, EventPage, GroupInfo, LabelChange, NodeDetail, NodeSummary, Role,
@@ -451,10 +452,13 @@ macro_rules! store_impl {
             Ok(a)
         }
 
-        /// The store over one pool.
+        /// The store over its pools.
         #[derive(Debug, Clone)]
         pub struct $store {
+            /// Every transaction but a poll's: each commit is on disk before it returns.
             pool: sqlx::Pool<$db>,
+            /// A poll's transactions: committed without waiting for the disk (`$poll_durability`).
+            poll_pool: sqlx::Pool<$db>,
         }
 
         impl $store {
@@ -465,6 +469,16 @@ macro_rules! store_impl {
 
             async fn write(&self) -> Result<sqlx::Transaction<'static, $db>> {
                 self.pool.begin_with($begin).await.map_err(db("begin a write transaction"))
+            }
+
+            /// A poll's write transaction: the same lock as [`Self::write`]'s, committed without a sync. A later
+            /// synced commit (any other write) makes it durable too, since both go to the same log in order.
+            async fn poll_write(&self) -> Result<sqlx::Transaction<'static, $db>> {
+                let mut tx = self.poll_pool.begin_with($begin).await.map_err(db("begin a poll's transaction"))?;
+                if !$poll_durability.is_empty() {
+                    sqlx::query($poll_durability).execute(&mut *tx).await.map_err(db("relax a poll's commit"))?;
+                }
+                Ok(tx)
             }
 
             async fn read(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
@@ -582,9 +596,9 @@ macro_rules! store_impl {
                 })
             }
 
-            fn desired<'a>(&'a self, node: &'a str, now: i64) -> StoreFuture<'a, Desired> {
+            fn desired<'a>(&'a self, node: &'a str, replay: &'a Replay, now: i64) -> StoreFuture<'a, Desired> {
                 Box::pin(async move {
-                    let mut tx = self.write().await?;
+                    let mut tx = self.poll_write().await?;
                     let row = sqlx::query(
                         "UPDATE nodes SET last_seen = $2 WHERE id = $1 RETURNING status, grp",
                     )
@@ -596,6 +610,7 @@ macro_rules! store_impl {
                     .ok_or_else(|| Error::from(Refusal::NodeUnknown { id: node.to_owned() }))?;
                     let status = node_status(&row.try_get::<String, _>("status").map_err(db("read a node"))?)?;
                     active(node, status)?;
+                    insert_replay(&mut tx, node, replay, now).await?;
                     let mut desired = Desired { status, bundle: None, actions: Vec::new() };
                     if status == NodeStatus::Accepted {
                         let hash: Option<String> = sqlx::query(

@@ -3,7 +3,11 @@
 //! - WAL, so readers never wait for the writer.
 //! - `synchronous=FULL`: a commit is on disk before the reply leaves. A report's ack lets the node drop its copy,
 //!   so a report acknowledged and then lost to a power cut of the endpoint would be lost for good; `NORMAL` in WAL
-//!   mode could lose the last commits that way (never corrupt the file), which is why it is not used.
+//!   mode could lose the last commits that way (never corrupt the file).
+//! - Except a poll's: it only records `last_seen` and the poll's replay id, so its pool runs `synchronous=NORMAL`,
+//!   which commits to the WAL without a sync. The next synced commit (any other write, from the other pool) syncs
+//!   the WAL and with it every poll before it. A power cut can forget the last polls; the nodes poll again. The
+//!   sync per poll was what bounded one machine's fleet (bench/fleet.sh).
 //! - `busy_timeout` of 5 s: a writer waits for the one before it instead of failing at once.
 //! - Every write transaction begins `BEGIN IMMEDIATE`, taking the write lock before its first read, so two writers
 //!   never both read and then deadlock upgrading to write (SQLite would fail one with `SQLITE_BUSY` at once).
@@ -14,7 +18,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-crate::store::sql::store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE", "", "");
+crate::store::sql::store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE", "", "", "");
 
 /// The database file's name under the data directory.
 pub const FILE_NAME: &str = "edge-cloud.db";
@@ -38,10 +42,15 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db("open the SQLite database"))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|source| Error::Migrate { source })?;
-        Ok(SqliteStore { pool })
+        let poll_pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(db("open the SQLite database"))?;
+        Ok(SqliteStore { pool, poll_pool })
     }
 }

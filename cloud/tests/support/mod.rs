@@ -269,7 +269,10 @@ impl Node {
         };
         let req =
             signature::Request { method, scheme: "http", authority: "", path: path_only, query, headers: &borrowed };
-        let sig = signature::sign_node_request(&req, keyid, created, key).expect("sign");
+        // Every request its own nonce, as the agent's random ones are.
+        static NONCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nonce = format!("test-{}", NONCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let sig = signature::sign_node_request(&req, keyid, created, &nonce, key).expect("sign");
         headers.push(("signature-input".to_owned(), sig.signature_input));
         headers.push(("signature".to_owned(), sig.signature));
         headers
