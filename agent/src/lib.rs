@@ -7,11 +7,14 @@
 //! updater, `fleet-wire` and `platform`, and the updater knows nothing of it.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
+pub mod decide;
 pub mod error;
 pub mod events;
 pub mod identity;
 pub mod paths;
 pub mod spool;
+pub mod state;
 
 pub use error::{Error, Result};
