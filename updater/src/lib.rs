@@ -20,6 +20,7 @@ pub mod phase;
 pub mod run;
 pub mod slot_index;
 pub mod slots;
+pub mod status;
 mod sys;
 pub mod wire;
 
