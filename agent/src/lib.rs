@@ -13,6 +13,8 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod install;
+pub mod inventory;
 pub mod paths;
 pub mod spool;
 pub mod state;
