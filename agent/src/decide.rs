@@ -194,7 +194,9 @@ pub fn step(link: &Link, state: &State, timing: &Timing, facts_now: Event) -> St
         },
         Event::Installed(hash, end) => match end {
             Installed::Flipped | Installed::Refused => s.state.settled_bundle = Some(hash),
-            Installed::Failed | Installed::Busy => {}
+            // Retried at a later poll, which backs off like a failed contact while it keeps failing.
+            Installed::Failed => s.link.failures = s.link.failures.saturating_add(1),
+            Installed::Busy => {}
         },
     }
     s

@@ -7,9 +7,13 @@
 //! updater, `fleet-wire` and `platform`, and the updater knows nothing of it.
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod decide;
+pub mod diagnostics;
 pub mod error;
 pub mod events;
 pub mod identity;
@@ -18,5 +22,6 @@ pub mod inventory;
 pub mod paths;
 pub mod spool;
 pub mod state;
+mod sys;
 
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 //! and its spool. It is a boundary type (on disk, and shown by `edge-agent status --json`), written whole through
 //! the one write-temp, fsync, rename, fsync-directory helper, so a power cut leaves the old or the new state.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use fleet_wire::node::{DesiredState, NodeStatus};
@@ -35,6 +36,9 @@ pub struct State {
     pub settled_bundle: Option<String>,
     /// The ids of actions recorded done (before they were carried out), oldest first.
     pub actions_done: Vec<String>,
+    /// The stack each manifest lists, by manifest hash, as the agent read it when it pinned the bundle (the
+    /// journal records a bundle's name and version, not its stack); for the inventory.
+    pub stacks: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for State {
@@ -47,6 +51,7 @@ impl Default for State {
             inventory_hash: None,
             settled_bundle: None,
             actions_done: Vec::new(),
+            stacks: BTreeMap::new(),
         }
     }
 }
@@ -82,6 +87,12 @@ impl State {
     /// Whether the action `id` was recorded done.
     pub fn action_done(&self, id: &str) -> bool {
         self.actions_done.iter().any(|a| a == id)
+    }
+
+    /// Remembers the stack of the manifest `hash`, keeping only those of `keep` (the bundles in the slots) besides.
+    pub fn record_stack(&mut self, hash: &str, stack: serde_json::Value, keep: &[&str]) {
+        self.stacks.retain(|h, _| keep.contains(&h.as_str()));
+        self.stacks.insert(hash.to_owned(), stack);
     }
 
     /// Records the action `id` done.

@@ -1,0 +1,226 @@
+//! The agent's loop against an endpoint on loopback: enrollment, reports in order with their numbers, the
+//! endpoint down and back, a link dropped after a batch was taken, a refused node, remote actions and a bundle
+//! that is not the one named. The stand-in endpoint (`support`) only injects faults and records what the agent
+//! sent; every request's signature is verified there.
+
+mod support;
+
+use std::time::Duration;
+
+use fleet_wire::node::{Action, ActionKind, BundleRef, DesiredState, NodeStatus, ReportKind};
+use support::{agent, Endpoint, Fault, Node};
+
+fn kinds(ep: &Endpoint) -> Vec<ReportKind> {
+    ep.reports().iter().map(|r| r.kind).collect()
+}
+
+#[test]
+fn a_node_enrolls_reports_in_order_and_polls_with_its_etag() {
+    let ep = Endpoint::start(NodeStatus::Pending);
+    let node = Node::new(&ep.url());
+    node.event("booted", "booted slot A");
+    node.event("committed", "slot A committed");
+    let mut a = agent(&node);
+    let wait = a.round();
+    let seen = ep.seen();
+    assert!(seen.iter().all(|s| s.verified), "every request is signed by the node's key: {seen:?}");
+    let paths: Vec<(&str, String)> = seen.iter().map(|s| (s.method.as_str(), s.path.clone())).collect();
+    let id = a.node_id().to_string();
+    assert_eq!(paths[0], ("POST", "/v1/enroll".to_owned()));
+    assert_eq!(paths[1], ("POST", format!("/v1/nodes/{id}/reports")));
+    assert_eq!(paths.last(), Some(&("GET", format!("/v1/nodes/{id}/desired"))));
+    assert_eq!(kinds(&ep), vec![ReportKind::Booted, ReportKind::Committed, ReportKind::Enrolled]);
+    let seqs: Vec<u64> = ep.reports().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(a.state().status, Some(NodeStatus::Pending));
+    assert_eq!(wait, Duration::from_secs(1), "the endpoint's interval, within floor and ceiling");
+    // The next poll sends the ETag and gets 304; nothing else is sent again.
+    node.event("trial", "on trial");
+    a.round();
+    let seen = ep.seen();
+    let last = seen.last().expect("a poll");
+    assert!(last.headers.iter().any(|(k, _)| k == "if-none-match"), "{last:?}");
+    assert_eq!(last.status, 304);
+    assert_eq!(seen.iter().filter(|s| s.path == "/v1/enroll").count(), 1);
+    assert_eq!(kinds(&ep).last(), Some(&ReportKind::Trial));
+    assert_eq!(a.n_pending(), 0);
+}
+
+#[test]
+fn with_the_endpoint_down_the_agent_backs_off_and_loses_nothing() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    let mut a = agent(&node);
+    a.round();
+    ep.lock().always = Some(Fault::Unavailable);
+    let mut waits = Vec::new();
+    for i in 0..7 {
+        node.event("booted", &format!("boot {i}"));
+        waits.push(a.round().as_secs());
+    }
+    assert_eq!(waits, vec![2, 4, 8, 16, 16, 16, 16], "capped exponential backoff");
+    let before = ep.reports().len();
+    ep.lock().always = None;
+    // Back: the reports go in batches of 3, in order, and the pace is the poll interval again.
+    assert_eq!(a.round(), Duration::from_secs(1));
+    let reports = ep.reports();
+    assert_eq!(reports.len(), before + 7);
+    let messages: Vec<&str> = reports[before..].iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(messages, (0..7).map(|i| format!("boot {i}")).collect::<Vec<_>>());
+    assert!(ep.lock().conflicts.is_empty());
+}
+
+#[test]
+fn a_link_dropped_after_a_batch_was_taken_resends_the_same_numbers() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    let mut a = agent(&node);
+    a.round();
+    for i in 0..5 {
+        node.event("booted", &format!("boot {i}"));
+    }
+    ep.lock().faults = vec![Fault::DropAfter];
+    a.round();
+    a.round();
+    let reports = ep.reports();
+    let seqs: Vec<u64> = reports.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>(), "each once");
+    let batches: Vec<Vec<u64>> = ep
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/reports"))
+        .map(|s| {
+            let b: fleet_wire::node::ReportBatch = serde_json::from_slice(&s.body).expect("batch");
+            b.reports.iter().map(|r| r.seq).collect()
+        })
+        .collect();
+    // The batch whose answer was lost goes again with the same numbers.
+    let dropped = batches.iter().position(|b| b.first() == Some(&2)).expect("the dropped batch");
+    assert_eq!(batches[dropped], batches[dropped + 1], "{batches:?}");
+    assert!(ep.lock().conflicts.is_empty());
+}
+
+#[test]
+fn a_refused_node_is_retried_at_the_slowest_pace() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    ep.lock().always = Some(Fault::Forbidden);
+    let mut a = agent(&node);
+    assert_eq!(a.round(), Duration::from_secs(600));
+    assert_eq!(a.state().status, None, "not enrolled");
+    assert_eq!(a.round(), Duration::from_secs(600));
+    ep.lock().always = None;
+    a.round();
+    assert_eq!(a.state().status, Some(NodeStatus::Accepted));
+}
+
+#[test]
+fn an_action_runs_once() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    let mut a = agent(&node);
+    a.round();
+    ep.lock().desired = Some(DesiredState {
+        status: NodeStatus::Accepted,
+        poll_interval_secs: 1,
+        bundle: None,
+        actions: vec![
+            Action { id: "act-1".into(), kind: ActionKind::Diagnostics },
+            Action { id: "act-2".into(), kind: ActionKind::Reboot },
+        ],
+    });
+    for _ in 0..3 {
+        a.round();
+    }
+    let reports = ep.reports();
+    let actions: Vec<(ReportKind, Option<&str>)> =
+        reports.iter().filter(|r| r.action.is_some()).map(|r| (r.kind, r.action.as_deref())).collect();
+    // No edge-init listens on the control socket here: the reboot is reported refused, and neither runs twice.
+    assert_eq!(actions, vec![(ReportKind::ActionDone, Some("act-1")), (ReportKind::ActionRefused, Some("act-2"))]);
+    let diagnostics = ep.lock().diagnostics.clone();
+    assert_eq!(diagnostics.len(), 1);
+    assert!(diagnostics[0].0.ends_with("/actions/act-1/diagnostics"));
+    let text = diagnostics[0].1.to_string();
+    assert!(!text.contains("fleet-token-1"), "no token in diagnostics");
+    assert!(text.contains("edge-update.status/1"), "the updater's status: {text}");
+}
+
+fn desire(ep: &Endpoint, server: &testkit::http_server::Server, hash: &str, size: usize) {
+    ep.lock().desired = Some(DesiredState {
+        status: NodeStatus::Accepted,
+        poll_interval_secs: 1,
+        bundle: Some(BundleRef {
+            name: "edge-stack".into(),
+            version: "2.0.0".into(),
+            security_version: 1,
+            manifest_hash: hash.to_owned(),
+            size_bytes: size as u64,
+            urls: vec![server.url("/bundle")],
+        }),
+        actions: vec![],
+    });
+}
+
+#[test]
+fn a_bundle_that_is_not_the_one_named_or_not_trusted_is_refused_once_and_nothing_is_written() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    let server = testkit::http_server::Server::start();
+    let (bytes, hash) = support::bundle(&support::bundle_key(), "2.0.0");
+    server.put("/bundle", bytes.clone());
+    let mut a = agent(&node);
+    a.round();
+    // The endpoint names another manifest than the one served.
+    desire(&ep, &server, &"ab".repeat(32), bytes.len());
+    a.round();
+    a.round();
+    let refused: Vec<_> = ep.reports().into_iter().filter(|r| r.kind == ReportKind::Refused).collect();
+    assert_eq!(refused.len(), 1, "refused once, not retried");
+    assert_eq!(refused[0].exit_code, Some(7));
+    assert_eq!(std::fs::read(node.root().join("slot-b.img")).expect("slot"), vec![0u8; support::SLOT_BYTES]);
+    // A bundle signed by a key the node does not trust, named with its own hash: the updater refuses it.
+    let (bytes, hash_untrusted) = support::bundle(&image_layout::keys::SecretKey::from_seed([9; 32]), "2.0.1");
+    server.put("/bundle", bytes.clone());
+    desire(&ep, &server, &hash_untrusted, bytes.len());
+    a.round();
+    a.round();
+    let refused: Vec<_> = ep.reports().into_iter().filter(|r| r.kind == ReportKind::Refused).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[1].exit_code, Some(4), "the updater's class for an untrusted bundle");
+    assert_eq!(std::fs::read(node.root().join("slot-b.img")).expect("slot"), vec![0u8; support::SLOT_BYTES]);
+    let _ = hash;
+}
+
+#[test]
+fn the_desired_bundle_is_installed_flipped_and_reported() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    let server = testkit::http_server::Server::start();
+    let (bytes, hash) = support::bundle(&support::bundle_key(), "2.0.0");
+    server.put("/bundle", bytes.clone());
+    let mut a = agent(&node);
+    a.round();
+    desire(&ep, &server, &hash, bytes.len());
+    a.round();
+    a.round();
+    let kinds = kinds(&ep);
+    // No edge-init here: the updater records that the reboot could not be asked for; the slot is flipped all the
+    // same, and the agent does not install it again.
+    for k in [ReportKind::Downloading, ReportKind::Started, ReportKind::Flipped, ReportKind::RebootFailed] {
+        assert!(kinds.contains(&k), "{k:?} in {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Started).count(), 1, "{kinds:?}");
+    assert_eq!(a.state().settled_bundle.as_deref(), Some(hash.as_str()));
+    assert_eq!(a.state().stacks.get(&hash), Some(&serde_json::json!({"k3s": "v1.31.2"})));
+    // The inventory now shows slot B's bundle, and was sent again.
+    let inventories: Vec<fleet_wire::node::Inventory> = ep
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/inventory"))
+        .map(|s| serde_json::from_slice(&s.body).expect("inventory"))
+        .collect();
+    let last = inventories.last().expect("an inventory after the install");
+    let b = last.slots.iter().find(|s| s.slot == "B").expect("slot B");
+    assert_eq!(b.bundle.as_ref().map(|x| x.manifest_hash.as_str()), Some(hash.as_str()));
+    assert_eq!(b.state, "trial");
+}
