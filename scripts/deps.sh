@@ -13,15 +13,16 @@ set -euo pipefail
 
 # command:package; the bootloader tools are for bootctl's interop tests and qemu-tests' real GRUB boots; tini (with
 # tini-static) and catatonit are the peers of bench/init.sh; musl-gcc builds the C parts of the node binaries (ring);
-# depmod builds the QEMU test node's module lists (its kernel and busybox are downloaded, not installed); sfdisk
-# and sgdisk check disk images; the tests signal processes with kill(1), whose `command -v` is the shell's builtin.
+# openssl makes the certificates of edge-agent's TLS test; depmod builds the QEMU test node's module lists (its
+# kernel and busybox are downloaded, not installed); sfdisk and sgdisk check disk images; the tests signal processes
+# with kill(1), whose `command -v` is the shell's builtin.
 # A path stands for a file the suite reads rather than a command.
 # GNU time goes by its path, because `command -v time` finds the shell keyword.
 edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
     qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils file:file tini:tini catatonit:catatonit
-    musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk /usr/bin/kill:procps
+    musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk /usr/bin/kill:procps openssl:openssl
     /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu)
 if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
     edge_deps+=(casync:casync)

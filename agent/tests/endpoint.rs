@@ -224,3 +224,57 @@ fn the_desired_bundle_is_installed_flipped_and_reported() {
     assert_eq!(b.bundle.as_ref().map(|x| x.manifest_hash.as_str()), Some(hash.as_str()));
     assert_eq!(b.state, "trial");
 }
+
+/// Listens where edge-init's control socket is, answers `ok` to each request line, and counts the reboots asked.
+fn control_socket(path: &std::path::Path) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{BufRead as _, Write as _};
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("bind");
+    let reboots = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reboots.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&conn).read_line(&mut line);
+            if line.trim() == "reboot" {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let _ = conn.write_all(b"ok\n");
+        }
+    });
+    reboots
+}
+
+#[test]
+fn a_reboot_action_asks_edge_init_once_and_is_refused_while_an_install_writes() {
+    let ep = Endpoint::start(NodeStatus::Accepted);
+    let node = Node::new(&ep.url());
+    let reboots = control_socket(&node.root().join("run/control.sock"));
+    let mut a = agent(&node);
+    a.round();
+    let reboot = |id: &str| Action { id: id.into(), kind: ActionKind::Reboot };
+    ep.lock().desired = Some(DesiredState {
+        status: NodeStatus::Accepted,
+        poll_interval_secs: 1,
+        bundle: None,
+        actions: vec![reboot("r1")],
+    });
+    a.round();
+    a.round();
+    assert_eq!(reboots.load(std::sync::atomic::Ordering::SeqCst), 1, "asked once, never again");
+    // An install holds the updater's lock: the next reboot action is refused, not run.
+    let update = updater::config::Config::load(&node.update_config).expect("update config");
+    let booted = updater::slots::booted(&update).expect("booted");
+    let held = updater::run::Node::open(&update, booted).expect("the updater's lock");
+    ep.lock().desired.as_mut().expect("desired").actions.push(reboot("r2"));
+    a.round();
+    drop(held);
+    a.round();
+    assert_eq!(reboots.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let actions: Vec<(ReportKind, Option<String>)> =
+        ep.reports().into_iter().filter(|r| r.action.is_some()).map(|r| (r.kind, r.action)).collect();
+    assert_eq!(
+        actions,
+        vec![(ReportKind::ActionDone, Some("r1".to_owned())), (ReportKind::ActionRefused, Some("r2".to_owned()))]
+    );
+}

@@ -73,6 +73,45 @@ impl Endpoint {
         Endpoint { port, inner }
     }
 
+    /// The same endpoint over TLS with the certificate chain and key in PEM.
+    pub fn start_tls(status: NodeStatus, cert_pem: &[u8], key_pem: &[u8]) -> Endpoint {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut certs = Vec::new();
+        let mut key = None;
+        for item in ureq::tls::parse_pem(cert_pem).chain(ureq::tls::parse_pem(key_pem)) {
+            match item.expect("pem") {
+                ureq::tls::PemItem::Certificate(c) => certs.push(CertificateDer::from(c.der().to_vec())),
+                ureq::tls::PemItem::PrivateKey(k) => {
+                    key = Some(PrivateKeyDer::try_from(k.der().to_vec()).expect("a private key"))
+                }
+                _ => {}
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key.expect("a key"))
+            .expect("server config");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let inner = Arc::new(Mutex::new(Inner { status: Some(status), ..Inner::default() }));
+        let shared = inner.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (shared, config) = (shared.clone(), config.clone());
+                std::thread::spawn(move || {
+                    conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
+                    let Ok(tls) = rustls::ServerConnection::new(config) else { return };
+                    serve_stream(rustls::StreamOwned::new(tls, conn), &shared);
+                });
+            }
+        });
+        Endpoint { port, inner }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -93,8 +132,12 @@ impl Endpoint {
 
 fn serve(conn: TcpStream, shared: &Arc<Mutex<Inner>>) {
     conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-    let mut conn = conn;
+    serve_stream(conn, shared);
+}
+
+/// Serves HTTP/1.1 requests on one connection, plain or TLS, until it closes or a fault drops it.
+fn serve_stream<S: Read + Write>(conn: S, shared: &Arc<Mutex<Inner>>) {
+    let mut reader = BufReader::new(conn);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -123,7 +166,6 @@ fn serve(conn: TcpStream, shared: &Arc<Mutex<Inner>>) {
         }
         let (status, extra, reply) = handle(shared, &method, &path, &headers, &body);
         if status == 0 {
-            let _ = conn.shutdown(std::net::Shutdown::Both);
             return;
         }
         let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", reply.len());
@@ -131,7 +173,8 @@ fn serve(conn: TcpStream, shared: &Arc<Mutex<Inner>>) {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
         out.push_str("\r\n");
-        if conn.write_all(out.as_bytes()).and_then(|()| conn.write_all(&reply)).is_err() {
+        let conn = reader.get_mut();
+        if conn.write_all(out.as_bytes()).and_then(|()| conn.write_all(&reply)).and_then(|()| conn.flush()).is_err() {
             return;
         }
     }
