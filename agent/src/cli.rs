@@ -64,18 +64,18 @@ pub struct Status {
     pub state: crate::state::State,
 }
 
+/// How long `run` waits before it reads a config, key or CA it could not use again.
+pub const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Runs a parsed command line; `notify` is `$NOTIFY_SOCKET`.
 pub fn run(cli: Cli, notify: Option<PathBuf>) -> Result<Output> {
-    let config = Config::load(&cli.config)?;
     let paths = Paths::under(&cli.root);
+    if !matches!(cli.command, Command::Run) {
+        // Every verb reads the config, so that a bad one is found by whichever an operator runs first.
+        Config::load(&cli.config)?;
+    }
     match cli.command {
-        Command::Run => {
-            let mut agent = crate::agent::Agent::open(config, paths, crate::clock::SystemClock)?;
-            if let Some(socket) = notify {
-                ready(&socket)?;
-            }
-            agent.run()
-        }
+        Command::Run => serve(&cli.config, paths, notify),
         Command::Id => {
             let (identity, _) = crate::identity::Identity::load_or_create(&paths.key)?;
             Ok(Output::text(identity.id.to_string()))
@@ -91,6 +91,38 @@ pub fn run(cli: Cli, notify: Option<PathBuf>) -> Result<Output> {
                 state: crate::state::State::load(&paths.state)?,
             };
             Ok(Output::report(&status, json, human))
+        }
+    }
+}
+
+/// The service: opens the agent and runs it. A config, key or CA it cannot use is logged once and read again
+/// every [`REOPEN_WAIT`], the agent signalling readiness all the same: a service that exits would restart over and
+/// over, and edge-init's health answer, which the updater's boot checks ask, would count it against every update.
+fn serve(config_path: &std::path::Path, paths: Paths, notify: Option<PathBuf>) -> ! {
+    let mut notify = notify;
+    let mut last_error: Option<String> = None;
+    loop {
+        let opened = Config::load(config_path)
+            .and_then(|config| crate::agent::Agent::open(config, paths.clone(), crate::clock::SystemClock));
+        let agent = match opened {
+            Ok(agent) => Some(agent),
+            Err(e) => {
+                let message = crate::error::chain(&e);
+                if last_error.as_deref() != Some(message.as_str()) {
+                    log::error!("{message}; the agent waits, and reads it again every {} s", REOPEN_WAIT.as_secs());
+                    last_error = Some(message);
+                }
+                None
+            }
+        };
+        if let Some(socket) = notify.take() {
+            if let Err(e) = ready(&socket) {
+                log::warn!("{}", crate::error::chain(&e));
+            }
+        }
+        match agent {
+            Some(mut agent) => agent.run(),
+            None => std::thread::sleep(REOPEN_WAIT),
         }
     }
 }

@@ -107,3 +107,34 @@ fn run_is_ready_before_any_network_and_retries_an_absent_endpoint() {
     child.kill().expect("kill");
     let _ = child.wait();
 }
+
+#[test]
+fn run_with_a_config_it_cannot_use_logs_it_is_ready_and_stays_up() {
+    let node = support::Node::new("http://127.0.0.1:9");
+    std::fs::write(&node.config, "endpoint = \"ftp://nowhere\"\n").expect("write");
+    let socket_path = node.root().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("--config")
+        .arg(&node.config)
+        .arg("--root")
+        .arg(node.root())
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::BufRead as _;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("an error line");
+    assert!(line.starts_with("edge-agent: error: config") && line.contains("endpoint"), "{line}");
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("a readiness datagram");
+    assert_eq!(&buf[..n], b"READY=1");
+    // A service that exited would be restarted over and over and count against edge-init's health answer.
+    assert!(child.try_wait().expect("wait").is_none(), "still running");
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
