@@ -35,7 +35,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent: the service edge-init starts. Signals readiness on $NOTIFY_SOCKET once its config is read
     /// and its key is there, before any network.
-    Run,
+    Run {
+        /// One round of contacts (enroll, reports, inventory, desired state and what it asks), then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Print this node's id (making the node key on the first use).
     Id,
     /// Show the agent's state: enrollment, the desired state, reports waiting.
@@ -70,12 +74,24 @@ pub const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(300)
 /// Runs a parsed command line; `notify` is `$NOTIFY_SOCKET`.
 pub fn run(cli: Cli, notify: Option<PathBuf>) -> Result<Output> {
     let paths = Paths::under(&cli.root);
-    if !matches!(cli.command, Command::Run) {
+    if !matches!(cli.command, Command::Run { once: false }) {
         // Every verb reads the config, so that a bad one is found by whichever an operator runs first.
         Config::load(&cli.config)?;
     }
     match cli.command {
-        Command::Run => serve(&cli.config, paths, notify),
+        Command::Run { once: false } => serve(&cli.config, paths, notify),
+        Command::Run { once: true } => {
+            let config = Config::load(&cli.config)?;
+            let mut agent = crate::agent::Agent::open(config, paths, crate::clock::SystemClock)?;
+            let wait = agent.round();
+            Ok(Output::text(format!(
+                "node {}: {}, {} reports waiting, next contact in {} s",
+                agent.node_id(),
+                agent.state().status.map_or("not enrolled", |s| s.word()),
+                agent.n_pending(),
+                wait.as_secs()
+            )))
+        }
         Command::Id => {
             let (identity, _) = crate::identity::Identity::load_or_create(&paths.key)?;
             Ok(Output::text(identity.id.to_string()))
