@@ -44,6 +44,12 @@ fn a_node_enrolls_reports_in_order_and_polls_with_its_etag() {
     assert_eq!(seen.iter().filter(|s| s.path == "/v1/enroll").count(), 1);
     assert_eq!(kinds(&ep).last(), Some(&ReportKind::Trial));
     assert_eq!(a.n_pending(), 0);
+    // Rounds back to back (no wait here) send the same poll within one second: never a replay.
+    for _ in 0..3 {
+        a.round();
+    }
+    assert_eq!(ep.lock().replays, 0);
+    assert!(ep.seen().iter().all(|s| s.verified));
 }
 
 #[test]

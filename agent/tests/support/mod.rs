@@ -49,6 +49,10 @@ pub struct Inner {
     pub faults: Vec<Fault>,
     pub always: Option<Fault>,
     pub diagnostics: Vec<(String, serde_json::Value)>,
+    /// Replay ids of the signatures taken, as the endpoint keeps them; a second request with one is refused.
+    pub replay_ids: std::collections::HashSet<[u8; 32]>,
+    /// Requests refused as replays.
+    pub replays: usize,
 }
 
 /// The stand-in endpoint.
@@ -201,7 +205,14 @@ fn handle(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
     let options = fleet_wire::signature::VerifyOptions { label: None, now, window: fleet_wire::signature::NODE_WINDOW };
     let keys = s.keys.clone();
-    let verified = fleet_wire::signature::verify_node_request(&req, body, &options, |id| keys.get(id).copied()).is_ok();
+    let verified = match fleet_wire::signature::verify_node_request(&req, body, &options, |id| keys.get(id).copied()) {
+        Ok(v) if s.replay_ids.insert(v.replay_id.0) => true,
+        Ok(_) => {
+            s.replays += 1;
+            false
+        }
+        Err(_) => false,
+    };
     let fault = if s.faults.is_empty() { s.always } else { Some(s.faults.remove(0)) };
     let mut seen = Seen {
         method: method.to_owned(),
