@@ -34,6 +34,8 @@ pub struct Agent<C: Clock> {
     paths: Paths,
     client: Client,
     public_key: ed25519_dalek::VerifyingKey,
+    /// The endpoint's CA certificates (DER), with `https`.
+    ca_der: Option<std::sync::Arc<Vec<Vec<u8>>>>,
     spool: Spool<DiskFile>,
     state: State,
     link: Link,
@@ -60,10 +62,27 @@ impl<C: Clock> Agent<C> {
         });
         let spool = Spool::open(DiskFile::new(&paths.spool), &paths.spool)?;
         let public_key = identity.key.verifying_key();
+        let ca_der = match config.scheme {
+            Scheme::Https => Some(std::sync::Arc::new(
+                crate::client::load_ca(&config.ca_file)?.iter().map(|c| c.der().to_vec()).collect(),
+            )),
+            Scheme::Http => None,
+        };
         let client = Client::new(&config, identity.id.clone(), identity.key)?;
         let link = Link::new(&config.timing);
-        let mut agent =
-            Agent { config, paths, client, public_key, spool, state, link, clock, update: None, last_refusal: None };
+        let mut agent = Agent {
+            config,
+            paths,
+            client,
+            public_key,
+            ca_der,
+            spool,
+            state,
+            link,
+            clock,
+            update: None,
+            last_refusal: None,
+        };
         agent.load_update_config();
         Ok(agent)
     }
@@ -253,7 +272,11 @@ impl<C: Clock> Agent<C> {
                 }
             }
         };
-        let (ended, stack) = crate::install::run(&update, bundle, &mut progress);
+        // The endpoint's own store is trusted through the endpoint's CA, like the endpoint; other hosts (a CDN, an
+        // object store) through the public roots. The bundle's signatures are checked either way.
+        let own_store = bundle.urls.first().is_some_and(|u| u.starts_with(&format!("{}/", self.config.endpoint)));
+        let roots = self.ca_der.clone().filter(|_| own_store);
+        let (ended, stack) = crate::install::run(&update, bundle, roots, &mut progress);
         if let Some(stack) = stack.filter(|s| !s.is_null()) {
             let keep: Vec<String> = self.slot_hashes();
             let keep: Vec<&str> = keep.iter().map(String::as_str).collect();

@@ -116,8 +116,15 @@ impl Fetch for Pinned {
 }
 
 /// Installs `bundle` as `edge-update install URL --reboot` would, after pinning it to the desired manifest;
-/// `progress` sees the updater's progress. Returns how it ended and the manifest's stack when it was pinned.
-pub fn run(config: &UpdateConfig, bundle: &BundleRef, progress: &mut dyn FnMut(&Progress)) -> (Ended, Stack) {
+/// `roots`, when given, are the only CA certificates (DER) its https URL may chain to (the endpoint's CA, for the
+/// endpoint's own bundle store); `progress` sees the updater's progress. Returns how it ended and the manifest's
+/// stack when it was pinned.
+pub fn run(
+    config: &UpdateConfig,
+    bundle: &BundleRef,
+    roots: Option<std::sync::Arc<Vec<Vec<u8>>>>,
+    progress: &mut dyn FnMut(&Progress),
+) -> (Ended, Stack) {
     let Some(url) = bundle.urls.first() else {
         let reason = "the desired bundle names no URL".to_owned();
         return (Ended::Refused { exit_code: exit::REFUSED, reason }, None);
@@ -150,7 +157,8 @@ pub fn run(config: &UpdateConfig, bundle: &BundleRef, progress: &mut dyn FnMut(&
             device: target.path.clone(),
             source,
         })?;
-        let http = HttpFetch::new(url, config.http_options())
+        let options = updater::http::HttpOptions { roots, ..config.http_options() };
+        let http = HttpFetch::new(url, options)
             .map_err(|e| UpdateError::OpenSource { source_name: url.clone(), source: Box::new(e) })?;
         let (mut fetch, s) = Pinned::pin(Box::new(http), &bundle.manifest_hash)?;
         stack = s;

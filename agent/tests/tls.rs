@@ -116,6 +116,28 @@ fn the_endpoint_is_trusted_through_the_configured_ca_alone() {
     let seen = ep.seen();
     assert!(!seen.is_empty() && seen.iter().all(|s| s.verified), "{seen:?}");
 
+    // The desired bundle in the endpoint's own store, over https: fetched trusting the endpoint's CA, installed.
+    let (bytes, hash) = support::bundle(&support::bundle_key(), "2.0.0");
+    ep.lock().files.insert("/bundles/b1".into(), bytes.clone());
+    ep.lock().desired = Some(fleet_wire::node::DesiredState {
+        status: NodeStatus::Accepted,
+        poll_interval_secs: 1,
+        bundle: Some(fleet_wire::node::BundleRef {
+            name: "edge-stack".into(),
+            version: "2.0.0".into(),
+            security_version: 1,
+            manifest_hash: hash.clone(),
+            size_bytes: bytes.len() as u64,
+            urls: vec![format!("{url}/bundles/b1")],
+        }),
+        actions: vec![],
+    });
+    a.round();
+    assert_eq!(a.state().settled_bundle.as_deref(), Some(hash.as_str()));
+    a.round();
+    let kinds: Vec<_> = ep.reports().iter().map(|r| r.kind).collect();
+    assert!(kinds.contains(&fleet_wire::node::ReportKind::Flipped), "{kinds:?}");
+
     // A CA file with no certificate in it is a config error that names it.
     let empty = certs.path().join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").expect("write");

@@ -53,6 +53,8 @@ pub struct Inner {
     pub replay_ids: std::collections::HashSet<[u8; 32]>,
     /// Requests refused as replays.
     pub replays: usize,
+    /// Bundles served under `/bundles/`, unsigned requests, whole (no Range), as a plain store might.
+    pub files: HashMap<String, Vec<u8>>,
 }
 
 /// The stand-in endpoint.
@@ -192,6 +194,12 @@ fn handle(
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+    if method == "GET" && path.starts_with("/bundles/") {
+        return match s.files.get(path) {
+            Some(bytes) => (200, vec![], bytes.clone()),
+            None => (404, vec![], Vec::new()),
+        };
+    }
     if method == "POST" && path == fleet_wire::node::ENROLL_PATH {
         if let Ok(req) = serde_json::from_slice::<EnrollRequest>(body) {
             if let Ok(key) = fleet_wire::node::decode_public_key(&req.public_key) {
