@@ -483,4 +483,113 @@ mod tests {
         );
         assert_eq!(s.link.poll_interval, t.poll_ceiling);
     }
+
+    /// Every event in every state of a grid (enrollment, failures, pace, desired state, what is settled and done,
+    /// what the node runs): the rules that hold whatever the combination.
+    #[test]
+    fn every_event_in_every_state_keeps_the_loops_rules() {
+        let t = timing();
+        let d = desired(Accepted, Some('b'), &[("r1", ActionKind::Reboot), ("d1", ActionKind::Diagnostics)]);
+        let mut states = Vec::new();
+        for status in [None, Some(Pending), Some(Accepted)] {
+            for stored in [None, Some(d.clone()), Some(desired(Pending, Some('b'), &[]))] {
+                for settled in [None, Some('b')] {
+                    for done in [false, true] {
+                        let mut st = State { status, desired: stored.clone(), ..State::default() };
+                        st.settled_bundle = settled.map(|c| c.to_string().repeat(64));
+                        if done {
+                            st.record_action("r1");
+                        }
+                        states.push(st);
+                    }
+                }
+            }
+        }
+        let mut events: Vec<Event> = vec![
+            Event::Enrolled(Outcome::Ok((Accepted, 30, "h".into()))),
+            Event::Enrolled(Outcome::Rejected),
+            Event::Enrolled(Outcome::Refused(400)),
+            Event::Enrolled(Outcome::Down),
+        ];
+        for f in [facts(None, false), facts(Some('a'), false), facts(Some('b'), false), facts(Some('a'), true)] {
+            events.push(Event::Desired(Outcome::Ok(Polled::NotModified), f.clone()));
+            events.push(Event::Desired(Outcome::Ok(Polled::Changed(d.clone(), Some("\"e\"".into()))), f.clone()));
+            for o in [Outcome::Rejected, Outcome::Refused(404), Outcome::Refused(400), Outcome::Down] {
+                events.push(Event::Desired(o, f.clone()));
+            }
+        }
+        for o in [Outcome::Ok(true), Outcome::Ok(false), Outcome::Rejected, Outcome::Refused(413), Outcome::Down] {
+            events.push(Event::Reported(o));
+        }
+        for o in [Outcome::Ok("h".into()), Outcome::Rejected, Outcome::Refused(400), Outcome::Down] {
+            events.push(Event::InventoryPut(o));
+        }
+        for end in [Installed::Flipped, Installed::Refused, Installed::Failed, Installed::Busy] {
+            events.push(Event::Installed("b".repeat(64), end));
+        }
+        events.push(Event::Wake { inventory_changed: false });
+        events.push(Event::Wake { inventory_changed: true });
+        let mut n = 0;
+        for st in &states {
+            for l in [link(0, false), link(3, false), link(0, true), link(3, true)] {
+                for ev in &events {
+                    n += 1;
+                    let s = step(&l, st, &t, ev.clone());
+                    let what = format!("{ev:?} in {st:?} {l:?}");
+                    let (down, reached) = match ev {
+                        Event::Enrolled(o) => (matches!(o, Outcome::Down), !matches!(o, Outcome::Down)),
+                        Event::Desired(o, _) => (
+                            matches!(o, Outcome::Down | Outcome::Refused(400)),
+                            !matches!(o, Outcome::Down | Outcome::Refused(400)),
+                        ),
+                        Event::Reported(o) => (
+                            matches!(o, Outcome::Down | Outcome::Refused(_)),
+                            matches!(o, Outcome::Ok(_) | Outcome::Rejected),
+                        ),
+                        Event::InventoryPut(o) => (
+                            matches!(o, Outcome::Down | Outcome::Refused(_)),
+                            matches!(o, Outcome::Ok(_) | Outcome::Rejected),
+                        ),
+                        _ => (false, false),
+                    };
+                    // The pace: a failure counts one more, a reached endpoint resets the count.
+                    if down {
+                        assert_eq!(s.link.failures, l.failures + 1, "{what}");
+                        assert!(s.end_round, "{what}");
+                    }
+                    if reached {
+                        assert_eq!(s.link.failures, 0, "{what}");
+                    }
+                    // A wake enrolls exactly when the node is not enrolled, and does nothing else then.
+                    if let Event::Wake { .. } = ev {
+                        assert_eq!(s.actions.first() == Some(&Action::Enroll), st.status.is_none(), "{what}");
+                        assert!(st.status.is_some() || s.actions.len() == 1, "{what}");
+                    }
+                    for a in &s.actions {
+                        match a {
+                            // At most once: each action carried out was not done before and is recorded now.
+                            Action::Run(x) | Action::Refuse(x, _) => {
+                                assert!(!st.action_done(&x.id) && s.state.action_done(&x.id), "{what}");
+                            }
+                            // Never while an install runs, never one the node runs or is done with, never for a
+                            // node that is not accepted.
+                            Action::Install(b) => {
+                                let Event::Desired(_, f) = ev else { panic!("an install from {what}") };
+                                assert!(!f.install_running, "{what}");
+                                assert_ne!(f.booted_manifest.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
+                                assert_ne!(s.state.settled_bundle.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
+                                assert_eq!(s.state.desired.as_ref().map(|d| d.status), Some(Accepted), "{what}");
+                            }
+                            _ => {}
+                        }
+                    }
+                    // The ETag changes only with the desired state it belongs to.
+                    if s.state.etag != st.etag && s.state.etag.is_some() {
+                        assert!(matches!(ev, Event::Desired(Outcome::Ok(Polled::Changed(..)), _)), "{what}");
+                    }
+                }
+            }
+        }
+        assert!(n > 5000, "{n} cases");
+    }
 }
