@@ -165,6 +165,10 @@ pub fn run(
         let mut old = open_booted(config, booted);
         let mut opts = Options::at(OffsetDateTime::now_utc());
         opts.reboot = true;
+        // One decompression worker: the fewest chunks in flight, so the agent stays within its memory target
+        // (bench/README.md, "edge-agent memory") whatever the node's cores; a background install over a WAN link
+        // is not bound by one core's zstd.
+        opts.threads = 1;
         let old_dev = old.as_mut().map(|f| f as &mut dyn updater::device::SlotDevice);
         install(&mut node, &keyring, &mut fetch, &target, &mut dev, old_dev, &opts, progress)
     })();

@@ -320,6 +320,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(endpoint: &str) -> Node {
+        Node::with_slots(endpoint, SLOT_BYTES)
+    }
+
+    /// A node whose slot files are `slot_bytes` long.
+    pub fn with_slots(endpoint: &str, slot_bytes: usize) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
         let data = root.join("data/edge-update");
@@ -328,7 +333,7 @@ impl Node {
         std::fs::create_dir_all(root.join("esp")).expect("mkdir");
         bundle_key().write_pair(&root.join("etc/keys/test")).expect("keys");
         for s in ["slot-a.img", "slot-b.img"] {
-            std::fs::write(root.join(s), vec![0u8; SLOT_BYTES]).expect("slot");
+            std::fs::write(root.join(s), vec![0u8; slot_bytes]).expect("slot");
         }
         let state = bootctl::rules::BootState::provisioned(bootctl::rules::Slot::A);
         for (i, b) in bootctl::grubstate::provision(&state).iter().enumerate() {
@@ -411,12 +416,17 @@ pub fn bundle_key() -> image_layout::keys::SecretKey {
 
 /// A bundle for the test node signed by `key`, and its manifest hash.
 pub fn bundle(key: &image_layout::keys::SecretKey, version: &str) -> (Vec<u8>, String) {
+    bundle_of(key, version, 1 << 20)
+}
+
+/// As [`bundle`], with a payload of `payload_bytes`.
+pub fn bundle_of(key: &image_layout::keys::SecretKey, version: &str, payload_bytes: u32) -> (Vec<u8>, String) {
     use image_layout::writer::{build, BuildOptions, PayloadInput};
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("b.bundle");
     let mut opts = BuildOptions::new(version, 1, "test-board", time::OffsetDateTime::UNIX_EPOCH);
     opts.stack = serde_json::json!({"k3s": "v1.31.2"});
-    let payload: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let payload = payload(payload_bytes);
     let input =
         PayloadInput { name: "rootfs".into(), reader: Box::new(std::io::Cursor::new(payload)), path: "rootfs".into() };
     build(&opts, vec![input], std::slice::from_ref(key), &out, &|_| {}).expect("build");
@@ -424,4 +434,9 @@ pub fn bundle(key: &image_layout::keys::SecretKey, version: &str) -> (Vec<u8>, S
     let head = image_layout::reader::Head::read(&mut &bytes[..]).expect("head");
     let hash = blake3::hash(&head.manifest_bytes).to_hex().to_string();
     (bytes, hash)
+}
+
+/// The test payload of `n` bytes (the same bytes for the same size).
+pub fn payload(n: u32) -> Vec<u8> {
+    (0..n).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
