@@ -319,7 +319,17 @@ impl<C: Clock> Agent<C> {
     fn run_action(&mut self, a: &RemoteAction, now: u64) {
         log::info!("action {}: {}", a.id, a.kind.word());
         let result = match a.kind {
-            ActionKind::Reboot => self.reboot().map(|()| "reboot requested of edge-init".to_owned()),
+            ActionKind::Reboot => {
+                // Reported before it is asked: edge-init's shutdown stops this service right after it answers,
+                // which could come before a report written after the answer. Should edge-init refuse, an
+                // `action-refused` follows, and the later report is the one that holds.
+                let done = "reboot requested of edge-init".to_owned();
+                self.spool_report(action_report(a, ReportKind::ActionDone, done));
+                match self.reboot() {
+                    Ok(()) => return,
+                    Err(e) => Err(e),
+                }
+            }
             ActionKind::Diagnostics => self.diagnostics(&a.id, now),
         };
         match result {
