@@ -403,6 +403,11 @@ impl<C: Clock> Agent<C> {
         Facts {
             booted_manifest: booted.and_then(|b| journal.slot(b).map(|s| s.bundle.manifest_blake3.clone())),
             install_running: updater::run::running(u),
+            update_done: journal
+                .update
+                .as_ref()
+                .filter(|up| !up.phase.is_installing())
+                .map(|up| up.bundle.manifest_blake3.clone()),
         }
     }
 

@@ -61,37 +61,6 @@ struct Answer {
     body: Vec<u8>,
 }
 
-/// The `created` to sign with: `now`, or one second past the last time the same request was signed when that is not
-/// earlier. ed25519 signatures are deterministic, so the same request (method, path, body) signed in the same second
-/// has the same replay id, and the endpoint refuses the second as a replay (docs/fleet-protocol.md, "Replays"): two
-/// polls a backoff shorter than a second apart would be. The endpoint takes a `created` up to 60 s ahead of its time.
-#[derive(Debug, Default)]
-pub struct Created {
-    /// The last requests signed: a hash of method, path and body, and their `created`.
-    recent: std::collections::VecDeque<([u8; 32], u64)>,
-}
-
-impl Created {
-    /// How many requests signed in this second (or ahead of it) are remembered; a round makes a few.
-    const RECENT: usize = 256;
-
-    /// The `created` for the request of `key` at `now`.
-    pub fn next(&mut self, key: [u8; 32], now: u64) -> u64 {
-        // A request signed in an earlier second cannot share a replay id with one signed now.
-        self.recent.retain(|(_, c)| *c >= now);
-        let created = match self.recent.iter().rev().find(|(k, _)| *k == key) {
-            Some((_, last)) if *last >= now => last + 1,
-            _ => now,
-        };
-        self.recent.retain(|(k, _)| *k != key);
-        if self.recent.len() == Self::RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((key, created));
-        created
-    }
-}
-
 /// The node API's client.
 pub struct Client {
     agent: ureq::Agent,
@@ -100,7 +69,6 @@ pub struct Client {
     scheme: &'static str,
     node: NodeId,
     key: SigningKey,
-    created: std::sync::Mutex<Created>,
 }
 
 impl Client {
@@ -127,15 +95,7 @@ impl Client {
             Scheme::Http => "http",
         };
         let authority = config.endpoint.split_once("://").map_or("", |(_, a)| a).to_owned();
-        Ok(Client {
-            agent: builder.build().new_agent(),
-            base: config.endpoint.clone(),
-            authority,
-            scheme,
-            node,
-            key,
-            created: std::sync::Mutex::new(Created::default()),
-        })
+        Ok(Client { agent: builder.build().new_agent(), base: config.endpoint.clone(), authority, scheme, node, key })
     }
 
     /// The node id the client signs as.
@@ -222,14 +182,23 @@ impl Client {
             query: None,
             headers: &headers,
         };
-        let mut hasher = blake3::Hasher::new();
-        for part in [method.as_bytes(), path.as_bytes(), body.unwrap_or_default()] {
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part);
+        // Signed as the node policy asks (docs/fleet-protocol.md, "What a node signs"), with a random `nonce`: ed25519
+        // signatures are deterministic, so without one the same request signed twice within a second (two polls a
+        // short backoff apart, a restart right after a request) would have the same replay id and be refused.
+        let mut components = fleet_wire::signature::NODE_REQUIRED_COMPONENTS.to_vec();
+        if digest.is_some() {
+            components.push("content-digest");
         }
-        let created = self.created.lock().unwrap_or_else(|e| e.into_inner()).next(*hasher.finalize().as_bytes(), now);
-        let sig = fleet_wire::signature::sign_node_request(&request, self.node.as_str(), created, &self.key)
-            .map_err(|source| Error::Wire { source })?;
+        let params = fleet_wire::signature::SignatureParams {
+            created: Some(now),
+            nonce: Some(nonce()),
+            alg: Some(fleet_wire::signature::ALG_ED25519.to_owned()),
+            keyid: Some(self.node.to_string()),
+            ..fleet_wire::signature::SignatureParams::default()
+        };
+        let sig =
+            fleet_wire::signature::sign(&request, fleet_wire::signature::NODE_LABEL, &components, &params, &self.key)
+                .map_err(|source| Error::Wire { source })?;
         let http = |source| Error::Http { method, url: url.clone(), source: Box::new(source) };
         let mut builder = ureq::http::Request::builder()
             .method(method)
@@ -294,20 +263,22 @@ fn classify<T>(method: &'static str, url: String, a: Answer) -> Contact<T> {
     }
 }
 
+/// 16 random bytes in hex: a signature's `nonce`.
+fn nonce() -> String {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_same_request_twice_in_a_second_is_signed_a_second_later() {
-        let mut c = Created::default();
-        let (a, b) = ([1; 32], [2; 32]);
-        assert_eq!(c.next(a, 100), 100);
-        assert_eq!(c.next(b, 100), 100, "another request keeps the time");
-        assert_eq!(c.next(a, 100), 101);
-        assert_eq!(c.next(a, 100), 102);
-        assert_eq!(c.next(a, 105), 105, "a later second is the time again");
-        assert_eq!(c.recent.len(), 1, "earlier seconds are forgotten");
-        assert_eq!(c.next(a, 105), 106);
+    fn nonces_differ_and_are_signature_parameters() {
+        let (a, b) = (nonce(), nonce());
+        assert_ne!(a, b);
+        assert!(a.len() == 32 && a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
     }
 }

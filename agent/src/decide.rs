@@ -33,6 +33,10 @@ pub struct Facts {
     pub booted_manifest: Option<String>,
     /// An `edge-update` holds the updater's lock (an install from the CLI, or the boot checks).
     pub install_running: bool,
+    /// The manifest hash of the journal's update when it is past installing (flipped, on trial, committed, rolled
+    /// back, failed or cancelled): the updater's own durable record that this bundle was done with, which holds
+    /// even when the agent was stopped before it saved its state (edge-init's shutdown right after a flip).
+    pub update_done: Option<String>,
 }
 
 /// How an install of the desired bundle ended.
@@ -219,7 +223,8 @@ fn follow(state: &mut State, desired: &DesiredState, facts: &Facts) -> Vec<Actio
     }
     if let Some(b) = &desired.bundle {
         let runs = facts.booted_manifest.as_deref() == Some(b.manifest_hash.as_str());
-        let settled = state.settled_bundle.as_deref() == Some(b.manifest_hash.as_str());
+        let settled = state.settled_bundle.as_deref() == Some(b.manifest_hash.as_str())
+            || facts.update_done.as_deref() == Some(b.manifest_hash.as_str());
         if desired.status == NodeStatus::Accepted && !runs && !settled && !facts.install_running {
             actions.push(Action::Install(b.clone()));
         }
@@ -305,7 +310,7 @@ mod tests {
     }
 
     fn facts(booted: Option<char>, running: bool) -> Facts {
-        Facts { booted_manifest: booted.map(|c| c.to_string().repeat(64)), install_running: running }
+        Facts { booted_manifest: booted.map(|c| c.to_string().repeat(64)), install_running: running, update_done: None }
     }
 
     #[test]
@@ -408,6 +413,11 @@ mod tests {
         assert!(!install(desired(Accepted, Some('b'), &[]), None, facts(Some('a'), true)), "install under way");
         assert!(!install(desired(Pending, Some('b'), &[]), None, facts(Some('a'), false)), "not accepted");
         assert!(!install(desired(Accepted, None, &[]), None, facts(Some('a'), false)), "no bundle");
+        // Flipped and rolled back, the agent stopped before it saved its state: the journal says it is done.
+        let rolled_back = Facts { update_done: Some("b".repeat(64)), ..facts(Some('a'), false) };
+        assert!(!install(desired(Accepted, Some('b'), &[]), None, rolled_back.clone()), "the journal is done with it");
+        let other = Facts { update_done: Some("c".repeat(64)), ..rolled_back };
+        assert!(install(desired(Accepted, Some('b'), &[]), None, other), "done with another");
     }
 
     #[test]
@@ -511,7 +521,10 @@ mod tests {
             Event::Enrolled(Outcome::Refused(400)),
             Event::Enrolled(Outcome::Down),
         ];
-        for f in [facts(None, false), facts(Some('a'), false), facts(Some('b'), false), facts(Some('a'), true)] {
+        let journal_done = Facts { update_done: Some("b".repeat(64)), ..facts(Some('a'), false) };
+        for f in
+            [facts(None, false), facts(Some('a'), false), facts(Some('b'), false), facts(Some('a'), true), journal_done]
+        {
             events.push(Event::Desired(Outcome::Ok(Polled::NotModified), f.clone()));
             events.push(Event::Desired(Outcome::Ok(Polled::Changed(d.clone(), Some("\"e\"".into()))), f.clone()));
             for o in [Outcome::Rejected, Outcome::Refused(404), Outcome::Refused(400), Outcome::Down] {
@@ -578,6 +591,7 @@ mod tests {
                                 assert!(!f.install_running, "{what}");
                                 assert_ne!(f.booted_manifest.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
                                 assert_ne!(s.state.settled_bundle.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
+                                assert_ne!(f.update_done.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
                                 assert_eq!(s.state.desired.as_ref().map(|d| d.status), Some(Accepted), "{what}");
                             }
                             _ => {}

@@ -237,6 +237,25 @@ fn the_desired_bundle_is_installed_flipped_and_reported() {
     let b = last.slots.iter().find(|s| s.slot == "B").expect("slot B");
     assert_eq!(b.bundle.as_ref().map(|x| x.manifest_hash.as_str()), Some(hash.as_str()));
     assert_eq!(b.state, "trial");
+    // Stopped right after the flip, before its state was saved (edge-init's shutdown), then back on slot A (the
+    // bootloader fell back): the updater's journal says this bundle was done with, so it is not installed again.
+    drop(a);
+    let state_path = node.root().join("data/edge-agent/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("json");
+    state["settled_bundle"] = serde_json::Value::Null;
+    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("write");
+    let journal_path = node.root().join("data/edge-update/journal.json");
+    let text = std::fs::read_to_string(&journal_path).expect("journal");
+    assert!(text.contains("\"phase\": \"flipped\"") || text.contains("\"phase\":\"flipped\""), "{text}");
+    let text = text
+        .replace("\"phase\": \"flipped\"", "\"phase\": \"rolled-back\"")
+        .replace("\"phase\":\"flipped\"", "\"phase\":\"rolled-back\"");
+    std::fs::write(&journal_path, text).expect("journal");
+    let mut a = agent(&node);
+    a.round();
+    a.round();
+    assert_eq!(ep.reports().iter().filter(|r| r.kind == ReportKind::Started).count(), 1, "installed once");
 }
 
 /// Listens where edge-init's control socket is, answers `ok` to each request line, and counts the reboots asked.
