@@ -66,6 +66,10 @@ fn with_the_endpoint_down_the_agent_backs_off_and_loses_nothing() {
     }
     assert_eq!(waits, vec![2, 4, 8, 16, 16, 16, 16], "capped exponential backoff");
     let before = ep.reports().len();
+    // The node restarts while the endpoint is still down: the spool and its numbering come back from the disk.
+    drop(a);
+    let mut a = agent(&node);
+    assert_eq!(a.n_pending(), 7);
     ep.lock().always = None;
     // Back: the reports go in batches of 3, in order, and the pace is the poll interval again.
     assert_eq!(a.round(), Duration::from_secs(1));
