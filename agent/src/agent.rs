@@ -155,7 +155,7 @@ impl<C: Clock> Agent<C> {
     fn execute(&mut self, action: Action, inventory: &fleet_wire::node::Inventory, hash: &str) -> Option<Event> {
         let now = self.clock.now_unix_secs();
         match action {
-            Action::Enroll => Some(Event::Enrolled(self.enroll(inventory, hash, now))),
+            Action::Enroll => Some(Event::Enrolled(self.enroll(inventory, now))),
             Action::SendReports => Some(Event::Reported(self.send_reports(now))),
             Action::PutInventory => {
                 let contact = self.client.put_inventory(inventory, now);
@@ -185,9 +185,8 @@ impl<C: Clock> Agent<C> {
     fn enroll(
         &mut self,
         inventory: &fleet_wire::node::Inventory,
-        hash: &str,
         now: u64,
-    ) -> Outcome<(fleet_wire::node::NodeStatus, u32, String)> {
+    ) -> Outcome<(fleet_wire::node::NodeStatus, u32)> {
         let token = match read_token(&self.config.token_file) {
             Ok(t) => t,
             Err(e) => {
@@ -208,7 +207,7 @@ impl<C: Clock> Agent<C> {
                 let mut r = report(ReportKind::Enrolled, format!("enrolled as {}: {}", reply.node_id, reply.status));
                 r.phase = inventory.update_phase.clone();
                 self.spool_report(r);
-                Outcome::Ok((reply.status, reply.poll_interval_secs, hash.to_owned()))
+                Outcome::Ok((reply.status, reply.poll_interval_secs))
             }
             Outcome::Rejected => Outcome::Rejected,
             Outcome::Refused(s) => Outcome::Refused(s),

@@ -61,8 +61,8 @@ pub enum Event {
         /// The inventory changed since the endpoint took it.
         inventory_changed: bool,
     },
-    /// The enrollment's answer: the node's status, the suggested poll interval and the hash of the inventory sent.
-    Enrolled(Outcome<(NodeStatus, u32, String)>),
+    /// The enrollment's answer: the node's status and the suggested poll interval.
+    Enrolled(Outcome<(NodeStatus, u32)>),
     /// The desired state's answer, and the node's facts at that time.
     Desired(Outcome<Polled>, Facts),
     /// A batch was sent; `true` when more reports wait.
@@ -139,11 +139,12 @@ pub fn step(link: &Link, state: &State, timing: &Timing, facts_now: Event) -> St
             }
         }
         Event::Enrolled(outcome) => match outcome {
-            Outcome::Ok((status, poll_secs, inventory_hash)) => {
+            Outcome::Ok((status, poll_secs)) => {
                 contact_ok(&mut s.link, timing, Some(poll_secs));
                 s.state.status = Some(status);
-                s.state.inventory_hash = Some(inventory_hash);
-                s.actions.extend([Action::SendReports, Action::PollDesired]);
+                // The inventory went with the enrollment; it is put once more, so that an endpoint that already
+                // knew this key (a 200) holds today's, and the hash it took is recorded the one way.
+                s.actions.extend([Action::SendReports, Action::PutInventory, Action::PollDesired]);
             }
             // A revoked or unknown token, a refused body: retried slowly, since a token may be re-issued.
             Outcome::Rejected | Outcome::Refused(_) => refused(&mut s),
@@ -337,7 +338,7 @@ mod tests {
         let t = timing();
         // (event, failures after from 3 failures, slow after, ends the round)
         let cases: Vec<(Event, u32, bool, bool)> = vec![
-            (Event::Enrolled(Outcome::Ok((Pending, 5, "h".into()))), 0, false, false),
+            (Event::Enrolled(Outcome::Ok((Pending, 5))), 0, false, false),
             (Event::Enrolled(Outcome::Rejected), 0, true, true),
             (Event::Enrolled(Outcome::Refused(400)), 0, true, true),
             (Event::Enrolled(Outcome::Down), 4, false, true),
@@ -366,15 +367,10 @@ mod tests {
     }
 
     #[test]
-    fn an_enrollment_records_the_status_and_the_inventory_and_goes_on() {
-        let s = step(
-            &link(0, false),
-            &State::default(),
-            &timing(),
-            Event::Enrolled(Outcome::Ok((Pending, 5, "inv".into()))),
-        );
-        assert_eq!((s.state.status, s.state.inventory_hash.as_deref()), (Some(Pending), Some("inv")));
-        assert_eq!(s.actions, vec![Action::SendReports, Action::PollDesired]);
+    fn an_enrollment_records_the_status_and_puts_the_inventory() {
+        let s = step(&link(0, false), &State::default(), &timing(), Event::Enrolled(Outcome::Ok((Pending, 5))));
+        assert_eq!(s.state.status, Some(Pending));
+        assert_eq!(s.actions, vec![Action::SendReports, Action::PutInventory, Action::PollDesired]);
         // The endpoint's 5 s is clamped to the floor.
         assert_eq!(s.link.poll_interval, Duration::from_secs(10));
     }
@@ -516,7 +512,7 @@ mod tests {
             }
         }
         let mut events: Vec<Event> = vec![
-            Event::Enrolled(Outcome::Ok((Accepted, 30, "h".into()))),
+            Event::Enrolled(Outcome::Ok((Accepted, 30))),
             Event::Enrolled(Outcome::Rejected),
             Event::Enrolled(Outcome::Refused(400)),
             Event::Enrolled(Outcome::Down),

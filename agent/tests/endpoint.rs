@@ -29,6 +29,7 @@ fn a_node_enrolls_reports_in_order_and_polls_with_its_etag() {
     assert_eq!(paths[0], ("POST", "/v1/enroll".to_owned()));
     assert_eq!(paths[1], ("POST", format!("/v1/nodes/{id}/reports")));
     assert_eq!(paths.last(), Some(&("GET", format!("/v1/nodes/{id}/desired"))));
+    assert_eq!(paths[2], ("PUT", format!("/v1/nodes/{id}/inventory")), "the inventory once more after enrolling");
     assert_eq!(kinds(&ep), vec![ReportKind::Booted, ReportKind::Committed, ReportKind::Enrolled]);
     let seqs: Vec<u64> = ep.reports().iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
