@@ -18,8 +18,8 @@ set -euo pipefail
 # A path stands for a file the suite reads rather than a command.
 # GNU time goes by its path, because `command -v time` finds the shell keyword. A path may hold a glob: Debian keeps
 # PostgreSQL's programs under /usr/lib/postgresql/<major>/bin, off PATH, and any major will do (the fleet endpoint's
-# tests start their own server with them; testkit's postgres module picks the newest). openssl makes the tests' private
-# CA (testkit's tls module); curl is the client of the fleet demo and benchmark.
+# tests start their own server with them; testkit's postgres module picks the newest). openssl makes the tests'
+# private CAs (testkit's tls module, edge-agent's TLS test); curl is the client of the fleet demo and benchmark.
 edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools

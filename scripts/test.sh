@@ -22,6 +22,10 @@ if [ "$init_size" -gt $((1 << 20)) ]; then
     echo "error: edge-init is $init_size bytes, over the 1 MiB budget" >&2
     exit 1
 fi
+echo "== edge-agent: a static musl release build (its size, for the record)" >&2
+cargo build --quiet --release --locked --target x86_64-unknown-linux-musl -p edge-agent
+agent_bin=target/x86_64-unknown-linux-musl/release/edge-agent
+echo "edge-agent: $(stat -c %s "$agent_bin") bytes ($(file -b "$agent_bin" | cut -d, -f1-2))" >&2
 echo "== cargo test" >&2
 # The QEMU node tests keep the console log of a failed test here; old ones are cleared first.
 qemu_logs=target/qemu-logs

@@ -12,7 +12,8 @@
 #   root-VARIANT-VERSION.ext4  slot root filesystems, for each VARIANT:VERSION in EDGE_NODE_IMAGES
 #   root/               the tree shared by every image
 # Variants differ only in /etc/edge/services.toml and /etc/edge/broken:
-#   good       net, the ESP mount, the app stand-in (critical, notify), the harness shell, then `edge-update boot`
+#   good       net, the ESP mount, the app stand-in (critical, notify), the harness shell, the fleet agent, then
+#              `edge-update boot`
 #   unhealthy  as good, but its health check fails (/etc/edge/broken)
 #   hang       a critical service that is down for good, so edge-init stops petting the watchdog; nothing commits
 #   panic      a service that crashes the kernel (sysrq c); panic=10 on the command line reboots it
@@ -65,10 +66,10 @@ bbdir=$(fetch_deb busybox-static)
 target=x86_64-unknown-linux-musl
 cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
 (cd "$repo" && cargo build -q --release --locked --target "$target" --target-dir "$cargo_target" \
-    -p edge-init -p edge-update -p edge-bootctl -p edge-image)
+    -p edge-init -p edge-update -p edge-bootctl -p edge-image -p edge-agent)
 bin="$cargo_target/$target/release"
 mkdir -p "$out/bin"
-for b in edge-init edge-update edge-bootctl edge-image; do install -m 0755 "$bin/$b" "$out/bin/$b.tmp" && mv "$out/bin/$b.tmp" "$out/bin/$b"; done
+for b in edge-init edge-update edge-bootctl edge-image edge-agent; do install -m 0755 "$bin/$b" "$out/bin/$b.tmp" && mv "$out/bin/$b.tmp" "$out/bin/$b"; done
 # busybox's nc is also the host side of the guest's one network forward (qemu-tests/src/vm.rs).
 install -m 0755 "$bbdir/bin/busybox" "$out/bin/busybox.tmp" && mv "$out/bin/busybox.tmp" "$out/bin/busybox"
 mkdir -p "$out/keys"
@@ -126,6 +127,7 @@ done
 install -m 0755 "$bin/edge-init" "$root/sbin/edge-init"
 install -m 0755 "$bin/edge-update" "$root/usr/bin/edge-update"
 install -m 0755 "$bin/edge-bootctl" "$root/usr/bin/edge-bootctl"
+install -m 0755 "$bin/edge-agent" "$root/usr/bin/edge-agent"
 install -m 0644 "$kdir/boot/vmlinuz-$kver" "$root/boot/vmlinuz"
 install -m 0644 "$work/initrd.img" "$root/boot/initrd.img"
 copy_modules "$root" virtio_pci virtio_blk crc32c_generic ext4 virtio_net virtio_console i6300esb vfat nls_cp437 nls_ascii
@@ -161,6 +163,14 @@ restart = "never"
 [[service]]
 name = "shell"
 argv = ["/usr/libexec/edge-node/shell"]
+restart = "always"
+
+# The fleet agent: ready once its config is read and its key is there, before any network; nothing waits for it,
+# and with no endpoint (or no token in /etc/edge/fleet-token) it only retries.
+[[service]]
+name = "edge-agent"
+argv = ["/usr/bin/edge-agent", "run"]
+ready = "notify"
 restart = "always"
 TOML
 }

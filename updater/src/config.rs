@@ -271,7 +271,7 @@ impl Config {
         self.data_dir.join("journal.json")
     }
 
-    /// The event log's path (JSON Lines, shipped by the cloud link).
+    /// The event log's path (JSON Lines, only appended to; `edge-agent` ships it by offset).
     pub fn events_path(&self) -> PathBuf {
         self.data_dir.join("events.jsonl")
     }

@@ -42,6 +42,10 @@ pub struct HttpOptions {
     pub min_rate_bytes: u64,
     /// The window of the minimum rate.
     pub min_rate_window: Duration,
+    /// The CA certificates (DER) an https server must chain to, in place of the public roots; `None`: the public
+    /// roots. A caller that knows a private CA for a host (the fleet agent, for its endpoint's own bundle store)
+    /// sets it; the bundle's signatures are checked either way.
+    pub roots: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 }
 
 impl Default for HttpOptions {
@@ -54,6 +58,7 @@ impl Default for HttpOptions {
             backoff_max: Duration::from_secs(60),
             min_rate_bytes: 4096,
             min_rate_window: Duration::from_secs(60),
+            roots: None,
         }
     }
 }
@@ -479,15 +484,25 @@ impl HttpFetch {
         // Redirects are followed here, not by ureq, which would follow one to another scheme; every status comes
         // back as a response, to be classified here. A per-read timeout bounds every wait on a fresh or pooled
         // connection; range requests add their own deadline (`deadline`) per request.
+        let tls = options.roots.as_ref().map(|roots| {
+            let certs = roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build()
+        });
         let config = |max_idle: usize| {
-            ureq::Agent::config_builder()
+            let b = ureq::Agent::config_builder()
                 .timeout_connect(Some(options.connect_timeout))
                 .timeout_per_read(Some(options.read_timeout))
                 .max_redirects(0)
                 .http_status_as_error(false)
                 .max_idle_connections(max_idle)
-                .user_agent(concat!("edge-update/", env!("CARGO_PKG_VERSION")))
-                .build()
+                .user_agent(concat!("edge-update/", env!("CARGO_PKG_VERSION")));
+            match &tls {
+                Some(t) => b.tls_config(t.clone()).build(),
+                None => b.build(),
+            }
         };
         let agent = config(ureq::config::Config::default().max_idle_connections()).new_agent();
         // The stream agent pools nothing: each stream has a fresh connection.

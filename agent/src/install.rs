@@ -1,0 +1,274 @@
+//! Installing the desired bundle through the updater's library, the way `edge-update install` does (the same lock,
+//! the same journal and event log, the same streaming install and checks), with one check of the agent's own in
+//! front: the bundle must be the one the desired state named.
+//!
+//! That check pins the bundle's head: the agent reads the header, manifest and signatures once, compares the
+//! manifest's blake3 with the desired state's `manifest_hash`, and hands the updater a source ([`Pinned`]) that
+//! serves those same bytes from memory. The updater verifies the signatures over exactly the manifest that was
+//! compared, and everything after it is pinned by that manifest's hashes, so a server that swaps the bundle between
+//! the two reads gains nothing. A mismatch is refused before anything is written.
+
+use std::io::{self, Read};
+
+use bootctl::rules::Slot;
+use fleet_wire::node::BundleRef;
+use image_layout::format::{Header, HEADER_LEN};
+use image_layout::keys::Keyring;
+use time::OffsetDateTime;
+use updater::config::{Config as UpdateConfig, RebootMethod};
+use updater::device::{Access, SlotFile};
+use updater::error::{exit, Error as UpdateError};
+use updater::fetch::Fetch;
+use updater::http::HttpFetch;
+use updater::install::{install, Options};
+use updater::wire::Progress;
+
+/// How an install ended, with what the agent reports of it.
+#[derive(Debug)]
+pub enum Ended {
+    /// Verified and flipped; the updater asked edge-init for the reboot.
+    Flipped,
+    /// Refused by the node's checks: `exit_code` is `edge-update`'s exit class, `reason` the whole cause.
+    Refused {
+        /// The exit class.
+        exit_code: i32,
+        /// The cause.
+        reason: String,
+    },
+    /// Failed on the way (the network, a disk); retried later.
+    Failed {
+        /// The cause.
+        reason: String,
+    },
+    /// Another `edge-update` holds the lock, or an update waits for its reboot or commit; retried later.
+    Busy {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The stack the pinned manifest lists, once known (for the inventory).
+pub type Stack = Option<serde_json::Value>;
+
+/// A bundle source whose head (header, manifest, signatures) was read once and is served from memory.
+pub struct Pinned {
+    inner: Box<dyn Fetch>,
+    head: Vec<u8>,
+}
+
+impl Pinned {
+    /// Reads the head of `inner` and checks that its manifest's blake3 is `manifest_hash`; returns the pinned
+    /// source and the manifest's stack.
+    pub fn pin(mut inner: Box<dyn Fetch>, manifest_hash: &str) -> Result<(Pinned, Stack), UpdateError> {
+        let name = inner.name().to_owned();
+        let mut head = vec![0u8; HEADER_LEN];
+        read_exact(&mut *inner, 0, &mut head)?;
+        let hb: &[u8; HEADER_LEN] = head[..].try_into().expect("the header's length");
+        let header = Header::decode(hb).map_err(|source| UpdateError::Bundle { source_name: name.clone(), source })?;
+        head.resize(header.body_start() as usize, 0);
+        read_exact(&mut *inner, HEADER_LEN as u64, &mut head[HEADER_LEN..])?;
+        let parsed = image_layout::reader::Head::read(&mut &head[..])
+            .map_err(|source| UpdateError::Bundle { source_name: name.clone(), source })?;
+        let found = blake3::hash(&parsed.manifest_bytes).to_hex().to_string();
+        if found != manifest_hash {
+            return Err(UpdateError::Incompatible {
+                expected: format!("the bundle with manifest {manifest_hash}"),
+                found: format!("manifest {found} at {name}"),
+            });
+        }
+        let stack = image_layout::manifest::Manifest::parse(&parsed.manifest_bytes).ok().map(|m| m.stack);
+        Ok((Pinned { inner, head }, stack))
+    }
+}
+
+fn read_exact(fetch: &mut dyn Fetch, start: u64, buf: &mut [u8]) -> Result<(), UpdateError> {
+    let name = fetch.name().to_owned();
+    let mut r = fetch.open(start, Some(start + buf.len() as u64)).map_err(|e| UpdateError::fetch(&name, start, e))?;
+    r.read_exact(buf).map_err(|e| UpdateError::fetch(&name, start, e))
+}
+
+impl Fetch for Pinned {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn seekable(&self) -> bool {
+        self.inner.seekable()
+    }
+    fn len(&mut self) -> io::Result<Option<u64>> {
+        self.inner.len()
+    }
+    fn open(&mut self, start: u64, end: Option<u64>) -> io::Result<Box<dyn Read + Send + '_>> {
+        let head_len = self.head.len() as u64;
+        if start >= head_len {
+            return self.inner.open(start, end);
+        }
+        let stop = end.map_or(head_len, |e| e.min(head_len));
+        let from_head = &self.head[start as usize..stop.max(start) as usize];
+        if end.is_some_and(|e| e <= head_len) {
+            return Ok(Box::new(from_head));
+        }
+        let rest = self.inner.open(head_len, end)?;
+        Ok(Box::new(from_head.chain(rest)))
+    }
+    fn bytes_received(&self) -> u64 {
+        self.inner.bytes_received()
+    }
+}
+
+/// Installs `bundle` as `edge-update install URL --reboot` would, after pinning it to the desired manifest;
+/// `roots`, when given, are the only CA certificates (DER) its https URL may chain to (the endpoint's CA, for the
+/// endpoint's own bundle store); `progress` sees the updater's progress. Returns how it ended and the manifest's
+/// stack when it was pinned.
+pub fn run(
+    config: &UpdateConfig,
+    bundle: &BundleRef,
+    roots: Option<std::sync::Arc<Vec<Vec<u8>>>>,
+    progress: &mut dyn FnMut(&Progress),
+) -> (Ended, Stack) {
+    let Some(url) = bundle.urls.first() else {
+        let reason = "the desired bundle names no URL".to_owned();
+        return (Ended::Refused { exit_code: exit::REFUSED, reason }, None);
+    };
+    let keyring = match Keyring::load(&config.keyring) {
+        Ok(k) => k,
+        Err(source) => {
+            let e = UpdateError::Keyring { path: config.keyring.clone(), source };
+            return (Ended::Failed { reason: crate::error::chain(&e) }, None);
+        }
+    };
+    let booted = match updater::slots::booted(config) {
+        Ok(b) => b,
+        Err(e) => return (Ended::Failed { reason: crate::error::chain(&e) }, None),
+    };
+    // The same lock `edge-update install` takes: a CLI install running now makes this one wait for a later poll.
+    let mut node = match updater::run::Node::open(config, booted) {
+        Ok(n) => n,
+        Err(e) => return (classify(&e), None),
+    };
+    node.reboot = RebootMethod::Init;
+    let stop = updater::run::record_stop_signals(config, url)
+        .map_err(|e| log::warn!("stop signals will not be recorded: {e}"))
+        .ok();
+    let mut stack = None;
+    let result = (|| {
+        let target = updater::slots::resolve(config, booted.other())?;
+        let mut dev = SlotFile::open(&target.path, Access::ReadWrite).map_err(|source| UpdateError::OpenSlot {
+            slot: target.slot,
+            device: target.path.clone(),
+            source,
+        })?;
+        let options = updater::http::HttpOptions { roots, ..config.http_options() };
+        let http = HttpFetch::new(url, options)
+            .map_err(|e| UpdateError::OpenSource { source_name: url.clone(), source: Box::new(e) })?;
+        let (mut fetch, s) = Pinned::pin(Box::new(http), &bundle.manifest_hash)?;
+        stack = s;
+        let mut old = open_booted(config, booted);
+        let mut opts = Options::at(OffsetDateTime::now_utc());
+        opts.reboot = true;
+        // One decompression worker: the fewest chunks in flight, so the agent stays within its memory target
+        // (bench/README.md, "edge-agent memory") whatever the node's cores; a background install over a WAN link
+        // is not bound by one core's zstd.
+        opts.threads = 1;
+        let old_dev = old.as_mut().map(|f| f as &mut dyn updater::device::SlotDevice);
+        install(&mut node, &keyring, &mut fetch, &target, &mut dev, old_dev, &opts, progress)
+    })();
+    if let Some(stop) = stop {
+        stop.close();
+    }
+    match result {
+        Ok(report) => {
+            if let Some(reason) = &report.outcome.reboot_error {
+                log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", report.target);
+            }
+            (Ended::Flipped, stack)
+        }
+        Err(e) => {
+            node.emit_install_failed(url, &e);
+            (classify(&e), stack)
+        }
+    }
+}
+
+/// The booted slot, read only, for delta reuse; without it the install is full.
+fn open_booted(config: &UpdateConfig, booted: Slot) -> Option<SlotFile> {
+    updater::slots::resolve(config, booted)
+        .and_then(|b| {
+            SlotFile::open(&b.path, Access::ReadOnly).map_err(|source| UpdateError::OpenSlot {
+                slot: b.slot,
+                device: b.path,
+                source,
+            })
+        })
+        .map_err(|e| log::warn!("no delta install: {e}"))
+        .ok()
+}
+
+/// How an updater error ends an install of the desired bundle: the node's state not allowing one now is busy, a
+/// transfer or disk failure is retried, every other class (not trusted, malformed, damaged, expired, not for this
+/// board or below the floor, not the bundle named) is a refusal.
+pub fn classify(e: &UpdateError) -> Ended {
+    let reason = crate::error::chain(e);
+    match e {
+        UpdateError::Locked { .. }
+        | UpdateError::Busy { .. }
+        | UpdateError::BootedNotGood { .. }
+        | UpdateError::WrongPhase { .. } => Ended::Busy { reason },
+        _ => match e.exit_code() {
+            exit::FAILURE => Ended::Failed { reason },
+            exit_code => Ended::Refused { exit_code, reason },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use updater::fetch::FileFetch;
+
+    /// A small signed bundle made with the real writer.
+    pub(crate) fn bundle(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+        use image_layout::keys::SecretKey;
+        use image_layout::writer::{build, BuildOptions, PayloadInput};
+        let key = SecretKey::from_seed([3; 32]);
+        let out = dir.join("b.bundle");
+        let mut opts = BuildOptions::new("2.0.0", 1, "test-board", OffsetDateTime::UNIX_EPOCH);
+        opts.stack = serde_json::json!({"k3s": "1.31"});
+        let payload = PayloadInput {
+            name: "rootfs".into(),
+            reader: Box::new(std::io::Cursor::new(vec![7u8; 100_000])),
+            path: "rootfs.img".into(),
+        };
+        build(&opts, vec![payload], &[key], &out, &|_| {}).expect("build");
+        let bytes = std::fs::read(&out).expect("read");
+        let head = image_layout::reader::Head::read(&mut &bytes[..]).expect("head");
+        (out, blake3::hash(&head.manifest_bytes).to_hex().to_string())
+    }
+
+    #[test]
+    fn only_the_named_manifest_is_pinned_and_its_head_is_served_from_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, hash) = bundle(dir.path());
+        let bytes = std::fs::read(&path).expect("read");
+        let (mut pinned, stack) = Pinned::pin(Box::new(FileFetch::new(path.clone())), &hash).expect("pins");
+        assert_eq!(stack, Some(serde_json::json!({"k3s": "1.31"})));
+        // Reads across the head's end and after it are the file's bytes.
+        for (start, end) in [(0u64, 10u64), (5, 4000.min(bytes.len() as u64)), (0, bytes.len() as u64)] {
+            let mut got = Vec::new();
+            pinned.open(start, Some(end)).expect("open").read_to_end(&mut got).expect("read");
+            assert_eq!(got, bytes[start as usize..end as usize], "{start}..{end}");
+        }
+        let other = "0".repeat(64);
+        let r = Pinned::pin(Box::new(FileFetch::new(path)), &other);
+        assert!(matches!(r, Err(UpdateError::Incompatible { .. })), "{:?}", r.err());
+    }
+
+    #[test]
+    fn updater_errors_are_classed_as_the_loop_needs() {
+        let locked = UpdateError::Locked { path: "/data/edge-update/lock".into() };
+        assert!(matches!(classify(&locked), Ended::Busy { .. }));
+        let downgrade = UpdateError::Downgrade { found: 1, installed: 2 };
+        assert!(matches!(classify(&downgrade), Ended::Refused { exit_code: exit::REFUSED, .. }));
+        let io = UpdateError::fetch("http://x/b", 0, io::Error::other("reset"));
+        assert!(matches!(classify(&io), Ended::Failed { .. }));
+    }
+}
