@@ -92,7 +92,7 @@ impl Cloud {
         config.poll_interval_secs = 1;
         config.public_url = Some(self.url());
         config.keyring = Some(Arc::new(image_layout::keys::Keyring::load(&self.keyring).expect("keyring")));
-        let app = Arc::new(App { store, clock: Arc::new(SystemClock), config });
+        let app = Arc::new(App::new(store, Arc::new(SystemClock), config));
         let addr = format!("127.0.0.1:{}", self.port);
         let listener = rt.block_on(edge_cloud::server::bind(&addr)).expect("bind the endpoint's port again");
         rt.spawn(edge_cloud::server::serve(listener, api::router(app), None));

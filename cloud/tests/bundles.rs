@@ -86,7 +86,7 @@ fn an_upload_is_verified_kept_named_and_served_with_range(backend: Backend) {
     let (url2, _store, _server) = {
         let mut config = env.app.config.clone();
         config.public_url = Some(url.clone());
-        let app = Arc::new(edge_cloud::api::App { store: env.store.clone(), clock: env.app.clock.clone(), config });
+        let app = Arc::new(edge_cloud::api::App::new(env.store.clone(), env.app.clock.clone(), config));
         let (addr, server) =
             env.rt.block_on(edge_cloud::server::start_loopback(edge_cloud::api::router(app))).expect("serve");
         (format!("http://{addr}"), (), server)

@@ -65,9 +65,41 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// The configuration.
     pub config: Config,
+    /// Node keys already read from the store, by node id.
+    keys: KeyCache,
 }
 
+/// Node keys read from the store, so that a node's every request does not read its key again. Nothing in it can go
+/// stale: a node id is the hash of its key (`NodeId::of_key`), so the key of an id never changes, and whether the
+/// node may still act (rejected, decommissioned) is decided by the store in each request's own transaction, never
+/// from here. It is bounded: when full it is emptied and fills again from the store.
+#[derive(Debug, Default)]
+struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, ed25519_dalek::VerifyingKey>>);
+
+/// The most keys the cache holds (about 100 bytes each).
+const KEY_CACHE_MAX: usize = 1 << 20;
+
 impl App {
+    /// The state the handlers share.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> App {
+        App { store, clock, config, keys: KeyCache::default() }
+    }
+
+    /// The key of node `id`, from the cache or else the store; `None` when no node has that id.
+    pub(crate) async fn node_key(&self, id: &str) -> Result<Option<ed25519_dalek::VerifyingKey>, ApiError> {
+        if let Some(key) = self.keys.0.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(Some(*key));
+        }
+        let Some(stored) = self.store.node_key(id).await? else { return Ok(None) };
+        let Ok(key) = fleet_wire::node::decode_public_key(&stored.public_key) else { return Ok(None) };
+        let mut keys = self.keys.0.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= KEY_CACHE_MAX {
+            keys.clear();
+        }
+        keys.insert(id.to_owned(), key);
+        Ok(Some(key))
+    }
+
     /// Now, in seconds since the epoch, as the store takes it.
     pub fn now(&self) -> i64 {
         i64::try_from(self.clock.now()).unwrap_or(i64::MAX)

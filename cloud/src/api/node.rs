@@ -109,11 +109,10 @@ fn replay_of(verified: &Verified) -> Replay {
 /// Verifies a request to `/v1/nodes/{path_node}/...`: signed by an enrolled node, that node, still allowed.
 async fn authenticate(app: &App, parts: &Parts, body: &[u8], path_node: &str) -> Result<Signed, ApiError> {
     let keyid = claimed_keyid(parts);
-    let stored = match keyid.as_deref().filter(|k| k.parse::<NodeId>().is_ok()) {
-        Some(k) => app.store.node_key(k).await?,
+    let key = match keyid.as_deref().filter(|k| k.parse::<NodeId>().is_ok()) {
+        Some(k) => app.node_key(k).await?,
         None => None,
     };
-    let key = stored.as_ref().and_then(|s| decode_public_key(&s.public_key).ok());
     let verified = verify(app, parts, body, |k| (Some(k) == keyid.as_deref()).then_some(key).flatten())?;
     if verified.keyid != path_node {
         return Err(ApiError::new(
@@ -122,8 +121,8 @@ async fn authenticate(app: &App, parts: &Parts, body: &[u8], path_node: &str) ->
             format!("node {} may not act on node {path_node}", verified.keyid),
         ));
     }
-    let status = stored.map(|s| s.status).expect("a verified key was found in the store");
-    crate::store::sql::active(path_node, status)?;
+    // Whether the node may still act (not rejected, not decommissioned) is the store's to decide, in the
+    // transaction of the request's effect, so that no replica acts on a status it read before.
     Ok(Signed { node: verified.keyid.clone(), replay: replay_of(&verified) })
 }
 

@@ -244,13 +244,9 @@ macro_rules! store_impl {
 
         /// Records a replay id in the transaction of the request's effect; refuses one recorded before. The node's
         /// ids the window has passed go first, which keeps the table small without a sweep.
-        async fn insert_replay(conn: &mut $conn, node: &str, replay: &Replay, now: i64) -> Result<()> {
-            sqlx::query("DELETE FROM replays WHERE node = $1 AND expires_at < $2")
-                .bind(node)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("prune replay ids"))?;
+        /// Records a replay id, refusing one already held. Expired ids are deleted by `prune`, every minute, not
+        /// here: a statement less in every request.
+        async fn insert_replay(conn: &mut $conn, node: &str, replay: &Replay, _now: i64) -> Result<()> {
             let done = sqlx::query("INSERT INTO replays (id, node, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&replay.id)
                 .bind(node)
@@ -613,35 +609,41 @@ macro_rules! store_impl {
                     insert_replay(&mut tx, node, replay, now).await?;
                     let mut desired = Desired { status, bundle: None, actions: Vec::new() };
                     if status == NodeStatus::Accepted {
-                        let hash: Option<String> = sqlx::query(
-                            "SELECT COALESCE(p.bundle, g.bundle) AS bundle FROM nodes n \
-                             LEFT JOIN node_pins p ON p.node = n.id LEFT JOIN groups g ON g.name = n.grp \
+                        // One statement for the bundle (pin, else group) and whether actions wait: a poll is the
+                        // endpoint's most frequent request, and each statement is a round trip.
+                        let row = sqlx::query(
+                            "SELECT b.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM actions a \
+                             WHERE a.node = n.id AND a.state = 'queued') THEN 1 ELSE 0 END AS BIGINT) AS has_actions \
+                             FROM nodes n LEFT JOIN node_pins p ON p.node = n.id LEFT JOIN groups g ON g.name = n.grp \
+                             LEFT JOIN bundles b ON b.manifest_hash = COALESCE(p.bundle, g.bundle) \
                              WHERE n.id = $1",
                         )
                         .bind(node)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(db("read a node's bundle"))?
-                        .try_get("bundle")
                         .map_err(db("read a node's bundle"))?;
-                        if let Some(hash) = hash {
-                            desired.bundle = bundle_by_hash(&mut tx, &hash).await?;
+                        let hash: Option<String> = row.try_get("manifest_hash").map_err(db("read a node's bundle"))?;
+                        if hash.is_some() {
+                            desired.bundle = Some(read_bundle(&row)?);
                         }
-                        let rows = sqlx::query(
-                            "SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' \
-                             ORDER BY created_at, id",
-                        )
-                        .bind(node)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db("read a node's actions"))?;
-                        for row in &rows {
-                            desired.actions.push(Action {
-                                id: row.try_get("id").map_err(db("read an action"))?,
-                                kind: $crate::store::sql::action_kind(
-                                    &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
-                                )?,
-                            });
+                        let has_actions: i64 = row.try_get("has_actions").map_err(db("read a node's bundle"))?;
+                        if has_actions != 0 {
+                            let rows = sqlx::query(
+                                "SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' \
+                                 ORDER BY created_at, id",
+                            )
+                            .bind(node)
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(db("read a node's actions"))?;
+                            for row in &rows {
+                                desired.actions.push(Action {
+                                    id: row.try_get("id").map_err(db("read an action"))?,
+                                    kind: $crate::store::sql::action_kind(
+                                        &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
+                                    )?,
+                                });
+                            }
                         }
                     }
                     tx.commit().await.map_err(db("commit a poll"))?;

@@ -98,7 +98,7 @@ impl Env {
         let mut config = Config::new(data.path());
         tune(&mut config);
         let store = open_store(&rt, backend, data.path(), db_url.as_deref());
-        let app = Arc::new(App { store: store.clone(), clock: Arc::new(clock.clone()), config });
+        let app = Arc::new(App::new(store.clone(), Arc::new(clock.clone()), config));
         let (addr, server) = rt.block_on(edge_cloud::server::start_loopback(api::router(app.clone()))).expect("serve");
         Env { backend, store, app, clock, url: format!("http://{addr}"), server: Some(server), rt, pg, db_url, data }
     }
@@ -107,7 +107,7 @@ impl Env {
     pub fn replica(&self) -> (String, Arc<dyn Store>, tokio::task::JoinHandle<()>) {
         let store = open_store(&self.rt, self.backend, self.data.path(), self.db_url.as_deref());
         let app =
-            Arc::new(App { store: store.clone(), clock: self.app.clock.clone(), config: self.app.config.clone() });
+            Arc::new(App::new(store.clone(), self.app.clock.clone(), self.app.config.clone()));
         let (addr, server) = self.rt.block_on(edge_cloud::server::start_loopback(api::router(app))).expect("serve");
         (format!("http://{addr}"), store, server)
     }
@@ -120,7 +120,7 @@ impl Env {
         let (url, store, server) = self.replica();
         self.url = url;
         self.store = store.clone();
-        self.app = Arc::new(App { store, clock: self.app.clock.clone(), config: self.app.config.clone() });
+        self.app = Arc::new(App::new(store, self.app.clock.clone(), self.app.config.clone()));
         self.server = Some(server);
     }
 
