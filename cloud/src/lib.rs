@@ -10,6 +10,8 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod error;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod server;
 pub mod store;
 

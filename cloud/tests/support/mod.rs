@@ -106,8 +106,7 @@ impl Env {
     /// Another endpoint (a replica, or the same one restarted) on the same database, with its own pool.
     pub fn replica(&self) -> (String, Arc<dyn Store>, tokio::task::JoinHandle<()>) {
         let store = open_store(&self.rt, self.backend, self.data.path(), self.db_url.as_deref());
-        let app =
-            Arc::new(App::new(store.clone(), self.app.clock.clone(), self.app.config.clone()));
+        let app = Arc::new(App::new(store.clone(), self.app.clock.clone(), self.app.config.clone()));
         let (addr, server) = self.rt.block_on(edge_cloud::server::start_loopback(api::router(app))).expect("serve");
         (format!("http://{addr}"), store, server)
     }
