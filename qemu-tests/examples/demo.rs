@@ -1,31 +1,36 @@
-//! The end-to-end demo (`bash scripts/demo.sh`): a node in QEMU (OVMF, GRUB, a Debian kernel, `edge-init` as PID 1)
-//! on slot A is updated over HTTP to 2.0.0 on slot B, which its health checks commit; then it is given a broken
-//! 3.0.0, which fails its health check on slot A and is rolled back by the bootloader's fallback to B.
+//! The end-to-end demo (`bash scripts/demo.sh`), driven through the fleet endpoint: `edge-cloud` (its router over a
+//! SQLite store, on the host's 127.0.0.1) and a node in QEMU (OVMF, GRUB, a Debian kernel, `edge-init` as PID 1,
+//! `edge-update` and `edge-agent` as its services) whose disk carries the site's enrollment token. The node
+//! enrolls and waits in the pending pool; the operator accepts it and gives its group 2.0.0, which the agent
+//! installs and the health checks commit on slot B; then a broken 3.0.0, which fails its health check on slot A and
+//! is rolled back by the bootloader's fallback to B.
 //!
-//! It prints a timeline: the time since QEMU started, the event, and both slots as `edge-bootctl status` sees them
-//! whenever the node can be asked. The node's console is copied to `DEMO_DIR/console.log`.
-
-use testkit::http_server;
+//! It prints a timeline: the time since QEMU started, the event, both slots as `edge-bootctl status` sees them
+//! whenever the node can be asked, and what the endpoint shows of the node. The node's console is copied to
+//! `DEMO_DIR/console.log`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use http_server::Server;
+use edge_cloud::harness::{Database, Endpoint};
+use fleet_wire::admin::{NodeDetail, NodeList};
 use qemu_tests::node::{self, Assets, BundleSpec, Variant};
 use qemu_tests::{report, Vm};
 
 const BOOT: Duration = Duration::from_secs(300);
 const CMD: Duration = Duration::from_secs(60);
-const INSTALL: Duration = Duration::from_secs(600);
+const AGENT: Duration = Duration::from_secs(600);
 
 /// The timeline, printed as it happens.
-struct Timeline {
+struct Timeline<'a> {
     started: Instant,
+    endpoint: &'a Endpoint,
+    node: Option<String>,
 }
 
-impl Timeline {
+impl Timeline<'_> {
     fn header(&self) {
-        println!("{:>7}  {:<62}  {:<32}  slot B", "time", "event", "slot A");
+        println!("{:>7}  {:<56}  {:<30}  {:<30}  endpoint sees", "time", "event", "slot A", "slot B");
     }
 
     /// Prints `event` with the slots as the node reports them now.
@@ -46,26 +51,50 @@ impl Timeline {
 
     fn line(&self, event: &str, a: &str, b: &str) {
         let t = self.started.elapsed().as_secs_f64();
-        println!("{t:>6.1}s  {event:<62}  {a:<32}  {b}");
+        println!("{t:>6.1}s  {event:<56}  {a:<30}  {b:<30}  {}", self.seen());
+    }
+
+    /// The node as the endpoint shows it: standing, version, phase and last report.
+    fn seen(&self) -> String {
+        let Some(id) = &self.node else { return "no node yet".to_owned() };
+        let (status, body) = self.endpoint.admin("GET", &format!("/v1/admin/nodes/{id}"), None);
+        let Ok(d) = serde_json::from_slice::<NodeDetail>(&body) else { return format!("(HTTP {status})") };
+        let n = d.node;
+        let or = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+        format!("{} {} {} (last: {})", n.status, or(n.booted_version), or(n.phase), or(n.last_report))
     }
 }
 
-fn next_boot(vm: &mut Vm) -> qemu_tests::Result<char> {
-    node::next_boot(vm, BOOT)
+/// Polls `what` once a second until it gives a value, for at most `limit`.
+fn wait_for<T>(limit: Duration, doing: &str, mut what: impl FnMut() -> Option<T>) -> qemu_tests::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = what() {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            let waiting_for = format!("the endpoint: {doing}");
+            return Err(qemu_tests::Error::ConsoleTimeout {
+                waiting_for,
+                timeout: limit,
+                ended: false,
+                console_tail: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
-fn services_up(vm: &mut Vm) -> qemu_tests::Result<()> {
-    node::services_up(vm, BOOT)
-}
-
-/// What `edge-update` said on a console line, without the line's prefixes and the log level.
+/// What `edge-update` (or the updater inside `edge-agent`) said on a console line, without the line's prefixes and
+/// the log level.
 fn message(line: &str) -> &str {
-    let said = line.split_once("edge-update: ").map_or(line, |(_, m)| m);
+    let said =
+        ["edge-update: ", "edge-agent: "].iter().find_map(|p| line.split_once(p).map(|(_, m)| m)).unwrap_or(line);
     said.split_once(": ").filter(|(level, _)| ["info", "warn", "error"].contains(level)).map_or(said, |(_, m)| m)
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+fn read(path: &Path) -> qemu_tests::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| qemu_tests::Error::ReadFile { path: path.to_owned(), source })
 }
 
 fn run(dir: &Path) -> qemu_tests::Result<()> {
@@ -74,25 +103,29 @@ fn run(dir: &Path) -> qemu_tests::Result<()> {
     let v1 = assets.bundle(&BundleSpec::good("1.0.0", 1))?;
     let v2 = assets.bundle(&BundleSpec::good("2.0.0", 2))?;
     let broken = assets.bundle(&BundleSpec::good("3.0.0", 3).variant(Variant::Unhealthy))?;
-    let disk = assets.disk("demo", &v1)?;
-    let server = Server::start();
-    let mut urls = Vec::new();
-    for bundle in [&v2, &broken] {
-        let name = bundle.file_name().expect("a file name").to_string_lossy().into_owned();
-        let bytes =
-            std::fs::read(bundle).map_err(|source| qemu_tests::Error::ReadFile { path: bundle.clone(), source })?;
-        server.put(&format!("/{name}"), bytes);
-        urls.push(format!("http://{}/{name}", qemu_tests::HOST_SERVER_ADDR));
-    }
-    let port = server.port();
+    let mut endpoint = Endpoint::new(Database::Sqlite, &assets.keyring(), Some("http://10.0.2.100"));
+    endpoint.start(2);
+    let seed = assets.dir().join("disks/demo-seed");
+    let _ = std::fs::remove_dir_all(&seed);
+    std::fs::create_dir_all(seed.join("edge-agent"))
+        .map_err(|source| qemu_tests::Error::WriteFile { path: seed.clone(), source })?;
+    let token = endpoint.enrollment_token("pending");
+    let token_file = seed.join("edge-agent/fleet-token");
+    std::fs::write(&token_file, format!("{token}\n"))
+        .map_err(|source| qemu_tests::Error::WriteFile { path: token_file, source })?;
+    let disk = assets.disk_seeded("demo", &v1, Some(&seed))?;
     println!();
-    println!("A node in QEMU: disk {} made by `edge-image disk` with 1.0.0 in slot A;", disk.display());
-    println!("bundles served by an HTTP server on 127.0.0.1:{port}, which the node reaches as http://10.0.2.100/.");
+    println!(
+        "The fleet endpoint: edge-cloud on {} (SQLite), which the node reaches as http://10.0.2.100/.",
+        endpoint.url()
+    );
+    println!("A node in QEMU: disk {} made by `edge-image disk` with 1.0.0 in slot A", disk.display());
+    println!("and the site's enrollment token on its data partition.");
     println!();
 
-    let line = Timeline { started: Instant::now() };
-    let mut vm = assets.start("demo", &disk, Some(port))?;
-    let result = story(&mut vm, &line, &server, &urls, [&v2, &broken]);
+    let mut line = Timeline { started: Instant::now(), endpoint: &endpoint, node: None };
+    let mut vm = assets.start("demo", &disk, Some(endpoint.port()))?;
+    let result = story(&mut vm, &mut line, &endpoint, [&v2, &broken]);
     let console = dir.join("console.log");
     let _ = std::fs::copy(vm.log_path(), &console);
     println!();
@@ -100,65 +133,67 @@ fn run(dir: &Path) -> qemu_tests::Result<()> {
     result
 }
 
-/// Offers the bundle at `url` to the node (`edge-update install`), reboots it and waits for the trial boot.
-fn offer(
-    vm: &mut Vm,
-    line: &Timeline,
-    server: &Server,
-    url: &str,
-    bundle: &Path,
-    what: &str,
-    target: char,
-) -> qemu_tests::Result<()> {
-    let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
-    line.event(vm, &format!("{what}: a {} bundle", mib(size)))?;
-    let sent = server.bytes_sent();
-    vm.sh_ok(&format!("edge-update install {url}"), INSTALL)?;
-    let fetched = server.bytes_sent() - sent;
-    line.event(vm, &format!("written to {target}, read back, flipped: {} fetched (delta)", mib(fetched)))?;
-    vm.sh_detached("edge-init ctl reboot", CMD)?;
-    line.note("reboot");
-    let slot = next_boot(vm)?;
-    line.note(&format!("GRUB boots slot {slot} on trial (one try taken)"));
+/// Gives the node's group `bundle` (uploaded to the endpoint's store) and waits for the agent to install it and
+/// `edge-init` to reboot into the trial.
+fn give(vm: &mut Vm, line: &Timeline<'_>, endpoint: &Endpoint, bundle: &Path, what: &str) -> qemu_tests::Result<()> {
+    let hash = endpoint.upload(&read(bundle)?);
+    let _: serde_json::Value =
+        endpoint.admin_ok("PUT", "/v1/admin/groups/harbour", Some(serde_json::json!({"bundle": hash})));
+    line.event(vm, &format!("operator: group harbour gets {what}"))?;
+    let flipped = vm.expect("is active on trial", AGENT)?;
+    line.event(vm, &format!("agent: fetched from the endpoint, {}", message(&flipped)))?;
+    let slot = node::next_boot(vm, BOOT)?;
+    line.note(&format!("edge-init reboots; GRUB boots slot {slot} on trial"));
     Ok(())
 }
 
-fn story(
-    vm: &mut Vm,
-    line: &Timeline,
-    server: &Server,
-    urls: &[String],
-    bundles: [&PathBuf; 2],
-) -> qemu_tests::Result<()> {
+fn story(vm: &mut Vm, line: &mut Timeline<'_>, endpoint: &Endpoint, bundles: [&PathBuf; 2]) -> qemu_tests::Result<()> {
     line.header();
     line.note("QEMU started: OVMF, then GRUB reads the boot state");
-    let slot = next_boot(vm)?;
+    let slot = node::next_boot(vm, BOOT)?;
     line.note(&format!("GRUB boots slot {slot}; edge-init is PID 1"));
-    services_up(vm)?;
+    node::services_up(vm, BOOT)?;
     vm.sh_ok("echo 'site config' >/data/site.conf && sync", CMD)?;
-    let version = vm.sh_ok("cat /etc/edge/version", CMD)?;
-    line.event(vm, &format!("services up, running {}; /data/site.conf written", version.trim()))?;
+    line.event(vm, "services up, running 1.0.0; /data/site.conf written")?;
+    let id = wait_for(AGENT, "the node enrolls", || {
+        let (_, body) = endpoint.admin("GET", "/v1/admin/nodes?status=pending", None);
+        let list: NodeList = serde_json::from_slice(&body).ok()?;
+        list.nodes.first().map(|n| n.id.to_string())
+    })?;
+    line.node = Some(id.clone());
+    line.event(vm, &format!("agent: enrolled as {id}, pending"))?;
+    let _: serde_json::Value = endpoint.admin_ok("POST", &format!("/v1/admin/nodes/{id}/accept"), None);
+    let _: serde_json::Value =
+        endpoint.admin_ok("PUT", &format!("/v1/admin/nodes/{id}/group"), Some(serde_json::json!({"group": "harbour"})));
+    line.event(vm, "operator: node accepted into group harbour")?;
 
-    // The good update, then the broken one.
-    offer(vm, line, server, &urls[0], bundles[0], "update 2.0.0 offered", 'B')?;
+    give(vm, line, endpoint, bundles[0], "2.0.0")?;
     let committed = vm.expect("committed with", BOOT)?;
-    services_up(vm)?;
+    node::services_up(vm, BOOT)?;
+    wait_for(AGENT, "the endpoint sees 2.0.0", || line.seen().contains("2.0.0 committed").then_some(()))?;
     line.event(vm, message(&committed))?;
-    offer(vm, line, server, &urls[1], bundles[1], "update 3.0.0 offered (its health check fails)", 'A')?;
+
+    give(vm, line, endpoint, bundles[1], "3.0.0 (its health check fails)")?;
     let failed = vm.expect("failed (try 2/2)", BOOT)?;
     line.note(message(&failed));
     let bad = vm.expect("marked bad", BOOT)?;
     line.note(&format!("{}; edge-update reboots", message(&bad)));
-    let slot = next_boot(vm)?;
+    let slot = node::next_boot(vm, BOOT)?;
     line.note(&format!("GRUB boots slot {slot}: A has no tries and is not good"));
     let rolled = vm.expect("rolled back", BOOT)?;
-    services_up(vm)?;
+    node::services_up(vm, BOOT)?;
+    wait_for(AGENT, "the endpoint sees the rollback", || line.seen().contains("rolled-back").then_some(()))?;
     line.event(vm, message(&rolled))?;
     let version = vm.sh_ok("cat /etc/edge/version", CMD)?;
     let site = vm.sh_ok("cat /data/site.conf", CMD)?;
     line.event(vm, &format!("running {} again; /data/site.conf: {:?}", version.trim(), site.trim()))?;
     println!();
     println!("{}", vm.sh_ok("edge-update status", CMD)?.trim_end());
+    println!();
+    println!("The endpoint's history of the node, oldest first:");
+    for r in endpoint.reports(&id) {
+        println!("  #{:<3} {:<14} {:<8} {}", r.seq, r.kind.to_string(), r.version.unwrap_or_default(), r.message);
+    }
     Ok(())
 }
 

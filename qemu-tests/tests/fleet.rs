@@ -1,0 +1,161 @@
+//! The node in QEMU managed through the fleet endpoint: `edge-cloud` (its router over a SQLite store, on the host's
+//! 127.0.0.1, reached by the guest as `http://10.0.2.100/` through QEMU's one forward) and the node's `edge-agent`,
+//! a service of `edge-init`. The scenario of docs/qemu-tests.md, "Fleet".
+
+use std::time::{Duration, Instant};
+
+use edge_cloud::harness::{Database, Endpoint};
+use fleet_wire::admin::{NodeDetail, NodeList};
+use fleet_wire::node::{NodeStatus, Report, ReportKind};
+use qemu_tests::node::{self, Assets, BundleSpec};
+use qemu_tests::{report, Vm};
+
+fn ok<T>(result: qemu_tests::Result<T>) -> T {
+    result.unwrap_or_else(|err| panic!("{}", report(&err)))
+}
+
+/// How long one boot may take from power-on to the services, on a busy 2-core machine under TCG.
+const BOOT: Duration = Duration::from_secs(240);
+/// How long a shell command may take.
+const CMD: Duration = Duration::from_secs(60);
+/// How long the agent may take to act on what the endpoint says (a poll, then a whole install under TCG).
+const AGENT: Duration = Duration::from_secs(600);
+
+/// Polls `what` once a second until it gives a value, for at most `limit`; panics naming `doing` after that.
+fn wait_for<T>(limit: Duration, doing: &str, mut what: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = what() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{doing}: not within {} s", limit.as_secs());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn kinds(reports: &[Report]) -> Vec<(ReportKind, Option<String>)> {
+    reports.iter().map(|r| (r.kind, r.version.clone())).collect()
+}
+
+/// Each report once, numbered from 1 without a gap: nothing lost, nothing counted twice.
+fn assert_complete(reports: &[Report]) {
+    let seqs: Vec<u64> = reports.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=reports.len() as u64).collect::<Vec<_>>(), "{:?}", kinds(reports));
+}
+
+#[test]
+fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_endpoint_was_away() {
+    let assets = ok(Assets::get());
+    let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
+    let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
+    let v3 = ok(assets.bundle(&BundleSpec::good("3.0.0", 3)));
+    let mut ep = Endpoint::new(Database::Sqlite, &assets.keyring(), Some("http://10.0.2.100"));
+    ep.start(2);
+
+    // Provisioning: the site's enrollment token on the data partition of the disk, as `edge-image disk` seeds it.
+    let seed = assets.dir().join("disks/fleet-seed");
+    let _ = std::fs::remove_dir_all(&seed);
+    std::fs::create_dir_all(seed.join("edge-agent")).expect("seed directory");
+    let token = ep.enrollment_token("pending");
+    std::fs::write(seed.join("edge-agent/fleet-token"), format!("{token}\n")).expect("token");
+    let disk = ok(assets.disk_seeded("fleet", &v1, Some(&seed)));
+    // The stick the second update comes on, while the endpoint is away.
+    let stick = assets.dir().join("disks/fleet-stick.img");
+    let _ = std::fs::remove_file(&stick);
+    ok(qemu_tests::host_command(
+        std::process::Command::new("mkfs.vfat").args(["-n", "EDGE-STICK", "-C"]).arg(&stick).arg("65536"),
+    ));
+    ok(qemu_tests::host_command(
+        std::process::Command::new("mcopy").arg("-i").arg(&stick).arg(&v3).arg("::/update.edgeb"),
+    ));
+    let mut options = assets.vm_options("fleet", &disk, Some(ep.port()));
+    options.extra_disks.push(stick);
+    let mut vm = ok(Vm::start(assets.tools(), options));
+    assert_eq!(ok(node::next_boot(&mut vm, BOOT)), 'A');
+    ok(node::services_up(&mut vm, BOOT));
+
+    // The node enrolls and waits in the pending pool.
+    let id = wait_for(AGENT, "the node enrolls", || {
+        let list: NodeList = ep.admin_ok("GET", "/v1/admin/nodes?status=pending", None);
+        list.nodes.first().map(|n| n.id.to_string())
+    });
+    let detail: NodeDetail = ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}"), None);
+    assert_eq!(detail.node.status, NodeStatus::Pending);
+    assert_eq!(detail.inventory.arch, "x86_64");
+    assert!(detail.inventory.slots.iter().any(|s| s.slot == "A" && s.booted), "{:?}", detail.inventory.slots);
+
+    // Accepted and labelled, then given 2.0.0 through its group.
+    let _: serde_json::Value = ep.admin_ok("POST", &format!("/v1/admin/nodes/{id}/accept"), None);
+    let _: serde_json::Value = ep.admin_ok(
+        "PUT",
+        &format!("/v1/admin/nodes/{id}/labels"),
+        Some(serde_json::json!({"set": {"site": "harbour-1"}})),
+    );
+    let v2_hash = ep.upload(&std::fs::read(&v2).expect("bundle 2.0.0"));
+    let _: serde_json::Value =
+        ep.admin_ok("PUT", "/v1/admin/groups/harbour", Some(serde_json::json!({"bundle": v2_hash})));
+    let _: serde_json::Value =
+        ep.admin_ok("PUT", &format!("/v1/admin/nodes/{id}/group"), Some(serde_json::json!({"group": "harbour"})));
+
+    // The agent installs it from the endpoint's store, edge-init reboots the node, the updater commits B.
+    assert_eq!(ok(node::next_boot(&mut vm, AGENT)), 'B');
+    let line = ok(vm.expect("slot B committed with", BOOT));
+    assert!(line.contains("2.0.0"), "{line}");
+    ok(node::services_up(&mut vm, BOOT));
+    let summary = wait_for(AGENT, "the endpoint shows 2.0.0 committed", || {
+        let d: NodeDetail = ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}"), None);
+        (d.node.booted_version.as_deref() == Some("2.0.0") && d.node.phase.as_deref() == Some("committed"))
+            .then_some(d.node)
+    });
+    assert_eq!(summary.booted_slot.as_deref(), Some("B"));
+
+    // The endpoint goes away; the node is updated from a stick by hand and commits on its own.
+    ep.stop();
+    ok(vm.sh_ok("mkdir -p /run/stick && mount -t vfat -o ro /dev/vdb /run/stick", CMD));
+    ok(vm.sh_ok("edge-update install /run/stick/update.edgeb", AGENT));
+    ok(vm.sh_detached("edge-init ctl reboot", CMD));
+    assert_eq!(ok(node::next_boot(&mut vm, BOOT)), 'A');
+    let line = ok(vm.expect("slot A committed with", BOOT));
+    assert!(line.contains("3.0.0"), "{line}");
+    ok(node::services_up(&mut vm, BOOT));
+
+    // Back: the endpoint receives the whole history in order, each report once.
+    ep.start(2);
+    let reports = wait_for(AGENT, "the node's history reaches the endpoint", || {
+        let r = ep.reports(&id);
+        r.iter().any(|x| x.kind == ReportKind::Committed && x.version.as_deref() == Some("3.0.0")).then_some(r)
+    });
+    assert_complete(&reports);
+    let seen = kinds(&reports);
+    let at = |kind: ReportKind, version: &str| {
+        seen.iter()
+            .position(|(k, v)| *k == kind && v.as_deref() == Some(version))
+            .unwrap_or_else(|| panic!("{kind:?} {version} in {seen:?}"))
+    };
+    assert!(seen[0].0 == ReportKind::Booted || seen[0].0 == ReportKind::Enrolled, "{seen:?}");
+    assert!(at(ReportKind::Flipped, "2.0.0") < at(ReportKind::Committed, "2.0.0"));
+    assert!(at(ReportKind::Committed, "2.0.0") < at(ReportKind::Started, "3.0.0"));
+    assert!(at(ReportKind::Flipped, "3.0.0") < at(ReportKind::Committed, "3.0.0"));
+    let summary = wait_for(AGENT, "the endpoint shows 3.0.0 committed", || {
+        let d: NodeDetail = ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}"), None);
+        (d.node.booted_version.as_deref() == Some("3.0.0")).then_some(d.node)
+    });
+    assert_eq!(summary.booted_slot.as_deref(), Some("A"));
+    let status = ok(vm.sh_ok("edge-bootctl status", CMD));
+    assert!(status.contains("slot A:     good, active, booted"), "{status}");
+    assert_eq!(ok(vm.sh_ok("cat /etc/edge/version", CMD)).trim(), "3.0.0");
+
+    // The endpoint now names 1.0.0, below the node's floor (it runs security version 3): the node checks for itself,
+    // refuses it, says so, and installs nothing.
+    let v1_hash = ep.upload(&std::fs::read(&v1).expect("bundle 1.0.0"));
+    let _: serde_json::Value =
+        ep.admin_ok("PUT", "/v1/admin/groups/harbour", Some(serde_json::json!({"bundle": v1_hash})));
+    let refused = wait_for(AGENT, "the node refuses 1.0.0, a downgrade", || {
+        // The group's 2.0.0, below the floor too since 3.0.0, may have been refused first.
+        ep.reports(&id).into_iter().find(|r| r.kind == ReportKind::Refused && r.version.as_deref() == Some("1.0.0"))
+    });
+    assert_eq!(refused.version.as_deref(), Some("1.0.0"), "{refused:?}");
+    assert_eq!(refused.exit_code, Some(7), "a downgrade is edge-update's exit class 7: {refused:?}");
+    let status = ok(vm.sh_ok("edge-bootctl status", CMD));
+    assert!(status.contains("slot A:     good, active, booted"), "nothing was installed: {status}");
+}
