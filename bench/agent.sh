@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Measures the peak resident memory of `edge-agent` (the static musl release build, as on a node) over one cycle of
-# contacts against a stand-in endpoint on loopback (the one its tests use): enroll, send every report in batches,
-# poll the desired state; once with only the enrollment to report, once with BENCH_AGENT_EVENTS events of the
-# updater's log to tail and ship, and twice with an install of a bundle of BENCH_AGENT_PAYLOAD_MIB in the same cycle
-# (served whole, and with Range for a delta install). GNU time reports the peak RSS; the target is 8 MiB (the fleet
-# issue's).
+# Measures the peak resident memory of `edge-agent` (the static musl release build, as on a node) over its contacts
+# with the real endpoint on loopback (edge-cloud's router over SQLite, through edge_cloud::harness): enroll, send
+# every report in batches, poll the desired state; once with only the enrollment to report, once with
+# BENCH_AGENT_EVENTS events of the updater's log to tail and ship, and twice with an install of a bundle of
+# BENCH_AGENT_PAYLOAD_MIB from the endpoint's store (every byte fetched, and a delta install against a booted slot
+# that holds most of it). GNU time reports the peak RSS; the target is 8 MiB (the fleet issue's).
 # Usage: bash bench/agent.sh      (see bench/README.md, "edge-agent memory")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,4 @@ cycle() { cargo run --quiet --release --locked -p edge-agent --example agent_cyc
 cycle 0
 cycle "$events"
 cycle 0 install "$payload"
-cycle 0 install-range "$payload"
+cycle 0 install-delta "$payload"

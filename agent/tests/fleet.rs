@@ -28,8 +28,7 @@ fn endpoint(backend: Backend, node: &Node, policy: &str) -> (Endpoint, Option<Po
         Some(pg) => Database::Postgres(pg.create_database("fleet")),
     };
     let mut ep = Endpoint::new(database, &node.root().join("etc/keys/test.pub"), None);
-    let config = std::fs::read_to_string(&node.config).expect("agent.toml");
-    std::fs::write(&node.config, config.replace("http://127.0.0.1:9", &ep.url())).expect("agent.toml");
+    support::point_at(node, &ep.url());
     ep.start(1);
     let secret = ep.enrollment_token(policy);
     std::fs::write(node.root().join("etc/fleet-token"), format!("{secret}\n")).expect("token file");

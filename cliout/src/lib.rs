@@ -2,8 +2,10 @@
 //! for a person or as JSON (the same `Serialize` value either way), and an error printed with each `caused by:`
 //! line of its source chain and turned into the tool's exit code.
 //!
+//! Their log lines go to stderr the same way too ([`log_to_stderr`]).
+//!
 //! It is a crate of its own so that each tool's `main.rs` stays a few lines and the three print alike, without any
-//! of them linking another's library. It depends on serde and serde_json only. `edge-init` does not use it: PID 1
+//! of them linking another's library. It depends on serde, serde_json and log only. `edge-init` does not use it: PID 1
 //! has its own logger and no `serde_json`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -85,6 +87,41 @@ pub fn finish<E: Error + 'static>(prog: &str, result: Result<Output, E>, exit_co
     }
 }
 
+/// A logger that writes each record as one line on stderr, `PROG: level: message`.
+struct StderrLog {
+    prog: &'static str,
+    /// The module path prefixes whose records are written; empty: every record.
+    targets: &'static [&'static str],
+}
+
+impl StderrLog {
+    fn line(&self, r: &log::Record<'_>) -> Option<String> {
+        log::Log::enabled(self, r.metadata())
+            .then(|| format!("{}: {}: {}", self.prog, r.level().as_str().to_lowercase(), r.args()))
+    }
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+            && (self.targets.is_empty() || self.targets.iter().any(|t| m.target().starts_with(t)))
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if let Some(line) = self.line(r) {
+            eprintln!("{line}");
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Starts a tool's logging: records at `level` or above, from modules whose path starts with one of `targets` (all
+/// of them when empty, so a tool can keep its libraries' chatter out), one line each on stderr as
+/// `PROG: level: message`. A second call keeps the first logger and only sets the level.
+pub fn log_to_stderr(prog: &'static str, level: log::LevelFilter, targets: &'static [&'static str]) {
+    let _ = log::set_boxed_logger(Box::new(StderrLog { prog, targets }));
+    log::set_max_level(level);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +177,19 @@ mod tests {
         check(Output::report(&r, false, human), "zeta 2");
         check(Output::json_line(&r), r#"{"schema":"x/1","zeta":2,"alpha":[1]}"#);
         check(Output::text("slot B: good"), "slot B: good");
+    }
+
+    #[test]
+    fn log_lines_name_the_tool_and_keep_to_their_targets() {
+        log::set_max_level(log::LevelFilter::Info);
+        let line = |l: &StderrLog, target: &str, level| {
+            l.line(&log::Record::builder().target(target).level(level).args(format_args!("hello {}", 1)).build())
+        };
+        let all = StderrLog { prog: "edge-x", targets: &[] };
+        let own = StderrLog { prog: "edge-x", targets: &["edge_x"] };
+        assert_eq!(line(&all, "sqlx::query", log::Level::Warn).as_deref(), Some("edge-x: warn: hello 1"));
+        assert_eq!(line(&own, "sqlx::query", log::Level::Warn), None, "another crate's record");
+        assert_eq!(line(&own, "edge_x::api", log::Level::Info).as_deref(), Some("edge-x: info: hello 1"));
+        assert_eq!(line(&own, "edge_x::api", log::Level::Debug), None, "below the level");
     }
 }

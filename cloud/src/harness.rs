@@ -36,6 +36,16 @@ pub struct Endpoint {
     public_url: String,
     running: Option<tokio::runtime::Runtime>,
     admin: String,
+    tls: Option<Tls>,
+}
+
+/// The files of an endpoint that serves TLS.
+#[derive(Debug, Clone)]
+struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    /// What the harness's own admin calls verify the endpoint against.
+    ca: PathBuf,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -60,6 +70,7 @@ impl Endpoint {
             public_url,
             running: None,
             admin: String::new(),
+            tls: None,
         };
         let rt = runtime();
         let store = ep.open(&rt);
@@ -78,9 +89,17 @@ impl Endpoint {
         ep
     }
 
-    /// The URL on 127.0.0.1.
+    /// Serves TLS from the next start on, with the certificate chain `cert` and its key `key` (PEM), as
+    /// `edge-cloud serve --tls-cert --tls-key` does; the harness's own calls verify it against the CA `ca`.
+    pub fn with_tls(mut self, cert: &Path, key: &Path, ca: &Path) -> Endpoint {
+        self.tls = Some(Tls { cert: cert.to_owned(), key: key.to_owned(), ca: ca.to_owned() });
+        self
+    }
+
+    /// The URL on 127.0.0.1 (`https://` once [`Endpoint::with_tls`]).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The port on 127.0.0.1.
@@ -111,7 +130,8 @@ impl Endpoint {
         let app = Arc::new(App::new(store, Arc::new(SystemClock), config));
         let addr = format!("127.0.0.1:{}", self.port);
         let listener = rt.block_on(crate::server::bind(&addr)).expect("bind the endpoint's port");
-        rt.spawn(crate::server::serve(listener, api::router(app), None));
+        let tls = self.tls.as_ref().map(|t| crate::server::tls_acceptor(&t.cert, &t.key).expect("the TLS files"));
+        rt.spawn(crate::server::serve(listener, api::router(app), tls));
         self.running = Some(rt);
     }
 
@@ -124,7 +144,23 @@ impl Endpoint {
 
     /// An admin API call with the first admin token; returns the status and the body.
     pub fn admin(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
-        let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(tls) = &self.tls {
+            let pem = std::fs::read(&tls.ca).expect("the CA file");
+            let roots = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item.expect("PEM") {
+                    ureq::tls::PemItem::Certificate(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+                    .build(),
+            );
+        }
+        let agent = ureq::Agent::new_with_config(config.build());
         let req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url()))

@@ -10,25 +10,10 @@ use std::sync::Arc;
 use fleet_wire::admin::{BundleInfo, Role};
 use fleet_wire::node::DesiredState;
 use image_layout::keys::{Keyring, SecretKey};
-use image_layout::writer::{self, BuildOptions, PayloadInput};
 use support::{Backend, Env};
 use updater::fetch::Fetch as _;
 
 both!(an_upload_is_verified_kept_named_and_served_with_range);
-
-fn build_bundle(dir: &std::path::Path, key: &SecretKey, version: &str) -> Vec<u8> {
-    let payload: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let created = time::OffsetDateTime::from_unix_timestamp(support::NOW as i64 - 3600).expect("time");
-    let opts = BuildOptions::new(version, 1, "qemu-x86_64", created);
-    let out = dir.join(format!("{version}.bundle"));
-    let input = PayloadInput {
-        name: "rootfs".into(),
-        reader: Box::new(std::io::Cursor::new(payload)),
-        path: dir.join("rootfs.img"),
-    };
-    writer::build(&opts, vec![input], std::slice::from_ref(key), &out, &|_| {}).expect("build a bundle");
-    std::fs::read(&out).expect("read the bundle")
-}
 
 fn an_upload_is_verified_kept_named_and_served_with_range(backend: Backend) {
     let fleet = SecretKey::from_seed([5; 32]);
@@ -36,8 +21,11 @@ fn an_upload_is_verified_kept_named_and_served_with_range(backend: Backend) {
     let env = Env::with_config(backend, |c| c.keyring = Some(keyring.clone()));
     let url = env.url.clone();
     let work = tempfile::tempdir().expect("temp");
-    let good = build_bundle(work.path(), &fleet, "2.0.0");
-    let stranger = build_bundle(work.path(), &SecretKey::from_seed([6; 32]), "6.6.6");
+    let built = |key: &SecretKey, version| {
+        std::fs::read(support::build_bundle(work.path(), key, version, support::NOW - 3600)).expect("the bundle")
+    };
+    let good = built(&fleet, "2.0.0");
+    let stranger = built(&SecretKey::from_seed([6; 32]), "6.6.6");
     let admin = env.admin(Role::Operator);
     let headers = vec![("authorization".to_owned(), format!("Bearer {}", admin.secret))];
 

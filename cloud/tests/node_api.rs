@@ -17,6 +17,7 @@ both!(
     refused_admin_calls_change_nothing,
     bodies_too_large_or_malformed_are_refused,
     reports_are_stored_once_and_history_is_bounded,
+    pruning_goes_in_batches_and_keeps_what_is_live,
     a_restart_loses_nothing,
 );
 
@@ -346,6 +347,50 @@ fn reports_are_stored_once_and_history_is_bounded(backend: Backend) {
         dump[start..].lines().skip(1).take_while(|l| !l.starts_with('#')).count()
     };
     assert_eq!((section("reports"), section("replays")), (0, 0));
+}
+
+/// More expired replay ids and old reports than several of the prune's batches (500 rows each): all go, and what
+/// is still live stays.
+fn pruning_goes_in_batches_and_keeps_what_is_live(backend: Backend) {
+    let env = Env::with_config(backend, |c| c.retention.max_reports = 10_000);
+    let (node, _admin) = enrolled(&env, 70);
+    let path = node::reports_path(&node.id);
+    let send_reports = |seqs: std::ops::RangeInclusive<u64>, at: u64| {
+        let reports = seqs.map(|s| report(s, ReportKind::Booted)).collect();
+        let body = serde_json::to_vec(&node::ReportBatch { reports }).expect("json");
+        let headers = node.sign_as(node.id.as_str(), &node.key, "POST", &path, &body, at);
+        assert_eq!(node.send_signed("POST", &path, &headers, &body).status, 200);
+    };
+    let poll = |at: u64| {
+        let path = node::desired_path(&node.id);
+        let headers = node.sign_as(node.id.as_str(), &node.key, "GET", &path, b"", at);
+        assert_eq!(node.send_signed("GET", &path, &headers, b"").status, 200);
+    };
+    for _ in 0..1_089 {
+        poll(NOW);
+    }
+    for first in (1..=1_100).step_by(100) {
+        send_reports(first..=first + 99, NOW);
+    }
+    // Later, past the signature window of all the above: two polls and a report that are live.
+    let later = NOW + 1_000;
+    env.clock.set(later);
+    poll(later);
+    poll(later);
+    send_reports(1_101..=1_101, later);
+    let dump = env.dump();
+    let count = |dump: &str, name: &str| {
+        let start = dump.find(&format!("# {name} ")).expect("section");
+        dump[start..].lines().skip(1).take_while(|l| !l.starts_with('#')).count()
+    };
+    // The enrollment, 1,089 polls and 11 batches at NOW; 3 requests later.
+    assert_eq!((count(&dump, "reports"), count(&dump, "replays")), (1_101, 1 + 1_089 + 11 + 3));
+
+    let retention = edge_cloud::store::Retention { max_reports: 10_000, max_age_secs: 500 };
+    env.rt.block_on(env.store.prune(retention, later as i64)).expect("prune");
+    let dump = env.dump();
+    assert_eq!((count(&dump, "reports"), count(&dump, "replays")), (1, 3), "only the live rows are left");
+    assert!(dump.contains("1101"), "the live report is the one kept");
 }
 
 fn a_restart_loses_nothing(backend: Backend) {

@@ -103,7 +103,12 @@ fn run(dir: &Path) -> qemu_tests::Result<()> {
     let v1 = assets.bundle(&BundleSpec::good("1.0.0", 1))?;
     let v2 = assets.bundle(&BundleSpec::good("2.0.0", 2))?;
     let broken = assets.bundle(&BundleSpec::good("3.0.0", 3).variant(Variant::Unhealthy))?;
-    let mut endpoint = Endpoint::new(Database::Sqlite, &assets.keyring(), Some("http://10.0.2.100"));
+    let tls = assets.fleet_tls();
+    let mut endpoint = Endpoint::new(Database::Sqlite, &assets.keyring(), Some("https://10.0.2.100")).with_tls(
+        &tls.server_cert,
+        &tls.server_key,
+        &tls.ca_cert,
+    );
     endpoint.start(2);
     let seed = assets.dir().join("disks/demo-seed");
     let _ = std::fs::remove_dir_all(&seed);
@@ -116,9 +121,10 @@ fn run(dir: &Path) -> qemu_tests::Result<()> {
     let disk = assets.disk_seeded("demo", &v1, Some(&seed))?;
     println!();
     println!(
-        "The fleet endpoint: edge-cloud on {} (SQLite), which the node reaches as http://10.0.2.100/.",
+        "The fleet endpoint: edge-cloud on {} (SQLite, TLS), which the node reaches as https://10.0.2.100/",
         endpoint.url()
     );
+    println!("and verifies against the fleet's CA baked into its image.");
     println!("A node in QEMU: disk {} made by `edge-image disk` with 1.0.0 in slot A", disk.display());
     println!("and the site's enrollment token on its data partition.");
     println!();

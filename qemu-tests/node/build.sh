@@ -9,6 +9,8 @@
 #   vmlinuz initrd.img  the kernel and the initramfs (also inside every root image, under /boot)
 #   bin/                the node's static binaries, edge-image among them (for building bundles and disks), busybox
 #   keys/node.key .pub  the key the test bundles are signed with (made once, kept), trusted by every root image
+# and reads from OUT_DIR fleet-ca/ca.pem, the fleet's CA the harness made (qemu-tests/src/node.rs, made once, kept),
+# which every root image carries as /etc/edge/fleet-ca.pem: the one root edge-agent trusts.
 #   root-VARIANT-VERSION.ext4  slot root filesystems, for each VARIANT:VERSION in EDGE_NODE_IMAGES
 #   root/               the tree shared by every image
 # Variants differ only in /etc/edge/services.toml and /etc/edge/broken:
@@ -133,6 +135,8 @@ install -m 0644 "$work/initrd.img" "$root/boot/initrd.img"
 copy_modules "$root" virtio_pci virtio_blk crc32c_generic ext4 virtio_net virtio_console i6300esb vfat nls_cp437 nls_ascii
 echo edge-node >"$root/etc/hostname"
 cp "$out/keys/node.pub" "$root/etc/edge/keys/"
+[ -f "$out/fleet-ca/ca.pem" ] || { echo "build.sh: $out/fleet-ca/ca.pem missing: the harness makes the fleet's CA first" >&2; exit 1; }
+install -m 0644 "$out/fleet-ca/ca.pem" "$root/etc/edge/fleet-ca.pem"
 
 services_common() {
     cat <<'TOML'

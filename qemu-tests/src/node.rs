@@ -122,6 +122,7 @@ impl BundleSpec {
 pub struct Assets {
     dir: PathBuf,
     tools: Arc<Tools>,
+    fleet_tls: testkit::tls::TestCa,
     /// Bundles built so far by this process (built again by the next one, so they follow the code).
     built: Mutex<HashSet<String>>,
 }
@@ -137,13 +138,16 @@ impl Assets {
     fn build() -> Result<Assets> {
         let tools = Arc::new(Tools::find()?);
         let dir = assets_dir();
+        // The fleet's CA, made once and kept like the node's signing key: build.sh bakes its certificate into every
+        // root image (/etc/edge/fleet-ca.pem); the endpoint the node is managed by serves the certificate it signed.
+        let fleet_tls = testkit::tls::TestCa::open_or_create(&dir.join("fleet-ca"), "edge-node fleet");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/build.sh");
         run(Command::new("bash").arg(&script).arg(&dir))?;
         for sub in ["bundles", "disks", "keys"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|source| Error::WriteFile { path, source })?;
         }
-        Ok(Assets { dir, tools, built: Mutex::new(HashSet::new()) })
+        Ok(Assets { dir, tools, fleet_tls, built: Mutex::new(HashSet::new()) })
     }
 
     /// The host tools.
@@ -169,6 +173,12 @@ impl Assets {
     /// The directory of trusted public keys the node ships (`/etc/edge/keys`).
     pub fn keyring(&self) -> PathBuf {
         self.dir.join("keys")
+    }
+
+    /// The fleet's CA, whose certificate every root image carries as `/etc/edge/fleet-ca.pem` (the one root
+    /// `edge-agent` trusts), and a server certificate it signed for the address the guest reaches the host by.
+    pub fn fleet_tls(&self) -> &testkit::tls::TestCa {
+        &self.fleet_tls
     }
 
     /// The secret key of a key pair the node does not trust, made on first use.

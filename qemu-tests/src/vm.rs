@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::qemu::{option_path, CpuSlot};
 use crate::tools::{describe, Tools};
 
-/// The guest address the host's test server is forwarded to (`http://10.0.2.100/` in the guest).
+/// The guest address the host's test server is forwarded to (`http://10.0.2.100/` and `https://10.0.2.100/` in the
+/// guest: ports 80 and 443 both reach it).
 pub const HOST_SERVER_ADDR: &str = "10.0.2.100";
 
 /// How many console lines an error carries.
@@ -45,7 +46,7 @@ pub struct VmOptions {
     pub disk: PathBuf,
     /// More disks, attached after the boot disk (a USB stick stand-in), read-write.
     pub extra_disks: Vec<PathBuf>,
-    /// The host port on 127.0.0.1 the guest reaches as `http://10.0.2.100/`; no forward when `None`.
+    /// The host port on 127.0.0.1 the guest reaches as `10.0.2.100`, ports 80 and 443; no forward when `None`.
     pub http_port: Option<u16>,
     /// A program the forward runs per guest connection to reach the host port: `busybox nc` (see `build.sh`).
     pub relay: Option<PathBuf>,
@@ -192,10 +193,14 @@ impl Vm {
         // The guest reaches nothing but the forward: restrict=on cuts every other route to the host and beyond.
         let mut netdev = "user,id=net0,restrict=on".to_owned();
         if let (Some(port), Some(relay)) = (self.options.http_port, &self.options.relay) {
-            netdev.push_str(&format!(
-                ",guestfwd=tcp:{HOST_SERVER_ADDR}:80-cmd:{} nc 127.0.0.1 {port}",
-                option_path(relay)
-            ));
+            // Ports 80 and 443 both reach the one host port: plain HTTP for the updater's sources, TLS for the
+            // fleet endpoint (which serves whichever the test started).
+            for guest_port in [80, 443] {
+                netdev.push_str(&format!(
+                    ",guestfwd=tcp:{HOST_SERVER_ADDR}:{guest_port}-cmd:{} nc 127.0.0.1 {port}",
+                    option_path(relay)
+                ));
+            }
         }
         cmd.arg("-netdev").arg(netdev).args(["-device", "virtio-net-pci,netdev=net0"]);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -1,5 +1,6 @@
-//! The node in QEMU managed through the fleet endpoint: `edge-cloud` (its router over a SQLite store, on the host's
-//! 127.0.0.1, reached by the guest as `http://10.0.2.100/` through QEMU's one forward) and the node's `edge-agent`,
+//! The node in QEMU managed through the fleet endpoint: `edge-cloud` (its router over a SQLite store, serving TLS on
+//! the host's 127.0.0.1, reached by the guest as `https://10.0.2.100/` through QEMU's forward, verified against the
+//! fleet's CA baked into the node's image) and the node's `edge-agent`,
 //! a service of `edge-init`. The scenario of docs/qemu-tests.md, "Fleet".
 
 use std::time::{Duration, Instant};
@@ -49,7 +50,13 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
     let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
     let v3 = ok(assets.bundle(&BundleSpec::good("3.0.0", 3)));
-    let mut ep = Endpoint::new(Database::Sqlite, &assets.keyring(), Some("http://10.0.2.100"));
+    // Over TLS: the node trusts the fleet's CA baked into its image and nothing else.
+    let tls = assets.fleet_tls();
+    let mut ep = Endpoint::new(Database::Sqlite, &assets.keyring(), Some("https://10.0.2.100")).with_tls(
+        &tls.server_cert,
+        &tls.server_key,
+        &tls.ca_cert,
+    );
     ep.start(2);
 
     // Provisioning: the site's enrollment token on the data partition of the disk, as `edge-image disk` seeds it.

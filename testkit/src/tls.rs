@@ -23,6 +23,20 @@ pub struct TestCa {
 pub const SERVER_NAMES: &str = "DNS:localhost,DNS:fleet.test,IP:127.0.0.1,IP:10.0.2.100";
 
 impl TestCa {
+    /// The CA kept in `dir` by an earlier [`TestCa::create`], or a new one made there when any file is missing: for
+    /// a CA baked into images that are built once and kept.
+    pub fn open_or_create(dir: &Path, name: &str) -> TestCa {
+        let ca = TestCa {
+            ca_cert: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+        };
+        if [&ca.ca_cert, &ca.server_cert, &ca.server_key].iter().all(|p| p.is_file()) {
+            return ca;
+        }
+        TestCa::create(dir, name)
+    }
+
     /// Makes a CA named `name` and a server certificate for [`SERVER_NAMES`] in `dir` (created if missing); panics
     /// with `openssl`'s words when it fails (a fixture).
     pub fn create(dir: &Path, name: &str) -> TestCa {
@@ -134,6 +148,14 @@ mod tests {
             .output()
             .expect("run openssl");
         assert!(!other.status.success(), "a name the certificate does not carry verified");
+        // Kept: opened again, the same CA; with a file gone, a new one.
+        let pem = std::fs::read(&ca.ca_cert).expect("the CA");
+        let again = TestCa::open_or_create(&dir, "testkit");
+        assert_eq!(std::fs::read(&again.ca_cert).expect("the CA"), pem);
+        std::fs::remove_file(&again.server_key).expect("remove the key");
+        let renewed = TestCa::open_or_create(&dir, "testkit");
+        assert!(renewed.server_key.is_file());
+        assert_ne!(std::fs::read(&renewed.ca_cert).expect("the CA"), pem);
         std::fs::remove_dir_all(&dir).expect("remove the test CA");
     }
 }

@@ -387,6 +387,12 @@ impl Node {
     }
 }
 
+/// Points `node`'s config, made for the closed port 9, at the endpoint `url`.
+pub fn point_at(node: &Node, url: &str) {
+    let config = std::fs::read_to_string(&node.config).expect("agent.toml");
+    std::fs::write(&node.config, config.replace("http://127.0.0.1:9", url)).expect("agent.toml");
+}
+
 /// The real time (the endpoint checks `created`), no waiting, and a fixed draw.
 pub struct TestClock;
 

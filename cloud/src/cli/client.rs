@@ -1,6 +1,7 @@
 //! The admin client: `edge-cloud nodes|tokens|admin-tokens|bundles|groups|events|audit ...` against a running
 //! endpoint, with blocking `ureq` (no runtime), the endpoint's URL and an admin token from `--url`/`--token` or
-//! `EDGE_CLOUD_URL`/`EDGE_CLOUD_TOKEN`. Every verb prints the admin API's reply body as JSON with `--json`, or
+//! `EDGE_CLOUD_URL`/`EDGE_CLOUD_TOKEN`, and an https endpoint verified against `--ca-file`/`EDGE_CLOUD_CA` when given
+//! (a private CA), else the public web roots built in (webpki-roots). Every verb prints the admin API's reply body as JSON with `--json`, or
 //! formatted for a person.
 
 use std::collections::BTreeMap;
@@ -25,17 +26,23 @@ pub struct Env {
     pub url: Option<String>,
     /// `EDGE_CLOUD_TOKEN`.
     pub token: Option<String>,
+    /// `EDGE_CLOUD_CA`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the endpoint is and who is asking.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The endpoint's URL (default: $EDGE_CLOUD_URL).
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "URL", global = true)]
     pub url: Option<String>,
     /// An admin token's secret (default: $EDGE_CLOUD_TOKEN).
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "SECRET", global = true)]
     pub token: Option<String>,
+    /// The CA certificate (PEM) an https endpoint's certificate must chain to, in place of the public web roots
+    /// (default: $EDGE_CLOUD_CA).
+    #[arg(long, value_name = "PEM", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -314,23 +321,46 @@ impl Client {
             .clone()
             .or_else(|| env.token.clone())
             .ok_or(Error::Usage { flag: "--token", expected: "an admin token (or EDGE_CLOUD_TOKEN)".into() })?;
-        let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(ca) = conn.ca_file.as_ref().or(env.ca_file.as_ref()) {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(load_ca(ca)?)))
+                    .build(),
+            );
+        }
+        let agent = ureq::Agent::new_with_config(config.build());
         Ok(Client { base: base.trim_end_matches('/').to_owned(), token, agent })
     }
 
-    /// Calls `method path` with a JSON body (or raw bytes) and reads the reply as `T`.
+    /// Calls `method path` with a JSON body and reads the reply as `T`.
     pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<T> {
+        match body {
+            Some(b) => self.send(method, path, "application/json", b),
+            None => self.send(method, path, "application/json", ()),
+        }
+    }
+
+    /// Calls `method path` with `body` (bytes, or a file streamed as it is read) of `content_type` and reads the
+    /// reply as `T`.
+    fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: impl ureq::AsSendBody,
+    ) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let request = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
             .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json");
-        let result = match body {
-            Some(b) => self.agent.run(request.body(b).map_err(|e| http_error(&url, e.into()))?),
-            None => self.agent.run(request.body(()).map_err(|e| http_error(&url, e.into()))?),
-        };
-        let mut response = result.map_err(|source| Error::Http { what: "call", url: url.clone(), source })?;
+            .header("content-type", content_type)
+            .body(body)
+            .map_err(|e| http_error(&url, e.into()))?;
+        let mut response =
+            self.agent.run(request).map_err(|source| Error::Http { what: "call", url: url.clone(), source })?;
         let status = response.status().as_u16();
         let bytes = response.body_mut().with_config().limit(64 << 20).read_to_vec().map_err(|source| Error::Http {
             what: "read the reply of",
@@ -350,6 +380,29 @@ impl Client {
     fn json<T: DeserializeOwned>(&self, method: &str, path: &str, body: serde_json::Value) -> Result<T> {
         self.call(method, path, Some(serde_json::to_vec(&body).expect("a JSON value serializes")))
     }
+}
+
+fn open_bundle(file: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::File::open(file).map_err(|source| Error::Io { what: "open the bundle", path: file.to_owned(), source })
+}
+
+/// The certificates of the PEM file `path`: at least one, or an error naming the file.
+fn load_ca(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let bad = |detail: String| Error::Usage { flag: "--ca-file", expected: format!("{}: {detail}", path.display()) };
+    let pem =
+        std::fs::read(path).map_err(|source| Error::Io { what: "read the CA file", path: path.to_owned(), source })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(bad(format!("not PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".to_owned()));
+    }
+    Ok(certs)
 }
 
 fn http_error(url: &str, source: ureq::Error) -> Error {
@@ -539,24 +592,25 @@ pub fn run(command: ClientCommand, env: &Env) -> Result<Output> {
                     Ok(Output::report(&list, conn.json, |l| l.bundles.iter().map(bundle_line).collect()))
                 }
                 BundlesCommand::Upload { file } => {
-                    let bytes = std::fs::read(&file).map_err(|source| Error::Io {
-                        what: "read the bundle",
-                        path: file.clone(),
-                        source,
-                    })?;
-                    let b: BundleInfo = c.call("POST", "/v1/admin/bundles", Some(bytes))?;
+                    // Streamed from the file as it is read: a bundle can be larger than the client's memory.
+                    let f = open_bundle(&file)?;
+                    let b: BundleInfo = c.send("POST", "/v1/admin/bundles", "application/octet-stream", f)?;
                     Ok(Output::report(&b, conn.json, bundle_line))
                 }
                 BundlesCommand::Register { url, file } => {
-                    let bytes = std::fs::read(&file).map_err(|source| Error::Io {
-                        what: "read the bundle",
-                        path: file.clone(),
-                        source,
-                    })?;
-                    let head_len = bytes.len().min(crate::api::bundles::MAX_HEAD_BYTES);
+                    // Only the head is sent (and so read): the endpoint verifies it and keeps the size.
+                    let f = open_bundle(&file)?;
+                    let io = |source| Error::Io { what: "read the bundle", path: file.clone(), source };
+                    let size = f.metadata().map_err(io)?.len();
+                    let mut head = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(&f, crate::api::bundles::MAX_HEAD_BYTES as u64),
+                        &mut head,
+                    )
+                    .map_err(io)?;
                     use base64::Engine as _;
-                    let head = base64::engine::general_purpose::STANDARD.encode(&bytes[..head_len]);
-                    let body = json!({ "url": url, "size_bytes": bytes.len(), "head": head });
+                    let head = base64::engine::general_purpose::STANDARD.encode(&head);
+                    let body = json!({ "url": url, "size_bytes": size, "head": head });
                     let b: BundleInfo = c.json("POST", "/v1/admin/bundles/external", body)?;
                     Ok(Output::report(&b, conn.json, bundle_line))
                 }

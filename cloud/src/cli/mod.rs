@@ -22,7 +22,7 @@ pub mod client;
 #[command(name = "edge-cloud", version)]
 pub struct Cli {
     /// Log threshold: error, warn, info or debug.
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, value_name = "LEVEL", global = true, default_value = "info")]
     pub log_level: log::LevelFilter,
     /// The verb.
     #[command(subcommand)]
@@ -69,10 +69,10 @@ pub enum AdminTokenCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
     /// The data directory: the SQLite database (`edge-cloud.db`) and the bundle store (`bundles/`).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// A PostgreSQL URL (`postgres://...`) instead of the SQLite file.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 }
 
@@ -83,23 +83,61 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8443")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     pub listen: String,
-    /// A PEM certificate chain: serve TLS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
+    /// A PEM certificate chain: serve TLS (rustls) with it and --tls-key; without them, plain HTTP (behind an
+    /// operator's TLS proxy).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The endpoint's URL as nodes reach it, for the bundle store's URLs.
-    #[arg(long)]
+    /// The endpoint's URL as nodes reach it, for the bundle store's URLs; without it, a desired state carries only
+    /// the external URLs a bundle was registered with.
+    #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// The fleet keyring (a `.pub` file or a directory of them) bundle uploads are verified against.
-    #[arg(long)]
+    /// The fleet keyring (a `.pub` file or a directory of them, as `edge-update` reads it) that bundle uploads are
+    /// verified against; without it, uploads are refused.
+    #[arg(long, value_name = "PATH")]
     pub keyring: Option<PathBuf>,
     /// The poll interval suggested to nodes, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub poll_interval: u32,
+}
+
+/// The Markdown table of `edge-cloud serve`'s flags, read from the parser itself (docs/cloud.md).
+pub fn serve_flags_table() -> String {
+    let cli = <Cli as clap::CommandFactory>::command();
+    let serve = cli.find_subcommand("serve").expect("the serve verb");
+    flags_table(serve.get_arguments().chain(cli.get_arguments()))
+}
+
+/// The Markdown table of the flags every client verb takes, read from the parser itself (docs/cloud.md).
+pub fn client_flags_table() -> String {
+    let cli = <Cli as clap::CommandFactory>::command();
+    let nodes = cli.find_subcommand("nodes").expect("the nodes verb");
+    flags_table(nodes.get_arguments().filter(|a| a.is_global_set()))
+}
+
+fn flags_table<'a>(args: impl Iterator<Item = &'a clap::Arg>) -> String {
+    let mut out = String::from("| flag | default | meaning |\n| --- | --- | --- |\n");
+    for a in args {
+        let Some(long) = a.get_long() else { continue };
+        let mut flag = format!("--{long}");
+        if a.get_action().takes_values() {
+            for name in a.get_value_names().into_iter().flatten() {
+                flag.push_str(&format!(" {name}"));
+            }
+        }
+        let default = match a.get_default_values() {
+            _ if a.is_required_set() => "(required)".to_owned(),
+            [] => "none".to_owned(),
+            values => values.iter().map(|v| format!("`{}`", v.to_string_lossy())).collect::<Vec<_>>().join(", "),
+        };
+        let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+        out.push_str(&format!("| `{flag}` | {default} | {} |\n", help.trim_end_matches('.')));
+    }
+    out
 }
 
 fn parse_role(s: &str) -> std::result::Result<Role, String> {

@@ -31,6 +31,7 @@ impl PgStore {
             .map_err(db("connect to PostgreSQL"))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|source| Error::Migrate { source })?;
         // Polls share the pool: their transactions relax their own commit (`SET LOCAL`).
-        Ok(PgStore { poll_pool: pool.clone(), pool })
+        // No turn to take: PostgreSQL has many writers, serialised only where they lock the same rows.
+        Ok(PgStore { poll_pool: pool.clone(), pool, writer: None })
     }
 }

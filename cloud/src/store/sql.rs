@@ -54,6 +54,15 @@ pub(crate) fn action_state(value: &str) -> Result<ActionState> {
 }
 
 /// Refuses requests of a node that is not pending or accepted.
+/// Which table of tokens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TokenKind {
+    /// Enrollment tokens.
+    Enrollment,
+    /// Admin tokens.
+    Admin,
+}
+
 pub(crate) fn active(id: &str, status: NodeStatus) -> Result<()> {
     match status {
         NodeStatus::Pending | NodeStatus::Accepted => Ok(()),
@@ -177,7 +186,7 @@ macro_rules! store_impl {
         use $crate::error::{Error, Refusal, Result};
         use $crate::store::sql::{
             active, db, event, from_json, node_status, policy, role, to_json,
-            CurrentState, NodeRow,
+            CurrentState, NodeRow, TokenKind,
         };
         use $crate::store::{
             Actor, Desired, Enrolled, Enrollment, NewBundle, NodeFilter, NodeKey, Replay, Retention, Store,
@@ -242,10 +251,8 @@ macro_rules! store_impl {
             Ok(node)
         }
 
-        /// Records a replay id in the transaction of the request's effect; refuses one recorded before. The node's
-        /// ids the window has passed go first, which keeps the table small without a sweep.
-        /// Records a replay id, refusing one already held. Expired ids are deleted by `prune`, every minute, not
-        /// here: a statement less in every request.
+        /// Records a replay id in the transaction of the request's effect, refusing one already held. Expired ids
+        /// are deleted by `prune`, every minute, not here: a statement less in every request.
         async fn insert_replay(conn: &mut $conn, node: &str, replay: &Replay, _now: i64) -> Result<()> {
             let done = sqlx::query("INSERT INTO replays (id, node, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&replay.id)
@@ -281,6 +288,53 @@ macro_rules! store_impl {
             .await
             .map_err(db("write the audit log"))?;
             Ok(())
+        }
+
+        /// Revokes the token `id` of the table `kind` names, with its audit row, in the caller's transaction; a
+        /// token revoked already is returned as it is and writes nothing.
+        async fn revoke_token<T: serde::Serialize>(
+            conn: &mut $conn,
+            actor: &Actor,
+            kind: TokenKind,
+            id: &str,
+            now: i64,
+            read: fn(&Row) -> Result<T>,
+            is_revoked: fn(&T) -> bool,
+        ) -> Result<T> {
+            let (select, update, what, action) = match kind {
+                TokenKind::Enrollment => (
+                    concat!("SELECT * FROM enrollment_tokens WHERE id = $1", $lock),
+                    "UPDATE enrollment_tokens SET revoked_at = $2 WHERE id = $1 RETURNING *",
+                    "enrollment token",
+                    "token-revoke",
+                ),
+                TokenKind::Admin => (
+                    concat!("SELECT * FROM admin_tokens WHERE id = $1", $lock),
+                    "UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 RETURNING *",
+                    "admin token",
+                    "admin-token-revoke",
+                ),
+            };
+            let row = sqlx::query(select)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("read a token"))?
+                .ok_or_else(|| Error::from(Refusal::NotFound { what, id: id.into() }))?;
+            let before = read(&row)?;
+            if is_revoked(&before) {
+                return Ok(before);
+            }
+            let row = sqlx::query(update)
+                .bind(id)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db("revoke a token"))?;
+            let after = read(&row)?;
+            let change = serde_json::json!({ "before": before, "after": after });
+            audit(conn, actor, action, id, change, now).await?;
+            Ok(after)
         }
 
         async fn bundle_by_hash(conn: &mut $conn, hash: &str) -> Result<Option<BundleInfo>> {
@@ -455,6 +509,36 @@ macro_rules! store_impl {
             pool: sqlx::Pool<$db>,
             /// A poll's transactions: committed without waiting for the disk (`$poll_durability`).
             poll_pool: sqlx::Pool<$db>,
+            /// Where the database has one writer at a time (SQLite), the turn to write, taken in the order asked
+            /// (FIFO) before a transaction begins and held until it ends: writers queue here instead of in
+            /// SQLite's busy handler, which sleeps and retries (1, 2, 5 ... 100 ms) and serves no order.
+            writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+        }
+
+        /// A write transaction, holding the writer's turn (when the store has one) until it is committed or
+        /// dropped (rolled back).
+        struct WriteTx {
+            tx: sqlx::Transaction<'static, $db>,
+            _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+        }
+
+        impl std::ops::Deref for WriteTx {
+            type Target = $conn;
+            fn deref(&self) -> &$conn {
+                &self.tx
+            }
+        }
+
+        impl std::ops::DerefMut for WriteTx {
+            fn deref_mut(&mut self) -> &mut $conn {
+                &mut self.tx
+            }
+        }
+
+        impl WriteTx {
+            async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+                self.tx.commit().await
+            }
         }
 
         impl $store {
@@ -463,18 +547,28 @@ macro_rules! store_impl {
                 &self.pool
             }
 
-            async fn write(&self) -> Result<sqlx::Transaction<'static, $db>> {
-                self.pool.begin_with($begin).await.map_err(db("begin a write transaction"))
+            async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+                match &self.writer {
+                    Some(m) => Some(m.clone().lock_owned().await),
+                    None => None,
+                }
+            }
+
+            async fn write(&self) -> Result<WriteTx> {
+                let turn = self.turn().await;
+                let tx = self.pool.begin_with($begin).await.map_err(db("begin a write transaction"))?;
+                Ok(WriteTx { tx, _turn: turn })
             }
 
             /// A poll's write transaction: the same lock as [`Self::write`]'s, committed without a sync. A later
             /// synced commit (any other write) makes it durable too, since both go to the same log in order.
-            async fn poll_write(&self) -> Result<sqlx::Transaction<'static, $db>> {
+            async fn poll_write(&self) -> Result<WriteTx> {
+                let turn = self.turn().await;
                 let mut tx = self.poll_pool.begin_with($begin).await.map_err(db("begin a poll's transaction"))?;
                 if !$poll_durability.is_empty() {
                     sqlx::query($poll_durability).execute(&mut *tx).await.map_err(db("relax a poll's commit"))?;
                 }
-                Ok(tx)
+                Ok(WriteTx { tx, _turn: turn })
             }
 
             async fn read(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
@@ -1162,25 +1256,8 @@ macro_rules! store_impl {
             ) -> StoreFuture<'a, EnrollmentTokenInfo> {
                 Box::pin(async move {
                     let mut tx = self.write().await?;
-                    let row = sqlx::query(concat!("SELECT * FROM enrollment_tokens WHERE id = $1", $lock))
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db("read an enrollment token"))?
-                        .ok_or_else(|| Error::from(Refusal::NotFound { what: "enrollment token", id: id.into() }))?;
-                    let before = read_enrollment_token(&row)?;
-                    if before.revoked_at.is_some() {
-                        return Ok(before);
-                    }
-                    let row = sqlx::query("UPDATE enrollment_tokens SET revoked_at = $2 WHERE id = $1 RETURNING *")
-                        .bind(id)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db("revoke an enrollment token"))?;
-                    let after = read_enrollment_token(&row)?;
-                    let change = serde_json::json!({ "before": before, "after": after });
-                    audit(&mut tx, actor, "token-revoke", id, change, now).await?;
+                    let revoked: fn(&EnrollmentTokenInfo) -> bool = |t| t.revoked_at.is_some();
+                    let after = revoke_token(&mut tx, actor, TokenKind::Enrollment, id, now, read_enrollment_token, revoked).await?;
                     tx.commit().await.map_err(db("commit a revocation"))?;
                     Ok(after)
                 })
@@ -1235,25 +1312,8 @@ macro_rules! store_impl {
             ) -> StoreFuture<'a, AdminTokenInfo> {
                 Box::pin(async move {
                     let mut tx = self.write().await?;
-                    let row = sqlx::query(concat!("SELECT * FROM admin_tokens WHERE id = $1", $lock))
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db("read an admin token"))?
-                        .ok_or_else(|| Error::from(Refusal::NotFound { what: "admin token", id: id.into() }))?;
-                    let before = read_admin_token(&row)?;
-                    if before.revoked_at.is_some() {
-                        return Ok(before);
-                    }
-                    let row = sqlx::query("UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 RETURNING *")
-                        .bind(id)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db("revoke an admin token"))?;
-                    let after = read_admin_token(&row)?;
-                    let change = serde_json::json!({ "before": before, "after": after });
-                    audit(&mut tx, actor, "admin-token-revoke", id, change, now).await?;
+                    let revoked: fn(&AdminTokenInfo) -> bool = |t| t.revoked_at.is_some();
+                    let after = revoke_token(&mut tx, actor, TokenKind::Admin, id, now, read_admin_token, revoked).await?;
                     tx.commit().await.map_err(db("commit a revocation"))?;
                     Ok(after)
                 })
@@ -1478,19 +1538,30 @@ macro_rules! store_impl {
 
             fn prune(&self, retention: Retention, now: i64) -> StoreFuture<'_, ()> {
                 Box::pin(async move {
-                    let mut tx = self.write().await?;
-                    sqlx::query("DELETE FROM replays WHERE expires_at < $1")
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("prune replay ids"))?;
+                    // In batches, each its own short transaction: a large fleet expires 100,000 replay ids a
+                    // minute, and one statement deleting them all held the writer for half a second, in which
+                    // every poll waited. Between batches the writers queued meanwhile go first.
                     let oldest = now.saturating_sub(i64::try_from(retention.max_age_secs).unwrap_or(i64::MAX));
-                    sqlx::query("DELETE FROM reports WHERE received_at < $1")
-                        .bind(oldest)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("prune reports"))?;
-                    tx.commit().await.map_err(db("commit a prune"))?;
+                    let batches = [
+                        ("prune replay ids", concat!(
+                            "DELETE FROM replays WHERE id IN ",
+                            "(SELECT id FROM replays WHERE expires_at < $1 LIMIT 500)"
+                        ), now),
+                        ("prune reports", concat!(
+                            "DELETE FROM reports WHERE (node, seq) IN ",
+                            "(SELECT node, seq FROM reports WHERE received_at < $1 LIMIT 500)"
+                        ), oldest),
+                    ];
+                    for (what, statement, before) in batches {
+                        loop {
+                            let mut tx = self.write().await?;
+                            let done = sqlx::query(statement).bind(before).execute(&mut *tx).await.map_err(db(what))?;
+                            tx.commit().await.map_err(db("commit a prune"))?;
+                            if done.rows_affected() < 500 {
+                                break;
+                            }
+                        }
+                    }
                     Ok(())
                 })
             }

@@ -8,7 +8,12 @@
 //!   which commits to the WAL without a sync. The next synced commit (any other write, from the other pool) syncs
 //!   the WAL and with it every poll before it. A power cut can forget the last polls; the nodes poll again. The
 //!   sync per poll was what bounded one machine's fleet (bench/fleet.sh).
-//! - `busy_timeout` of 5 s: a writer waits for the one before it instead of failing at once.
+//! - One writer at a time, in the order they asked: a write transaction takes the store's turn (a FIFO async lock)
+//!   before it begins and holds it to its end, so the writers of this process queue there and never in SQLite's
+//!   busy handler, which sleeps between retries (up to 100 ms at a time) and keeps no order: the tail latency of a
+//!   poll under load was that sleeping.
+//! - `busy_timeout` of 5 s: a writer of another process (`edge-cloud admin-token create` beside a running
+//!   endpoint) waits for the one before it instead of failing at once.
 //! - Every write transaction begins `BEGIN IMMEDIATE`, taking the write lock before its first read, so two writers
 //!   never both read and then deadlock upgrading to write (SQLite would fail one with `SQLITE_BUSY` at once).
 
@@ -51,6 +56,6 @@ impl SqliteStore {
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(db("open the SQLite database"))?;
-        Ok(SqliteStore { pool, poll_pool })
+        Ok(SqliteStore { pool, poll_pool, writer: Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))) })
     }
 }

@@ -22,6 +22,28 @@ use testkit::postgres::Postgres;
 /// The endpoint's time in every test: signatures are made at it.
 pub const NOW: u64 = 1_800_000_000;
 
+/// A bundle at `version` of a 300 kB payload, made at `created` (Unix seconds) and signed by `key`, written in `dir`
+/// as `VERSION.bundle`; returns its path.
+pub fn build_bundle(
+    dir: &std::path::Path,
+    key: &image_layout::keys::SecretKey,
+    version: &str,
+    created: u64,
+) -> PathBuf {
+    use image_layout::writer::{self, BuildOptions, PayloadInput};
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let created = time::OffsetDateTime::from_unix_timestamp(created as i64).expect("time");
+    let opts = BuildOptions::new(version, 1, "qemu-x86_64", created);
+    let out = dir.join(format!("{version}.bundle"));
+    let input = PayloadInput {
+        name: "rootfs".into(),
+        reader: Box::new(std::io::Cursor::new(payload)),
+        path: dir.join("rootfs.img"),
+    };
+    writer::build(&opts, vec![input], std::slice::from_ref(key), &out, &|_| {}).expect("build a bundle");
+    out
+}
+
 /// A test body run once per backend: `both!(name, ...)` makes `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! both {
