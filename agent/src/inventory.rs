@@ -125,7 +125,11 @@ fn slots(
                 version: name(&image.bundle.version),
                 security_version: image.bundle.security_version,
                 manifest_hash: image.bundle.manifest_blake3.clone(),
-                stack: stacks.get(&image.bundle.manifest_blake3).cloned().unwrap_or(serde_json::Value::Null),
+                // As the updater kept it at the install (whoever asked for it: this agent, an operator, a stick),
+                // else as this agent saw it when it pinned the bundle.
+                stack: updater::install::recorded_stack(&u.stack_path(s), &image.bundle.manifest_blake3)
+                    .or_else(|| stacks.get(&image.bundle.manifest_blake3).cloned())
+                    .unwrap_or(serde_json::Value::Null),
             });
             let st = state.map(|b| b.slot(s));
             let word = match st {

@@ -29,6 +29,11 @@ fn install_boot_commit_then_update_back() {
     assert_eq!((st.slot(Slot::B).good, st.slot(Slot::B).tries), (false, 3));
     assert!(st.slot(Slot::A).good);
     assert_eq!(n.phase().as_deref(), Some("flipped"));
+    // The bundle's stack is kept for the slot, under the bundle's manifest hash, for the fleet agent's inventory.
+    let hash = n.status()["journal"]["slot_b"]["bundle"]["manifest_blake3"].as_str().expect("a hash").to_owned();
+    let stack = updater::install::recorded_stack(&n.path("data/slot-B.stack.json"), &hash);
+    assert_eq!(stack, Some(serde_json::json!({ "base": "debian-12", "app": "2.0" })));
+    assert_eq!(updater::install::recorded_stack(&n.path("data/slot-B.stack.json"), &"0".repeat(64)), None);
 
     // The bootloader tries B; `boot` runs the (empty) health checks and commits.
     assert_eq!(n.power_on(), Slot::B);

@@ -281,6 +281,12 @@ impl Config {
         self.data_dir.join("lock")
     }
 
+    /// What the bundle a slot holds lists as its stack (components and versions), kept by the install for the fleet
+    /// agent's inventory ([`crate::install::recorded_stack`]).
+    pub fn stack_path(&self, slot: bootctl::rules::Slot) -> PathBuf {
+        self.data_dir.join(format!("slot-{slot}.stack.json"))
+    }
+
     /// The cached block fingerprints of what a slot holds (for delta installs).
     pub fn slot_index_path(&self, slot: bootctl::rules::Slot) -> PathBuf {
         self.data_dir.join(format!("slot-{slot}.index"))

@@ -172,6 +172,7 @@ pub fn install(
     let slot_bytes =
         dev.size().map_err(|source| Error::ReadSlot { slot: target.slot, device: target.path.clone(), source })?;
     refuse(node, &verified, &p, target, slot_bytes)?;
+    record_stack(&node.config.stack_path(target.slot), &bundle.manifest_blake3, &manifest.stack);
     let mut index_bytes = vec![0u8; p.index.size_bytes as usize];
     let section = format!("payload {} chunk index", p.name);
     read_range(fetch, &counter, verified.body_start + p.index.offset, &mut index_bytes, &section)?;
@@ -729,4 +730,35 @@ pub(crate) fn read_exact(r: &mut dyn Read, buf: &mut [u8], offset: u64, section:
         }
     }
     Ok(())
+}
+
+/// What [`record_stack`] keeps: the stack of the bundle whose manifest hash it names.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RecordedStack {
+    manifest_blake3: String,
+    stack: serde_json::Value,
+}
+
+/// Keeps what the manifest of the bundle `manifest_blake3` lists as its stack at `path`, for the fleet agent's
+/// inventory. Beside the journal, not in it: the journal's fields are fixed, since an older updater reads it after a
+/// fallback. A cache, written atomically but not synced: a lost or failed one leaves the stack unknown, never the
+/// install stopped, so a failure is only logged.
+pub fn record_stack(path: &std::path::Path, manifest_blake3: &str, stack: &serde_json::Value) {
+    let record = RecordedStack { manifest_blake3: manifest_blake3.to_owned(), stack: stack.clone() };
+    let written = image_layout::fsutil::AtomicFile::create(path).and_then(|mut f| {
+        serde_json::to_writer(f.file(), &record)
+            .map_err(|e| image_layout::Error::WriteFile { path: path.to_owned(), source: e.into() })?;
+        f.commit_unsynced()
+    });
+    if let Err(e) = written {
+        log::warn!("the bundle's stack is not kept for the inventory: {e}");
+    }
+}
+
+/// The stack [`record_stack`] kept at `path`, when it is for the bundle `manifest_blake3` (a slot written since by
+/// another install, or an older updater, leaves another bundle's or none).
+pub fn recorded_stack(path: &std::path::Path, manifest_blake3: &str) -> Option<serde_json::Value> {
+    let bytes = image_layout::fsutil::read_bounded(path, 1 << 20).ok()?;
+    let record: RecordedStack = serde_json::from_slice(&bytes).ok()?;
+    (record.manifest_blake3 == manifest_blake3).then_some(record.stack)
 }

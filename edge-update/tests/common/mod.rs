@@ -80,6 +80,7 @@ pub fn bundle(out: &Path, payload: &[u8], spec: &Spec) {
     o.frame_size = 8 << 10;
     o.expires = spec.expires;
     o.threads = 1;
+    o.stack = serde_json::json!({ "base": "debian-12", "app": spec.version });
     let input = PayloadInput {
         name: "rootfs".into(),
         reader: Box::new(std::io::Cursor::new(payload.to_vec())),
