@@ -13,7 +13,7 @@ payload=${BENCH_AGENT_PAYLOAD_MIB:-64}
 case $events in '' | *[!0-9]*) echo "BENCH_AGENT_EVENTS must be a number, not ${events@Q}" >&2; exit 2 ;; esac
 case $payload in '' | *[!0-9]* | 0) echo "BENCH_AGENT_PAYLOAD_MIB must be a positive number, not ${payload@Q}" >&2; exit 2 ;; esac
 cargo build --quiet --release --locked --target x86_64-unknown-linux-musl -p edge-agent
-agent=target/x86_64-unknown-linux-musl/release/edge-agent
+agent=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/edge-agent
 echo "edge-agent: $(stat -c %s "$agent") bytes"
 cycle() { cargo run --quiet --release --locked -p edge-agent --example agent_cycle -- "$agent" "$@" | tail -n 1; }
 cycle 0

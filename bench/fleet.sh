@@ -37,7 +37,7 @@ echo "building edge-cloud, edge-image and fleet_load" >&2
     cargo build --quiet --release --locked -p testkit --example fleet_load)
 rm -rf "$f" && mkdir -p "$f/bin"
 for b in edge-cloud edge-image examples/fleet_load; do
-    cp "$root/target/release/$b" "$f/bin/${b##*/}"
+    cp "${CARGO_TARGET_DIR:-$root/target}/release/$b" "$f/bin/${b##*/}"
 done
 
 export BENCH_F=$f BENCH_ROOT=$root BENCH_RUNS_N=$runs BENCH_LADDER=$nodes_ladder BENCH_SECONDS=$seconds \

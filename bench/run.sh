@@ -38,7 +38,7 @@ echo "building edge-image" >&2
 (cd "$root" && cargo build --release -p edge-image)
 # A private copy: a concurrent cargo build in the same target directory must not swap the binary mid-run.
 mkdir -p "$out"
-cp "$root/target/release/edge-image" "$out/edge-image.tmp"
+cp "${CARGO_TARGET_DIR:-$root/target}/release/edge-image" "$out/edge-image.tmp"
 mv "$out/edge-image.tmp" "$out/edge-image"
 edge_image=$out/edge-image
 

@@ -22,7 +22,7 @@ echo "building edge-update, edge-image, edge-bootctl and the serve example" >&2
 # Private copies: a concurrent cargo build in the same target directory must not swap a binary mid-run.
 mkdir -p "$u/bin"
 for b in edge-update edge-image edge-bootctl examples/serve; do
-    cp "$root/target/release/$b" "$u/bin/${b##*/}.tmp"
+    cp "${CARGO_TARGET_DIR:-$root/target}/release/$b" "$u/bin/${b##*/}.tmp"
     mv "$u/bin/${b##*/}.tmp" "$u/bin/${b##*/}"
 done
 

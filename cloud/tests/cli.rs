@@ -4,30 +4,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use fleet_wire::admin::{AuditPage, CreatedToken, EnrollmentTokenInfo, GroupList, NodeList, NodeSummary, TokenList};
-use support::{Backend, Env};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn edge_cloud(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-cloud"));
-    cmd.args(args).env_remove("EDGE_CLOUD_URL").env_remove("EDGE_CLOUD_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run edge-cloud");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use support::{edge_cloud, Backend, Env};
 
 #[test]
 fn the_admin_verbs_against_a_served_endpoint() {

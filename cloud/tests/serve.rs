@@ -14,27 +14,8 @@ use std::time::{Duration, Instant};
 
 use fleet_wire::admin::{BundleInfo, BundleList, CreatedToken};
 use image_layout::keys::SecretKey;
+use support::edge_cloud;
 use updater::fetch::Fetch as _;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn edge_cloud(args: &[&str], env: &[(&str, &Path)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-cloud"));
-    cmd.args(args).env_remove("EDGE_CLOUD_URL").env_remove("EDGE_CLOUD_TOKEN").env_remove("EDGE_CLOUD_CA");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run edge-cloud");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// `edge-cloud serve`, killed when dropped.
 struct Served(Child);
@@ -47,8 +28,8 @@ impl Drop for Served {
 }
 
 /// The environment naming `ca` as the client's CA.
-fn with(ca: &Path) -> [(&'static str, &Path); 1] {
-    [("EDGE_CLOUD_CA", ca)]
+fn with(ca: &Path) -> [(&'static str, &str); 1] {
+    [("EDGE_CLOUD_CA", ca.to_str().expect("a UTF-8 path"))]
 }
 
 fn free_port() -> u16 {

@@ -414,3 +414,26 @@ impl Admin {
         created.secret
     }
 }
+
+/// What a run of the `edge-cloud` binary ended with.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `edge-cloud` binary with `args` and the environment variables `env` (and no `EDGE_CLOUD_*` of the
+/// test's own).
+pub fn edge_cloud(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edge-cloud"));
+    cmd.args(args).env_remove("EDGE_CLOUD_URL").env_remove("EDGE_CLOUD_TOKEN").env_remove("EDGE_CLOUD_CA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run edge-cloud");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
