@@ -10,7 +10,8 @@
 #   download: a bundle of BENCH_FLEET_BUNDLE_MIB fetched by curl from the endpoint's bundle store and from Debian's
 #     nginx serving the same file on loopback (its defaults: sendfile, one worker per core), as a ratio;
 #   agent memory: bench/agent.sh (edge-agent's peak RSS over a cycle of contacts and installs).
-# Each figure is the median of BENCH_RUNS runs. Servers listen on 127.0.0.1 only.
+# Each figure is the median of BENCH_RUNS runs. BENCH_FLEET_PARTS picks the parts (default: "polls download agent").
+# Servers listen on 127.0.0.1 only.
 # Usage: bench/fleet.sh      (as root on Debian 12; see bench/README.md, "The fleet endpoint")
 set -euo pipefail
 
@@ -23,6 +24,10 @@ nodes_ladder=${BENCH_FLEET_NODES:-"25000 50000 100000 150000"}
 seconds=${BENCH_FLEET_SECONDS:-30}
 warmup=${BENCH_FLEET_WARMUP:-10}
 bundle_mib=${BENCH_FLEET_BUNDLE_MIB:-256}
+parts=${BENCH_FLEET_PARTS:-"polls download agent"}
+for p in $parts; do
+    case $p in polls | download | agent) ;; *) echo "bench/fleet.sh: BENCH_FLEET_PARTS: unknown part ${p@Q} (polls, download, agent)" >&2; exit 2 ;; esac
+done
 for n in $nodes_ladder $seconds $warmup $bundle_mib; do
     case $n in '' | *[!0-9]* | 0) echo "bench/fleet.sh: expected positive numbers in the BENCH_FLEET_* knobs, got ${n@Q}" >&2; exit 2 ;; esac
 done
@@ -41,7 +46,7 @@ for b in edge-cloud edge-image examples/fleet_load; do
 done
 
 export BENCH_F=$f BENCH_ROOT=$root BENCH_RUNS_N=$runs BENCH_LADDER=$nodes_ladder BENCH_SECONDS=$seconds \
-    BENCH_WARMUP=$warmup BENCH_BUNDLE_MIB=$bundle_mib
+    BENCH_WARMUP=$warmup BENCH_BUNDLE_MIB=$bundle_mib BENCH_PARTS=$parts
 python3 - <<'PY'
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -51,6 +56,7 @@ runs = int(os.environ["BENCH_RUNS_N"])
 ladder = [int(n) for n in os.environ["BENCH_LADDER"].split()]
 seconds, warmup = os.environ["BENCH_SECONDS"], os.environ["BENCH_WARMUP"]
 bundle_mib = int(os.environ["BENCH_BUNDLE_MIB"])
+parts = os.environ["BENCH_PARTS"].split()
 cloud, image, load = (os.path.join(bindir, b) for b in ("edge-cloud", "edge-image", "fleet_load"))
 
 def free_port():
@@ -144,78 +150,84 @@ def sustained(results):
     return max(ok) if ok else 0
 
 report = {"machine": {"cpus": os.cpu_count()}, "runs": runs}
-report["polls_sqlite"] = polls("sqlite")
+if "polls" in parts:
+    report["polls_sqlite"] = polls("sqlite")
 
-# PostgreSQL from Debian's package: initdb in a temporary directory as nobody, on a loopback port.
-pgbin = sorted((d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int)[-1]
-pgbin = f"/usr/lib/postgresql/{pgbin}/bin"
-pgdir = tempfile.mkdtemp(prefix="edge-bench-pg-")
-os.chown(pgdir, 65534, 65534)
-as_nobody = dict(user=65534, group=65534, cwd=pgdir)
-pgport = free_port()
-run([f"{pgbin}/initdb", "-D", f"{pgdir}/data", "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8"],
-    **as_nobody)
-with open(f"{pgdir}/data/postgresql.auto.conf", "a") as conf:
-    conf.write(f"listen_addresses = '127.0.0.1'\nunix_socket_directories = '{pgdir}'\nmax_connections = 100\n")
-pg = subprocess.Popen([f"{pgbin}/postgres", "-D", f"{pgdir}/data", "-p", str(pgport)], stdout=subprocess.DEVNULL,
-                      stderr=open(os.path.join(f, "postgres.log"), "w"), **as_nobody)
-try:
-    wait_port(pgport, pg, "postgres")
-    time.sleep(1)
-    run([f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(pgport), "-U", "postgres", "fleet"], **as_nobody)
-    report["polls_postgres"] = polls("postgres", f"postgres://postgres@127.0.0.1:{pgport}/fleet")
-finally:
-    pg.send_signal(signal.SIGINT)
-    pg.wait()
-    shutil.rmtree(pgdir, ignore_errors=True)
+    # PostgreSQL from Debian's package: initdb in a temporary directory as nobody, on a loopback port.
+    pgbin = sorted((d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int)[-1]
+    pgbin = f"/usr/lib/postgresql/{pgbin}/bin"
+    pgdir = tempfile.mkdtemp(prefix="edge-bench-pg-")
+    os.chown(pgdir, 65534, 65534)
+    as_nobody = dict(user=65534, group=65534, cwd=pgdir)
+    pgport = free_port()
+    run([f"{pgbin}/initdb", "-D", f"{pgdir}/data", "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8"],
+        **as_nobody)
+    with open(f"{pgdir}/data/postgresql.auto.conf", "a") as conf:
+        conf.write(f"listen_addresses = '127.0.0.1'\nunix_socket_directories = '{pgdir}'\nmax_connections = 100\n")
+    pg = subprocess.Popen([f"{pgbin}/postgres", "-D", f"{pgdir}/data", "-p", str(pgport)], stdout=subprocess.DEVNULL,
+                          stderr=open(os.path.join(f, "postgres.log"), "w"), **as_nobody)
+    try:
+        wait_port(pgport, pg, "postgres")
+        time.sleep(1)
+        run([f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(pgport), "-U", "postgres", "fleet"], **as_nobody)
+        report["polls_postgres"] = polls("postgres", f"postgres://postgres@127.0.0.1:{pgport}/fleet")
+    finally:
+        pg.send_signal(signal.SIGINT)
+        pg.wait()
+        shutil.rmtree(pgdir, ignore_errors=True)
 
 # Download: the endpoint's bundle store against nginx, the same file, the same client, interleaved.
-ep = Endpoint("download")
-try:
-    uploaded = json.loads(run(["curl", "-sf", "-H", f"Authorization: Bearer {ep.admin}", "--data-binary",
-                               f"@{bundle}", f"{ep.url}/v1/admin/bundles"]))
-    cloud_url = f"{ep.url}/v1/bundles/{uploaded['manifest_hash']}.bundle"
-    www = os.path.join(f, "www")
-    os.makedirs(www)
-    shutil.copy(bundle, os.path.join(www, "bench.bundle"))
-    nport = free_port()
-    nconf = os.path.join(f, "nginx.conf")
-    with open(nconf, "w") as c:
-        c.write(f"""daemon off; worker_processes auto; pid {f}/nginx.pid; error_log {f}/nginx.err;
-events {{}}
-http {{ access_log off; sendfile on; tcp_nopush on;
-  client_body_temp_path {f}/nb; proxy_temp_path {f}/np; fastcgi_temp_path {f}/nf; uwsgi_temp_path {f}/nu; scgi_temp_path {f}/ns;
-  server {{ listen 127.0.0.1:{nport}; root {www}; }} }}
-""")
-    nginx = subprocess.Popen(["nginx", "-c", nconf, "-p", f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+if "download" in parts:
+    ep = Endpoint("download")
     try:
-        wait_port(nport, nginx, "nginx")
-        nginx_url = f"http://127.0.0.1:{nport}/bench.bundle"
-        def speed(url):
-            return float(run(["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download}", url]))
-        sides = {"edge-cloud": [], "nginx": []}
-        for r in range(max(runs, 5)):
-            order = [("edge-cloud", cloud_url), ("nginx", nginx_url)]
-            for side, url in (order if r % 2 == 0 else order[::-1]):
-                sides[side].append(speed(url))
-        med = {k: statistics.median(v) for k, v in sides.items()}
-        report["download"] = {"bundle_bytes": os.path.getsize(bundle),
-                              "edge_cloud_mib_s": med["edge-cloud"] / 2**20, "nginx_mib_s": med["nginx"] / 2**20,
-                              "ratio": med["edge-cloud"] / med["nginx"]}
+        uploaded = json.loads(run(["curl", "-sf", "-H", f"Authorization: Bearer {ep.admin}", "--data-binary",
+                                   f"@{bundle}", f"{ep.url}/v1/admin/bundles"]))
+        cloud_url = f"{ep.url}/v1/bundles/{uploaded['manifest_hash']}.bundle"
+        www = os.path.join(f, "www")
+        os.makedirs(www)
+        shutil.copy(bundle, os.path.join(www, "bench.bundle"))
+        nport = free_port()
+        nconf = os.path.join(f, "nginx.conf")
+        with open(nconf, "w") as c:
+            c.write(f"""daemon off; worker_processes auto; pid {f}/nginx.pid; error_log {f}/nginx.err;
+    events {{}}
+    http {{ access_log off; sendfile on; tcp_nopush on;
+      client_body_temp_path {f}/nb; proxy_temp_path {f}/np; fastcgi_temp_path {f}/nf; uwsgi_temp_path {f}/nu; scgi_temp_path {f}/ns;
+      server {{ listen 127.0.0.1:{nport}; root {www}; }} }}
+    """)
+        nginx = subprocess.Popen(["nginx", "-c", nconf, "-p", f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(nport, nginx, "nginx")
+            nginx_url = f"http://127.0.0.1:{nport}/bench.bundle"
+            def speed(url):
+                return float(run(["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download}", url]))
+            sides = {"edge-cloud": [], "nginx": []}
+            for r in range(max(runs, 5)):
+                order = [("edge-cloud", cloud_url), ("nginx", nginx_url)]
+                for side, url in (order if r % 2 == 0 else order[::-1]):
+                    sides[side].append(speed(url))
+            med = {k: statistics.median(v) for k, v in sides.items()}
+            report["download"] = {"bundle_bytes": os.path.getsize(bundle),
+                                  "edge_cloud_mib_s": med["edge-cloud"] / 2**20, "nginx_mib_s": med["nginx"] / 2**20,
+                                  "ratio": med["edge-cloud"] / med["nginx"]}
+        finally:
+            nginx.terminate()
+            nginx.wait()
     finally:
-        nginx.terminate()
-        nginx.wait()
-finally:
-    ep.stop()
+        ep.stop()
 
 print(json.dumps(report, indent=2))
-print(f"polls, SQLite: {sustained(report['polls_sqlite'])} nodes every 60 s with p99 < 50 ms "
-      f"(at 100,000: {report['polls_sqlite'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
-print(f"polls, PostgreSQL: {sustained(report['polls_postgres'])} nodes every 60 s with p99 < 50 ms "
-      f"(at 100,000: {report['polls_postgres'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
-d = report["download"]
-print(f"download: edge-cloud {d['edge_cloud_mib_s']:.0f} MiB/s, nginx {d['nginx_mib_s']:.0f} MiB/s, "
-      f"ratio {d['ratio']:.2f} (target >= 0.9)")
+if "polls" in parts:
+    print(f"polls, SQLite: {sustained(report['polls_sqlite'])} nodes every 60 s with p99 < 50 ms "
+          f"(at 100,000: {report['polls_sqlite'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
+    print(f"polls, PostgreSQL: {sustained(report['polls_postgres'])} nodes every 60 s with p99 < 50 ms "
+          f"(at 100,000: {report['polls_postgres'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
+if "download" in parts:
+    d = report["download"]
+    print(f"download: edge-cloud {d['edge_cloud_mib_s']:.0f} MiB/s, nginx {d['nginx_mib_s']:.0f} MiB/s, "
+          f"ratio {d['ratio']:.2f} (target >= 0.9)")
 PY
-echo "agent memory (bench/agent.sh):" >&2
-bash "$root/bench/agent.sh"
+case " $parts " in *" agent "*)
+    echo "agent memory (bench/agent.sh):" >&2
+    bash "$root/bench/agent.sh" ;;
+esac

@@ -222,18 +222,7 @@ impl Client {
 pub fn load_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
     let pem = image_layout::fsutil::read_bounded(path, 1 << 20)
         .map_err(|source| Error::ReadCa { path: path.to_owned(), source })?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => return Err(Error::ParseCa { path: path.to_owned(), detail: e.to_string() }),
-        }
-    }
-    if certs.is_empty() {
-        return Err(Error::ParseCa { path: path.to_owned(), detail: "no PEM certificate in it".to_owned() });
-    }
-    Ok(certs)
+    updater::http::pem_certificates(&pem).map_err(|detail| Error::ParseCa { path: path.to_owned(), detail })
 }
 
 fn parse<T: DeserializeOwned>(method: &'static str, url: &str, body: &[u8]) -> Result<T> {

@@ -147,12 +147,7 @@ impl Endpoint {
         let mut config = ureq::Agent::config_builder().http_status_as_error(false);
         if let Some(tls) = &self.tls {
             let pem = std::fs::read(&tls.ca).expect("the CA file");
-            let roots = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item.expect("PEM") {
-                    ureq::tls::PemItem::Certificate(c) => Some(c),
-                    _ => None,
-                })
-                .collect();
+            let roots = updater::http::pem_certificates(&pem).expect("the CA file holds a certificate");
             config = config.tls_config(
                 ureq::tls::TlsConfig::builder()
                     .provider(ureq::tls::TlsProvider::Rustls)

@@ -15,6 +15,55 @@ use updater::fetch::Fetch as _;
 
 both!(an_upload_is_verified_kept_named_and_served_with_range);
 
+/// A bundle of several MiB, read by the endpoint a chunk ahead of the socket: the whole and ranges across the
+/// chunks' edges come back byte for byte, and a client that goes away mid-download leaves the others served.
+#[test]
+fn a_large_bundle_is_served_whole_and_in_ranges_across_chunks() {
+    let fleet = SecretKey::from_seed([5; 32]);
+    let keyring = Arc::new(Keyring::from_keys(vec![fleet.public()]));
+    let env = Env::with_config(Backend::Sqlite, |c| c.keyring = Some(keyring.clone()));
+    let work = tempfile::tempdir().expect("temp");
+    let good = std::fs::read(support::build_noise_bundle(work.path(), &fleet, "3.0.0", support::NOW - 3600, 3 << 20))
+        .expect("the bundle");
+    assert!(good.len() > 5 << 20, "several chunks: {} bytes", good.len());
+    let admin = env.admin(Role::Operator);
+    let headers = vec![("authorization".to_owned(), format!("Bearer {}", admin.secret))];
+    let reply = support::send("POST", &format!("{}/v1/admin/bundles", env.url), &headers, Some(&good));
+    assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+    let info: BundleInfo = reply.json();
+    let bundle_url = format!("{}/v1/bundles/{}.bundle", env.url, info.manifest_hash);
+
+    // A client that reads the head of the whole and hangs up.
+    {
+        use std::io::Write as _;
+        let addr = env.url.strip_prefix("http://").expect("http");
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        let path = format!("/v1/bundles/{}.bundle", info.manifest_hash);
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send");
+        let mut head = [0u8; 4096];
+        let n = conn.read(&mut head).expect("read");
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    }
+
+    let reply = support::send("GET", &bundle_url, &[], None);
+    assert_eq!(reply.status, 200);
+    assert!(reply.body == good, "the whole bundle, byte for byte ({} of {} bytes)", reply.body.len(), good.len());
+    let mib = 1usize << 20;
+    let total = good.len();
+    for (range, want) in [
+        (format!("bytes={}-{}", mib - 1, mib), mib - 1..mib + 1),
+        (format!("bytes={}-{}", mib, 3 * mib - 1), mib..3 * mib),
+        (format!("bytes={}-", 2 * mib + 7), 2 * mib + 7..total),
+        ("bytes=-1".to_owned(), total - 1..total),
+    ] {
+        let reply = support::send("GET", &bundle_url, &[("range".into(), range.clone())], None);
+        assert_eq!(reply.status, 206, "{range}");
+        let end = want.end - 1;
+        assert_eq!(reply.header("content-range"), Some(format!("bytes {}-{end}/{total}", want.start)), "{range}");
+        assert!(reply.body == good[want.clone()], "{range}: {} bytes back", reply.body.len());
+    }
+}
+
 fn an_upload_is_verified_kept_named_and_served_with_range(backend: Backend) {
     let fleet = SecretKey::from_seed([5; 32]);
     let keyring = Arc::new(Keyring::from_keys(vec![fleet.public()]));

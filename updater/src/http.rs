@@ -1221,6 +1221,24 @@ pub fn parse_etag(value: &str) -> Result<ETag, ParseError> {
     Ok(ETag { weak, tag: tag.to_owned() })
 }
 
+/// The certificates of a PEM text, for `HttpOptions::roots` or a TLS client of the fleet endpoint: at least one.
+/// Other PEM items (a key beside the certificate) are passed over; the error says what is wrong, and the caller
+/// names the file.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("not PEM: {e}")),
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".to_owned());
+    }
+    Ok(certs)
+}
+
 /// The scheme of `source` when it has the shape of a URL, `scheme://...` (RFC 3986: a letter, then letters,
 /// digits, `+`, `-` or `.`); `None` for anything else, such as a path.
 pub fn url_scheme(source: &str) -> Option<&str> {

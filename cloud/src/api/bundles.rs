@@ -5,6 +5,7 @@
 //! The download needs no node signature: bundles are signed and every node verifies what it installs, so a
 //! bundle's contents are not secret, and any static host or CDN can serve the same file.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use fleet_wire::admin::{BundleInfo, RegisterExternal, Role};
 use image_layout::reader::{Head, Policy, StreamReader};
-use tokio::io::{AsyncRead, AsyncSeekExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::io::AsyncWriteExt as _;
 
 use super::admin::authorize;
 use super::{json_response, parse_json, ApiError, App};
@@ -206,8 +207,9 @@ async fn download(State(app): State<Arc<App>>, Path(file): Path<String>, headers
         let hash = hash.ok_or_else(not_found)?;
         let bundle = app.store.bundle(hash).await?.filter(|b| b.stored).ok_or_else(not_found)?;
         let path = app.config.bundle_dir.join(&file);
-        let mut f = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
+        let f = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
         let total = f.metadata().await.map_err(|_| not_found())?.len();
+        let mut f = f.into_std().await;
         let etag = format!("\"{}\"", bundle.manifest_hash);
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == etag);
@@ -234,8 +236,11 @@ async fn download(State(app): State<Arc<App>>, Path(file): Path<String>, headers
             Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
             None => (StatusCode::OK, 0, total),
         };
-        f.seek(std::io::SeekFrom::Start(start)).await.map_err(|_| not_found())?;
-        let mut resp = Response::new(Body::new(FileBody { file: f, remaining: len }));
+        {
+            use std::io::Seek as _;
+            f.seek(std::io::SeekFrom::Start(start)).map_err(|_| not_found())?;
+        }
+        let mut resp = Response::new(Body::new(FileBody::new(f, len)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
@@ -252,10 +257,43 @@ async fn download(State(app): State<Arc<App>>, Path(file): Path<String>, headers
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `len` bytes of a file from where it is, as a response body.
+/// How much of a bundle one read takes: large enough that the blocking pool is visited once per MiB, small
+/// enough that a download holds at most two of them (one on its way to the client, one being read).
+const READ_CHUNK: usize = 1 << 20;
+
+/// `len` bytes of a file from where it is, as a response body. The read of the next chunk runs on the blocking
+/// pool while the last one goes out, so the disk and the socket overlap; no thread is held while the client is
+/// slow, because the next read starts only when a chunk is taken.
 struct FileBody {
-    file: tokio::fs::File,
+    /// The read under way, which hands the file back with what it read.
+    next: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, Bytes)>>>,
+    /// Bytes not yet asked of a read.
+    unread: u64,
+    /// Bytes not yet given out.
     remaining: u64,
+}
+
+impl FileBody {
+    fn new(file: std::fs::File, len: u64) -> Self {
+        let mut body = FileBody { next: None, unread: len, remaining: len };
+        body.read_ahead(file);
+        body
+    }
+
+    /// Starts the read of the next chunk, if any is left.
+    fn read_ahead(&mut self, mut file: std::fs::File) {
+        if self.unread == 0 {
+            return;
+        }
+        let want = self.unread.min(READ_CHUNK as u64) as usize;
+        self.unread -= want as u64;
+        self.next = Some(tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let mut buf = vec![0u8; want];
+            file.read_exact(&mut buf)?;
+            Ok((file, Bytes::from(buf)))
+        }));
+    }
 }
 
 impl HttpBody for FileBody {
@@ -266,28 +304,39 @@ impl HttpBody for FileBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
-        if self.remaining == 0 {
+        let Some(next) = self.next.as_mut() else {
             return Poll::Ready(None);
-        }
-        let mut buf = vec![0u8; self.remaining.min(256 * 1024) as usize];
-        let mut read = ReadBuf::new(&mut buf);
-        match Pin::new(&mut self.file).poll_read(cx, &mut read) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok(())) => {
-                let n = read.filled().len();
-                if n == 0 {
-                    return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into())));
-                }
-                buf.truncate(n);
-                self.remaining -= n as u64;
-                Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(buf)))))
+        };
+        let done = match Pin::new(next).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(done) => done,
+        };
+        self.next = None;
+        match done.map_err(std::io::Error::other).and_then(|r| r) {
+            Err(e) => Poll::Ready(Some(Err(e))),
+            Ok((file, chunk)) => {
+                self.remaining -= chunk.len() as u64;
+                self.read_ahead(file);
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
             }
         }
     }
 
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl Drop for FileBody {
+    /// A client that goes away leaves no read behind it.
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            next.abort();
+        }
     }
 }
 

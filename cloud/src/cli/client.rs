@@ -391,18 +391,7 @@ fn load_ca(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>
     let bad = |detail: String| Error::Usage { flag: "--ca-file", expected: format!("{}: {detail}", path.display()) };
     let pem =
         std::fs::read(path).map_err(|source| Error::Io { what: "read the CA file", path: path.to_owned(), source })?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => return Err(bad(format!("not PEM: {e}"))),
-        }
-    }
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in it".to_owned()));
-    }
-    Ok(certs)
+    updater::http::pem_certificates(&pem).map_err(bad)
 }
 
 fn http_error(url: &str, source: ureq::Error) -> Error {

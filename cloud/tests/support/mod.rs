@@ -30,8 +30,38 @@ pub fn build_bundle(
     version: &str,
     created: u64,
 ) -> PathBuf {
-    use image_layout::writer::{self, BuildOptions, PayloadInput};
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    build_bundle_with(dir, key, version, created, payload)
+}
+
+/// As `build_bundle`, with `len` bytes of noise as the payload, which zstd leaves as large as it is.
+pub fn build_noise_bundle(
+    dir: &std::path::Path,
+    key: &image_layout::keys::SecretKey,
+    version: &str,
+    created: u64,
+    len: usize,
+) -> PathBuf {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let payload = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    build_bundle_with(dir, key, version, created, payload)
+}
+
+fn build_bundle_with(
+    dir: &std::path::Path,
+    key: &image_layout::keys::SecretKey,
+    version: &str,
+    created: u64,
+    payload: Vec<u8>,
+) -> PathBuf {
+    use image_layout::writer::{self, BuildOptions, PayloadInput};
     let created = time::OffsetDateTime::from_unix_timestamp(created as i64).expect("time");
     let opts = BuildOptions::new(version, 1, "qemu-x86_64", created);
     let out = dir.join(format!("{version}.bundle"));
