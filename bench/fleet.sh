@@ -10,7 +10,8 @@
 #   download: a bundle of BENCH_FLEET_BUNDLE_MIB fetched by curl from the endpoint's bundle store and from Debian's
 #     nginx serving the same file on loopback (its defaults: sendfile, one worker per core), as a ratio;
 #   agent memory: bench/agent.sh (edge-agent's peak RSS over a cycle of contacts and installs).
-# Each figure is the median of BENCH_RUNS runs. BENCH_FLEET_PARTS picks the parts (default: "polls download agent").
+# Each figure is the median of BENCH_RUNS runs. BENCH_FLEET_PARTS picks the parts (default: "polls download agent";
+# "polls-sqlite" or "polls-postgres" for one backend's polls).
 # Servers listen on 127.0.0.1 only.
 # Usage: bench/fleet.sh      (as root on Debian 12; see bench/README.md, "The fleet endpoint")
 set -euo pipefail
@@ -26,7 +27,9 @@ warmup=${BENCH_FLEET_WARMUP:-10}
 bundle_mib=${BENCH_FLEET_BUNDLE_MIB:-256}
 parts=${BENCH_FLEET_PARTS:-"polls download agent"}
 for p in $parts; do
-    case $p in polls | download | agent) ;; *) echo "bench/fleet.sh: BENCH_FLEET_PARTS: unknown part ${p@Q} (polls, download, agent)" >&2; exit 2 ;; esac
+    case $p in polls | polls-sqlite | polls-postgres | download | agent) ;;
+    *) echo "bench/fleet.sh: BENCH_FLEET_PARTS: unknown part ${p@Q} (polls, polls-sqlite, polls-postgres, download, agent)" >&2; exit 2 ;;
+    esac
 done
 for n in $nodes_ladder $seconds $warmup $bundle_mib; do
     case $n in '' | *[!0-9]* | 0) echo "bench/fleet.sh: expected positive numbers in the BENCH_FLEET_* knobs, got ${n@Q}" >&2; exit 2 ;; esac
@@ -57,6 +60,8 @@ ladder = [int(n) for n in os.environ["BENCH_LADDER"].split()]
 seconds, warmup = os.environ["BENCH_SECONDS"], os.environ["BENCH_WARMUP"]
 bundle_mib = int(os.environ["BENCH_BUNDLE_MIB"])
 parts = os.environ["BENCH_PARTS"].split()
+if "polls" in parts:
+    parts += ["polls-sqlite", "polls-postgres"]
 cloud, image, load = (os.path.join(bindir, b) for b in ("edge-cloud", "edge-image", "fleet_load"))
 
 def free_port():
@@ -150,9 +155,9 @@ def sustained(results):
     return max(ok) if ok else 0
 
 report = {"machine": {"cpus": os.cpu_count()}, "runs": runs}
-if "polls" in parts:
+if "polls-sqlite" in parts:
     report["polls_sqlite"] = polls("sqlite")
-
+if "polls-postgres" in parts:
     # PostgreSQL from Debian's package: initdb in a temporary directory as nobody, on a loopback port.
     pgbin = sorted((d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int)[-1]
     pgbin = f"/usr/lib/postgresql/{pgbin}/bin"
@@ -217,9 +222,10 @@ if "download" in parts:
         ep.stop()
 
 print(json.dumps(report, indent=2))
-if "polls" in parts:
+if "polls-sqlite" in parts:
     print(f"polls, SQLite: {sustained(report['polls_sqlite'])} nodes every 60 s with p99 < 50 ms "
           f"(at 100,000: {report['polls_sqlite'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
+if "polls-postgres" in parts:
     print(f"polls, PostgreSQL: {sustained(report['polls_postgres'])} nodes every 60 s with p99 < 50 ms "
           f"(at 100,000: {report['polls_postgres'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
 if "download" in parts:

@@ -273,9 +273,10 @@ impl<C: Clock> Agent<C> {
         };
         // The endpoint's own store is trusted through the endpoint's CA, like the endpoint; other hosts (a CDN, an
         // object store) through the public roots. The bundle's signatures are checked either way.
-        let own_store = bundle.urls.first().is_some_and(|u| u.starts_with(&format!("{}/", self.config.endpoint)));
-        let roots = self.ca_der.clone().filter(|_| own_store);
-        let (ended, stack) = crate::install::run(&update, bundle, roots, &mut progress);
+        let own_store = format!("{}/", self.config.endpoint);
+        let ca = self.ca_der.clone();
+        let roots_for = |url: &str| ca.clone().filter(|_| url.starts_with(&own_store));
+        let (ended, stack) = crate::install::run(&update, bundle, &roots_for, &mut progress);
         if let Some(stack) = stack.filter(|s| !s.is_null()) {
             let keep: Vec<String> = self.slot_hashes();
             let keep: Vec<&str> = keep.iter().map(String::as_str).collect();

@@ -115,17 +115,22 @@ impl Fetch for Pinned {
     }
 }
 
-/// Installs `bundle` as `edge-update install URL --reboot` would, after pinning it to the desired manifest;
-/// `roots`, when given, are the only CA certificates (DER) its https URL may chain to (the endpoint's CA, for the
-/// endpoint's own bundle store); `progress` sees the updater's progress. Returns how it ended and the manifest's
-/// stack when it was pinned.
+/// The CA certificates (DER) an https URL may chain to, in place of the public roots; `None` for the public roots.
+pub type Roots = Option<std::sync::Arc<Vec<Vec<u8>>>>;
+
+/// Installs `bundle` as `edge-update install URL --reboot` would, after pinning it to the desired manifest.
+/// The bundle's URLs are mirrors, tried in order: the first that serves the named manifest's head is the source of
+/// the whole install (a URL that cannot be reached after the updater's retries, or that serves another bundle, is
+/// passed over with a warning). `roots_for(url)` gives the only CA certificates that URL may chain to (the
+/// endpoint's CA, for the endpoint's own bundle store); `progress` sees the updater's progress. Returns how it ended
+/// and the manifest's stack when it was pinned.
 pub fn run(
     config: &UpdateConfig,
     bundle: &BundleRef,
-    roots: Option<std::sync::Arc<Vec<Vec<u8>>>>,
+    roots_for: &dyn Fn(&str) -> Roots,
     progress: &mut dyn FnMut(&Progress),
 ) -> (Ended, Stack) {
-    let Some(url) = bundle.urls.first() else {
+    let Some(first_url) = bundle.urls.first() else {
         let reason = "the desired bundle names no URL".to_owned();
         return (Ended::Refused { exit_code: exit::REFUSED, reason }, None);
     };
@@ -146,10 +151,11 @@ pub fn run(
         Err(e) => return (classify(&e), None),
     };
     node.reboot = RebootMethod::Init;
-    let stop = updater::run::record_stop_signals(config, url)
+    let stop = updater::run::record_stop_signals(config, first_url)
         .map_err(|e| log::warn!("stop signals will not be recorded: {e}"))
         .ok();
     let mut stack = None;
+    let mut source = first_url.clone();
     let result = (|| {
         let target = updater::slots::resolve(config, booted.other())?;
         let mut dev = SlotFile::open(&target.path, Access::ReadWrite).map_err(|source| UpdateError::OpenSlot {
@@ -157,10 +163,7 @@ pub fn run(
             device: target.path.clone(),
             source,
         })?;
-        let options = updater::http::HttpOptions { roots, ..config.http_options() };
-        let http = HttpFetch::new(url, options)
-            .map_err(|e| UpdateError::OpenSource { source_name: url.clone(), source: Box::new(e) })?;
-        let (mut fetch, s) = Pinned::pin(Box::new(http), &bundle.manifest_hash)?;
+        let (mut fetch, s) = pin_first(config, bundle, roots_for, &mut source)?;
         stack = s;
         let mut old = open_booted(config, booted);
         let mut opts = Options::at(OffsetDateTime::now_utc());
@@ -183,10 +186,38 @@ pub fn run(
             (Ended::Flipped, stack)
         }
         Err(e) => {
-            node.emit_install_failed(url, &e);
+            node.emit_install_failed(&source, &e);
             (classify(&e), stack)
         }
     }
+}
+
+/// The first of the bundle's URLs whose head is the named manifest's, pinned; the last URL's error when none is.
+/// `source` is left naming the URL pinned, or the last one tried.
+fn pin_first(
+    config: &UpdateConfig,
+    bundle: &BundleRef,
+    roots_for: &dyn Fn(&str) -> Roots,
+    source: &mut String,
+) -> Result<(Pinned, Stack), UpdateError> {
+    let mut last = None;
+    for (i, url) in bundle.urls.iter().enumerate() {
+        source.clone_from(url);
+        let options = updater::http::HttpOptions { roots: roots_for(url), ..config.http_options() };
+        let pinned = HttpFetch::new(url, options)
+            .map_err(|e| UpdateError::OpenSource { source_name: url.clone(), source: Box::new(e) })
+            .and_then(|http| Pinned::pin(Box::new(http), &bundle.manifest_hash));
+        match pinned {
+            Ok(p) => return Ok(p),
+            Err(e) => {
+                if i + 1 < bundle.urls.len() {
+                    log::warn!("{url}: {}; trying the bundle's next URL", crate::error::chain(&e));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("the caller checked that there is a URL"))
 }
 
 /// The booted slot, read only, for delta reuse; without it the install is full.

@@ -152,3 +152,68 @@ macro_rules! both {
 }
 
 both!(endpoint_down_then_back, a_bundle_given_through_the_endpoint_is_installed);
+
+/// The desired bundle's URLs are mirrors: the first cannot be reached, the second serves another bundle, the third
+/// (another endpoint's store, standing in for a CDN) serves the named one; the agent passes over the first two and
+/// installs from the third, once.
+#[test]
+fn an_install_falls_over_to_the_next_url() {
+    let node = Node::new("http://127.0.0.1:9");
+    // One retry per URL, so the closed port is given up on quickly.
+    let update = node.root().join("etc/update.toml");
+    let mut toml = std::fs::read_to_string(&update).expect("update.toml");
+    toml.push_str("[http]\nmax_retries = 1\n");
+    std::fs::write(&update, toml).expect("update.toml");
+    let (mut cloud, _pg) = endpoint(Backend::Sqlite, &node, "accept");
+    cloud.start(1);
+    let mut mirror = Endpoint::new(Database::Sqlite, &node.root().join("etc/keys/test.pub"), None);
+    mirror.start(1);
+    let (bytes, hash) = support::bundle(&support::bundle_key(), "2.0.0");
+    let (other, other_hash) = support::bundle(&support::bundle_key(), "2.0.1");
+    assert_eq!(mirror.upload(&bytes), hash);
+    assert_eq!(mirror.upload(&other), other_hash);
+
+    let head = {
+        let h: &[u8; image_layout::format::HEADER_LEN] =
+            bytes[..image_layout::format::HEADER_LEN].try_into().expect("a header");
+        let end = image_layout::format::Header::decode(h).expect("the header").body_start() as usize;
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&bytes[..end])
+    };
+    let urls = [
+        format!("http://127.0.0.1:9/v1/bundles/{hash}.bundle"),
+        format!("{}/v1/bundles/{other_hash}.bundle", mirror.url()),
+        format!("{}/v1/bundles/{hash}.bundle", mirror.url()),
+    ];
+    for url in &urls {
+        let _: serde_json::Value = cloud.admin_ok(
+            "POST",
+            "/v1/admin/bundles/external",
+            Some(serde_json::json!({"url": url, "size_bytes": bytes.len(), "head": head})),
+        );
+    }
+    let mut a = agent(&node);
+    a.round();
+    let id = a.node_id().to_string();
+    let _: serde_json::Value =
+        cloud.admin_ok("PUT", "/v1/admin/groups/shops", Some(serde_json::json!({"bundle": hash})));
+    let _: serde_json::Value =
+        cloud.admin_ok("PUT", &format!("/v1/admin/nodes/{id}/group"), Some(serde_json::json!({"group": "shops"})));
+    for _ in 0..3 {
+        a.round();
+    }
+    let reports = cloud.reports(&id);
+    assert_complete(&reports);
+    let kinds: Vec<ReportKind> = reports.iter().map(|r| r.kind).collect();
+    assert!(kinds.contains(&ReportKind::Flipped), "installed: {reports:?}");
+    assert!(!kinds.contains(&ReportKind::Refused), "the bundle that is not named is passed over: {reports:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Started).count(), 1, "installed once: {kinds:?}");
+    let payload = support::payload(1 << 20);
+    let slot_b = std::fs::read(node.root().join("slot-b.img")).expect("slot B");
+    assert_eq!(&slot_b[..payload.len()], &payload[..], "slot B holds the named bundle's payload");
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node.root().join("data/edge-update/journal.json")).expect("the updater's journal"),
+    )
+    .expect("JSON");
+    assert_eq!(journal["update"]["source"], urls[2].as_str(), "the updater installed from the third URL");
+}

@@ -349,8 +349,8 @@ fn reports_are_stored_once_and_history_is_bounded(backend: Backend) {
     assert_eq!((section("reports"), section("replays")), (0, 0));
 }
 
-/// More expired replay ids and old reports than several of the prune's batches (500 rows each): all go, and what
-/// is still live stays.
+/// More expired replay ids and old reports than several of the prune's batches (of 100 rows): all go, and what is
+/// still live stays.
 fn pruning_goes_in_batches_and_keeps_what_is_live(backend: Backend) {
     let env = Env::with_config(backend, |c| c.retention.max_reports = 10_000);
     let (node, _admin) = enrolled(&env, 70);

@@ -15,6 +15,9 @@ use crate::clock::rfc3339;
 use crate::error::{Error, Refusal, Result};
 
 /// The error of a failed statement, naming what it was doing.
+/// The rows one transaction of the prune deletes: the longest a poll waits behind the prune is one batch.
+pub const PRUNE_BATCH: i64 = 100;
+
 pub(crate) fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |source| Error::Database { what, source }
 }
@@ -1024,7 +1027,6 @@ macro_rules! store_impl {
                     }
                     for sql in [
                         "DELETE FROM reports WHERE node = $1",
-                        "DELETE FROM replays WHERE node = $1",
                         "DELETE FROM diagnostics WHERE node = $1",
                         "DELETE FROM actions WHERE node = $1",
                         "DELETE FROM node_pins WHERE node = $1",
@@ -1170,7 +1172,6 @@ macro_rules! store_impl {
                     }
                     for sql in [
                         "DELETE FROM node_pins WHERE node = $1",
-                        "DELETE FROM replays WHERE node = $1",
                         "UPDATE nodes SET merged_into = NULL WHERE merged_into = $1",
                     ] {
                         sqlx::query(sql).bind(from).execute(&mut *tx).await.map_err(db("retire a node"))?;
@@ -1540,16 +1541,17 @@ macro_rules! store_impl {
                 Box::pin(async move {
                     // In batches, each its own short transaction: a large fleet expires 100,000 replay ids a
                     // minute, and one statement deleting them all held the writer for half a second, in which
-                    // every poll waited. Between batches the writers queued meanwhile go first.
+                    // every poll waited. Between batches the writers queued meanwhile go first, so a batch is
+                    // the longest a poll waits behind the prune.
                     let oldest = now.saturating_sub(i64::try_from(retention.max_age_secs).unwrap_or(i64::MAX));
                     let batches = [
                         ("prune replay ids", concat!(
                             "DELETE FROM replays WHERE id IN ",
-                            "(SELECT id FROM replays WHERE expires_at < $1 LIMIT 500)"
+                            "(SELECT id FROM replays WHERE expires_at < $1 LIMIT $2)"
                         ), now),
                         ("prune reports", concat!(
                             "DELETE FROM reports WHERE (node, seq) IN ",
-                            "(SELECT node, seq FROM reports WHERE received_at < $1 LIMIT 500)"
+                            "(SELECT node, seq FROM reports WHERE received_at < $1 LIMIT $2)"
                         ), oldest),
                     ];
                     for (what, statement, before) in batches {
@@ -1558,9 +1560,14 @@ macro_rules! store_impl {
                             // is done again at the next prune, and a sync per batch (200 of them a minute at
                             // 100,000 nodes) stalled the polls for seconds.
                             let mut tx = self.poll_write().await?;
-                            let done = sqlx::query(statement).bind(before).execute(&mut *tx).await.map_err(db(what))?;
+                            let done = sqlx::query(statement)
+                                .bind(before)
+                                .bind($crate::store::sql::PRUNE_BATCH)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(db(what))?;
                             tx.commit().await.map_err(db("commit a prune"))?;
-                            if done.rows_affected() < 500 {
+                            if done.rows_affected() < $crate::store::sql::PRUNE_BATCH as u64 {
                                 break;
                             }
                         }

@@ -14,6 +14,10 @@
 //!   poll under load was that sleeping.
 //! - `busy_timeout` of 5 s: a writer of another process (`edge-cloud admin-token create` beside a running
 //!   endpoint) waits for the one before it instead of failing at once.
+//! - The WAL is copied back into the database file by a task of its own, on a connection of its own, twice a
+//!   second (`wal_checkpoint(PASSIVE)`), never by a commit: SQLite's automatic checkpoint runs inside the commit
+//!   that crosses 1,000 pages of WAL, with its writes and syncs, and so inside that writer's turn, where every other
+//!   writer waited for it. A passive checkpoint takes no lock a reader or writer waits on.
 //! - Every write transaction begins `BEGIN IMMEDIATE`, taking the write lock before its first read, so two writers
 //!   never both read and then deadlock upgrading to write (SQLite would fail one with `SQLITE_BUSY` at once).
 
@@ -44,7 +48,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options.clone())
@@ -53,9 +58,87 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|source| Error::Migrate { source })?;
         let poll_pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(db("open the SQLite database"))?;
-        Ok(SqliteStore { pool, poll_pool, writer: Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))) })
+        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        spawn_checkpoints(options, std::sync::Arc::downgrade(&writer));
+        Ok(SqliteStore { pool, poll_pool, writer: Some(writer) })
+    }
+}
+
+/// How often the checkpoint task copies the WAL back.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on a connection of its own, until the store is gone (`alive`,
+/// the store's writer lock, no longer upgrades). A checkpoint that fails is logged and tried again.
+fn spawn_checkpoints(options: SqliteConnectOptions, alive: std::sync::Weak<tokio::sync::Mutex<()>>) {
+    use sqlx::ConnectOptions as _;
+    tokio::spawn(async move {
+        let mut conn = None;
+        loop {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            if conn.is_none() {
+                conn = options
+                    .connect()
+                    .await
+                    .map_err(|e| log::warn!("checkpoint: {}", crate::error::chain(&db("open a connection")(e))))
+                    .ok();
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *c).await {
+                log::warn!("checkpoint: {}", crate::error::chain(&db("checkpoint the WAL")(e)));
+                conn = None;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::ConnectOptions as _;
+
+    /// Writes of another connection with no automatic checkpoint reach the database file only through the store's
+    /// checkpoint task; once the store is gone, they stay in the WAL.
+    #[test]
+    fn the_wal_is_checkpointed_by_the_store_task_alone() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("temp");
+        let db = dir.path().join(FILE_NAME);
+        rt.block_on(async {
+            let store = SqliteStore::open(dir.path()).await.expect("open");
+            let mut raw = SqliteConnectOptions::new()
+                .filename(&db)
+                .journal_mode(SqliteJournalMode::Wal)
+                .pragma("wal_autocheckpoint", "0")
+                .connect()
+                .await
+                .expect("a connection");
+            let write = |table: &str| {
+                format!(
+                    "CREATE TABLE {table} (b BLOB); \
+                     INSERT INTO {table} SELECT zeroblob(4000) FROM (WITH RECURSIVE n(i) AS \
+                     (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256) SELECT i FROM n)"
+                )
+            };
+            let sql = write("filler");
+            sqlx::raw_sql(&sql).execute(&mut raw).await.expect("write");
+            let before = std::fs::metadata(&db).expect("db").len();
+            tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+            let after = std::fs::metadata(&db).expect("db").len();
+            assert!(after >= before + 256 * 4000, "checkpointed into the file: {before} -> {after} bytes");
+
+            drop(store);
+            tokio::time::sleep(CHECKPOINT_EVERY * 2).await;
+            let sql = write("more");
+            sqlx::raw_sql(&sql).execute(&mut raw).await.expect("write");
+            tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+            let last = std::fs::metadata(&db).expect("db").len();
+            assert_eq!(last, after, "no checkpoint once the store is gone, and none by a commit");
+        });
     }
 }
