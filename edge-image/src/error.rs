@@ -191,6 +191,12 @@ pub enum Error {
         /// Its exit status and what it printed on stderr, or what was wrong with its result.
         detail: String,
     },
+    /// The data seed already holds a file the disk writes into the updater's directory (`data.updater_dir`).
+    #[error("data seed entry {path:?} is written by the disk itself (data.updater_dir): remove it from the seed")]
+    SeedTaken {
+        /// The entry.
+        path: PathBuf,
+    },
     /// A name in the data seed cannot be passed to `debugfs` (it holds a newline).
     #[error("data seed entry {path:?} has a newline in its name")]
     SeedName {
@@ -242,7 +248,8 @@ impl Error {
             | Error::ToolMissing { .. }
             | Error::RunTool { .. }
             | Error::ToolFailed { .. }
-            | Error::SeedName { .. } => exit::FAILURE,
+            | Error::SeedName { .. }
+            | Error::SeedTaken { .. } => exit::FAILURE,
         }
     }
 }

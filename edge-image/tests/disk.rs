@@ -335,6 +335,57 @@ fn the_data_partition_is_ext4_with_the_seed_owned_by_root() {
     assert_eq!(names, [".", "..", "lost+found"]);
 }
 
+/// With `data.updater_dir`, the data partition holds the updater's journal as the updater itself reads it: both
+/// slots' bundles, slot A's security version as the floor, and each slot's stack; the seed is left as it was. A
+/// seed that already holds the journal is refused, leaving nothing.
+#[test]
+fn the_updater_dir_gets_a_journal_of_what_the_slots_hold() {
+    let f = Fixture::new();
+    let with_dir = layout_text("", Some("v2.bundle"))
+        .replace("seed = \"seed\"\n", "seed = \"seed\"\nupdater_dir = \"var/edge-update\"\n");
+    std::fs::write(f.path("updater.toml"), &with_dir).expect("layout");
+    let r = f.build("updater.toml", "disk.img").expect("builds");
+    let data = f.path("data.img");
+    std::fs::write(&data, partition(&f.path("disk.img"), 4)).expect("data");
+    run(tool("e2fsck").arg("-fn").arg(&data));
+    let cat = |p: &str| run(tool("debugfs").args(["-R", &format!("cat {p}")]).arg(&data));
+    assert_eq!(cat("/etc/hostname"), "node-1\n", "the seed is there too");
+    let journal_file = f.path("journal.json");
+    std::fs::write(&journal_file, cat("/var/edge-update/journal.json")).expect("journal");
+    let journal = updater::journal::Journal::load(&journal_file).expect("the updater reads the journal");
+    let value = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("JSON");
+    assert_eq!(
+        value(&journal.to_bytes()),
+        value(&std::fs::read(&journal_file).expect("journal")),
+        "the disk writes the journal in the shape the updater writes it"
+    );
+    let (a, b) = (r.partitions[1].bundle.as_ref().expect("A"), r.partitions[2].bundle.as_ref().expect("B"));
+    let slot_a = journal.slot_a.as_ref().expect("slot A recorded");
+    let slot_b = journal.slot_b.as_ref().expect("slot B recorded");
+    assert_eq!((slot_a.bundle.version.as_str(), slot_b.bundle.version.as_str()), ("1.0.0", "2.0.0"));
+    assert_eq!(
+        (&slot_a.bundle.manifest_blake3, &slot_b.bundle.manifest_blake3),
+        (&a.manifest_blake3, &b.manifest_blake3)
+    );
+    assert_eq!((slot_a.size_bytes, slot_b.size_bytes), (f.payload_a.len() as u64, f.payload_b.len() as u64));
+    assert_eq!(journal.security_version, a.security_version, "slot A's security version is the floor");
+    assert!(journal.update.is_none(), "no update in progress");
+    for (slot, hash) in [("A", &a.manifest_blake3), ("B", &b.manifest_blake3)] {
+        let stack_file = f.path(&format!("slot-{slot}.stack.json"));
+        std::fs::write(&stack_file, cat(&format!("/var/edge-update/slot-{slot}.stack.json"))).expect("stack");
+        assert!(updater::install::recorded_stack(&stack_file, hash).is_some(), "slot {slot}'s stack is kept");
+        assert!(updater::install::recorded_stack(&stack_file, &"0".repeat(64)).is_none(), "for that bundle only");
+    }
+    let stat = run(tool("debugfs").args(["-R", "stat /var/edge-update/journal.json"]).arg(&data));
+    assert!(stat.contains("User:     0   Group:     0") && stat.contains("Mode:  0644"), "{stat}");
+    assert!(!f.path("seed/var").exists(), "the seed directory is not written to");
+
+    std::fs::create_dir_all(f.path("seed/var/edge-update")).expect("seed dir");
+    std::fs::write(f.path("seed/var/edge-update/journal.json"), "{}").expect("a stale journal");
+    let err = f.refused("updater.toml");
+    assert!(matches!(&err, Error::SeedTaken { path } if path.ends_with("var/edge-update/journal.json")), "{err:?}");
+}
+
 #[test]
 fn the_same_inputs_give_the_same_bytes() {
     let f = Fixture::new();

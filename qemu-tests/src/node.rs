@@ -245,12 +245,17 @@ impl Assets {
     /// A node disk named `name` with `slot_a` written into slot A (good and active) and an empty slot B, built by
     /// `edge-image disk` from a layout file beside it, with the committed GRUB script (bootctl/grub/grub.cfg).
     pub fn disk(&self, name: &str, slot_a: &Path) -> Result<PathBuf> {
-        self.disk_seeded(name, slot_a, None)
+        self.disk_with(name, slot_a, None, false)
     }
 
-    /// As [`Assets::disk`], with the data partition's files taken from `data_seed` (`edge-image disk`'s
-    /// `data.seed`), as a provisioning disk carries a site's enrollment token.
+    /// As [`Assets::disk`], provisioned as a site's disk is: the data partition's files taken from `data_seed`
+    /// (`edge-image disk`'s `data.seed`: a site's enrollment token), and the updater's journal recording slot A's
+    /// bundle (`data.updater_dir`), so the node's first inventory names it.
     pub fn disk_seeded(&self, name: &str, slot_a: &Path, data_seed: Option<&Path>) -> Result<PathBuf> {
+        self.disk_with(name, slot_a, data_seed, true)
+    }
+
+    fn disk_with(&self, name: &str, slot_a: &Path, data_seed: Option<&Path>, journal: bool) -> Result<PathBuf> {
         let dir = self.dir.join("disks");
         let layout = dir.join(format!("{name}.toml"));
         let disk = dir.join(format!("{name}.img"));
@@ -270,13 +275,15 @@ a = "{a}"
 
 [data]
 size = "32MiB"
-{seed}"#,
+{seed}{journal}"#,
             keyring = self.keyring().display(),
             efi = self.dir.join("BOOTX64.EFI").display(),
             cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootctl/grub/grub.cfg").display(),
             state = self.boot_state()?.display(),
             a = slot_a.display(),
             seed = data_seed.map(|s| format!("seed = \"{}\"\n", s.display())).unwrap_or_default(),
+            // The node's update.toml has `data_dir = "/data/edge-update"`.
+            journal = if journal { "updater_dir = \"edge-update\"\n" } else { "" },
         );
         std::fs::write(&layout, text).map_err(|source| Error::WriteFile { path: layout.clone(), source })?;
         run(Command::new(self.bin("edge-image")).arg("disk").arg(&layout).arg("-o").arg(&disk))?;

@@ -89,7 +89,10 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     let detail: NodeDetail = ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}"), None);
     assert_eq!(detail.node.status, NodeStatus::Pending);
     assert_eq!(detail.inventory.arch, "x86_64");
-    assert!(detail.inventory.slots.iter().any(|s| s.slot == "A" && s.booted), "{:?}", detail.inventory.slots);
+    // Slot A's bundle is known from the first contact: the provisioning disk recorded it in the updater's journal.
+    let slot_a = detail.inventory.slots.iter().find(|s| s.slot == "A").expect("slot A in the inventory");
+    assert!(slot_a.booted, "{:?}", detail.inventory.slots);
+    assert_eq!(slot_a.bundle.as_ref().map(|b| b.version.as_str()), Some("1.0.0"), "{:?}", detail.inventory.slots);
 
     // Accepted and labelled, then given 2.0.0 through its group.
     let _: serde_json::Value = ep.admin_ok("POST", &format!("/v1/admin/nodes/{id}/accept"), None);

@@ -108,6 +108,9 @@ pub struct DataFile {
     pub size: SizeText,
     /// A directory whose contents become the filesystem.
     pub seed: Option<PathBuf>,
+    /// Where in the filesystem the node's updater keeps its journal (its `data_dir` below the data partition's
+    /// mount point), to record there what the slots hold.
+    pub updater_dir: Option<String>,
 }
 
 /// A checked layout: sizes in bytes, whole MiB and within bounds; paths resolved.
@@ -168,6 +171,8 @@ pub struct Data {
     pub size_bytes: u64,
     /// The seed directory.
     pub seed: Option<PathBuf>,
+    /// The updater's directory in the filesystem: relative, `/`-separated, no `.` or `..`.
+    pub updater_dir: Option<String>,
 }
 
 /// Paths on the ESP that `disk` writes itself; an extra file may not take one of them, nor a directory above one.
@@ -227,6 +232,9 @@ impl Layout {
             files.push((dest, base.join(src)));
         }
         check_esp_collisions(&files).map_err(|(dest, d)| key_err(&format!("esp.files.{dest:?}"), d))?;
+        if let Some(dir) = &f.data.updater_dir {
+            check_data_dir(dir).map_err(|d| key_err("data.updater_dir", d))?;
+        }
         Ok(Layout {
             path: path.to_owned(),
             text: text.to_vec(),
@@ -253,6 +261,7 @@ impl Layout {
             data: Data {
                 size_bytes: size("data.size", &f.data.size, &DATA_BYTES)?,
                 seed: f.data.seed.map(|s| base.join(s)),
+                updater_dir: f.data.updater_dir.map(|d| d.trim_end_matches('/').to_owned()),
             },
         })
     }
@@ -272,6 +281,19 @@ fn check_esp_path(dest: &str) -> std::result::Result<(), String> {
                 "{name:?} is not an 8.3 name (up to 8 letters, digits or !#$%&'()-@^_`{{}}~, a dot, up to 3 more)"
             ));
         }
+    }
+    Ok(())
+}
+
+/// A directory in the data filesystem: relative, `/`-separated, each name neither empty, `.` nor `..`, and no
+/// newline (the filesystem is fixed up by a script of lines, `ext4::fixup_script`).
+fn check_data_dir(dir: &str) -> std::result::Result<(), String> {
+    let trimmed = dir.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.starts_with('/') {
+        return Err(format!("{dir:?} must be a relative path, like \"edge-update\" for /data/edge-update"));
+    }
+    if let Some(name) = trimmed.split('/').find(|n| n.is_empty() || *n == "." || *n == ".." || n.contains('\n')) {
+        return Err(format!("{dir:?} has the name {name:?}: each name must be neither empty, . nor .."));
     }
     Ok(())
 }
@@ -316,6 +338,11 @@ pub fn keys_table() -> String {
         ("slots.b", "none: zeros".to_owned(), "the bundle written into slot B"),
         ("data.size", "required".to_owned(), "the data partition's size, 8 MiB to 1 TiB"),
         ("data.seed", "none: empty".to_owned(), "a directory whose contents become the ext4 filesystem"),
+        (
+            "data.updater_dir",
+            "none".to_owned(),
+            "where the node's updater keeps its journal, relative to the data partition (`\"edge-update\"` for `data_dir = \"/data/edge-update\"`): the disk records there what each slot holds, and slot A's security version as the node's floor",
+        ),
     ];
     docgen::key_table(&rows)
 }
@@ -381,6 +408,25 @@ size = 67108864
         assert_eq!(l.slots.b, None);
         assert_eq!(l.data.size_bytes, 64 * MIB);
         assert_eq!(l.data.seed, None);
+        assert_eq!(l.data.updater_dir, None);
+    }
+
+    #[test]
+    fn the_updater_dir_is_a_relative_path_without_dot_names() {
+        let with = |dir: &str| GOOD.replace("size = 67108864", &format!("size = 67108864\nupdater_dir = {dir:?}"));
+        let check = |dir: &str, want: Option<&str>| {
+            let got = parse(&with(dir)).ok().and_then(|l| l.data.updater_dir);
+            assert_eq!(got.as_deref(), want, "{dir}");
+            assert_eq!(key_of(&with(dir)).as_deref(), want.is_none().then_some("data.updater_dir"), "{dir}");
+        };
+        check("edge-update", Some("edge-update"));
+        check("var/lib/edge-update/", Some("var/lib/edge-update"));
+        check("", None);
+        check("/data/edge-update", None);
+        check("a/../b", None);
+        check("./edge-update", None);
+        check("a//b", None);
+        check("a\nb", None);
     }
 
     #[test]

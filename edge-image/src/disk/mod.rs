@@ -14,7 +14,7 @@ pub mod layout;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Take};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -236,6 +236,95 @@ fn copy_sparse(src: &Path, out: &File, out_path: &Path, offset: u64) -> Result<(
     }
 }
 
+/// The journal the updater keeps, as `edge-update` writes it after installing a slot, in the shape every updater
+/// reads (the first updaters' field names, no `schema`: docs/updater.md, "Journal"); tests/disk.rs checks that
+/// the updater reads it and writes it back the same.
+const JOURNAL_FILE: &str = "journal.json";
+const JOURNAL_FORMAT: u32 = 1;
+
+/// A data seed in a temporary directory beside the output: the layout's seed copied (`cp -a`, which keeps modes
+/// and links), then the updater's journal and each slot's stack file in `rel`. A seed that holds one of those files
+/// already is refused rather than overwritten.
+fn updater_seed(l: &Layout, dir: &Path, name: &str, rel: &str, slots: [Option<&SlotBundle>; 2]) -> Result<TempDir> {
+    let tmp = TempDir(dir.join(format!(".{name}.seed.tmp.{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&tmp.0);
+    let werr = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::WriteFile { path, source }
+    };
+    std::fs::create_dir(&tmp.0).map_err(werr(&tmp.0))?;
+    if let Some(seed) = &l.data.seed {
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg("--")
+            .arg(seed.join("."))
+            .arg(&tmp.0)
+            .output()
+            .map_err(|source| Error::RunTool { tool: "cp", path: seed.clone(), source })?;
+        if !out.status.success() {
+            let detail = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            return Err(Error::ToolFailed { tool: "cp", path: seed.clone(), detail });
+        }
+    }
+    let target = tmp.0.join(rel);
+    let mut files = vec![(JOURNAL_FILE.to_owned(), journal_json(slots))];
+    for b in slots.into_iter().flatten() {
+        let v = b.reader.verified();
+        let record = serde_json::json!({ "manifest_blake3": b.report.manifest_blake3, "stack": v.manifest.stack });
+        files.push((format!("slot-{}.stack.json", b.slot.letter()), record.to_string().into_bytes()));
+    }
+    for (file, _) in &files {
+        let path = target.join(file);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            let shown = l.data.seed.as_ref().map_or(path.clone(), |s| s.join(rel).join(file));
+            return Err(Error::SeedTaken { path: shown });
+        }
+    }
+    std::fs::create_dir_all(&target).map_err(werr(&target))?;
+    for (file, bytes) in files {
+        let path = target.join(file);
+        std::fs::write(&path, bytes).map_err(werr(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).map_err(werr(&path))?;
+    }
+    Ok(tmp)
+}
+
+/// The journal of a node whose slots hold `slots` (A, B) and whose floor is slot A's security version: A is the
+/// slot the disk makes good, B is only written.
+fn journal_json(slots: [Option<&SlotBundle>; 2]) -> Vec<u8> {
+    let image = |b: &SlotBundle| {
+        let r = &b.report;
+        serde_json::json!({
+            "bundle": {
+                "manifest_hash": r.manifest_blake3,
+                "name": r.name,
+                "version": r.version,
+                "security_version": r.security_version,
+            },
+            "size_bytes": r.payload_bytes,
+        })
+    };
+    let mut j = serde_json::json!({
+        "format": JOURNAL_FORMAT,
+        "security_version": slots[0].map_or(0, |a| a.report.security_version),
+    });
+    for (key, b) in ["slot_a", "slot_b"].into_iter().zip(slots) {
+        if let Some(b) = b {
+            j[key] = image(b);
+        }
+    }
+    j.to_string().into_bytes()
+}
+
+/// A temporary directory removed, with what is in it, when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A temporary file removed when dropped.
 struct TempPath(PathBuf);
 
@@ -321,9 +410,16 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let data_tmp = TempPath(dir.join(format!(".{name}.data.tmp.{}", std::process::id())));
     let _ = std::fs::remove_file(&data_tmp.0);
+    // With `data.updater_dir`, the seed is a copy of the layout's with the updater's journal added, which records
+    // what the slots hold (as the updater's own install would have), so the node's first `edge-update status` and
+    // the fleet agent's first inventory name slot A's bundle, and slot A's security version is the node's floor.
+    let merged = match &l.data.updater_dir {
+        Some(rel) => Some(updater_seed(l, &dir, &name, rel, [Some(&a), b.as_ref()])?),
+        None => None,
+    };
     let fs = ext4::Ext4 {
         size_bytes: l.data.size_bytes,
-        seed: l.data.seed.clone(),
+        seed: merged.as_ref().map(|m| m.0.clone()).or_else(|| l.data.seed.clone()),
         uuid: ids.ext4_uuid,
         hash_seed: ids.ext4_hash_seed,
     };
