@@ -33,6 +33,9 @@ pub struct Endpoint {
     data: tempfile::TempDir,
     keyring: PathBuf,
     port: u16,
+    /// The port's listener from [`Endpoint::new`] until the first start, so no other test takes the port
+    /// between the two.
+    reserved: Option<TcpListener>,
     public_url: String,
     running: Option<tokio::runtime::Runtime>,
     admin: String,
@@ -59,7 +62,8 @@ impl Endpoint {
     /// token made straight in the database as `edge-cloud admin-token create` makes it. Nodes are told to fetch
     /// bundles from `public_url`, or from the loopback URL when `None`. Panics on failure: it is a fixture.
     pub fn new(database: Database, keyring: &Path, public_url: Option<&str>) -> Endpoint {
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
+        let reserved = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = reserved.local_addr().expect("address").port();
         let data = tempfile::tempdir().expect("a temporary directory");
         let public_url = public_url.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
         let mut ep = Endpoint {
@@ -67,6 +71,7 @@ impl Endpoint {
             data,
             keyring: keyring.to_owned(),
             port,
+            reserved: Some(reserved),
             public_url,
             running: None,
             admin: String::new(),
@@ -128,17 +133,43 @@ impl Endpoint {
         config.public_url = Some(self.public_url.clone());
         config.keyring = Some(Arc::new(image_layout::keys::Keyring::load(&self.keyring).expect("the keyring")));
         let app = Arc::new(App::new(store, Arc::new(SystemClock), config));
-        let addr = format!("127.0.0.1:{}", self.port);
-        let listener = rt.block_on(crate::server::bind(&addr)).expect("bind the endpoint's port");
+        let listener = match self.reserved.take() {
+            Some(std) => {
+                std.set_nonblocking(true).expect("a non-blocking listener");
+                let _guard = rt.enter();
+                tokio::net::TcpListener::from_std(std).expect("the reserved listener")
+            }
+            None => self.rebind(&rt),
+        };
         let tls = self.tls.as_ref().map(|t| crate::server::tls_acceptor(&t.cert, &t.key).expect("the TLS files"));
         rt.spawn(crate::server::serve(listener, api::router(app), tls));
         self.running = Some(rt);
     }
 
+    /// Binds the port again after a stop. Another process may hold it for a moment (a client's
+    /// ephemeral port), so this retries for a few seconds before it gives up.
+    fn rebind(&self, rt: &tokio::runtime::Runtime) -> tokio::net::TcpListener {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let mut tries = 0;
+        loop {
+            match rt.block_on(crate::server::bind(&addr)) {
+                Ok(listener) => return listener,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    log::debug!("rebind {addr}: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("bind the endpoint's port again: {e}"),
+            }
+        }
+    }
+
     /// Stops serving: the listener and every open connection go.
     pub fn stop(&mut self) {
         if let Some(rt) = self.running.take() {
-            rt.shutdown_background();
+            // Waits for the workers to drop their tasks, the listener among them, so the port is free when
+            // this returns; a blocking read still under way is given a moment, not waited for.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
         }
     }
 
