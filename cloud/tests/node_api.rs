@@ -19,6 +19,7 @@ both!(
     reports_are_stored_once_and_history_is_bounded,
     pruning_goes_in_batches_and_keeps_what_is_live,
     a_restart_loses_nothing,
+    polls_at_once_are_each_answered_as_alone,
 );
 
 /// An enrolled node accepted into a group with a bundle, and the endpoint's admin token.
@@ -409,4 +410,109 @@ fn a_restart_loses_nothing(backend: Backend) {
     assert_eq!(node.send_signed("POST", &path, &headers, &body).json::<ReportAck>().acked_seq, 2);
     let page: fleet_wire::admin::EventPage = admin.ok("GET", &format!("/v1/admin/nodes/{}/events", node.id), None);
     assert_eq!(page.events.len(), 2);
+}
+
+/// Polls arriving together (on SQLite the store answers them in batches, one transaction each): every poll gets the
+/// answer it would get alone, a replay id held by two polls of the same moment lets one through, and only the polls
+/// let through are recorded (their replay ids and their nodes' `last_seen`).
+fn polls_at_once_are_each_answered_as_alone(backend: Backend) {
+    use edge_cloud::error::{Error, Refusal};
+    use edge_cloud::store::Replay;
+
+    let env = Env::new(backend);
+    let admin = env.admin(Role::Admin);
+    let token = admin.enrollment_token("pending");
+    let nodes: Vec<Node> = (0..4)
+        .map(|i| {
+            let n = env.node(200 + i);
+            assert_eq!(n.enroll(&token).status, 201);
+            n
+        })
+        .collect();
+    let id = |i: usize| nodes[i].id.to_string();
+    let _: NodeSummary = admin.ok("POST", &format!("/v1/admin/nodes/{}/accept", id(0)), None);
+    let reboot: fleet_wire::admin::ActionInfo =
+        admin.ok("POST", &format!("/v1/admin/nodes/{}/actions", id(0)), Some(serde_json::json!({"kind": "reboot"})));
+    let _: NodeSummary = admin.ok("POST", &format!("/v1/admin/nodes/{}/reject", id(2)), None);
+    let _: NodeSummary = admin.ok("POST", &format!("/v1/admin/nodes/{}/decommission", id(3)), None);
+    let stranger = env.node(250).id.to_string();
+
+    // 30 polls of each node and of the stranger, each its own replay id; then three of node 0 and three of node 1
+    // sharing one id.
+    let at = NOW as i64 + 10;
+    let mut polls: Vec<(String, Replay)> = Vec::new();
+    for k in 0..30 {
+        for node in [id(0), id(1), id(2), id(3), stranger.clone()] {
+            polls.push((node.clone(), Replay { id: format!("{node}-{k}"), expires_at: at + 300 }));
+        }
+    }
+    for node in [id(0), id(1)] {
+        for _ in 0..3 {
+            polls.push((node.clone(), Replay { id: format!("{node}-twice"), expires_at: at + 300 }));
+        }
+    }
+    let answers = env.rt.block_on(async {
+        let tasks: Vec<_> = polls
+            .iter()
+            .cloned()
+            .map(|(node, replay)| {
+                let store = env.store.clone();
+                tokio::spawn(async move { store.desired(&node, &replay, at).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.expect("a poll's task"));
+        }
+        answers
+    });
+
+    let mut let_through = 0;
+    let mut twice = [0, 0];
+    for ((node, replay), answer) in polls.iter().zip(&answers) {
+        let what = format!("poll {} of {node}: {answer:?}", replay.id);
+        if replay.id.ends_with("-twice") {
+            match answer {
+                Ok(_) => twice[usize::from(*node == id(1))] += 1,
+                Err(Error::Refused(Refusal::Replayed)) => {}
+                Err(e) => panic!("{what}: {e}"),
+            }
+            if answer.is_err() {
+                continue;
+            }
+        }
+        match answer {
+            Ok(d) if *node == id(0) => {
+                assert_eq!(d.status, NodeStatus::Accepted, "{what}");
+                assert_eq!(d.actions.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [reboot.id.as_str()], "{what}");
+                let_through += 1;
+            }
+            Ok(d) if *node == id(1) => {
+                assert_eq!((d.status, d.bundle.is_none(), d.actions.len()), (NodeStatus::Pending, true, 0), "{what}");
+                let_through += 1;
+            }
+            Err(Error::Refused(Refusal::NodeRejected { id })) if *node == nodes[2].id.to_string() => {
+                assert_eq!(*id, *node, "{what}");
+            }
+            Err(Error::Refused(Refusal::NodeDecommissioned { id })) if *node == nodes[3].id.to_string() => {
+                assert_eq!(*id, *node, "{what}");
+            }
+            Err(Error::Refused(Refusal::NodeUnknown { id })) if *node == stranger => assert_eq!(*id, *node, "{what}"),
+            _ => panic!("{what}"),
+        }
+    }
+    assert_eq!(twice, [1, 1], "one of each shared replay id let through");
+    assert_eq!(let_through, 62);
+
+    let dump = env.dump();
+    let start = dump.find("# replays ").expect("the replays section");
+    let replays: Vec<&str> = dump[start..].lines().skip(1).take_while(|l| !l.starts_with('#')).collect();
+    // The 4 enrollments' ids and the polls let through, no other.
+    assert_eq!(replays.len(), 4 + 62, "{replays:#?}");
+    assert!(!replays.iter().any(|l| l.contains(&stranger) || l.contains(&format!("{}-", id(2)))));
+    for i in 0..4 {
+        let detail: fleet_wire::admin::NodeDetail = admin.ok("GET", &format!("/v1/admin/nodes/{}", id(i)), None);
+        let polled = detail.node.last_seen.as_deref() == Some(edge_cloud::clock::rfc3339(at).as_str());
+        assert_eq!(polled, i < 2, "node {i}'s last_seen: {:?}", detail.node.last_seen);
+    }
 }

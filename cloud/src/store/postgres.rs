@@ -32,6 +32,6 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|source| Error::Migrate { source })?;
         // Polls share the pool: their transactions relax their own commit (`SET LOCAL`).
         // No turn to take: PostgreSQL has many writers, serialised only where they lock the same rows.
-        Ok(PgStore { poll_pool: pool.clone(), pool, writer: None })
+        Ok(PgStore { poll_pool: pool.clone(), pool, writer: None, polls: None })
     }
 }

@@ -66,6 +66,20 @@ pub(crate) enum TokenKind {
     Admin,
 }
 
+/// A poll handed to the store's batcher (SQLite), answered on `reply`.
+pub(crate) struct PollJob {
+    pub node: String,
+    pub replay: crate::store::Replay,
+    pub now: i64,
+    pub reply: tokio::sync::oneshot::Sender<Result<crate::store::Desired>>,
+}
+
+impl std::fmt::Debug for PollJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollJob").field("node", &self.node).field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn active(id: &str, status: NodeStatus) -> Result<()> {
     match status {
         NodeStatus::Pending | NodeStatus::Accepted => Ok(()),
@@ -516,6 +530,8 @@ macro_rules! store_impl {
             /// (FIFO) before a transaction begins and held until it ends: writers queue here instead of in
             /// SQLite's busy handler, which sleeps and retries (1, 2, 5 ... 100 ms) and serves no order.
             writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+            /// Where polls are answered in batches (SQLite), the queue to the task that runs them.
+            polls: Option<tokio::sync::mpsc::Sender<$crate::store::sql::PollJob>>,
         }
 
         /// A write transaction, holding the writer's turn (when the store has one) until it is committed or
@@ -576,6 +592,65 @@ macro_rules! store_impl {
 
             async fn read(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
                 self.pool.acquire().await.map_err(db("take a connection"))
+            }
+
+            /// One poll in a transaction of its own: records it (`last_seen`, the replay id) and reads what the node
+            /// should run.
+            async fn desired_one(&self, node: &str, replay: &Replay, now: i64) -> Result<Desired> {
+                let mut tx = self.poll_write().await?;
+                let row = sqlx::query(
+                    "UPDATE nodes SET last_seen = $2 WHERE id = $1 RETURNING status, grp",
+                )
+                .bind(node)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("record a poll"))?
+                .ok_or_else(|| Error::from(Refusal::NodeUnknown { id: node.to_owned() }))?;
+                let status = node_status(&row.try_get::<String, _>("status").map_err(db("read a node"))?)?;
+                active(node, status)?;
+                insert_replay(&mut tx, node, replay, now).await?;
+                let mut desired = Desired { status, bundle: None, actions: Vec::new() };
+                if status == NodeStatus::Accepted {
+                    // One statement for the bundle (pin, else group) and whether actions wait: a poll is the
+                    // endpoint's most frequent request, and each statement is a round trip.
+                    let row = sqlx::query(
+                        "SELECT b.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM actions a \
+                         WHERE a.node = n.id AND a.state = 'queued') THEN 1 ELSE 0 END AS BIGINT) AS has_actions \
+                         FROM nodes n LEFT JOIN node_pins p ON p.node = n.id LEFT JOIN groups g ON g.name = n.grp \
+                         LEFT JOIN bundles b ON b.manifest_hash = COALESCE(p.bundle, g.bundle) \
+                         WHERE n.id = $1",
+                    )
+                    .bind(node)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("read a node's bundle"))?;
+                    let hash: Option<String> = row.try_get("manifest_hash").map_err(db("read a node's bundle"))?;
+                    if hash.is_some() {
+                        desired.bundle = Some(read_bundle(&row)?);
+                    }
+                    let has_actions: i64 = row.try_get("has_actions").map_err(db("read a node's bundle"))?;
+                    if has_actions != 0 {
+                        let rows = sqlx::query(
+                            "SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' \
+                             ORDER BY created_at, id",
+                        )
+                        .bind(node)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db("read a node's actions"))?;
+                        for row in &rows {
+                            desired.actions.push(Action {
+                                id: row.try_get("id").map_err(db("read an action"))?,
+                                kind: $crate::store::sql::action_kind(
+                                    &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
+                                )?,
+                            });
+                        }
+                    }
+                }
+                tx.commit().await.map_err(db("commit a poll"))?;
+                Ok(desired)
             }
         }
 
@@ -691,60 +766,22 @@ macro_rules! store_impl {
 
             fn desired<'a>(&'a self, node: &'a str, replay: &'a Replay, now: i64) -> StoreFuture<'a, Desired> {
                 Box::pin(async move {
-                    let mut tx = self.poll_write().await?;
-                    let row = sqlx::query(
-                        "UPDATE nodes SET last_seen = $2 WHERE id = $1 RETURNING status, grp",
-                    )
-                    .bind(node)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db("record a poll"))?
-                    .ok_or_else(|| Error::from(Refusal::NodeUnknown { id: node.to_owned() }))?;
-                    let status = node_status(&row.try_get::<String, _>("status").map_err(db("read a node"))?)?;
-                    active(node, status)?;
-                    insert_replay(&mut tx, node, replay, now).await?;
-                    let mut desired = Desired { status, bundle: None, actions: Vec::new() };
-                    if status == NodeStatus::Accepted {
-                        // One statement for the bundle (pin, else group) and whether actions wait: a poll is the
-                        // endpoint's most frequent request, and each statement is a round trip.
-                        let row = sqlx::query(
-                            "SELECT b.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM actions a \
-                             WHERE a.node = n.id AND a.state = 'queued') THEN 1 ELSE 0 END AS BIGINT) AS has_actions \
-                             FROM nodes n LEFT JOIN node_pins p ON p.node = n.id LEFT JOIN groups g ON g.name = n.grp \
-                             LEFT JOIN bundles b ON b.manifest_hash = COALESCE(p.bundle, g.bundle) \
-                             WHERE n.id = $1",
-                        )
-                        .bind(node)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db("read a node's bundle"))?;
-                        let hash: Option<String> = row.try_get("manifest_hash").map_err(db("read a node's bundle"))?;
-                        if hash.is_some() {
-                            desired.bundle = Some(read_bundle(&row)?);
-                        }
-                        let has_actions: i64 = row.try_get("has_actions").map_err(db("read a node's bundle"))?;
-                        if has_actions != 0 {
-                            let rows = sqlx::query(
-                                "SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' \
-                                 ORDER BY created_at, id",
-                            )
-                            .bind(node)
-                            .fetch_all(&mut *tx)
-                            .await
-                            .map_err(db("read a node's actions"))?;
-                            for row in &rows {
-                                desired.actions.push(Action {
-                                    id: row.try_get("id").map_err(db("read an action"))?,
-                                    kind: $crate::store::sql::action_kind(
-                                        &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
-                                    )?,
-                                });
+                    if let Some(polls) = &self.polls {
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let job = $crate::store::sql::PollJob {
+                            node: node.to_owned(),
+                            replay: replay.clone(),
+                            now,
+                            reply,
+                        };
+                        if polls.send(job).await.is_ok() {
+                            if let Ok(answer) = answer.await {
+                                return answer;
                             }
                         }
+                        // The batcher is gone (the store is closing): answered alone.
                     }
-                    tx.commit().await.map_err(db("commit a poll"))?;
-                    Ok(desired)
+                    self.desired_one(node, replay, now).await
                 })
             }
 
