@@ -384,6 +384,13 @@ fn the_updater_dir_gets_a_journal_of_what_the_slots_hold() {
     std::fs::write(f.path("seed/var/edge-update/journal.json"), "{}").expect("a stale journal");
     let err = f.refused("updater.toml");
     assert!(matches!(&err, Error::SeedTaken { path } if path.ends_with("var/edge-update/journal.json")), "{err:?}");
+    std::fs::remove_file(f.path("seed/var/edge-update/journal.json")).expect("remove");
+    std::fs::write(f.path("seed/var/edge-update/slot-B.stack.json"), "{}").expect("a stale stack file");
+    let err = f.refused("updater.toml");
+    assert!(
+        matches!(&err, Error::SeedTaken { path } if path.ends_with("var/edge-update/slot-B.stack.json")),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -242,6 +242,15 @@ fn copy_sparse(src: &Path, out: &File, out_path: &Path, offset: u64) -> Result<(
 const JOURNAL_FILE: &str = "journal.json";
 const JOURNAL_FORMAT: u32 = 1;
 
+/// The files [`updater_seed`] writes: the journal, and the stack file of slot A and, when it is written, of B.
+fn updater_files(slot_b: bool) -> Vec<String> {
+    let mut files = vec![JOURNAL_FILE.to_owned(), "slot-A.stack.json".to_owned()];
+    if slot_b {
+        files.push("slot-B.stack.json".to_owned());
+    }
+    files
+}
+
 /// A data seed in a temporary directory beside the output: the layout's seed copied (`cp -a`, which keeps modes
 /// and links), then the updater's journal and each slot's stack file in `rel`. A seed that holds one of those files
 /// already is refused rather than overwritten.
@@ -349,6 +358,15 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
         .iter()
         .map(|(name, src)| Ok((name.clone(), esp::open_source(src, l.esp.size_bytes)?)))
         .collect::<Result<Vec<_>>>()?;
+    // A seed that already holds the updater's files is refused before anything is read or written.
+    if let (Some(rel), Some(seed)) = (&l.data.updater_dir, &l.data.seed) {
+        for file in updater_files(l.slots.b.is_some()) {
+            let path = seed.join(rel).join(&file);
+            if std::fs::symlink_metadata(&path).is_ok() {
+                return Err(Error::SeedTaken { path });
+            }
+        }
+    }
     let keyring = Keyring::load(&l.keyring)?;
     let policy = Policy::at(now, l.threshold);
     let mut a = open_bundle(l, Slot::A, &l.slots.a, &keyring, &policy)?;
