@@ -284,6 +284,26 @@ macro_rules! store_impl {
             Ok(())
         }
 
+        /// A node's queued actions, oldest first.
+        async fn queued_actions(conn: &mut $conn, node: &str) -> Result<Vec<Action>> {
+            let rows =
+                sqlx::query("SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' ORDER BY created_at, id")
+                    .bind(node)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("read a node's actions"))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Action {
+                        id: row.try_get("id").map_err(db("read an action"))?,
+                        kind: $crate::store::sql::action_kind(
+                            &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
+                        )?,
+                    })
+                })
+                .collect()
+        }
+
         async fn audit(
             conn: &mut $conn,
             actor: &Actor,
@@ -631,22 +651,7 @@ macro_rules! store_impl {
                     }
                     let has_actions: i64 = row.try_get("has_actions").map_err(db("read a node's bundle"))?;
                     if has_actions != 0 {
-                        let rows = sqlx::query(
-                            "SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' \
-                             ORDER BY created_at, id",
-                        )
-                        .bind(node)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db("read a node's actions"))?;
-                        for row in &rows {
-                            desired.actions.push(Action {
-                                id: row.try_get("id").map_err(db("read an action"))?,
-                                kind: $crate::store::sql::action_kind(
-                                    &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
-                                )?,
-                            });
-                        }
+                        desired.actions = queued_actions(&mut tx, node).await?;
                     }
                 }
                 tx.commit().await.map_err(db("commit a poll"))?;

@@ -207,21 +207,7 @@ impl SqliteStore {
             if !with_actions[i] {
                 continue;
             }
-            let rows = sqlx::query(
-                "SELECT id, kind FROM actions WHERE node = $1 AND state = 'queued' ORDER BY created_at, id",
-            )
-            .bind(&jobs[i].node)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("read a node's actions"))?;
-            for row in &rows {
-                desired.actions.push(Action {
-                    id: row.try_get("id").map_err(db("read an action"))?,
-                    kind: crate::store::sql::action_kind(
-                        &row.try_get::<String, _>("kind").map_err(db("read an action"))?,
-                    )?,
-                });
-            }
+            desired.actions = queued_actions(&mut tx, &jobs[i].node).await?;
         }
         tx.commit().await.map_err(db("commit a batch of polls"))?;
         Ok(answers)
