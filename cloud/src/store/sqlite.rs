@@ -56,7 +56,7 @@ impl SqliteStore {
         SqliteStore::open_with(data_dir, WAL_LIMIT_FRAMES).await
     }
 
-    /// [`SqliteStore::open`] with the WAL emptied past `wal_limit` pages.
+    /// [`SqliteStore::open`] with the WAL started over past `wal_limit` pages.
     async fn open_with(data_dir: &Path, wal_limit: i64) -> Result<SqliteStore> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
             what: "create the data directory",
@@ -217,21 +217,21 @@ impl SqliteStore {
 /// How often the checkpoint task copies the WAL back.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// The WAL's size, in pages (4 KiB each: 256 MiB), past which the checkpoint task empties it in the writers'
-/// turn. Emptying it costs the writers a wait of a few tens of milliseconds, whatever the WAL's size (the passive
+/// The WAL's size, in pages (4 KiB each: 256 MiB), past which the checkpoint task starts it over in the writers'
+/// turn. Starting it over costs the writers a wait of a few tens of milliseconds, whatever the WAL's size (the passive
 /// checkpoints have copied all but the last half second), so the limit sets how often they wait: every 10 s or so
 /// at 100,000 nodes polling every minute, whose polls write some 25 MiB of WAL a second.
 pub const WAL_LIMIT_FRAMES: i64 = 65_536;
 
-/// How long the emptying checkpoint waits for readers still on the WAL before it gives the writers' turn back.
-const TRUNCATE_WAIT: Duration = Duration::from_millis(250);
+/// How long the restarting checkpoint waits for readers still on the WAL before it gives the writers' turn back.
+const RESTART_WAIT: Duration = Duration::from_millis(250);
 
 /// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on a connection of its own, until the store is gone (`alive`,
-/// the store's writer lock, no longer upgrades), and empties it in the writers' turn once it holds more than
+/// the store's writer lock, no longer upgrades), and starts it over in the writers' turn once it holds more than
 /// `wal_limit` pages. A checkpoint that fails is logged and tried again.
 fn spawn_checkpoints(options: SqliteConnectOptions, alive: std::sync::Weak<tokio::sync::Mutex<()>>, wal_limit: i64) {
     use sqlx::ConnectOptions as _;
-    let options = options.busy_timeout(TRUNCATE_WAIT);
+    let options = options.busy_timeout(RESTART_WAIT);
     tokio::spawn(async move {
         let mut conn = None;
         loop {
@@ -262,12 +262,12 @@ fn spawn_checkpoints(options: SqliteConnectOptions, alive: std::sync::Weak<tokio
             let asked = std::time::Instant::now();
             let turn = writer.lock().await;
             let began = std::time::Instant::now();
-            let emptied = checkpoint(c, "RESTART").await;
+            let restarted = checkpoint(c, "RESTART").await;
             drop(turn);
             let (waited, held) = (began - asked, began.elapsed());
-            match emptied {
+            match restarted {
                 Ok((false, _)) => {
-                    log::debug!("checkpoint: the WAL's {pages} pages emptied in {held:?} of the writers' turn (waited {waited:?})")
+                    log::debug!("checkpoint: the WAL's {pages} pages copied back, to start over, in {held:?} of the writers' turn (waited {waited:?})")
                 }
                 Ok((true, _)) => {
                     log::debug!("checkpoint: readers kept the WAL of {pages} pages for {held:?} of the writers' turn; next time")

@@ -244,16 +244,21 @@ const JOURNAL_FORMAT: u32 = 1;
 
 /// The files [`updater_seed`] writes: the journal, and the stack file of slot A and, when it is written, of B.
 fn updater_files(slot_b: bool) -> Vec<String> {
-    let mut files = vec![JOURNAL_FILE.to_owned(), "slot-A.stack.json".to_owned()];
+    let mut files = vec![JOURNAL_FILE.to_owned(), stack_file(Slot::A)];
     if slot_b {
-        files.push("slot-B.stack.json".to_owned());
+        files.push(stack_file(Slot::B));
     }
     files
 }
 
+/// The file where the updater keeps the stack of the bundle in `slot`.
+fn stack_file(slot: Slot) -> String {
+    format!("slot-{}.stack.json", slot.letter())
+}
+
 /// A data seed in a temporary directory beside the output: the layout's seed copied (`cp -a`, which keeps modes
-/// and links), then the updater's journal and each slot's stack file in `rel`. A seed that holds one of those files
-/// already is refused rather than overwritten.
+/// and links), then the updater's journal and each slot's stack file in `rel`. [`build`] has refused a seed that
+/// holds one of those files already, so none is overwritten.
 fn updater_seed(l: &Layout, dir: &Path, name: &str, rel: &str, slots: [Option<&SlotBundle>; 2]) -> Result<TempDir> {
     let tmp = TempDir(dir.join(format!(".{name}.seed.tmp.{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&tmp.0);
@@ -280,14 +285,7 @@ fn updater_seed(l: &Layout, dir: &Path, name: &str, rel: &str, slots: [Option<&S
     for b in slots.into_iter().flatten() {
         let v = b.reader.verified();
         let record = serde_json::json!({ "manifest_blake3": b.report.manifest_blake3, "stack": v.manifest.stack });
-        files.push((format!("slot-{}.stack.json", b.slot.letter()), record.to_string().into_bytes()));
-    }
-    for (file, _) in &files {
-        let path = target.join(file);
-        if std::fs::symlink_metadata(&path).is_ok() {
-            let shown = l.data.seed.as_ref().map_or(path.clone(), |s| s.join(rel).join(file));
-            return Err(Error::SeedTaken { path: shown });
-        }
+        files.push((stack_file(b.slot), record.to_string().into_bytes()));
     }
     std::fs::create_dir_all(&target).map_err(werr(&target))?;
     for (file, bytes) in files {
@@ -358,7 +356,7 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
         .iter()
         .map(|(name, src)| Ok((name.clone(), esp::open_source(src, l.esp.size_bytes)?)))
         .collect::<Result<Vec<_>>>()?;
-    // A seed that already holds the updater's files is refused before anything is read or written.
+    // A seed that already holds the updater's files is refused before the bundles are opened or anything is written.
     if let (Some(rel), Some(seed)) = (&l.data.updater_dir, &l.data.seed) {
         for file in updater_files(l.slots.b.is_some()) {
             let path = seed.join(rel).join(&file);
