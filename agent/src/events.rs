@@ -120,6 +120,7 @@ pub fn kind_of(kind: EventKind) -> Option<ReportKind> {
     Some(match kind {
         EventKind::Started => ReportKind::Started,
         EventKind::Resumed => ReportKind::Resumed,
+        EventKind::Verified => ReportKind::Verified,
         EventKind::Flipped => ReportKind::Flipped,
         EventKind::RebootFailed => ReportKind::RebootFailed,
         EventKind::Booted => ReportKind::Booted,
@@ -196,6 +197,7 @@ mod tests {
         let kinds = [
             EventKind::Started,
             EventKind::Resumed,
+            EventKind::Verified,
             EventKind::Flipped,
             EventKind::RebootFailed,
             EventKind::Booted,

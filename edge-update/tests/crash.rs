@@ -235,6 +235,18 @@ fn run_install(
     cut_at: u64,
     delta: bool,
 ) -> (updater::Result<updater::install::Report>, u64) {
+    run_install_with(disk, config, bundle_path, cut_at, delta, true)
+}
+
+/// As [`run_install`], holding the target once verified when `flip` is false (`install --no-flip`).
+fn run_install_with(
+    disk: &Disk,
+    config: &Config,
+    bundle_path: &Path,
+    cut_at: u64,
+    delta: bool,
+    flip: bool,
+) -> (updater::Result<updater::install::Report>, u64) {
     let power = Power::new(cut_at);
     let keyring = Keyring::from_keys(vec![key().public()]);
     let mut node = disk.node(config, Slot::A, &power);
@@ -244,6 +256,7 @@ fn run_install(
     let mut fetch = FileFetch::new(bundle_path.to_owned());
     let mut opts = options();
     opts.delta = delta;
+    opts.flip = flip;
     let r = install(&mut node, &keyring, &mut fetch, &target_b(), &mut dev, old, &opts, &mut |_| {});
     (r, power.ops.load(Ordering::SeqCst))
 }
@@ -386,8 +399,12 @@ impl Disk {
             dir: tempfile::tempdir().expect("tempdir"),
         };
         std::fs::create_dir_all(d.dir.path().join("data")).expect("mkdir");
-        let journal = self.dir.path().join("data/journal.json");
-        std::fs::copy(&journal, d.dir.path().join("data/journal.json")).expect("copy journal");
+        for name in ["journal.json", "slot-B.held"] {
+            let from = self.dir.path().join("data").join(name);
+            if from.exists() {
+                std::fs::copy(&from, d.dir.path().join("data").join(name)).expect("copy");
+            }
+        }
         d
     }
 
@@ -528,5 +545,148 @@ fn a_chunk_the_device_lost_is_caught_by_the_read_back_and_rewritten() {
     let (r, _) = run_install(&disk, &config, &bundle_path, u64::MAX, false);
     assert_eq!(r.expect("the retried install").resumed_chunks, u.n_chunks - 1);
     assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], &image_b[..]);
+    assert_eq!(disk.power_on(), Slot::B);
+}
+
+/// Flips the held slot B on `disk` (`edge-update flip`), with the power cut at operation `cut_at`.
+fn run_flip(disk: &Disk, config: &Config, cut_at: u64) -> (updater::Result<updater::run::Outcome>, u64) {
+    let power = Power::new(cut_at);
+    let mut node = disk.node(config, Slot::A, &power);
+    let mut dev = CrashingDevice::new(Arc::clone(&disk.slot_b), Arc::clone(&power));
+    let r = updater::held::flip(&mut node, &target_b(), &mut dev, false, &mut |_| {});
+    (r, power.ops.load(Ordering::SeqCst))
+}
+
+fn held(config: &Config) -> bool {
+    let j = FileJournal::new(config.journal_path()).load().expect("journal");
+    j.update.is_some_and(|u| u.phase == Phase::Verified && u.held)
+}
+
+/// `install --no-flip` cut at every write and sync: the target is never made bootable, the node always comes back
+/// on slot A, and the install run again holds it. Then the flip of a held slot cut at every operation: the node
+/// comes back on A with the hold kept, or on B on trial and commits; never on anything half flipped.
+#[test]
+fn a_power_cut_at_every_write_of_a_held_install_and_of_its_flip() {
+    let image_a = payload(200 << 10, 1);
+    let image_b = payload(200 << 10, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle_path = dir.path().join("v2.bundle");
+    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let (chunk_size, hashes) = chunk_hashes(&bundle_path);
+    let expect = Expect { image_a: &image_a, image_b: &image_b, chunk_size, hashes };
+    let slot_len = 256 << 10;
+
+    let base = Disk::new(&image_a, slot_len);
+    let config = base.config();
+    let (r, total) = run_install_with(&base, &config, &bundle_path, u64::MAX, false, false);
+    let report = r.expect("a held install without a cut");
+    assert!(!report.flipped && !report.outcome.reboot, "{report:?}");
+    assert!(held(&config));
+    assert!(!base.boot_state().qualifies(Slot::B), "a held slot is not bootable");
+    assert_eq!(base.power_on(), Slot::A);
+
+    for cut_at in 0..total {
+        let disk = Disk::new(&image_a, slot_len);
+        let config = disk.config();
+        let (r, _) = run_install_with(&disk, &config, &bundle_path, cut_at, false, false);
+        let ctx = format!("held install cut at operation {cut_at} of {total}");
+        assert!(r.is_err(), "{ctx}: the cut went unnoticed");
+        expect.check(&disk, &config, &ctx);
+        assert!(!disk.boot_state().qualifies(Slot::B), "{ctx}: a held install made slot B bootable");
+        assert!(!come_back(&disk, &config, &ctx), "{ctx}: the node came back on slot B");
+        let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);
+        r.unwrap_or_else(|e| panic!("{ctx}: the held install run again failed: {e}"));
+        assert!(held(&config), "{ctx}");
+        assert_eq!(disk.power_on(), Slot::A, "{ctx}");
+    }
+
+    let disk = base.copy();
+    let (r, flip_total) = run_flip(&disk, &disk.config(), u64::MAX);
+    r.expect("a flip without a cut");
+    assert_eq!(disk.power_on(), Slot::B);
+    for cut_at in 0..flip_total {
+        let disk = base.copy();
+        let config = disk.config();
+        let ctx = format!("flip cut at operation {cut_at} of {flip_total}");
+        let (r, _) = run_flip(&disk, &config, cut_at);
+        assert!(r.is_err(), "{ctx}: the cut went unnoticed");
+        expect.check(&disk, &config, &ctx);
+        if come_back(&disk, &config, &ctx) {
+            continue;
+        }
+        assert!(held(&config), "{ctx}: back on slot A without the hold");
+        let (r, _) = run_flip(&disk, &config, u64::MAX);
+        r.unwrap_or_else(|e| panic!("{ctx}: the flip run again failed: {e}"));
+        assert!(come_back(&disk, &config, &ctx), "{ctx}: the flip run again did not boot slot B");
+    }
+    eprintln!("power cuts at each of {total} operations of a held install and {flip_total} of its flip");
+}
+
+/// A held slot that changed after it was verified is not flipped: the chunk that reads back wrong is forgotten,
+/// the install run again fetches that chunk alone, and the flip then goes through.
+#[test]
+fn a_held_slot_that_changed_since_it_was_verified_is_not_flipped() {
+    let image_a = payload(200 << 10, 1);
+    let image_b = payload(200 << 10, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle_path = dir.path().join("v2.bundle");
+    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let disk = Disk::new(&image_a, 256 << 10);
+    let config = disk.config();
+    let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);
+    let n_chunks = r.expect("held install").n_chunks;
+    let state = disk.boot_state();
+
+    // A stray write after the verification.
+    disk.slot_b.lock().expect("lock")[3 * (16 << 10) + 9] ^= 0x40;
+    let (r, _) = run_flip(&disk, &config, u64::MAX);
+    assert!(matches!(r, Err(updater::Error::ReadBack { chunk_idx: 3, .. })), "{r:?}");
+    assert_eq!(disk.boot_state(), state, "nothing flipped");
+    let u = FileJournal::new(config.journal_path()).load().expect("journal").update.expect("update");
+    assert_eq!((u.phase, u.held, u.chunks_done.clone()), (Phase::Downloading, false, vec![[0, 3], [4, n_chunks]]));
+    let (r, _) = run_flip(&disk, &config, u64::MAX);
+    assert!(matches!(r, Err(updater::Error::NotHeld { phase: Phase::Downloading })), "{r:?}");
+
+    let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);
+    assert_eq!(r.expect("held again").resumed_chunks, n_chunks - 1);
+    let (r, _) = run_flip(&disk, &config, u64::MAX);
+    r.expect("flip");
+    assert_eq!(&disk.slot_b.lock().expect("lock")[..image_b.len()], &image_b[..]);
+    assert_eq!(disk.power_on(), Slot::B);
+}
+
+/// A hold whose hashes file is gone or damaged is refused by the flip with nothing changed, and an install of the
+/// same bundle holds it again.
+#[test]
+fn a_hold_without_its_hashes_is_refused_and_an_install_holds_it_again() {
+    let image_a = payload(100 << 10, 1);
+    let image_b = payload(100 << 10, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle_path = dir.path().join("v2.bundle");
+    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let disk = Disk::new(&image_a, 128 << 10);
+    let config = disk.config();
+    run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false).0.expect("held install");
+    let journal = std::fs::read(config.journal_path()).expect("journal");
+    let state = disk.boot_state();
+    let path = config.held_path(Slot::B);
+    let good = std::fs::read(&path).expect("hashes");
+    let mut damaged = good.clone();
+    damaged[70] ^= 1;
+    for bytes in [None, Some(damaged), Some(good[..good.len() - 32].to_vec())] {
+        match &bytes {
+            None => std::fs::remove_file(&path).expect("rm"),
+            Some(b) => std::fs::write(&path, b).expect("write"),
+        }
+        let (r, _) = run_flip(&disk, &config, u64::MAX);
+        assert!(matches!(r, Err(updater::Error::HeldHashes { .. })), "{r:?}");
+        assert_eq!(std::fs::read(config.journal_path()).expect("journal"), journal);
+        assert_eq!(disk.boot_state(), state);
+    }
+    // The slot is whole: the install reads it back and holds it again, writing nothing.
+    let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);
+    let report = r.expect("held again");
+    assert_eq!((report.resumed_chunks, report.flipped), (report.n_chunks, false));
+    run_flip(&disk, &config, u64::MAX).0.expect("flip");
     assert_eq!(disk.power_on(), Slot::B);
 }

@@ -520,6 +520,8 @@ pub enum ReportKind {
     Started,
     /// An interrupted install went on (updater).
     Resumed,
+    /// The target is verified and held, to be flipped on request (updater, `install --no-flip`).
+    Verified,
     /// The target is verified and active on trial (updater).
     Flipped,
     /// The node booted (updater).
@@ -556,10 +558,11 @@ pub enum ReportKind {
 
 impl ReportKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReportKind; 19] = [
+    pub const ALL: [ReportKind; 20] = [
         ReportKind::Downloading,
         ReportKind::Started,
         ReportKind::Resumed,
+        ReportKind::Verified,
         ReportKind::Flipped,
         ReportKind::Booted,
         ReportKind::Trial,
@@ -584,6 +587,7 @@ impl ReportKind {
             ReportKind::Downloading => "downloading",
             ReportKind::Started => "started",
             ReportKind::Resumed => "resumed",
+            ReportKind::Verified => "verified",
             ReportKind::Flipped => "flipped",
             ReportKind::Booted => "booted",
             ReportKind::Trial => "trial",

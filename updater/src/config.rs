@@ -287,6 +287,11 @@ impl Config {
         self.data_dir.join(format!("slot-{slot}.stack.json"))
     }
 
+    /// The chunk hashes of a target verified and held for a later flip (`held`); read by nobody else.
+    pub fn held_path(&self, slot: bootctl::rules::Slot) -> PathBuf {
+        self.data_dir.join(format!("slot-{slot}.held"))
+    }
+
     /// The cached block fingerprints of what a slot holds (for delta installs).
     pub fn slot_index_path(&self, slot: bootctl::rules::Slot) -> PathBuf {
         self.data_dir.join(format!("slot-{slot}.index"))

@@ -341,6 +341,29 @@ pub enum Error {
         /// The chunk.
         chunk_idx: u64,
     },
+    /// The chunk hashes of a held target could not be written.
+    #[error("cannot write the held chunk hashes {path}")]
+    WriteHeld {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: image_layout::Error,
+    },
+    /// The chunk hashes of a held target are missing, damaged, or of another bundle.
+    #[error("held chunk hashes {path}: {detail}; install the bundle again")]
+    HeldHashes {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `flip` asked of an update that is not verified and held.
+    #[error("nothing to flip: the update is in phase {}, not held after verification (install --no-flip)", phase.name())]
+    NotHeld {
+        /// Its phase.
+        phase: Phase,
+    },
     /// A slot index cache could not be written or removed.
     #[error("cannot write slot index cache {path}")]
     WriteCache {
@@ -435,6 +458,7 @@ impl Error {
             | Error::Busy { .. }
             | Error::NoUpdate { .. }
             | Error::WrongPhase { .. }
+            | Error::NotHeld { .. }
             | Error::Locked { .. } => exit::REFUSED,
             Error::Unhealthy { .. } => exit::UNHEALTHY,
             Error::OpenSource { .. } => exit::USAGE,

@@ -48,6 +48,9 @@ pub struct Options {
     pub now: OffsetDateTime,
     /// Reuse blocks of the booted slot when the source can be read at any offset.
     pub delta: bool,
+    /// Flip the bootloader to the target once it is verified; when false the target is held, verified, for
+    /// `held::flip` (docs/updater.md, "Held installs").
+    pub flip: bool,
 }
 
 impl Options {
@@ -61,6 +64,7 @@ impl Options {
             sync_every: Duration::from_secs(10),
             now,
             delta: true,
+            flip: true,
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Report {
     pub reused_bytes: u64,
     /// The payload's size.
     pub image_bytes: u64,
+    /// Whether the target was flipped; when not, it is verified and held.
+    pub flipped: bool,
     /// What the flip led to (a reboot requested).
     pub outcome: Outcome,
 }
@@ -220,8 +226,10 @@ pub fn install(
             reboot: opts.reboot,
             started: opts.now.format(&Rfc3339).unwrap_or_default(),
             reason: None,
+            held: false,
         };
         node.handle(Event::Start { update: Box::new(update), booted: node.booted, state })?;
+        crate::held::forget(&node.config.held_path(target.slot));
     }
     // The target's cached fingerprints go before a byte of it changes.
     let cache = node.config.slot_index_path(target.slot);
@@ -283,11 +291,15 @@ pub fn install(
             Some(c) => c,
             None => Checked::none(p.n_chunks(), open_cache(node, target, &p)),
         };
-        verify(node, &p, &index, target, dev, checked, progress)?;
+        verify(node, &p, &index, target, dev, checked, !opts.flip, progress)?;
     }
     log::debug!("slot {}: read back in {:.3} s", target.slot, verify_started.elapsed().as_secs_f64());
-    let state = node.boot_state()?;
-    let outcome = node.handle(Event::Flip { booted: node.booted, state })?;
+    let outcome = if opts.flip {
+        let state = node.boot_state()?;
+        node.handle(Event::Flip { booted: node.booted, state, reboot: opts.reboot })?
+    } else {
+        Outcome::default()
+    };
     Ok(Report {
         bundle,
         target: target.slot,
@@ -296,6 +308,7 @@ pub fn install(
         fetched_bytes: counter.get(),
         reused_bytes,
         image_bytes: p.size_bytes,
+        flipped: opts.flip,
         outcome,
     })
 }
@@ -643,7 +656,8 @@ fn check_segments(
 
 /// Reads back every chunk the checker did not, from the device past the page cache, and checks it against its
 /// signed hash; moves the journal to `verified` and commits the slot's index cache, or moves it back to
-/// `downloading` without the chunks that read back wrong.
+/// `downloading` without the chunks that read back wrong. When `hold`, the chunk hashes are kept for a later flip
+/// before the journal says `held`.
 #[allow(clippy::too_many_arguments)]
 fn verify(
     node: &mut Node<'_>,
@@ -652,65 +666,124 @@ fn verify(
     target: &SlotPath,
     dev: &mut dyn SlotDevice,
     mut checked: Checked,
+    hold: bool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<()> {
-    let rerr = |source| Error::ReadSlot { slot: target.slot, device: target.path.clone(), source };
-    dev.sync().map_err(|source| Error::WriteSlot { slot: target.slot, device: target.path.clone(), source })?;
-    dev.drop_cache().map_err(rerr)?;
-    let mut buf = vec![0u8; p.chunk_size as usize];
-    for c in 0..p.n_chunks() {
-        if checked.ok[c as usize] || checked.bad.contains(&c) {
-            continue;
-        }
-        let len = p.chunk_raw_size(c) as usize;
-        dev.read_at(c * u64::from(p.chunk_size), &mut buf[..len]).map_err(rerr)?;
-        if chunk_hash(&buf[..len]) == index.entries[c as usize].raw_hash {
-            checked.ok[c as usize] = true;
-            checked.fingerprint(p, c, &buf[..len]);
-        } else {
-            checked.bad.push(c);
-        }
-        if c % 64 == 63 || c + 1 == p.n_chunks() {
-            progress(&Progress {
-                schema: PROGRESS_SCHEMA,
-                stage: Stage::Verifying,
-                synced: true,
-                done_bytes: ((c + 1) * u64::from(p.chunk_size)).min(p.size_bytes),
-                image_bytes: p.size_bytes,
-                fetched_bytes: 0,
-                reused_bytes: 0,
-            });
-        }
+    let of = ReadBackOf { chunk_size: p.chunk_size, size_bytes: p.size_bytes, n_chunks: p.n_chunks() };
+    let mut skip = checked.ok.clone();
+    for &c in &checked.bad {
+        skip[c as usize] = true;
     }
+    let hash = &mut |c: u64| index.entries[c as usize].raw_hash;
+    let mut good = |c: u64, raw: &[u8]| {
+        checked.ok[c as usize] = true;
+        checked.fingerprint(p, c, raw);
+    };
+    let mut bad = read_back(dev, target, &of, &skip, hash, &mut good, progress)?;
+    bad.extend_from_slice(&checked.bad);
+    bad.sort_unstable();
     let mut j = node.journal().clone();
     let u = j.update.as_mut().expect("verify runs in an update");
-    checked.bad.sort_unstable();
-    if let Some(&first_bad) = checked.bad.first() {
-        let mut done = Vec::new();
-        let mut start = 0;
-        for &b in &checked.bad {
-            if b > start {
-                done.push([start, b]);
-            }
-            start = b + 1;
-        }
-        if start < p.n_chunks() {
-            done.push([start, p.n_chunks()]);
-        }
-        u.chunks_done = done;
+    if let Some(&first_bad) = bad.first() {
+        u.chunks_done = done_but(&bad, p.n_chunks());
         u.phase = Phase::Downloading;
+        u.held = false;
         node.save(j)?;
         return Err(Error::ReadBack { slot: target.slot, device: target.path.clone(), chunk_idx: first_bad });
     }
     u.phase = Phase::Verified;
+    u.held = hold;
+    if hold {
+        let hashes = crate::held::Hashes {
+            manifest_blake3: u.bundle.manifest_blake3.clone(),
+            chunk_size: p.chunk_size,
+            size_bytes: p.size_bytes,
+            chunks: index.entries.iter().map(|e| e.raw_hash).collect(),
+        };
+        crate::held::record(&node.config.held_path(target.slot), &hashes)?;
+    }
     // Durability: every chunk was synced and read back from the device before this save.
     node.save(j)?;
     log::info!("slot {}: {} chunks read back and verified", target.slot, p.n_chunks());
+    if hold {
+        let u = node.journal().update.as_ref().expect("saved above");
+        let message = format!(
+            "slot {} holds {} {}, verified; it is flipped on request (edge-update flip)",
+            target.slot, u.bundle.name, u.bundle.version
+        );
+        node.emit(EventKind::Verified, &message);
+    }
     if let Some(Err(e)) = checked.cache.map(slot_index::Writer::commit) {
         let path = node.config.slot_index_path(target.slot);
         log::warn!("{}", Error::WriteCache { path, source: e });
     }
     Ok(())
+}
+
+/// What a read-back reads: the payload's shape.
+pub(crate) struct ReadBackOf {
+    pub(crate) chunk_size: u32,
+    pub(crate) size_bytes: u64,
+    pub(crate) n_chunks: u64,
+}
+
+/// Reads every chunk not in `skip` back from the device itself, past the page cache, and compares it with
+/// `hash(chunk_idx)`; `good` is given each chunk that matches. Returns the chunks that did not, in order.
+pub(crate) fn read_back(
+    dev: &mut dyn SlotDevice,
+    target: &SlotPath,
+    of: &ReadBackOf,
+    skip: &[bool],
+    hash: &mut dyn FnMut(u64) -> [u8; 32],
+    good: &mut dyn FnMut(u64, &[u8]),
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Vec<u64>> {
+    let rerr = |source| Error::ReadSlot { slot: target.slot, device: target.path.clone(), source };
+    dev.sync().map_err(|source| Error::WriteSlot { slot: target.slot, device: target.path.clone(), source })?;
+    dev.drop_cache().map_err(rerr)?;
+    let cs = u64::from(of.chunk_size);
+    let mut buf = vec![0u8; of.chunk_size as usize];
+    let mut bad = Vec::new();
+    for c in 0..of.n_chunks {
+        if skip[c as usize] {
+            continue;
+        }
+        let len = (of.size_bytes - c * cs).min(cs) as usize;
+        dev.read_at(c * cs, &mut buf[..len]).map_err(rerr)?;
+        if chunk_hash(&buf[..len]) == hash(c) {
+            good(c, &buf[..len]);
+        } else {
+            bad.push(c);
+        }
+        if c % 64 == 63 || c + 1 == of.n_chunks {
+            progress(&Progress {
+                schema: PROGRESS_SCHEMA,
+                stage: Stage::Verifying,
+                synced: true,
+                done_bytes: ((c + 1) * cs).min(of.size_bytes),
+                image_bytes: of.size_bytes,
+                fetched_bytes: 0,
+                reused_bytes: 0,
+            });
+        }
+    }
+    Ok(bad)
+}
+
+/// The chunk ranges of a payload of `n_chunks` chunks, all but `bad` (sorted).
+pub(crate) fn done_but(bad: &[u64], n_chunks: u64) -> Vec<[u64; 2]> {
+    let mut done = Vec::new();
+    let mut start = 0;
+    for &b in bad {
+        if b > start {
+            done.push([start, b]);
+        }
+        start = b + 1;
+    }
+    if start < n_chunks {
+        done.push([start, n_chunks]);
+    }
+    done
 }
 
 /// Fills `buf` from a stream, naming the bundle section and offset when it ends early or fails.

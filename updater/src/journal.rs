@@ -153,6 +153,11 @@ pub struct Update {
     /// Why the update failed, rolled back, or is being rolled back (a failed check recorded before the reboot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// In phase `verified`: the target is held for a later flip (`install --no-flip`), and its chunk hashes are kept
+    /// beside the journal (docs/updater.md, "Held installs"). Written only while true, and cleared by the flip, so
+    /// the journals an older updater may read after a fallback never carry it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl Update {
@@ -378,6 +383,7 @@ mod tests {
             reboot: false,
             started: "2026-11-24T00:00:00Z".into(),
             reason: None,
+            held: false,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod health;
+pub mod held;
 pub mod http;
 pub mod install;
 pub mod journal;

@@ -28,12 +28,15 @@ pub enum Event {
         /// The boot state now.
         state: BootState,
     },
-    /// The install read every chunk back and it matched: flip the bootloader to the target.
+    /// The install read every chunk back and it matched (or a held target was read back again): flip the
+    /// bootloader to the target.
     Flip {
         /// The slot running now.
         booted: Slot,
         /// The boot state now.
         state: BootState,
+        /// Reboot into the target once it is flipped.
+        reboot: bool,
     },
     /// `edge-update boot`, once per start: the slot running and the state the bootloader left.
     Booted {
@@ -155,7 +158,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
             j.update = Some((**update).clone());
             actions.push(Action::Save);
         }
-        Event::Flip { booted, state } => {
+        Event::Flip { booted, state, reboot } => {
             let u = current(&mut j, "flip")?;
             if u.phase != Phase::Verified {
                 return Err(Error::WrongPhase { verb: "flip", phase: u.phase });
@@ -169,6 +172,8 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
             }
             actions.push(Action::SetActive(target));
             actions.push(emit(EventKind::Flipped, format!("slot {target} is active on trial")));
+            u.reboot = *reboot;
+            u.held = false;
             u.phase = if u.reboot { Phase::Rebooting } else { Phase::Flipped };
             let reboot = u.reboot;
             // The slot holds this bundle from now on, committed or not: `status` shows what is on it.
@@ -245,6 +250,7 @@ pub fn step(journal: &Journal, event: &Event) -> Result<Step> {
                         actions.push(Action::MarkBad(u.target));
                     }
                     u.phase = Phase::Cancelled;
+                    u.held = false;
                     u.reason = Some("cancelled by the operator".to_owned());
                     actions.push(emit(EventKind::Cancelled, format!("update of slot {} cancelled", u.target)));
                     actions.push(Action::Save);
@@ -300,12 +306,15 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
         Phase::Downloading | Phase::Written | Phase::Verified => {
             if booted == target {
                 u.phase = Phase::Failed;
+                u.held = false;
                 u.reason = Some(format!("slot {target} was booted while its install was unfinished"));
                 actions.push(emit(
                     EventKind::Failed,
                     format!("slot {target} was booted while its install was unfinished"),
                 ));
                 actions.push(Action::Save);
+            } else if u.held && phase == Phase::Verified {
+                // Held on purpose: it waits for its flip across reboots, which is no interruption.
             } else {
                 let message = format!(
                     "install of slot {target} interrupted in phase {} with {}/{} chunks; install again to resume",
@@ -328,6 +337,7 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
                     actions.push(Action::Reboot);
                 } else {
                     u.phase = Phase::Trial;
+                    u.held = false;
                     actions.push(emit(EventKind::Trial, format!("slot {target} on trial; running health checks")));
                     actions.push(Action::Save);
                     actions.push(Action::RunChecks);
@@ -353,6 +363,7 @@ fn booted_step(j: &mut Journal, booted: Slot, state: &BootState, actions: &mut V
 fn commit(j: &mut Journal, actions: &mut Vec<Action>, how: &str) {
     let u = j.update.as_mut().expect("commit is only reached with an update");
     u.phase = Phase::Committed;
+    u.held = false;
     u.reason = None;
     let (target, bundle, size_bytes) = (u.target, u.bundle.clone(), u.size_bytes);
     actions.push(emit(
@@ -376,6 +387,7 @@ fn fail_trial(u: &mut Update, booted: Slot, reason: String, actions: &mut Vec<Ac
 fn roll_back(u: &mut Update, reason: String, actions: &mut Vec<Action>) {
     actions.push(emit(EventKind::RolledBack, format!("slot {} rolled back: {reason}", u.target)));
     u.phase = Phase::RolledBack;
+    u.held = false;
     u.reason = Some(reason);
     actions.push(Action::Save);
 }
@@ -397,10 +409,14 @@ pub fn reconcile_table() -> String {
     let phases = Phase::ALL.into_iter().filter(|p| !matches!(p, Phase::Written | Phase::Cancelled | Phase::Failed));
     let mut out = String::from("| phase in the journal | boot | new phase | actions |\n| --- | --- | --- | --- |\n");
     for phase in phases {
-        for reason in [None, Some("a check failed")] {
-            if reason.is_some() && phase != Phase::Trial {
-                continue;
-            }
+        // A failure recorded is told apart in `trial`, a hold in `verified`.
+        let mut variants = vec![(None, false)];
+        match phase {
+            Phase::Trial => variants.push((Some("a check failed"), false)),
+            Phase::Verified => variants.push((None, true)),
+            _ => {}
+        }
+        for (reason, held) in variants {
             for (what, booted, st) in &cases {
                 let u = Update {
                     phase,
@@ -421,6 +437,7 @@ pub fn reconcile_table() -> String {
                     reboot: false,
                     started: String::new(),
                     reason: reason.map(str::to_owned),
+                    held,
                 };
                 let j = Journal { update: Some(u), ..Journal::default() };
                 let s = step(&j, &Event::Booted { booted: *booted, state: *st }).expect("boot never fails");
@@ -440,9 +457,10 @@ pub fn reconcile_table() -> String {
                     })
                     .collect();
                 let actions = if actions.is_empty() { "nothing".to_owned() } else { actions.join(", ") };
-                let shown = match reason {
-                    Some(_) => format!("{} (failure recorded)", phase.name()),
-                    None => phase.name().to_owned(),
+                let shown = match (reason, held) {
+                    (Some(_), _) => format!("{} (failure recorded)", phase.name()),
+                    (None, true) => format!("{} (held)", phase.name()),
+                    (None, false) => phase.name().to_owned(),
                 };
                 out.push_str(&format!("| {shown} | {what} | {new_phase} | {actions} |\n"));
             }
@@ -478,6 +496,7 @@ mod tests {
             reboot: false,
             started: "2026-11-24T00:00:00Z".into(),
             reason: reason.map(str::to_owned),
+            held: false,
         }
     }
 
@@ -508,6 +527,11 @@ mod tests {
                 for reason in [None, Some("check web failed")] {
                     out.push(Journal { update: Some(update(phase, target, reason)), ..Journal::default() });
                 }
+                if phase == Phase::Verified {
+                    let mut u = update(phase, target, None);
+                    u.held = true;
+                    out.push(Journal { update: Some(u), ..Journal::default() });
+                }
             }
         }
         out
@@ -516,7 +540,8 @@ mod tests {
     fn all_events(booted: Slot, state: BootState) -> Vec<Event> {
         vec![
             Event::Start { update: Box::new(update(Phase::Downloading, booted.other(), None)), booted, state },
-            Event::Flip { booted, state },
+            Event::Flip { booted, state, reboot: false },
+            Event::Flip { booted, state, reboot: true },
             Event::Booted { booted, state },
             Event::ChecksPassed { booted },
             Event::ChecksFailed { booted, reason: "probe failed".into() },
@@ -583,6 +608,11 @@ mod tests {
                                 let newly = (t.good || t.tries > 0) && !(was.good || was.tries > 0);
                                 assert!(!newly, "{ctx}");
                             }
+                        }
+                        // A hold lasts only as long as `verified`: no other phase carries it, so the journals an
+                        // older updater may read after a fallback never do.
+                        if let Some(u) = &s.journal.update {
+                            assert!(!u.held || u.phase == Phase::Verified, "{ctx}");
                         }
                         // A final update stays final, and a boot never changes the bootloader after it.
                         if let (Some(before), Event::Booted { .. }) = (&j.update, &event) {
@@ -702,10 +732,9 @@ mod tests {
     #[test]
     fn issue_14_a_flipped_slot_is_recorded_and_a_failed_reboot_request_leaves_it_flipped() {
         let state = BootState::provisioned(Slot::A);
-        let mut u = update(Phase::Verified, Slot::B, None);
-        u.reboot = true;
+        let u = update(Phase::Verified, Slot::B, None);
         let j = Journal { update: Some(u), ..Journal::default() };
-        let s = step(&j, &Event::Flip { booted: Slot::A, state }).expect("flip");
+        let s = step(&j, &Event::Flip { booted: Slot::A, state, reboot: true }).expect("flip");
         assert_eq!(s.journal.phase(), Some(Phase::Rebooting));
         assert_eq!(s.journal.slot(Slot::B).map(|i| i.bundle.version.as_str()), Some("2"));
         assert_eq!(s.actions.last(), Some(&Action::Reboot));
@@ -714,6 +743,36 @@ mod tests {
         assert_eq!((u.phase, u.reboot), (Phase::Flipped, false));
         assert!(f.actions.iter().any(|a| matches!(a, Action::Emit(e) if e.kind == EventKind::RebootFailed)));
         assert_eq!(f.actions.iter().filter(|a| **a == Action::Save).count(), 1);
+    }
+
+    /// A held target waits for its flip across reboots: a boot of the other slot records nothing and reports no
+    /// interruption; a boot of the held slot itself (by hand, from the firmware's menu) fails it as an unfinished
+    /// install does; the flip ends the hold.
+    #[test]
+    fn a_held_update_waits_across_boots_and_the_flip_ends_it() {
+        let state = BootState::provisioned(Slot::A);
+        let mut u = update(Phase::Verified, Slot::B, None);
+        u.held = true;
+        let j = Journal { update: Some(u), ..Journal::default() };
+        let s = step(&j, &Event::Booted { booted: Slot::A, state }).expect("boot");
+        assert_eq!(s.journal, j);
+        assert!(
+            s.actions.iter().all(|a| matches!(a, Action::Emit(e) if e.kind == EventKind::Booted)),
+            "{:?}",
+            s.actions
+        );
+        let unheld = Journal { update: Some(update(Phase::Verified, Slot::B, None)), ..Journal::default() };
+        let s = step(&unheld, &Event::Booted { booted: Slot::A, state }).expect("boot");
+        assert!(s.actions.iter().any(|a| matches!(a, Action::Emit(e) if e.kind == EventKind::Interrupted)));
+
+        let s = step(&j, &Event::Booted { booted: Slot::B, state }).expect("boot of the held slot");
+        let u = s.journal.update.as_ref().expect("update");
+        assert_eq!((u.phase, u.held), (Phase::Failed, false));
+
+        let s = step(&j, &Event::Flip { booted: Slot::A, state, reboot: false }).expect("flip");
+        let u = s.journal.update.as_ref().expect("update");
+        assert_eq!((u.phase, u.held, u.reboot), (Phase::Flipped, false, false));
+        assert_eq!(s.actions.first(), Some(&Action::SetActive(Slot::B)));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum EventKind {
     Started,
     /// An interrupted install of the same bundle went on where it stopped.
     Resumed,
+    /// The target is verified and held; it is flipped on request (`install --no-flip`).
+    Verified,
     /// The target is verified and active on trial.
     Flipped,
     /// A reboot into the flipped slot could not be requested.
@@ -95,6 +97,7 @@ impl EventKind {
         match self {
             EventKind::Started => "started",
             EventKind::Resumed => "resumed",
+            EventKind::Verified => "verified",
             EventKind::Flipped => "flipped",
             EventKind::RebootFailed => "reboot-failed",
             EventKind::Booted => "booted",
@@ -142,6 +145,8 @@ impl Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstallOutcome {
+    /// The target is verified and held, to be flipped on request (`install --no-flip`).
+    Verified,
     /// The target is verified and active on trial.
     Flipped,
 }

@@ -30,6 +30,9 @@ pub struct Args {
     /// Once flipped, sync and reboot(2) at once, without `edge-init`.
     #[arg(long)]
     pub reboot_now: bool,
+    /// Stop once the slot is verified, and hold it for `edge-update flip` (docs/updater.md, "Held installs").
+    #[arg(long, conflicts_with_all = ["reboot", "reboot_now"])]
+    pub no_flip: bool,
     /// Fetch every chunk; take nothing from the booted slot.
     #[arg(long)]
     pub full: bool,
@@ -83,7 +86,7 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
     Ok(if args.json {
         let result = InstallResult {
             schema: RESULT_SCHEMA,
-            result: InstallOutcome::Flipped,
+            result: if report.flipped { InstallOutcome::Flipped } else { InstallOutcome::Verified },
             target: report.target.to_string(),
             bundle: report.bundle.clone(),
             resumed_chunks: report.resumed_chunks,
@@ -96,8 +99,9 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         };
         Output::json_line(&result)
     } else {
+        let how = if report.flipped { "(verified) and is active on trial" } else { "(verified), held" };
         let mut s = format!(
-            "slot {} holds {} {} (verified) and is active on trial; {} bytes fetched, {} reused, image {} bytes",
+            "slot {} holds {} {} {how}; {} bytes fetched, {} reused, image {} bytes",
             report.target,
             report.bundle.name,
             report.bundle.version,
@@ -108,7 +112,9 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
         if report.resumed_chunks > 0 {
             s.push_str(&format!("; resumed at chunk {}/{}", report.resumed_chunks, report.n_chunks));
         }
-        if let Some(reason) = &report.outcome.reboot_error {
+        if !report.flipped {
+            s.push_str("; edge-update flip makes it active on trial");
+        } else if let Some(reason) = &report.outcome.reboot_error {
             s.push_str(&format!("; the reboot could not be requested ({reason}): reboot to try it"));
         } else if !report.outcome.reboot {
             s.push_str("; reboot to try it");
@@ -143,6 +149,7 @@ fn install_from(config: &Config, node: &mut Node<'_>, keyring: &Keyring, args: &
     let mut opts = Options::at(OffsetDateTime::now_utc());
     opts.reboot = args.reboot || args.reboot_now;
     opts.delta = !args.full;
+    opts.flip = !args.no_flip;
     let json = args.json;
     let mut bar = if json { None } else { Bar::on_terminal() };
     let mut last_line: Option<Progress> = None;

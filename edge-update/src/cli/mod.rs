@@ -13,6 +13,7 @@ use updater::run::Node;
 
 pub mod boot;
 pub mod cancel;
+pub mod flip;
 pub mod install;
 pub mod mark_good;
 pub mod rollback;
@@ -39,6 +40,8 @@ pub enum Command {
     /// Install a bundle (a path, `-` for stdin, or an http(s) URL) into the slot that is not booted, resuming an
     /// interrupted install of the same bundle, then flip the bootloader to it.
     Install(install::Args),
+    /// Flip a slot held by `install --no-flip`: read it back once more, then make it active on trial.
+    Flip(flip::Args),
     /// Show the booted slot, the boot state and the journal.
     Status(status::Args),
     /// Reconcile the journal with what the bootloader booted; on a trial boot, run the health checks and commit or
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> Result<Output> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Install(a) => install::run(&config, a),
+        Command::Flip(a) => flip::run(&config, a),
         Command::Status(a) => status::run(&config, a),
         Command::Boot(a) => boot::run(&config, a),
         Command::MarkGood(a) => mark_good::run(&config, a),
@@ -96,6 +100,9 @@ pub fn describe(node: &Node<'_>) -> String {
         Some(u) => {
             let mut s =
                 format!("update of slot {} to {} {}: {}", u.target, u.bundle.name, u.bundle.version, u.phase.name());
+            if u.held {
+                s.push_str(" (held: edge-update flip makes it active)");
+            }
             if let Some(r) = &u.reason {
                 s.push_str(&format!(" ({r})"));
             }

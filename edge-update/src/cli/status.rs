@@ -46,7 +46,9 @@ fn human(status: &Status) -> String {
     match &status.journal.update {
         None => t.push_str("update: none"),
         Some(u) => {
-            let state = if u.phase.is_installing() {
+            let state = if u.held && !status.running {
+                ", held (verified: edge-update flip makes it active on trial)"
+            } else if u.phase.is_installing() {
                 if status.running {
                     ", running"
                 } else {
