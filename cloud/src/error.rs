@@ -180,6 +180,14 @@ pub enum Refusal {
         /// Its name.
         id: String,
     },
+    /// A field of the request does not parse or is out of bounds (a selector, a policy, a time zone, a window).
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The change does not apply to the thing as it is.
     #[error("{reason}")]
     Conflict {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod error;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod rollout;
 pub mod server;
 pub mod store;
 

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod digest;
 pub mod error;
 pub mod node;
+pub mod rollout;
 pub mod sfv;
 pub mod signature;
 

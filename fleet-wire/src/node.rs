@@ -398,6 +398,36 @@ pub struct BundleRef {
     pub size_bytes: u64,
     /// Where to fetch it, in order of preference (the endpoint's store, then external hosts).
     pub urls: Vec<String>,
+    /// When the bundle comes from a deployment: when the node may flip to it. Absent: as soon as it is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip: Option<FlipRule>,
+}
+
+/// When a node may flip to a deployment's bundle (docs/rollouts.md, "What a node is told"). The node may download
+/// and verify at any time; it flips only when `allowed`, inside one of `windows` by its own clock (none: at any
+/// time), and once no application holds its update lock, or that lock has held the flip back `lock_max_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlipRule {
+    /// The deployment.
+    pub deployment: String,
+    /// False while the deployment is paused: install and verify, then hold.
+    pub allowed: bool,
+    /// The site's maintenance windows over the next days, as UTC intervals; empty: any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// The longest an application's update lock may hold the flip back, in seconds.
+    pub lock_max_secs: u64,
+}
+
+/// A span of time, RFC 3339 UTC, `start` included, `end` not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Its start.
+    pub start: String,
+    /// Its end.
+    pub end: String,
 }
 
 /// Something the endpoint asks a node to do once: only these exist (docs/fleet-protocol.md, "Actions").

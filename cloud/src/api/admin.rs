@@ -15,6 +15,7 @@ use fleet_wire::admin::{
     Role, SetBundle, SetGroup, TokenList,
 };
 use fleet_wire::node::{NodeStatus, MAX_BODY_BYTES};
+use fleet_wire::rollout::{CreateDeployment, DeploymentList, SetSite, SiteList};
 use serde::Deserialize;
 
 use super::{body_bytes, json_response, parse_json, ApiError, App};
@@ -43,6 +44,12 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/admin/groups/{name}", put(set_group_bundle))
         .route("/v1/admin/bundles", get(list_bundles))
         .route("/v1/admin/audit", get(audit))
+        .route("/v1/admin/deployments", get(list_deployments).post(create_deployment))
+        .route("/v1/admin/deployments/{id}", get(show_deployment))
+        .route("/v1/admin/deployments/{id}/nodes", get(deployment_nodes))
+        .route("/v1/admin/deployments/{id}/{verb}", post(change_deployment))
+        .route("/v1/admin/sites", get(list_sites))
+        .route("/v1/admin/sites/{name}", put(set_site))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -329,6 +336,75 @@ async fn audit(
         authorize(&app, &headers, Role::Viewer).await?;
         let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
         ok(&app.store.audit(q.limit(), q.offset.unwrap_or(0)).await?)
+    })
+    .await
+}
+
+async fn list_deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        ok(&DeploymentList { deployments: app.store.list_deployments().await? })
+    })
+    .await
+}
+
+async fn create_deployment(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    reply(async {
+        let actor = authorize(&app, &headers, Role::Operator).await?;
+        let req: CreateDeployment = parse_json(&body_bytes(body)?)?;
+        req.check()?;
+        let info = app.store.create_deployment(&actor, &req, app.now()).await?;
+        Ok(json_response(StatusCode::CREATED, &info))
+    })
+    .await
+}
+
+async fn show_deployment(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        ok(&app.store.deployment(&id).await?)
+    })
+    .await
+}
+
+async fn deployment_nodes(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        ok(&app.store.deployment_nodes(&id).await?)
+    })
+    .await
+}
+
+async fn change_deployment(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, verb)): Path<(String, String)>,
+) -> Response {
+    reply(async {
+        let actor = authorize(&app, &headers, Role::Operator).await?;
+        if !["pause", "resume", "abort"].contains(&verb.as_str()) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("no deployment verb {verb}")));
+        }
+        ok(&app.store.set_deployment_state(&actor, &id, &verb, app.now()).await?)
+    })
+    .await
+}
+
+async fn list_sites(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        ok(&SiteList { sites: app.store.list_sites(app.now()).await? })
+    })
+    .await
+}
+
+async fn set_site(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>, body: Body) -> Response {
+    reply(async {
+        let actor = authorize(&app, &headers, Role::Operator).await?;
+        fleet_wire::admin::check_name("site", &name)?;
+        let req: SetSite = parse_json(&body_bytes(body)?)?;
+        req.check()?;
+        ok(&app.store.set_site(&actor, &name, &req, app.now()).await?)
     })
     .await
 }

@@ -186,6 +186,7 @@ impl From<Refusal> for ApiError {
             Refusal::NodeDecommissioned { .. } => (StatusCode::FORBIDDEN, "node-decommissioned"),
             Refusal::Replayed => (StatusCode::CONFLICT, "replayed"),
             Refusal::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
+            Refusal::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad-field"),
             Refusal::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
         };
         ApiError::new(status, word, r.to_string())

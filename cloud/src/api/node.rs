@@ -169,6 +169,7 @@ async fn enroll_inner(
 
 /// The desired state's body and its `ETag`: a hash of exactly these bytes.
 pub fn desired_body(app: &App, desired: Desired) -> (Vec<u8>, String) {
+    let flip = desired.flip;
     let bundle = desired.bundle.map(|b| {
         let mut urls = Vec::new();
         if let (true, Some(base)) = (b.stored, &app.config.public_url) {
@@ -182,6 +183,7 @@ pub fn desired_body(app: &App, desired: Desired) -> (Vec<u8>, String) {
             manifest_hash: b.manifest_hash,
             size_bytes: b.size_bytes,
             urls,
+            flip,
         }
     });
     let state = DesiredState {

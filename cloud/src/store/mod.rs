@@ -18,10 +18,12 @@ use fleet_wire::admin::{
     EventPage, GroupInfo, LabelChange, NodeDetail, NodeSummary, Role,
 };
 use fleet_wire::node::{Action, ActionKind, Diagnostics, Inventory, NodeStatus, ReportAck, ReportBatch};
+use fleet_wire::rollout::{CreateDeployment, DeploymentInfo, MemberList, SetSite, SiteInfo};
 
 use crate::error::Result;
 
 pub mod postgres;
+pub(crate) mod rollout_sql;
 pub(crate) mod sql;
 pub mod sqlite;
 
@@ -91,8 +93,11 @@ pub struct Enrolled {
 pub struct Desired {
     /// Where the node stands.
     pub status: NodeStatus,
-    /// Its pin's bundle, else its group's, when accepted.
+    /// Its pin's bundle, else its deployment's (once it was told to start), else the last bundle a deployment
+    /// brought it, else its group's; when accepted.
     pub bundle: Option<BundleInfo>,
+    /// When the bundle is a deployment's: when the node may flip to it.
+    pub flip: Option<fleet_wire::node::FlipRule>,
     /// Its queued actions, oldest first, when accepted.
     pub actions: Vec<Action>,
 }
@@ -132,8 +137,40 @@ pub struct NewBundle {
     pub manifest: serde_json::Value,
 }
 
+/// The rollouts' part of the store (docs/rollouts.md): deployments and sites. Each method is one transaction; every
+/// change writes its audit row in it.
+pub trait Rollouts {
+    /// Creates a deployment of the nodes its selector matches now (refused, naming them, when some are in a
+    /// deployment under way); nodes that match later join it.
+    fn create_deployment<'a>(
+        &'a self,
+        actor: &'a Actor,
+        req: &'a CreateDeployment,
+        now: i64,
+    ) -> StoreFuture<'a, DeploymentInfo>;
+    /// Every deployment, newest first.
+    fn list_deployments(&self) -> StoreFuture<'_, Vec<DeploymentInfo>>;
+    /// One deployment.
+    fn deployment<'a>(&'a self, id: &'a str) -> StoreFuture<'a, DeploymentInfo>;
+    /// A deployment's nodes.
+    fn deployment_nodes<'a>(&'a self, id: &'a str) -> StoreFuture<'a, MemberList>;
+    /// `pause`, `resume` or `abort` a deployment.
+    fn set_deployment_state<'a>(
+        &'a self,
+        actor: &'a Actor,
+        id: &'a str,
+        verb: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, DeploymentInfo>;
+    /// Sets a site's time zone and windows (making the site when new).
+    fn set_site<'a>(&'a self, actor: &'a Actor, name: &'a str, req: &'a SetSite, now: i64)
+        -> StoreFuture<'a, SiteInfo>;
+    /// Every site, with whether it is inside a window at `now`.
+    fn list_sites(&self, now: i64) -> StoreFuture<'_, Vec<SiteInfo>>;
+}
+
 /// Everything the endpoint keeps. Each method is one transaction; every admin change writes its audit row in it.
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: Rollouts + Send + Sync + std::fmt::Debug {
     /// The key and status of node `id`, if enrolled.
     fn node_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<NodeKey>>;
     /// Enrolls a node (or updates the inventory of one enrolled with this key), using the token once.
@@ -354,6 +391,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "enrollment_token",
             "merged_into",
             "updated_at",
+            "baseline",
         ],
     ),
     ("node_pins", &["node", "bundle", "pinned_at", "pinned_by"]),
@@ -362,6 +400,36 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("actions", &["id", "node", "kind", "state", "created_at", "created_by", "finished_at", "result"]),
     ("diagnostics", &["action", "node", "received_at", "body"]),
     ("audit", &["id", "at", "actor_id", "actor_name", "action", "target", "change"]),
+    ("sites", &["name", "time_zone", "windows", "created_at", "updated_at"]),
+    (
+        "deployments",
+        &[
+            "id",
+            "name",
+            "bundle",
+            "selector",
+            "policy",
+            "state",
+            "pause_reason",
+            "pause_detail",
+            "paused_at",
+            "wave",
+            "n_members",
+            "n_begun",
+            "n_in_flight",
+            "n_committed",
+            "n_failed",
+            "wave_failed",
+            "created_at",
+            "created_by",
+            "updated_at",
+        ],
+    ),
+    (
+        "deployment_nodes",
+        &["deployment", "node", "state", "wave", "site", "joined_at", "started_at", "finished_at", "result"],
+    ),
+    ("deployment_sites", &["deployment", "site", "in_flight"]),
 ];
 
 /// The SHA-256 of a token's secret, lowercase hex: what the database keeps. Tokens are 32 random bytes, so a fast

@@ -20,6 +20,13 @@ crate::store::sql::store_impl!(
     "SET LOCAL synchronous_commit = off"
 );
 
+crate::store::rollout_sql::rollout_impl!(
+    PgStore,
+    sqlx::PgConnection,
+    " FOR UPDATE",
+    "SELECT pg_advisory_xact_lock(7306078180911049836)"
+);
+
 impl PgStore {
     /// Connects to `url` (`postgres://...`) and runs the migrations.
     pub async fn open(url: &str) -> Result<PgStore> {

@@ -536,6 +536,8 @@ macro_rules! store_impl {
             .map_err(db("update a node"))?;
             let (b, a) = (before.summary()?, after.summary()?);
             audit(conn, actor, action, &after.id, serde_json::json!({ "before": b, "after": a }), now).await?;
+            // Its status, labels, group or pin may put it into a deployment or take it out.
+            place(conn, &after.id, now).await?;
             Ok(a)
         }
 
@@ -630,32 +632,41 @@ macro_rules! store_impl {
                 let status = node_status(&row.try_get::<String, _>("status").map_err(db("read a node"))?)?;
                 active(node, status)?;
                 insert_replay(&mut tx, node, replay, now).await?;
-                let mut desired = Desired { status, bundle: None, actions: Vec::new() };
+                let mut desired = Desired { status, bundle: None, flip: None, actions: Vec::new() };
+                let mut candidate = None;
                 if status == NodeStatus::Accepted {
-                    // One statement for the bundle (pin, else group) and whether actions wait: a poll is the
-                    // endpoint's most frequent request, and each statement is a round trip.
-                    let row = sqlx::query(
-                        "SELECT b.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM actions a \
+                    // One statement for the bundle (pin, deployment, baseline, group), the deployment's flip rule
+                    // and whether actions wait: a poll is the endpoint's most frequent request, and each statement
+                    // is a round trip.
+                    let sql = format!(
+                        "SELECT b.*, {DESIRED_COLUMNS}, CAST(CASE WHEN EXISTS (SELECT 1 FROM actions a \
                          WHERE a.node = n.id AND a.state = 'queued') THEN 1 ELSE 0 END AS BIGINT) AS has_actions \
-                         FROM nodes n LEFT JOIN node_pins p ON p.node = n.id LEFT JOIN groups g ON g.name = n.grp \
-                         LEFT JOIN bundles b ON b.manifest_hash = COALESCE(p.bundle, g.bundle) \
-                         WHERE n.id = $1",
-                    )
-                    .bind(node)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db("read a node's bundle"))?;
+                         FROM nodes n {DESIRED_JOINS} WHERE n.id = $1"
+                    );
+                    let row = sqlx::query(&sql)
+                        .bind(node)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db("read a node's bundle"))?;
                     let hash: Option<String> = row.try_get("manifest_hash").map_err(db("read a node's bundle"))?;
                     if hash.is_some() {
                         desired.bundle = Some(read_bundle(&row)?);
                     }
+                    let (flip, start) = rollout_of_row(&row, now)?;
+                    desired.flip = flip;
+                    candidate = start;
                     let has_actions: i64 = row.try_get("has_actions").map_err(db("read a node's bundle"))?;
                     if has_actions != 0 {
                         desired.actions = queued_actions(&mut tx, node).await?;
                     }
                 }
                 tx.commit().await.map_err(db("commit a poll"))?;
-                Ok(desired)
+                let mut answers = [Ok(desired)];
+                if let Some(deployment) = candidate {
+                    self.start_polled(&mut answers, vec![(0, node.to_owned(), deployment)], now).await?;
+                }
+                let [answer] = answers;
+                answer
             }
         }
 
@@ -722,6 +733,7 @@ macro_rules! store_impl {
                         .execute(&mut *tx)
                         .await
                         .map_err(db("update a node"))?;
+                        place(&mut tx, &e.node_id, now).await?;
                         tx.commit().await.map_err(db("commit an enrollment"))?;
                         return Ok(Enrolled { status: node.status, created: false });
                     }
@@ -764,6 +776,7 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await
                     .map_err(db("insert a node"))?;
+                    place(&mut tx, &e.node_id, now).await?;
                     tx.commit().await.map_err(db("commit an enrollment"))?;
                     Ok(Enrolled { status, created: true })
                 })
@@ -819,6 +832,7 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await
                     .map_err(db("update an inventory"))?;
+                    place(&mut tx, node, now).await?;
                     tx.commit().await.map_err(db("commit an inventory"))?;
                     Ok(())
                 })
@@ -837,6 +851,7 @@ macro_rules! store_impl {
                     let row = lock_active_node(&mut tx, node).await?;
                     insert_replay(&mut tx, node, replay, now).await?;
                     let mut stored = 0u32;
+                    let mut fresh: Vec<&fleet_wire::node::Report> = Vec::new();
                     let mut state = row.state.clone();
                     let mut last_seq = row.last_seq;
                     for report in &batch.reports {
@@ -864,6 +879,7 @@ macro_rules! store_impl {
                             state = state.fold(report);
                             last_seq = seq;
                         }
+                        fresh.push(report);
                         let settled = match report.kind {
                             ReportKind::ActionDone => Some(ActionState::Done),
                             ReportKind::ActionRefused => Some(ActionState::Refused),
@@ -884,6 +900,9 @@ macro_rules! store_impl {
                             .await
                             .map_err(db("settle an action"))?;
                         }
+                    }
+                    if !fresh.is_empty() {
+                        rollout_progress(&mut tx, node, &fresh, now).await?;
                     }
                     if stored > 0 {
                         sqlx::query(

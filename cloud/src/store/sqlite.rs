@@ -47,6 +47,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 crate::store::sql::store_impl!(SqliteStore, sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE", "", "", "");
 
+crate::store::rollout_sql::rollout_impl!(SqliteStore, sqlx::SqliteConnection, "", "");
+
 /// The database file's name under the data directory.
 pub const FILE_NAME: &str = "edge-cloud.db";
 
@@ -129,20 +131,18 @@ impl SqliteStore {
         let mut tx = self.poll_write().await?;
         let nodes = serde_json::to_string(&jobs.iter().map(|j| j.node.as_str()).collect::<Vec<_>>())
             .expect("strings serialize");
-        let rows = sqlx::query(
-            "SELECT CAST(j.key AS BIGINT) AS job, n.status AS node_status, b.*, \
+        let sql = format!(
+            "SELECT CAST(j.key AS BIGINT) AS job, n.status AS node_status, b.*, {DESIRED_COLUMNS}, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM actions a WHERE a.node = n.id AND a.state = 'queued') \
              THEN 1 ELSE 0 END AS BIGINT) AS has_actions \
-             FROM json_each($1) j JOIN nodes n ON n.id = j.value LEFT JOIN node_pins p ON p.node = n.id \
-             LEFT JOIN groups g ON g.name = n.grp LEFT JOIN bundles b ON b.manifest_hash = COALESCE(p.bundle, g.bundle)",
-        )
-        .bind(nodes)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db("read a batch of polls' nodes"))?;
+             FROM json_each($1) j JOIN nodes n ON n.id = j.value {DESIRED_JOINS}"
+        );
+        let rows =
+            sqlx::query(&sql).bind(nodes).fetch_all(&mut *tx).await.map_err(db("read a batch of polls' nodes"))?;
         let mut answers: Vec<Result<Desired>> =
             jobs.iter().map(|j| Err(Refusal::NodeUnknown { id: j.node.clone() }.into())).collect();
         let mut with_actions = vec![false; jobs.len()];
+        let mut candidates = Vec::new();
         for row in &rows {
             let job: i64 = row.try_get("job").map_err(db("read a poll's node"))?;
             let i = usize::try_from(job).ok().filter(|&i| i < jobs.len()).ok_or_else(|| {
@@ -153,11 +153,16 @@ impl SqliteStore {
                 answers[i] = Err(refused);
                 continue;
             }
-            let mut desired = Desired { status, bundle: None, actions: Vec::new() };
+            let mut desired = Desired { status, bundle: None, flip: None, actions: Vec::new() };
             if status == NodeStatus::Accepted {
                 let hash: Option<String> = row.try_get("manifest_hash").map_err(db("read a node's bundle"))?;
                 if hash.is_some() {
                     desired.bundle = Some(read_bundle(row)?);
+                }
+                let (flip, start) = rollout_of_row(row, jobs[i].now)?;
+                desired.flip = flip;
+                if let Some(deployment) = start {
+                    candidates.push((i, jobs[i].node.clone(), deployment));
                 }
                 with_actions[i] = row.try_get::<i64, _>("has_actions").map_err(db("read a node's bundle"))? != 0;
             }
@@ -210,6 +215,13 @@ impl SqliteStore {
             desired.actions = queued_actions(&mut tx, &jobs[i].node).await?;
         }
         tx.commit().await.map_err(db("commit a batch of polls"))?;
+        // Nodes waiting in a deployment with room are started in a synced transaction of their own (the batch's
+        // commit is not synced), once the polls are recorded; a poll refused as a replay starts nothing.
+        candidates.retain(|(i, _, _)| answers[*i].is_ok());
+        if !candidates.is_empty() {
+            let now = jobs.iter().map(|j| j.now).max().unwrap_or(0);
+            self.start_polled(&mut answers, candidates, now).await?;
+        }
         Ok(answers)
     }
 }
