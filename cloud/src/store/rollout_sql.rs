@@ -969,6 +969,11 @@ macro_rules! rollout_impl {
                             let policy = d.parsed()?;
                             if reason == Some(PauseReason::Approval) && !policy.is_last(d.counters.wave) {
                                 d.counters.wave += 1;
+                                let change = serde_json::json!({
+                                    "wave": d.counters.wave, "size": policy.describe(d.counters.wave),
+                                    "approved_by": actor.name,
+                                });
+                                audit(&mut tx, actor, "deployment-wave", id, change, now).await?;
                             }
                             advance(&mut tx, &mut d, &policy, now).await?;
                         }
