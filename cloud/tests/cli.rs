@@ -73,3 +73,85 @@ fn the_admin_verbs_against_a_served_endpoint() {
     assert_eq!(run.code, 3);
     assert!(run.stderr.contains("bad-token"), "{}", run.stderr);
 }
+
+#[test]
+fn the_rollout_verbs_against_a_served_endpoint() {
+    use fleet_wire::rollout::{DeploymentInfo, DeploymentList, SiteList};
+    let env = Env::new(Backend::Sqlite);
+    let admin = env.admin(fleet_wire::admin::Role::Operator);
+    let vars = [("EDGE_CLOUD_URL", env.url.as_str()), ("EDGE_CLOUD_TOKEN", admin.secret.as_str())];
+    let token = admin.enrollment_token("accept");
+    let node = env.node(121);
+    assert_eq!(node.enroll(&token).status, 201);
+    let hash: String = "c".repeat(64);
+    let info = fleet_wire::admin::BundleInfo {
+        manifest_hash: hash.clone(),
+        name: "stack".into(),
+        version: "2.0.0".into(),
+        security_version: 1,
+        compatible: "qemu-x86_64".into(),
+        size_bytes: 1,
+        stored: false,
+        urls: vec!["https://cdn.example/2.bundle".into()],
+        created_at: String::new(),
+    };
+    let new = edge_cloud::store::NewBundle { info, manifest: serde_json::json!({}) };
+    env.rt.block_on(env.store.add_bundle(&edge_cloud::store::Actor::bootstrap(), &new, 0)).expect("bundle");
+
+    let run = edge_cloud(
+        &["sites", "set", "depot-7", "--time-zone", "Europe/Berlin", "--window", "mon-fri 02:00-04:00"],
+        &vars,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("Europe/Berlin") && run.stdout.contains("mon-fri 02:00-04:00"), "{}", run.stdout);
+    let run = edge_cloud(&["sites", "set", "depot-8", "--time-zone", "Nowhere/Land"], &vars);
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    assert!(run.stderr.contains("Nowhere/Land"), "{}", run.stderr);
+    let run = edge_cloud(&["sites", "list", "--json"], &vars);
+    let sites: SiteList = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!((sites.sites.len(), sites.sites[0].n_nodes), (1, 1));
+
+    let run = edge_cloud(
+        &[
+            "deployments",
+            "create",
+            "v2",
+            "--bundle",
+            &hash,
+            "--selector",
+            "role = till",
+            "--canary",
+            "1",
+            "--waves",
+            "50%,100%",
+            "--max-per-site",
+            "1",
+            "--brake",
+            "1",
+            "--json",
+        ],
+        &vars,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d: DeploymentInfo = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!((d.n_nodes, d.waves.len()), (1, 3));
+    let run = edge_cloud(&["deployments", "create", "bad", "--bundle", &hash, "--waves", "50%"], &vars);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("100%"), "{}", run.stderr);
+    let run = edge_cloud(&["deployments", "show", &d.id], &vars);
+    assert!(run.stdout.contains("canary 1") && run.stdout.contains("role = till"), "{}", run.stdout);
+    let run = edge_cloud(&["deployments", "pause", &d.id], &vars);
+    assert!(run.stdout.contains("paused:   operator"), "{}", run.stdout);
+    let run = edge_cloud(&["deployments", "resume", &d.id, "--json"], &vars);
+    let d2: DeploymentInfo = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(d2.state.word(), "running");
+    let run = edge_cloud(&["deployments", "nodes", &d.id], &vars);
+    assert!(run.stdout.contains(node.id.as_str()) && run.stdout.contains("waiting"), "{}", run.stdout);
+    let run = edge_cloud(&["deployments", "abort", &d.id], &vars);
+    assert!(run.stdout.contains("aborted"), "{}", run.stdout);
+    let run = edge_cloud(&["deployments", "abort", &d.id], &vars);
+    assert!(run.code != 0 && run.stderr.contains("aborted"), "{} {}", run.code, run.stderr);
+    let run = edge_cloud(&["deployments", "list", "--json"], &vars);
+    let list: DeploymentList = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(list.deployments.len(), 1);
+}

@@ -87,6 +87,24 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: GroupsCommand,
     },
+    /// Deployments: create, list, show, nodes, pause, resume, abort.
+    Deployments {
+        /// The endpoint.
+        #[command(flatten)]
+        conn: Connection,
+        /// What to do.
+        #[command(subcommand)]
+        command: super::rollouts::DeploymentsCommand,
+    },
+    /// Sites: set a site's time zone and maintenance windows, list.
+    Sites {
+        /// The endpoint.
+        #[command(flatten)]
+        conn: Connection,
+        /// What to do.
+        #[command(subcommand)]
+        command: super::rollouts::SitesCommand,
+    },
     /// Bundles: list.
     Bundles {
         /// The endpoint.
@@ -377,7 +395,7 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|source| Error::Reply { url, source })
     }
 
-    fn json<T: DeserializeOwned>(&self, method: &str, path: &str, body: serde_json::Value) -> Result<T> {
+    pub(crate) fn json<T: DeserializeOwned>(&self, method: &str, path: &str, body: serde_json::Value) -> Result<T> {
         self.call(method, path, Some(serde_json::to_vec(&body).expect("a JSON value serializes")))
     }
 }
@@ -559,6 +577,10 @@ pub fn run(command: ClientCommand, env: &Env) -> Result<Output> {
                 }
             }
         }
+        ClientCommand::Deployments { conn, command } => {
+            super::rollouts::deployments(&Client::new(&conn, env)?, conn.json, command)
+        }
+        ClientCommand::Sites { conn, command } => super::rollouts::sites(&Client::new(&conn, env)?, conn.json, command),
         ClientCommand::Groups { conn, command } => {
             let c = Client::new(&conn, env)?;
             match command {
