@@ -49,7 +49,7 @@ impl<T> Contact<T> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Polled {
     /// A new desired state and its ETag.
-    Changed(DesiredState, Option<String>),
+    Changed(Box<DesiredState>, Option<String>),
     /// 304: the desired state is the one whose ETag was sent.
     NotModified,
 }
@@ -120,7 +120,7 @@ impl Client {
         match self.send("GET", &path, None, etag, now) {
             Ok(a) if a.status == 304 => Contact::Ok(Polled::NotModified),
             Ok(a) if a.status == 200 => parse::<DesiredState>("GET", &self.url(&path), &a.body)
-                .map_or_else(Contact::Down, |d| Contact::Ok(Polled::Changed(d, a.etag))),
+                .map_or_else(Contact::Down, |d| Contact::Ok(Polled::Changed(Box::new(d), a.etag))),
             Ok(a) => classify("GET", self.url(&path), a),
             Err(e) => Contact::Down(e),
         }

@@ -156,7 +156,7 @@ pub fn step(link: &Link, state: &State, timing: &Timing, facts_now: Event) -> St
                     Polled::Changed(desired, etag) => {
                         let secs = desired.poll_interval_secs;
                         s.state.status = Some(desired.status);
-                        s.state.desired = Some(desired);
+                        s.state.desired = Some(*desired);
                         s.state.etag = etag;
                         Some(secs)
                     }
@@ -290,6 +290,7 @@ mod tests {
             manifest_hash: hash.to_string().repeat(64),
             size_bytes: 10,
             urls: vec!["http://x/b".into()],
+            flip: None,
         }
     }
 
@@ -397,7 +398,7 @@ mod tests {
         let t = timing();
         let install = |d: DesiredState, settled: Option<char>, f: Facts| {
             let state = State { settled_bundle: settled.map(|c| c.to_string().repeat(64)), ..enrolled(None) };
-            let polled = Polled::Changed(d, Some("\"e2\"".into()));
+            let polled = Polled::Changed(Box::new(d), Some("\"e2\"".into()));
             let s = step(&link(0, false), &state, &t, Event::Desired(Outcome::Ok(polled), f));
             assert_eq!(s.state.etag.as_deref(), Some("\"e2\""));
             s.actions.iter().any(|a| matches!(a, Action::Install(_)))
@@ -434,7 +435,7 @@ mod tests {
         let t = timing();
         let d = desired(Accepted, None, &[("r1", ActionKind::Reboot), ("d1", ActionKind::Diagnostics)]);
         let poll = |state: &State, f: Facts| {
-            step(&link(0, false), state, &t, Event::Desired(Outcome::Ok(Polled::Changed(d.clone(), None)), f))
+            step(&link(0, false), state, &t, Event::Desired(Outcome::Ok(Polled::Changed(Box::new(d.clone()), None)), f))
         };
         let s = poll(&enrolled(None), facts(None, false));
         assert_eq!(s.actions, vec![Action::Run(d.actions[0].clone()), Action::Run(d.actions[1].clone())]);
@@ -481,7 +482,7 @@ mod tests {
             &t,
             Event::Desired(
                 Outcome::Ok(Polled::Changed(
-                    DesiredState { poll_interval_secs: 100_000, ..desired(Accepted, None, &[]) },
+                    Box::new(DesiredState { poll_interval_secs: 100_000, ..desired(Accepted, None, &[]) }),
                     None,
                 )),
                 Facts::default(),
@@ -522,7 +523,10 @@ mod tests {
             [facts(None, false), facts(Some('a'), false), facts(Some('b'), false), facts(Some('a'), true), journal_done]
         {
             events.push(Event::Desired(Outcome::Ok(Polled::NotModified), f.clone()));
-            events.push(Event::Desired(Outcome::Ok(Polled::Changed(d.clone(), Some("\"e\"".into()))), f.clone()));
+            events.push(Event::Desired(
+                Outcome::Ok(Polled::Changed(Box::new(d.clone()), Some("\"e\"".into()))),
+                f.clone(),
+            ));
             for o in [Outcome::Rejected, Outcome::Refused(404), Outcome::Refused(400), Outcome::Down] {
                 events.push(Event::Desired(o, f.clone()));
             }

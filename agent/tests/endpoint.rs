@@ -175,6 +175,7 @@ fn desire(ep: &Endpoint, server: &testkit::http_server::Server, hash: &str, size
             manifest_hash: hash.to_owned(),
             size_bytes: size as u64,
             urls: vec![server.url("/bundle")],
+            flip: None,
         }),
         actions: vec![],
     });

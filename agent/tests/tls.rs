@@ -129,6 +129,7 @@ fn the_endpoint_is_trusted_through_the_configured_ca_alone() {
             manifest_hash: hash.clone(),
             size_bytes: bytes.len() as u64,
             urls: vec![format!("{url}/bundles/b1")],
+            flip: None,
         }),
         actions: vec![],
     });
