@@ -5,7 +5,7 @@
 mod support;
 
 use fleet_wire::admin::{
-    ActionInfo, ActionState, AuditPage, BundleInfo, DiagnosticsInfo, GroupList, NodeDetail, NodeList, NodeSummary, Role,
+    ActionInfo, ActionState, AuditPage, DiagnosticsInfo, GroupList, NodeDetail, NodeList, NodeSummary, Role,
 };
 use fleet_wire::node::{self, ActionKind, DesiredState, NodeStatus, ReportKind};
 use serde_json::json;
@@ -14,22 +14,7 @@ use support::{report, Backend, Env};
 both!(labels_groups_pins_and_the_audit_log, merging_an_old_identity, actions_reach_the_node_and_settle);
 
 fn bundle(env: &Env, version: &str, hash_byte: char) -> String {
-    let hash: String = std::iter::repeat_n(hash_byte, 64).collect();
-    let info = BundleInfo {
-        manifest_hash: hash.clone(),
-        name: "stack".into(),
-        version: version.into(),
-        security_version: 1,
-        compatible: "qemu-x86_64".into(),
-        size_bytes: 1234,
-        stored: false,
-        urls: vec![format!("https://cdn.example/{version}.bundle")],
-        created_at: String::new(),
-    };
-    let new = edge_cloud::store::NewBundle { info, manifest: json!({ "version": version }) };
-    let actor = edge_cloud::store::Actor::bootstrap();
-    env.rt.block_on(env.store.add_bundle(&actor, &new, support::NOW as i64)).expect("add a bundle");
-    hash
+    support::add_bundle(env, version, hash_byte)
 }
 
 fn labels_groups_pins_and_the_audit_log(backend: Backend) {

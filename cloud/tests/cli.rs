@@ -83,20 +83,7 @@ fn the_rollout_verbs_against_a_served_endpoint() {
     let token = admin.enrollment_token("accept");
     let node = env.node(121);
     assert_eq!(node.enroll(&token).status, 201);
-    let hash: String = "c".repeat(64);
-    let info = fleet_wire::admin::BundleInfo {
-        manifest_hash: hash.clone(),
-        name: "stack".into(),
-        version: "2.0.0".into(),
-        security_version: 1,
-        compatible: "qemu-x86_64".into(),
-        size_bytes: 1,
-        stored: false,
-        urls: vec!["https://cdn.example/2.bundle".into()],
-        created_at: String::new(),
-    };
-    let new = edge_cloud::store::NewBundle { info, manifest: serde_json::json!({}) };
-    env.rt.block_on(env.store.add_bundle(&edge_cloud::store::Actor::bootstrap(), &new, 0)).expect("bundle");
+    let hash = support::add_bundle(&env, "2.0.0", 'c');
 
     let run = edge_cloud(
         &["sites", "set", "depot-7", "--time-zone", "Europe/Berlin", "--window", "mon-fri 02:00-04:00"],

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use ed25519_dalek::SigningKey;
-use fleet_wire::admin::{AuditPage, BundleInfo, NodeSummary, Role};
+use fleet_wire::admin::{AuditPage, NodeSummary, Role};
 use fleet_wire::node::{self, DesiredState, NodeId, ReportKind};
 use fleet_wire::rollout::{DeploymentInfo, DeploymentState, MemberList, MemberState, PauseReason};
 use serde_json::json;
-use support::{Admin, Backend, Env, Node, NOW};
+use support::{add_bundle, Admin, Backend, Env, Node};
 
 both!(a_thousand_agents_roll_out_in_waves_within_the_limits, waves_wait_for_approval_and_an_abort_stops_starts);
 
@@ -46,24 +46,6 @@ fn in_window(site: usize, at: i64) -> bool {
     } else {
         local_hour >= start || local_hour < end
     }
-}
-
-fn add_bundle(env: &Env, version: &str, hash_byte: char) -> String {
-    let hash: String = std::iter::repeat_n(hash_byte, 64).collect();
-    let info = BundleInfo {
-        manifest_hash: hash.clone(),
-        name: "stack".into(),
-        version: version.into(),
-        security_version: 1,
-        compatible: "qemu-x86_64".into(),
-        size_bytes: 1234,
-        stored: false,
-        urls: vec![format!("https://cdn.example/{version}.bundle")],
-        created_at: String::new(),
-    };
-    let new = edge_cloud::store::NewBundle { info, manifest: json!({ "version": version }) };
-    env.rt.block_on(env.store.add_bundle(&edge_cloud::store::Actor::bootstrap(), &new, NOW as i64)).expect("bundle");
-    hash
 }
 
 /// How a simulated agent fails the update, if it does.

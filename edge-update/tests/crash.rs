@@ -430,11 +430,7 @@ fn run_boot(disk: &Disk, config: &Config, cut_at: u64) -> (updater::Result<()>, 
 
 #[test]
 fn a_power_cut_at_every_write_of_a_commit_and_of_a_rollback() {
-    let image_a = payload(200 << 10, 1);
-    let image_b = payload(200 << 10, 2);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle_path = dir.path().join("v2.bundle");
-    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let Case { image_a, image_b: _, dir: _dir, bundle_path } = Case::new(200 << 10);
     let flipped = Disk::new(&image_a, 256 << 10);
     let (r, _) = run_install(&flipped, &flipped.config(), &bundle_path, u64::MAX, false);
     r.expect("install");
@@ -518,11 +514,7 @@ impl SlotDevice for LossyDevice {
 
 #[test]
 fn a_chunk_the_device_lost_is_caught_by_the_read_back_and_rewritten() {
-    let image_a = payload(200 << 10, 1);
-    let image_b = payload(200 << 10, 2);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle_path = dir.path().join("v2.bundle");
-    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let Case { image_a, image_b, dir: _dir, bundle_path } = Case::new(200 << 10);
     let disk = Disk::new(&image_a, 256 << 10);
     let config = disk.config();
     let power = Power::new(u64::MAX);
@@ -548,6 +540,24 @@ fn a_chunk_the_device_lost_is_caught_by_the_read_back_and_rewritten() {
     assert_eq!(disk.power_on(), Slot::B);
 }
 
+/// A test's two images (A running, B to install) of `len` bytes each, and B's bundle (16 KiB chunks) in `dir`.
+struct Case {
+    image_a: Vec<u8>,
+    image_b: Vec<u8>,
+    dir: tempfile::TempDir,
+    bundle_path: PathBuf,
+}
+
+impl Case {
+    fn new(len: usize) -> Case {
+        let (image_a, image_b) = (payload(len, 1), payload(len, 2));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle_path = dir.path().join("v2.bundle");
+        bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+        Case { image_a, image_b, dir, bundle_path }
+    }
+}
+
 /// Flips the held slot B on `disk` (`edge-update flip`), with the power cut at operation `cut_at`.
 fn run_flip(disk: &Disk, config: &Config, cut_at: u64) -> (updater::Result<updater::run::Outcome>, u64) {
     let power = Power::new(cut_at);
@@ -567,11 +577,7 @@ fn held(config: &Config) -> bool {
 /// comes back on A with the hold kept, or on B on trial and commits; never on anything half flipped.
 #[test]
 fn a_power_cut_at_every_write_of_a_held_install_and_of_its_flip() {
-    let image_a = payload(200 << 10, 1);
-    let image_b = payload(200 << 10, 2);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle_path = dir.path().join("v2.bundle");
-    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let Case { image_a, image_b, dir: _dir, bundle_path } = Case::new(200 << 10);
     let (chunk_size, hashes) = chunk_hashes(&bundle_path);
     let expect = Expect { image_a: &image_a, image_b: &image_b, chunk_size, hashes };
     let slot_len = 256 << 10;
@@ -626,11 +632,7 @@ fn a_power_cut_at_every_write_of_a_held_install_and_of_its_flip() {
 /// the install run again fetches that chunk alone, and the flip then goes through.
 #[test]
 fn a_held_slot_that_changed_since_it_was_verified_is_not_flipped() {
-    let image_a = payload(200 << 10, 1);
-    let image_b = payload(200 << 10, 2);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle_path = dir.path().join("v2.bundle");
-    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let Case { image_a, image_b, dir: _dir, bundle_path } = Case::new(200 << 10);
     let disk = Disk::new(&image_a, 256 << 10);
     let config = disk.config();
     let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);
@@ -659,11 +661,7 @@ fn a_held_slot_that_changed_since_it_was_verified_is_not_flipped() {
 /// same bundle holds it again.
 #[test]
 fn a_hold_without_its_hashes_is_refused_and_an_install_holds_it_again() {
-    let image_a = payload(100 << 10, 1);
-    let image_b = payload(100 << 10, 2);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bundle_path = dir.path().join("v2.bundle");
-    bundle(&bundle_path, &image_b, &Spec { chunk_size: 16 << 10, ..Spec::new("2", 2) });
+    let Case { image_a, image_b: _, dir: _dir, bundle_path } = Case::new(100 << 10);
     let disk = Disk::new(&image_a, 128 << 10);
     let config = disk.config();
     run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false).0.expect("held install");

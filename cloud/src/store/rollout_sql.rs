@@ -228,6 +228,36 @@ macro_rules! rollout_impl {
             Ok(())
         }
 
+        /// Counts node `node` committed in `d` (held locked) and makes the bundle its baseline: what it is told to
+        /// run once the deployment is over.
+        async fn committed(conn: &mut $conn, d: &mut DeploymentRow, node: &str) -> Result<()> {
+            d.n_committed += 1;
+            sqlx::query("UPDATE nodes SET baseline = $2 WHERE id = $1")
+                .bind(node)
+                .bind(&d.bundle)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("record a node's bundle"))?;
+            Ok(())
+        }
+
+        /// A node of `d` (held locked) no longer updates: one fewer in flight, in all and at the site it started at.
+        async fn stop_updating(conn: &mut $conn, d: &mut DeploymentRow, site: Option<&str>) -> Result<()> {
+            d.counters.in_flight = d.counters.in_flight.saturating_sub(1);
+            if let Some(s) = site {
+                sqlx::query(
+                    "UPDATE deployment_sites SET in_flight = in_flight - 1 \
+                     WHERE deployment = $1 AND site = $2 AND in_flight > 0",
+                )
+                .bind(&d.id)
+                .bind(s)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("count a site's update"))?;
+            }
+            Ok(())
+        }
+
         /// Ends node `node`'s update in deployment `d` (held locked): counts it, frees its site's place, and
         /// applies the brake or the wave's end.
         async fn end_member(
@@ -259,20 +289,7 @@ macro_rules! rollout_impl {
             .await
             .map_err(db("end a node's update"))?;
             match was {
-                MemberState::Updating => {
-                    d.counters.in_flight = d.counters.in_flight.saturating_sub(1);
-                    if let Some(s) = &site {
-                        sqlx::query(
-                            "UPDATE deployment_sites SET in_flight = in_flight - 1 \
-                             WHERE deployment = $1 AND site = $2 AND in_flight > 0",
-                        )
-                        .bind(&d.id)
-                        .bind(s)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db("count a site's update"))?;
-                    }
-                }
+                MemberState::Updating => stop_updating(conn, d, site.as_deref()).await?,
                 // A node that updated by other means (by hand, or before it was told): it begins and ends now.
                 MemberState::Waiting => d.counters.begun += 1,
                 MemberState::Committed | MemberState::Failed => {}
@@ -282,13 +299,7 @@ macro_rules! rollout_impl {
                 d.n_failed += 1;
                 d.counters.wave_failed += 1;
             } else {
-                d.n_committed += 1;
-                sqlx::query("UPDATE nodes SET baseline = $2 WHERE id = $1")
-                    .bind(node)
-                    .bind(&d.bundle)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("record a node's bundle"))?;
+                committed(conn, d, node).await?;
             }
             if d.state == DeploymentState::Running {
                 match after_end(&policy, &d.counters, failed) {
@@ -381,18 +392,7 @@ macro_rules! rollout_impl {
                 MemberState::Updating => {
                     d.counters.members = d.counters.members.saturating_sub(1);
                     d.counters.begun = d.counters.begun.saturating_sub(1);
-                    d.counters.in_flight = d.counters.in_flight.saturating_sub(1);
-                    if let Some(s) = &site {
-                        sqlx::query(
-                            "UPDATE deployment_sites SET in_flight = in_flight - 1 \
-                             WHERE deployment = $1 AND site = $2 AND in_flight > 0",
-                        )
-                        .bind(&d.id)
-                        .bind(s)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db("count a site's update"))?;
-                    }
+                    stop_updating(conn, d, site.as_deref()).await?;
                 }
                 MemberState::Committed | MemberState::Failed => return Ok(()),
             }
@@ -423,13 +423,7 @@ macro_rules! rollout_impl {
             d.counters.members += 1;
             if runs_it {
                 d.counters.begun += 1;
-                d.n_committed += 1;
-                sqlx::query("UPDATE nodes SET baseline = $2 WHERE id = $1")
-                    .bind(node)
-                    .bind(&d.bundle)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("record a node's bundle"))?;
+                committed(conn, d, node).await?;
             }
             Ok(())
         }

@@ -74,6 +74,26 @@ fn build_bundle_with(
     out
 }
 
+/// Records a bundle at `version`, hosted elsewhere, straight in the store (as an upload's verification would), its
+/// manifest hash `hash_byte` 64 times; returns the hash.
+pub fn add_bundle(env: &Env, version: &str, hash_byte: char) -> String {
+    let hash: String = std::iter::repeat_n(hash_byte, 64).collect();
+    let info = fleet_wire::admin::BundleInfo {
+        manifest_hash: hash.clone(),
+        name: "stack".into(),
+        version: version.into(),
+        security_version: 1,
+        compatible: "qemu-x86_64".into(),
+        size_bytes: 1234,
+        stored: false,
+        urls: vec![format!("https://cdn.example/{version}.bundle")],
+        created_at: String::new(),
+    };
+    let new = edge_cloud::store::NewBundle { info, manifest: serde_json::json!({ "version": version }) };
+    env.rt.block_on(env.store.add_bundle(&Actor::bootstrap(), &new, NOW as i64)).expect("add a bundle");
+    hash
+}
+
 /// A test body run once per backend: `both!(name, ...)` makes `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! both {
