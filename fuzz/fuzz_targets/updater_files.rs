@@ -2,11 +2,11 @@
 //! sector may have damaged: the journal (`journal.json`) and the slot index cache.
 //!
 //! The first byte picks the boot state and booted slot that the journal is reconciled with (bit 0 booted, bit 1
-//! active, bit 2 last good, bits 3 and 4 each slot's good flag, bits 5 and 6 each slot's tries, 0 or 2); the rest is
-//! the file. Beyond "no panic": a journal that parses serializes back to a journal that parses to the same value;
-//! every decision `phase::step` takes from it yields a journal that parses again (the next boot must be able to read
-//! what was saved) and never lowers the anti-rollback floor; and a slot index that decodes encodes back to the same
-//! bytes.
+//! active, bit 2 last good, bits 3 and 4 each slot's good flag, bits 5 and 6 each slot's tries, 0 or 2, bit 7 whether
+//! a flip reboots); the rest is the file. Beyond "no panic": a journal that parses serializes back to a journal that
+//! parses to the same value; every decision `phase::step` takes from it yields a journal that parses again (the next
+//! boot must be able to read what was saved) and never lowers the anti-rollback floor; and a slot index that decodes
+//! encodes back to the same bytes.
 #![no_main]
 
 use std::path::Path;
@@ -34,7 +34,8 @@ fn journal(mode: u8, bytes: &[u8]) {
     let state = BootState::from_parts(a, b, slot(bit(1)), slot(bit(2)));
     let mut events = vec![
         Event::Booted { booted, state },
-        Event::Flip { booted, state },
+        Event::Flip { booted, state, reboot: false },
+        Event::Flip { booted, state, reboot: bit(7) },
         Event::ChecksPassed { booted },
         Event::ChecksFailed { booted, reason: "health check failed".to_owned() },
         Event::MarkGood { booted, state },
