@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use fleet_wire::node::{
-    Action as RemoteAction, ActionKind, BundleRef, EnrollRequest, Progress, Report, ReportBatch, ReportKind,
+    Action as RemoteAction, ActionKind, BundleRef, EnrollRequest, Progress, Report, ReportBatch, ReportKind, WaitOn,
 };
 
 use crate::client::{Client, Contact};
@@ -70,6 +70,7 @@ impl<C: Clock> Agent<C> {
         };
         let client = Client::new(&config, identity.id.clone(), identity.key)?;
         let link = Link::new(&config.timing);
+        prepare_lock_file(&config.update_lock_file);
         let mut agent = Agent {
             config,
             paths,
@@ -169,6 +170,24 @@ impl<C: Clock> Agent<C> {
             Action::Install(bundle) => {
                 let end = self.install(&bundle);
                 Some(Event::Installed(bundle.manifest_hash, end))
+            }
+            Action::Flip { bundle, lock_overridden } => {
+                let end = self.flip(&bundle, lock_overridden, now);
+                Some(Event::Installed(bundle.manifest_hash, end))
+            }
+            Action::Wait(bundle, on) => {
+                self.report_wait(&bundle, on);
+                None
+            }
+            Action::CancelHold => {
+                if let Some(update) = &self.update {
+                    match crate::install::cancel(update) {
+                        Ok(()) => log::info!("the held update is no longer desired: cancelled"),
+                        Err(e) => log::warn!("the held update could not be cancelled: {}", crate::error::chain(&e)),
+                    }
+                }
+                self.tail();
+                None
             }
             Action::Run(a) => {
                 self.run_action(&a, now);
@@ -286,7 +305,73 @@ impl<C: Clock> Agent<C> {
             }
         }
         self.tail();
+        self.ended(bundle, ended)
+    }
+
+    /// Flips the held target of `bundle`, holding the update lock over the flip and the reboot's request (an
+    /// application that asks for the lock meanwhile waits for the reboot), or passing over an application's lock
+    /// that held it back as long as the rule allows.
+    fn flip(&mut self, bundle: &BundleRef, lock_overridden: bool, now: u64) -> Installed {
+        let Some(update) = self.update.clone() else { return Installed::Failed };
+        let lock_file = &self.config.update_lock_file;
+        let _lock = if lock_overridden {
+            let since = self.state.hold.as_ref().and_then(|h| h.lock_since).unwrap_or(now);
+            let held = now.saturating_sub(since);
+            log::warn!(
+                "the update lock has held {} {} back {held} s, as long as allowed: flipping",
+                bundle.name,
+                bundle.version
+            );
+            let mut r = report(
+                ReportKind::LockOverridden,
+                format!("the update lock held {} {} back {held} s; flipping anyway", bundle.name, bundle.version),
+            );
+            r.version = Some(bundle.version.clone());
+            r.reason = Some(WaitOn::UpdateLock.word().to_owned());
+            self.spool_report(r);
+            None
+        } else {
+            match updater::run::try_take_lock(lock_file) {
+                Ok(Some(f)) => Some(f),
+                Ok(None) => {
+                    log::info!("an application took the update lock; {} {} waits", bundle.name, bundle.version);
+                    return Installed::Busy;
+                }
+                Err(e) => {
+                    // A lock file that cannot be opened is no lock an application can hold.
+                    log::warn!("the update lock {} cannot be taken ({e}); flipping", lock_file.display());
+                    None
+                }
+            }
+        };
+        log::info!("flipping to {} {}", bundle.name, bundle.version);
+        let ended = crate::install::flip(&update);
+        self.tail();
+        self.ended(bundle, ended)
+    }
+
+    /// Reports what a held target now waits on.
+    fn report_wait(&mut self, bundle: &BundleRef, on: WaitOn) {
+        let what = match on {
+            WaitOn::Paused => "its deployment is paused",
+            WaitOn::Window => "the site's maintenance window",
+            WaitOn::UpdateLock => "an application's update lock",
+        };
+        log::info!("{} {} is verified and waits for its flip: {what}", bundle.name, bundle.version);
+        let mut r =
+            report(ReportKind::Waiting, format!("{} {} is verified; waiting: {what}", bundle.name, bundle.version));
+        r.version = Some(bundle.version.clone());
+        r.reason = Some(on.word().to_owned());
+        self.spool_report(r);
+    }
+
+    /// What an install or flip's end is to the loop, logged and reported.
+    fn ended(&mut self, bundle: &BundleRef, ended: Ended) -> Installed {
         match ended {
+            Ended::Verified => {
+                log::info!("{} {} is verified and held for its flip", bundle.name, bundle.version);
+                Installed::Verified
+            }
             Ended::Flipped => {
                 log::info!("{} {} is flipped; edge-init reboots the node into it", bundle.name, bundle.version);
                 Installed::Flipped
@@ -400,9 +485,13 @@ impl<C: Clock> Agent<C> {
         let Some(u) = &self.update else { return Facts::default() };
         let journal = updater::journal::FileJournal::new(u.journal_path()).load().unwrap_or_default();
         let booted = updater::slots::booted(u).ok();
+        let held = journal.update.as_ref().filter(|up| up.held && up.phase == updater::journal::Phase::Verified);
         Facts {
             booted_manifest: booted.and_then(|b| journal.slot(b).map(|s| s.bundle.manifest_blake3.clone())),
             install_running: updater::run::running(u),
+            held: held.map(|up| up.bundle.manifest_blake3.clone()),
+            now: self.clock.now_unix_secs(),
+            app_lock: updater::run::lock_held(&self.config.update_lock_file),
             update_done: journal
                 .update
                 .as_ref()
@@ -490,6 +579,19 @@ fn report(kind: ReportKind, message: String) -> Report {
         phase: None,
         progress: None,
         action: None,
+    }
+}
+
+/// Makes the update lock file and its directory, readable by all, so that an application can take the lock
+/// without write access; a failure is logged (the lock is then only what an application makes of it).
+fn prepare_lock_file(path: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let made = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+    });
+    if let Err(e) = made {
+        log::warn!("the update lock file {} cannot be made: {e}", path.display());
     }
 }
 

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Where applications take the update lock, by default.
+pub const UPDATE_LOCK_FILE: &str = "/run/edge-agent/update.lock";
+
 /// The largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -51,6 +54,12 @@ pub struct ConfigFile {
     pub update_config: PathBuf,
     /// `edge-init`'s control socket (reboots).
     pub init_socket: PathBuf,
+    /// The update lock: while an application holds a flock(2) on this file, the agent does not flip (docs/agent.md,
+    /// "Flips, windows and the update lock").
+    pub update_lock_file: PathBuf,
+    /// The longest the update lock holds a flip back when the endpoint's rule sets no bound (a bundle pinned or
+    /// given to a group rather than rolled out by a deployment).
+    pub update_lock_max_secs: u64,
 }
 
 impl Default for ConfigFile {
@@ -71,6 +80,8 @@ impl Default for ConfigFile {
             report_batch: 50,
             update_config: PathBuf::from(updater::config::DEFAULT_PATH),
             init_socket: PathBuf::from(platform::ctl::SOCKET),
+            update_lock_file: PathBuf::from(UPDATE_LOCK_FILE),
+            update_lock_max_secs: 3600,
         }
     }
 }
@@ -111,6 +122,8 @@ pub struct Config {
     pub update_config: PathBuf,
     /// edge-init's control socket.
     pub init_socket: PathBuf,
+    /// The update lock file.
+    pub update_lock_file: PathBuf,
 }
 
 /// Poll and backoff timing, as the loop's decisions take it.
@@ -126,6 +139,8 @@ pub struct Timing {
     pub backoff_cap: Duration,
     /// The jitter fraction, in `0.0..1.0`.
     pub jitter: f64,
+    /// The longest the update lock holds a flip back when the endpoint's rule sets no bound.
+    pub update_lock_max: Duration,
 }
 
 impl Config {
@@ -170,6 +185,7 @@ impl ConfigFile {
             ("token_file", &self.token_file),
             ("update_config", &self.update_config),
             ("init_socket", &self.init_socket),
+            ("update_lock_file", &self.update_lock_file),
         ] {
             if !p.is_absolute() {
                 return Err(bad(key, format!("{} is not an absolute path", p.display())));
@@ -197,6 +213,11 @@ impl ConfigFile {
             backoff_base: secs("backoff_base_secs", self.backoff_base_secs)?,
             backoff_cap: secs("backoff_cap_secs", self.backoff_cap_secs)?,
             jitter: self.jitter,
+            // A week: far beyond any critical section worth delaying an update for.
+            update_lock_max: match self.update_lock_max_secs {
+                v @ 0..=604_800 => Duration::from_secs(v),
+                v => return Err(bad("update_lock_max_secs", format!("{v} out of range 0..=604800"))),
+            },
         };
         if timing.poll_floor > timing.poll_ceiling {
             return Err(bad("poll_floor_secs", "must not exceed poll_ceiling_secs".to_owned()));
@@ -225,6 +246,7 @@ impl ConfigFile {
             report_batch: self.report_batch,
             update_config: self.update_config,
             init_socket: self.init_socket,
+            update_lock_file: self.update_lock_file,
         })
     }
 }
@@ -282,6 +304,16 @@ pub fn defaults_table() -> String {
         ("report_batch", format!("`{}`", d.report_batch), "reports per batch, 1 to 100"),
         ("update_config", p(&d.update_config), "the updater's config"),
         ("init_socket", p(&d.init_socket), "`edge-init`'s control socket (reboots)"),
+        (
+            "update_lock_file",
+            p(&d.update_lock_file),
+            "while an application holds a flock(2) on this file, the agent does not flip an update",
+        ),
+        (
+            "update_lock_max_secs",
+            n(d.update_lock_max_secs),
+            "the longest the update lock holds a flip back when the endpoint sets no bound (0 to 604800)",
+        ),
     ];
     docgen::key_table(&rows)
 }
@@ -321,6 +353,8 @@ mod tests {
         check("jitter = -0.1", "jitter");
         check("report_batch = 0", "report_batch");
         check("report_batch = 101", "report_batch");
+        check("update_lock_max_secs = 604801", "update_lock_max_secs");
+        check("update_lock_file = \"update.lock\"", "update_lock_file");
         check("ca_file = \"ca.pem\"", "ca_file");
         check("[labels]\n\"9x\" = \"y\"", "labels");
         check("site = \"a\\u0001b\"", "site");

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use fleet_wire::node::{Action as RemoteAction, ActionKind, BundleRef, DesiredState, NodeStatus};
+use fleet_wire::node::{Action as RemoteAction, ActionKind, BundleRef, DesiredState, NodeStatus, WaitOn, Window};
 
 use crate::client::Polled;
 use crate::config::Timing;
-use crate::state::State;
+use crate::state::{Hold, State};
 
 /// How a contact ended, without its error (logged where it was met).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,18 +37,27 @@ pub struct Facts {
     /// back, failed or cancelled): the updater's own durable record that this bundle was done with, which holds
     /// even when the agent was stopped before it saved its state (edge-init's shutdown right after a flip).
     pub update_done: Option<String>,
+    /// The manifest hash of a target verified and held for a later flip (`edge-update install --no-flip`).
+    pub held: Option<String>,
+    /// The node's clock, Unix seconds (maintenance windows are judged by it).
+    pub now: u64,
+    /// An application holds the update lock.
+    pub app_lock: bool,
 }
 
 /// How an install of the desired bundle ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Installed {
-    /// Verified and flipped (a reboot was asked of edge-init).
+    /// Verified and held for its flip: decided at once, with the node's facts of that moment.
+    Verified,
+    /// Flipped (a reboot was asked of edge-init).
     Flipped,
     /// Refused by the node's own checks (reported `refused`): not tried again until the desired bundle changes.
     Refused,
     /// Failed on the way (the network, a disk): tried again at the next poll, resuming.
     Failed,
-    /// Another `edge-update` holds the lock: tried again at the next poll.
+    /// Another `edge-update` holds the lock, or an application took the update lock just before the flip: tried
+    /// again at the next poll.
     Busy,
 }
 
@@ -84,8 +93,20 @@ pub enum Action {
     PutInventory,
     /// `GET` the desired state.
     PollDesired,
-    /// Install this bundle through the updater.
+    /// Install this bundle through the updater, up to verified (held for its flip).
     Install(BundleRef),
+    /// Flip the held target of this bundle and reboot into it; `lock_overridden`: an application's update lock has
+    /// held it back as long as the policy allows, and is passed over.
+    Flip {
+        /// The desired bundle.
+        bundle: BundleRef,
+        /// The lock is passed over.
+        lock_overridden: bool,
+    },
+    /// Report that the held target of this bundle now waits on this (recorded in the state already).
+    Wait(BundleRef, WaitOn),
+    /// Give up a held target that is no longer desired (`edge-update cancel`).
+    CancelHold,
     /// Carry out a remote action (already recorded done).
     Run(RemoteAction),
     /// Report a remote action refused (already recorded done), and why.
@@ -164,7 +185,7 @@ pub fn step(link: &Link, state: &State, timing: &Timing, facts_now: Event) -> St
                 };
                 contact_ok(&mut s.link, timing, poll_secs);
                 if let Some(desired) = s.state.desired.clone() {
-                    s.actions = follow(&mut s.state, &desired, &facts);
+                    s.actions = follow(&mut s.state, &desired, &facts, timing);
                 }
             }
             // The endpoint no longer knows this node (its records were lost): enroll again, with the same key.
@@ -198,7 +219,12 @@ pub fn step(link: &Link, state: &State, timing: &Timing, facts_now: Event) -> St
             Outcome::Refused(_) | Outcome::Down => down(&mut s),
         },
         Event::Installed(hash, end) => match end {
-            Installed::Flipped | Installed::Refused => s.state.settled_bundle = Some(hash),
+            // Asked again at once: the poll's answer (a 304, mostly) brings the facts the flip is decided on.
+            Installed::Verified => s.actions.push(Action::PollDesired),
+            Installed::Flipped | Installed::Refused => {
+                s.state.settled_bundle = Some(hash);
+                s.state.hold = None;
+            }
             // Retried at a later poll, which backs off like a failed contact while it keeps failing.
             Installed::Failed => s.link.failures = s.link.failures.saturating_add(1),
             Installed::Busy => {}
@@ -207,9 +233,10 @@ pub fn step(link: &Link, state: &State, timing: &Timing, facts_now: Event) -> St
     s
 }
 
-/// What the desired state asks of the node now: each action not yet done (recorded done here), then the bundle
-/// when the node does not run it, is not done with it and no install is under way.
-fn follow(state: &mut State, desired: &DesiredState, facts: &Facts) -> Vec<Action> {
+/// What the desired state asks of the node now: each action not yet done (recorded done here), then for the bundle
+/// either its held target's flip (or the wait for it), or its install when the node does not run it, is not done
+/// with it and no install is under way; and a held target no longer desired is given up.
+fn follow(state: &mut State, desired: &DesiredState, facts: &Facts, timing: &Timing) -> Vec<Action> {
     let mut actions = Vec::new();
     for a in &desired.actions {
         if state.action_done(&a.id) {
@@ -222,15 +249,73 @@ fn follow(state: &mut State, desired: &DesiredState, facts: &Facts) -> Vec<Actio
             actions.push(Action::Run(a.clone()));
         }
     }
-    if let Some(b) = &desired.bundle {
-        let runs = facts.booted_manifest.as_deref() == Some(b.manifest_hash.as_str());
-        let settled = state.settled_bundle.as_deref() == Some(b.manifest_hash.as_str())
-            || facts.update_done.as_deref() == Some(b.manifest_hash.as_str());
-        if desired.status == NodeStatus::Accepted && !runs && !settled && !facts.install_running {
-            actions.push(Action::Install(b.clone()));
+    if desired.status != NodeStatus::Accepted || facts.install_running {
+        return actions;
+    }
+    if state.hold.as_ref().is_some_and(|h| facts.held.as_deref() != Some(h.manifest.as_str())) {
+        state.hold = None;
+    }
+    match (&desired.bundle, facts.held.as_deref()) {
+        (Some(b), Some(held)) if held == b.manifest_hash => actions.extend(flip_or_wait(state, b, facts, timing)),
+        (b, held) => {
+            let install = b.as_ref().filter(|b| {
+                let hash = Some(b.manifest_hash.as_str());
+                let runs = facts.booted_manifest.as_deref() == hash;
+                let settled = state.settled_bundle.as_deref() == hash || facts.update_done.as_deref() == hash;
+                !runs && !settled
+            });
+            match install {
+                // An install of another bundle replaces a held target.
+                Some(b) => actions.push(Action::Install(b.clone())),
+                None if held.is_some() => actions.push(Action::CancelHold),
+                None => {}
+            }
         }
     }
     actions
+}
+
+/// The held target of `b`: flipped when its rule allows it now, else the wait reported when its reason changed.
+/// In order: a paused deployment, the node's clock outside every window, an application's update lock (until it
+/// has held the flip back for the rule's `lock_max_secs`, or the config's bound without a rule).
+fn flip_or_wait(state: &mut State, b: &BundleRef, facts: &Facts, timing: &Timing) -> Option<Action> {
+    let mut hold = match state.hold.take() {
+        Some(h) if h.manifest == b.manifest_hash => h,
+        _ => Hold { manifest: b.manifest_hash.clone(), waiting_on: None, lock_since: None },
+    };
+    let rule = b.flip.as_ref();
+    let lock_max = rule.map_or(timing.update_lock_max.as_secs(), |r| r.lock_max_secs);
+    let wait = if rule.is_some_and(|r| !r.allowed) {
+        Some(WaitOn::Paused)
+    } else if rule.is_some_and(|r| !r.windows.is_empty() && !inside(&r.windows, facts.now)) {
+        Some(WaitOn::Window)
+    } else if facts.app_lock {
+        let since = *hold.lock_since.get_or_insert(facts.now);
+        (facts.now.saturating_sub(since) < lock_max).then_some(WaitOn::UpdateLock)
+    } else {
+        None
+    };
+    let action = match wait {
+        Some(on) if hold.waiting_on == Some(on) => None,
+        Some(on) => {
+            hold.waiting_on = Some(on);
+            Some(Action::Wait(b.clone(), on))
+        }
+        None => Some(Action::Flip { bundle: b.clone(), lock_overridden: facts.app_lock }),
+    };
+    state.hold = Some(hold);
+    action
+}
+
+/// Whether `now` (Unix seconds) falls in one of `windows` (RFC 3339, start included, end not); a window that does
+/// not parse holds no instant.
+pub fn inside(windows: &[Window], now: u64) -> bool {
+    let at = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+    };
+    windows.iter().any(|w| matches!((at(&w.start), at(&w.end)), (Some(s), Some(e)) if s <= now && now < e))
 }
 
 fn contact_ok(link: &mut Link, timing: &Timing, poll_secs: Option<u32>) {
@@ -270,6 +355,7 @@ pub fn delay(link: &Link, timing: &Timing, random: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_wire::node::FlipRule;
     use fleet_wire::node::NodeStatus::{Accepted, Pending};
 
     fn timing() -> Timing {
@@ -279,6 +365,7 @@ mod tests {
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_secs(60),
             jitter: 0.5,
+            update_lock_max: Duration::from_secs(3600),
         }
     }
 
@@ -312,7 +399,44 @@ mod tests {
     }
 
     fn facts(booted: Option<char>, running: bool) -> Facts {
-        Facts { booted_manifest: booted.map(|c| c.to_string().repeat(64)), install_running: running, update_done: None }
+        Facts {
+            booted_manifest: booted.map(|c| c.to_string().repeat(64)),
+            install_running: running,
+            update_done: None,
+            held: None,
+            now: 0,
+            app_lock: false,
+        }
+    }
+
+    /// Facts of a node running `a` with `b` held, at `now`, with or without an application's lock.
+    fn holding(now: u64, app_lock: bool) -> Facts {
+        Facts { held: Some("b".repeat(64)), now, app_lock, ..facts(Some('a'), false) }
+    }
+
+    /// 2026-12-06T02:00:00Z and 04:00:00Z, a window's bounds.
+    const TWO_AM: u64 = 1_796_522_400;
+    const FOUR_AM: u64 = TWO_AM + 7200;
+
+    fn rule(allowed: bool, windowed: bool, lock_max_secs: u64) -> FlipRule {
+        let windows = if windowed {
+            vec![Window { start: "2026-12-06T02:00:00Z".into(), end: "2026-12-06T04:00:00Z".into() }]
+        } else {
+            Vec::new()
+        };
+        FlipRule { deployment: "d1".into(), allowed, windows, lock_max_secs }
+    }
+
+    fn with_rule(r: Option<FlipRule>) -> DesiredState {
+        let mut d = desired(Accepted, Some('b'), &[]);
+        d.bundle.as_mut().expect("a bundle").flip = r;
+        d
+    }
+
+    /// Polls `d` (unchanged since the last poll) with `f` from `state`.
+    fn poll_with(state: &State, d: &DesiredState, f: Facts) -> Step {
+        let state = State { desired: Some(d.clone()), ..state.clone() };
+        step(&link(0, false), &state, &timing(), Event::Desired(Outcome::Ok(Polled::NotModified), f))
     }
 
     #[test]
@@ -463,6 +587,130 @@ mod tests {
     }
 
     #[test]
+    fn a_target_is_installed_held_and_decided_on_at_once() {
+        let t = timing();
+        let s = step(&link(0, false), &enrolled(None), &t, Event::Installed("b".repeat(64), Installed::Verified));
+        assert_eq!(s.actions, vec![Action::PollDesired], "the flip is decided with the facts of that moment");
+        let held = State {
+            hold: Some(Hold { manifest: "b".repeat(64), waiting_on: Some(WaitOn::Window), lock_since: Some(5) }),
+            ..enrolled(None)
+        };
+        let s = step(&link(0, false), &held, &t, Event::Installed("b".repeat(64), Installed::Flipped));
+        assert_eq!((s.state.settled_bundle, s.state.hold), (Some("b".repeat(64)), None));
+    }
+
+    /// The flip rule against the node's facts: (rule, now, lock held, expected).
+    #[test]
+    fn a_held_target_flips_only_when_its_rule_allows_it() {
+        let inside = TWO_AM + 60;
+        let cases: Vec<(Option<FlipRule>, u64, bool, Option<WaitOn>)> = vec![
+            (None, 0, false, None),
+            (None, 0, true, Some(WaitOn::UpdateLock)),
+            (Some(rule(true, false, 600)), 0, false, None),
+            (Some(rule(false, false, 600)), 0, false, Some(WaitOn::Paused)),
+            (Some(rule(false, true, 600)), inside, true, Some(WaitOn::Paused)),
+            (Some(rule(true, true, 600)), inside, false, None),
+            (Some(rule(true, true, 600)), TWO_AM, false, None),
+            (Some(rule(true, true, 600)), TWO_AM - 1, false, Some(WaitOn::Window)),
+            (Some(rule(true, true, 600)), FOUR_AM, false, Some(WaitOn::Window)),
+            (Some(rule(true, true, 600)), FOUR_AM - 1, false, None),
+            (Some(rule(true, true, 600)), inside, true, Some(WaitOn::UpdateLock)),
+            (Some(rule(true, true, 600)), FOUR_AM + 10, true, Some(WaitOn::Window)),
+            // A bound of 0: the lock never holds a flip back.
+            (Some(rule(true, false, 0)), 0, true, None),
+        ];
+        for (r, now, lock, expected) in cases {
+            let d = with_rule(r.clone());
+            let s = poll_with(&enrolled(None), &d, holding(now, lock));
+            let what = format!("{r:?} at {now}, lock {lock}");
+            match expected {
+                None => {
+                    let flip = Action::Flip { bundle: d.bundle.clone().expect("a bundle"), lock_overridden: lock };
+                    assert_eq!(s.actions, vec![flip], "{what}");
+                }
+                Some(on) => {
+                    assert_eq!(s.actions, vec![Action::Wait(d.bundle.clone().expect("a bundle"), on)], "{what}");
+                    assert_eq!(s.state.hold.as_ref().and_then(|h| h.waiting_on), Some(on), "{what}");
+                    // The same wait again is not reported again.
+                    let again = poll_with(&s.state, &d, holding(now, lock));
+                    assert!(again.actions.is_empty(), "{what}: {:?}", again.actions);
+                }
+            }
+            assert_eq!(s.state.hold.as_ref().map(|h| h.manifest.clone()), Some("b".repeat(64)), "{what}");
+        }
+    }
+
+    /// The lock's bound counts from the first time the lock held the target back, through the windows' closing and
+    /// reopening, so an application that lets go only outside the windows does not hold it back for ever.
+    #[test]
+    fn the_update_lock_holds_a_flip_back_no_longer_than_the_rule_allows() {
+        let d = with_rule(Some(rule(true, false, 3600)));
+        let mut state = enrolled(None);
+        let mut seen = Vec::new();
+        for (now, lock) in [(100, true), (2000, false), (3000, true), (3699, true), (3700, true)] {
+            let s = poll_with(&state, &d, holding(now, lock));
+            seen.push(s.actions.clone());
+            state = s.state;
+        }
+        let b = d.bundle.clone().expect("a bundle");
+        assert_eq!(seen[0], vec![Action::Wait(b.clone(), WaitOn::UpdateLock)]);
+        // Let go at 2000: flipped then (an application taking it again just before the flip is the executor's).
+        assert_eq!(seen[1], vec![Action::Flip { bundle: b.clone(), lock_overridden: false }]);
+        assert!(seen[2].is_empty() && seen[3].is_empty(), "still waiting on the lock, reported once: {seen:?}");
+        assert_eq!(seen[4], vec![Action::Flip { bundle: b.clone(), lock_overridden: true }]);
+        assert_eq!(state.hold.as_ref().and_then(|h| h.lock_since), Some(100));
+        // Across the windows: the lock seen at 02:30, the window closes, the lock is still held when it reopens a
+        // day later, long past the bound: flipped at once.
+        let mut windowed = rule(true, true, 3600);
+        windowed.windows.push(Window { start: "2026-12-07T02:00:00Z".into(), end: "2026-12-07T04:00:00Z".into() });
+        let d = with_rule(Some(windowed));
+        let b = d.bundle.clone().expect("a bundle");
+        let s = poll_with(&enrolled(None), &d, holding(TWO_AM + 1800, true));
+        assert_eq!(s.actions, vec![Action::Wait(b.clone(), WaitOn::UpdateLock)]);
+        let s = poll_with(&s.state, &d, holding(FOUR_AM + 60, true));
+        assert_eq!(s.actions, vec![Action::Wait(b.clone(), WaitOn::Window)]);
+        let s = poll_with(&s.state, &d, holding(TWO_AM + 86_400 + 60, true));
+        assert_eq!(s.actions, vec![Action::Flip { bundle: b, lock_overridden: true }]);
+    }
+
+    #[test]
+    fn a_held_target_no_longer_desired_is_given_up_or_replaced() {
+        let held_other = |running| Facts { held: Some("c".repeat(64)), ..facts(Some('a'), running) };
+        // Another bundle desired: its install replaces the hold.
+        let s = poll_with(&enrolled(None), &desired(Accepted, Some('b'), &[]), held_other(false));
+        assert_eq!(s.actions, vec![Action::Install(bundle('b'))]);
+        // No bundle desired, or the one the node runs (an aborted deployment, back to the baseline): given up.
+        let s = poll_with(&enrolled(None), &desired(Accepted, None, &[]), held_other(false));
+        assert_eq!(s.actions, vec![Action::CancelHold]);
+        let runs_it = Facts { booted_manifest: Some("b".repeat(64)), ..held_other(false) };
+        let s = poll_with(&enrolled(None), &desired(Accepted, Some('b'), &[]), runs_it);
+        assert_eq!(s.actions, vec![Action::CancelHold]);
+        // Not while an install runs, not for a node that is not accepted; a hold of another bundle is forgotten.
+        let st = State {
+            hold: Some(Hold { manifest: "c".repeat(64), waiting_on: Some(WaitOn::Paused), lock_since: None }),
+            ..enrolled(None)
+        };
+        let s = poll_with(&st, &desired(Accepted, None, &[]), held_other(true));
+        assert!(s.actions.is_empty());
+        let s = poll_with(&st, &desired(Pending, None, &[]), held_other(false));
+        assert!(s.actions.is_empty());
+        let s = poll_with(&st, &desired(Accepted, None, &[]), facts(Some('a'), false));
+        assert_eq!((s.actions.len(), s.state.hold), (0, None));
+    }
+
+    #[test]
+    fn a_window_holds_its_start_and_not_its_end() {
+        let w = |start: &str, end: &str| vec![Window { start: start.into(), end: end.into() }];
+        let two_to_four = w("2026-12-06T02:00:00Z", "2026-12-06T04:00:00Z");
+        assert!(inside(&two_to_four, TWO_AM) && inside(&two_to_four, FOUR_AM - 1));
+        assert!(!inside(&two_to_four, TWO_AM - 1) && !inside(&two_to_four, FOUR_AM));
+        // An offset is honoured; a window that does not parse holds no instant.
+        assert!(inside(&w("2026-12-06T03:00:00+01:00", "2026-12-06T04:00:00Z"), TWO_AM));
+        assert!(!inside(&w("06.12.2026 02:00", "2026-12-06T04:00:00Z"), TWO_AM + 1));
+        assert!(!inside(&[], TWO_AM));
+    }
+
+    #[test]
     fn the_wait_backs_off_capped_and_keeps_the_slow_and_poll_paces() {
         let t = timing();
         let check = |l: Link, random: f64, secs: f64| assert_eq!(delay(&l, &t, random).as_secs_f64(), secs, "{l:?}");
@@ -499,7 +747,10 @@ mod tests {
         let d = desired(Accepted, Some('b'), &[("r1", ActionKind::Reboot), ("d1", ActionKind::Diagnostics)]);
         let mut states = Vec::new();
         for status in [None, Some(Pending), Some(Accepted)] {
-            for stored in [None, Some(d.clone()), Some(desired(Pending, Some('b'), &[]))] {
+            let paused = with_rule(Some(rule(false, true, 600)));
+            let windowed = with_rule(Some(rule(true, true, 600)));
+            for stored in [None, Some(d.clone()), Some(desired(Pending, Some('b'), &[])), Some(paused), Some(windowed)]
+            {
                 for settled in [None, Some('b')] {
                     for done in [false, true] {
                         let mut st = State { status, desired: stored.clone(), ..State::default() };
@@ -519,9 +770,17 @@ mod tests {
             Event::Enrolled(Outcome::Down),
         ];
         let journal_done = Facts { update_done: Some("b".repeat(64)), ..facts(Some('a'), false) };
-        for f in
-            [facts(None, false), facts(Some('a'), false), facts(Some('b'), false), facts(Some('a'), true), journal_done]
-        {
+        for f in [
+            facts(None, false),
+            facts(Some('a'), false),
+            facts(Some('b'), false),
+            facts(Some('a'), true),
+            journal_done,
+            holding(TWO_AM + 60, false),
+            holding(FOUR_AM, false),
+            holding(TWO_AM + 60, true),
+            Facts { held: Some("c".repeat(64)), ..facts(Some('a'), false) },
+        ] {
             events.push(Event::Desired(Outcome::Ok(Polled::NotModified), f.clone()));
             events.push(Event::Desired(
                 Outcome::Ok(Polled::Changed(Box::new(d.clone()), Some("\"e\"".into()))),
@@ -537,7 +796,7 @@ mod tests {
         for o in [Outcome::Ok("h".into()), Outcome::Rejected, Outcome::Refused(400), Outcome::Down] {
             events.push(Event::InventoryPut(o));
         }
-        for end in [Installed::Flipped, Installed::Refused, Installed::Failed, Installed::Busy] {
+        for end in [Installed::Verified, Installed::Flipped, Installed::Refused, Installed::Failed, Installed::Busy] {
             events.push(Event::Installed("b".repeat(64), end));
         }
         events.push(Event::Wake { inventory_changed: false });
@@ -593,6 +852,29 @@ mod tests {
                                 assert_ne!(s.state.settled_bundle.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
                                 assert_ne!(f.update_done.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
                                 assert_eq!(s.state.desired.as_ref().map(|d| d.status), Some(Accepted), "{what}");
+                            }
+                            // A flip only of the desired bundle's held target, when its rule allows it now, past
+                            // an application's lock only when it held the flip back; never while an install runs.
+                            Action::Flip { bundle: b, lock_overridden } => {
+                                let Event::Desired(_, f) = ev else { panic!("a flip from {what}") };
+                                assert!(!f.install_running, "{what}");
+                                assert_eq!(f.held.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
+                                let wanted = s.state.desired.as_ref().and_then(|d| d.bundle.as_ref());
+                                assert_eq!(wanted, Some(b), "{what}");
+                                if let Some(r) = &b.flip {
+                                    assert!(r.allowed && (r.windows.is_empty() || inside(&r.windows, f.now)), "{what}");
+                                }
+                                assert!(!lock_overridden || f.app_lock, "{what}");
+                            }
+                            Action::Wait(b, _) => {
+                                let Event::Desired(_, f) = ev else { panic!("a wait from {what}") };
+                                assert_eq!(f.held.as_deref(), Some(b.manifest_hash.as_str()), "{what}");
+                            }
+                            Action::CancelHold => {
+                                let Event::Desired(_, f) = ev else { panic!("a cancel from {what}") };
+                                let wanted = s.state.desired.as_ref().and_then(|d| d.bundle.as_ref());
+                                assert!(f.held.is_some() && f.held.as_ref() != wanted.map(|b| &b.manifest_hash));
+                                assert!(!f.install_running, "{what}");
                             }
                             _ => {}
                         }

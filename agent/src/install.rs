@@ -26,7 +26,9 @@ use updater::wire::Progress;
 /// How an install ended, with what the agent reports of it.
 #[derive(Debug)]
 pub enum Ended {
-    /// Verified and flipped; the updater asked edge-init for the reboot.
+    /// Verified and held for its flip.
+    Verified,
+    /// Flipped; the updater asked edge-init for the reboot.
     Flipped,
     /// Refused by the node's checks: `exit_code` is `edge-update`'s exit class, `reason` the whole cause.
     Refused {
@@ -118,7 +120,8 @@ impl Fetch for Pinned {
 /// The CA certificates (DER) an https URL may chain to, in place of the public roots; `None` for the public roots.
 pub type Roots = Option<std::sync::Arc<Vec<Vec<u8>>>>;
 
-/// Installs `bundle` as `edge-update install URL --reboot` would, after pinning it to the desired manifest.
+/// Installs `bundle` as `edge-update install URL --no-flip` would, after pinning it to the desired manifest: the
+/// target is verified and held, and [`flip`] makes it active when the desired state's rule allows.
 /// The bundle's URLs are mirrors, tried in order: the first that serves the named manifest's head is the source of
 /// the whole install (a URL that cannot be reached after the updater's retries, or that serves another bundle, is
 /// passed over with a warning). `roots_for(url)` gives the only CA certificates that URL may chain to (the
@@ -150,7 +153,6 @@ pub fn run(
         Ok(n) => n,
         Err(e) => return (classify(&e), None),
     };
-    node.reboot = RebootMethod::Init;
     let stop = updater::run::record_stop_signals(config, first_url)
         .map_err(|e| log::warn!("stop signals will not be recorded: {e}"))
         .ok();
@@ -167,7 +169,7 @@ pub fn run(
         stack = s;
         let mut old = open_booted(config, booted);
         let mut opts = Options::at(OffsetDateTime::now_utc());
-        opts.reboot = true;
+        opts.flip = false;
         // One decompression worker: the fewest chunks in flight, so the agent stays within its memory target
         // (bench/README.md, "edge-agent memory") whatever the node's cores; a background install over a WAN link
         // is not bound by one core's zstd.
@@ -179,17 +181,53 @@ pub fn run(
         stop.close();
     }
     match result {
-        Ok(report) => {
-            if let Some(reason) = &report.outcome.reboot_error {
-                log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", report.target);
-            }
-            (Ended::Flipped, stack)
-        }
+        Ok(_) => (Ended::Verified, stack),
         Err(e) => {
             node.emit_install_failed(&source, &e);
             (classify(&e), stack)
         }
     }
+}
+
+/// Flips the held target as `edge-update flip --reboot` would: read back against its chunk hashes once more, made
+/// the active slot on trial, and edge-init asked for the reboot.
+pub fn flip(config: &UpdateConfig) -> Ended {
+    let (mut node, target) = match open_held(config) {
+        Ok(n) => n,
+        Err(e) => return classify(&e),
+    };
+    node.reboot = RebootMethod::Init;
+    let result = SlotFile::open(&target.path, Access::ReadWrite)
+        .map_err(|source| UpdateError::OpenSlot { slot: target.slot, device: target.path.clone(), source })
+        .and_then(|mut dev| updater::held::flip(&mut node, &target, &mut dev, true, &mut |_| {}));
+    match result {
+        Ok(outcome) => {
+            if let Some(reason) = &outcome.reboot_error {
+                log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", target.slot);
+            }
+            Ended::Flipped
+        }
+        // A slot that changed since it was verified: the journal went back to downloading without the chunks that
+        // changed, and the next poll installs them again.
+        Err(e @ UpdateError::ReadBack { .. }) => Ended::Failed { reason: crate::error::chain(&e) },
+        Err(e) => classify(&e),
+    }
+}
+
+/// Gives up the held target, as `edge-update cancel` would.
+pub fn cancel(config: &UpdateConfig) -> Result<(), UpdateError> {
+    let (mut node, _) = open_held(config)?;
+    let state = node.boot_state()?;
+    let booted = node.booted;
+    node.handle(updater::phase::Event::Cancel { booted, state }).map(|_| ())
+}
+
+/// The node, under the updater's lock, and the slot that is not booted.
+fn open_held(config: &UpdateConfig) -> Result<(updater::run::Node<'_>, updater::slots::SlotPath), UpdateError> {
+    let booted = updater::slots::booted(config)?;
+    let node = updater::run::Node::open(config, booted)?;
+    let target = updater::slots::resolve(config, booted.other())?;
+    Ok((node, target))
 }
 
 /// The first of the bundle's URLs whose head is the named manifest's, pinned; the last URL's error when none is.
@@ -243,7 +281,9 @@ pub fn classify(e: &UpdateError) -> Ended {
         UpdateError::Locked { .. }
         | UpdateError::Busy { .. }
         | UpdateError::BootedNotGood { .. }
-        | UpdateError::WrongPhase { .. } => Ended::Busy { reason },
+        | UpdateError::WrongPhase { .. }
+        | UpdateError::NotHeld { .. }
+        | UpdateError::NoUpdate { .. } => Ended::Busy { reason },
         _ => match e.exit_code() {
             exit::FAILURE => Ended::Failed { reason },
             exit_code => Ended::Refused { exit_code, reason },

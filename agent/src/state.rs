@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fleet_wire::node::{DesiredState, NodeStatus};
+use fleet_wire::node::{DesiredState, NodeStatus, WaitOn};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -39,6 +39,23 @@ pub struct State {
     /// The stack each manifest lists, by manifest hash, as the agent read it when it pinned the bundle (the
     /// journal records a bundle's name and version, not its stack); for the inventory.
     pub stacks: BTreeMap<String, serde_json::Value>,
+    /// The verified target waiting for its flip, while one does (docs/agent.md, "Flips, windows and the update
+    /// lock").
+    pub hold: Option<Hold>,
+}
+
+/// A verified target that waits for its flip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// Its bundle's manifest hash.
+    pub manifest: String,
+    /// What it waits on, as last reported; none before the first wait.
+    pub waiting_on: Option<WaitOn>,
+    /// When an application's update lock was first seen holding it back (Unix seconds); the policy's bound on the
+    /// lock counts from here, whatever else it waited on since, so a lock that is let go only outside the windows
+    /// cannot hold it back for ever.
+    pub lock_since: Option<u64>,
 }
 
 impl Default for State {
@@ -52,6 +69,7 @@ impl Default for State {
             settled_bundle: None,
             actions_done: Vec::new(),
             stacks: BTreeMap::new(),
+            hold: None,
         }
     }
 }
@@ -119,6 +137,7 @@ mod tests {
             s.record_action(&format!("a{i}"));
         }
         s.record_action("a5");
+        s.hold = Some(Hold { manifest: "b".repeat(64), waiting_on: Some(WaitOn::UpdateLock), lock_since: Some(7) });
         assert_eq!(s.actions_done.len(), MAX_ACTIONS_DONE);
         assert!(!s.action_done("a0") && s.action_done("a2") && s.action_done("a257"));
         s.save(&path).expect("save");

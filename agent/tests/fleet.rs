@@ -140,6 +140,85 @@ fn a_bundle_given_through_the_endpoint_is_installed(backend: Backend) {
     assert_eq!(b.bundle.as_ref().map(|x| x.manifest_hash.as_str()), Some(hash.as_str()));
 }
 
+/// The kinds and reasons of the `waiting` reports the endpoint holds of node `id`, in order.
+fn waits(cloud: &Endpoint, id: &str) -> Vec<String> {
+    let reports = cloud.reports(id);
+    assert_complete(&reports);
+    reports.iter().filter(|r| r.kind == ReportKind::Waiting).filter_map(|r| r.reason.clone()).collect()
+}
+
+/// Whether the updater's journal says the target is verified and held.
+fn held(node: &Node) -> bool {
+    let j = journal(node);
+    j["update"]["phase"] == "verified" && j["update"]["held"] == true
+}
+
+/// The updater's journal, as JSON.
+fn journal(node: &Node) -> serde_json::Value {
+    let journal = std::fs::read_to_string(node.root().join("data/edge-update/journal.json")).expect("journal");
+    serde_json::from_str(&journal).expect("json")
+}
+
+/// A deployment's flip rule on a real node: the agent installs and verifies at once, then holds the target while
+/// the site's maintenance window is closed, while an application holds the update lock, and while the deployment
+/// is paused, reporting each wait once; it flips when nothing holds it back any more.
+fn a_deployment_flips_only_when_its_rule_allows(backend: Backend) {
+    let node = Node::new("http://127.0.0.1:9");
+    let (mut cloud, _pg) = endpoint(backend, &node, "accept");
+    cloud.start(1);
+    let mut a = agent(&node);
+    a.round();
+    let id = a.node_id().to_string();
+    // The site's only window starts two hours from now (UTC), so the node's clock is outside it.
+    let hour =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() / 3600) % 24;
+    let window = |from: u64, to: u64| format!("daily {:02}:00-{:02}:00", (hour + from) % 24, (hour + to) % 24);
+    let site = |w: String| serde_json::json!({"time_zone": "UTC", "windows": [w]});
+    let _: serde_json::Value = cloud.admin_ok("PUT", "/v1/admin/sites/shop-1", Some(site(window(2, 3))));
+    let (bytes, hash) = support::bundle(&support::bundle_key(), "2.0.0");
+    assert_eq!(cloud.upload(&bytes), hash);
+    let policy = serde_json::json!({"waves": ["100%"], "lock_max_secs": 86400});
+    let body = serde_json::json!({"name": "v2", "bundle": hash, "selector": "site = shop-1", "policy": policy});
+    let created: serde_json::Value = cloud.admin_ok("POST", "/v1/admin/deployments", Some(body));
+    let deployment = created["id"].as_str().expect("an id").to_owned();
+
+    for _ in 0..3 {
+        a.round();
+    }
+    assert!(held(&node), "installed, verified and held");
+    assert_eq!(waits(&cloud, &id), ["window"], "the closed window, reported once");
+
+    // The window opens, but an application holds the update lock.
+    let app = updater::run::try_take_lock(&node.update_lock).expect("lock file").expect("the lock is free");
+    let _: serde_json::Value = cloud.admin_ok("PUT", "/v1/admin/sites/shop-1", Some(site(window(0, 2))));
+    a.round();
+    a.round();
+    assert!(held(&node), "held while the lock is");
+    assert_eq!(waits(&cloud, &id), ["window", "update-lock"]);
+
+    // Paused by the operator: the application lets go, the node still waits.
+    let _: serde_json::Value = cloud.admin_ok("POST", &format!("/v1/admin/deployments/{deployment}/pause"), None);
+    drop(app);
+    a.round();
+    a.round();
+    assert!(held(&node), "held while the deployment is paused");
+    assert_eq!(waits(&cloud, &id), ["window", "update-lock", "paused"]);
+    let kinds: Vec<ReportKind> = cloud.reports(&id).iter().map(|r| r.kind).collect();
+    assert!(!kinds.contains(&ReportKind::Flipped), "{kinds:?}");
+
+    // Resumed: flipped at the next poll, through the read-back of the held slot.
+    let _: serde_json::Value = cloud.admin_ok("POST", &format!("/v1/admin/deployments/{deployment}/resume"), None);
+    a.round();
+    a.round();
+    assert!(!held(&node));
+    let kinds: Vec<ReportKind> = cloud.reports(&id).iter().map(|r| r.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Verified).count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Flipped).count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Started).count(), 1, "downloaded once: {kinds:?}");
+    let j = journal(&node);
+    assert!(["flipped", "rebooting"].contains(&j["update"]["phase"].as_str().unwrap_or("")), "{j}");
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -151,7 +230,11 @@ macro_rules! both {
     };
 }
 
-both!(endpoint_down_then_back, a_bundle_given_through_the_endpoint_is_installed);
+both!(
+    endpoint_down_then_back,
+    a_bundle_given_through_the_endpoint_is_installed,
+    a_deployment_flips_only_when_its_rule_allows
+);
 
 /// The desired bundle's URLs are mirrors: the first cannot be reached, the second serves another bundle, the third
 /// (another endpoint's store, standing in for a CDN) serves the named one; the agent passes over the first two and

@@ -420,6 +420,34 @@ pub struct FlipRule {
     pub lock_max_secs: u64,
 }
 
+/// What a verified target waits on before its flip (the `reason` of a `waiting` report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitOn {
+    /// The deployment is paused (by an operator or its brake).
+    Paused,
+    /// The node's clock is outside every maintenance window of its site.
+    Window,
+    /// An application holds the node's update lock.
+    UpdateLock,
+}
+
+impl WaitOn {
+    /// The word, as in JSON and in a `waiting` report's `reason`.
+    pub fn word(self) -> &'static str {
+        match self {
+            WaitOn::Paused => "paused",
+            WaitOn::Window => "window",
+            WaitOn::UpdateLock => "update-lock",
+        }
+    }
+
+    /// Reads [`WaitOn::word`] back.
+    pub fn from_word(word: &str) -> Option<WaitOn> {
+        [WaitOn::Paused, WaitOn::Window, WaitOn::UpdateLock].into_iter().find(|w| w.word() == word)
+    }
+}
+
 /// A span of time, RFC 3339 UTC, `start` included, `end` not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -584,11 +612,17 @@ pub enum ReportKind {
     ActionRefused,
     /// The agent enrolled (or enrolled again as a new identity).
     Enrolled,
+    /// A verified target waits for its flip; `reason` says on what: `paused` (the deployment), `window` (the
+    /// site's maintenance window) or `update-lock` (an application's update lock). Sent when the wait begins or
+    /// its reason changes.
+    Waiting,
+    /// An application's update lock held a flip back as long as the policy allows; the node flips anyway.
+    LockOverridden,
 }
 
 impl ReportKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReportKind; 20] = [
+    pub const ALL: [ReportKind; 22] = [
         ReportKind::Downloading,
         ReportKind::Started,
         ReportKind::Resumed,
@@ -609,6 +643,8 @@ impl ReportKind {
         ReportKind::ActionDone,
         ReportKind::ActionRefused,
         ReportKind::Enrolled,
+        ReportKind::Waiting,
+        ReportKind::LockOverridden,
     ];
 
     /// The word, as in JSON (and as in the updater's event log for its kinds).
@@ -634,6 +670,8 @@ impl ReportKind {
             ReportKind::ActionDone => "action-done",
             ReportKind::ActionRefused => "action-refused",
             ReportKind::Enrolled => "enrolled",
+            ReportKind::Waiting => "waiting",
+            ReportKind::LockOverridden => "lock-overridden",
         }
     }
 

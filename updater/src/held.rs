@@ -128,8 +128,28 @@ pub fn forget(path: &PathBuf) {
 /// Flips a held target: reads every chunk of `target` back from `dev` against the hashes kept when it was
 /// verified, then flips the bootloader to it (and reboots when `reboot`). A chunk that reads back wrong is
 /// forgotten by the journal (the update goes back to `downloading`, so an install of the same bundle rewrites just
-/// those) and nothing is flipped.
+/// those) and nothing is flipped. A hold that cannot be flipped is the update's failure, recorded in the event log
+/// like an install's (`install-failed`); a flip asked in the wrong phase changes nothing and is only the caller's
+/// error.
 pub fn flip(
+    node: &mut Node<'_>,
+    target: &SlotPath,
+    dev: &mut dyn SlotDevice,
+    reboot: bool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Outcome> {
+    let result = flip_held(node, target, dev, reboot, progress);
+    if let Err(e) = &result {
+        if !matches!(e, Error::NotHeld { .. } | Error::NoUpdate { .. }) {
+            let reason = crate::error::chain(e);
+            let message = format!("flip of slot {} refused: {reason}", target.slot);
+            node.record(crate::wire::EventKind::InstallFailed, &message, Some(reason), crate::run::About::Update);
+        }
+    }
+    result
+}
+
+fn flip_held(
     node: &mut Node<'_>,
     target: &SlotPath,
     dev: &mut dyn SlotDevice,

@@ -380,10 +380,23 @@ fn interrupted_record(journal: &Journal, source: &str, signal: &str) -> EventRec
 /// Whether an `edge-update` holds the node's lock now (an install, or `boot` running its checks). Told from
 /// `/proc/locks` rather than by trying the lock, so asking never makes a starting install find the lock taken.
 pub fn running(config: &Config) -> bool {
+    lock_held(&config.lock_path())
+}
+
+/// Whether some process holds a flock(2) on the file at `path` now (a missing file: no), told from `/proc/locks`
+/// so that asking never takes the lock, even for an instant.
+pub fn lock_held(path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(config.lock_path()) else { return false };
+    let Ok(meta) = std::fs::metadata(path) else { return false };
     let (major, minor) = crate::sys::major_minor(meta.dev());
     std::fs::read_to_string("/proc/locks").is_ok_and(|locks| flock_held(&locks, major, minor, meta.ino()))
+}
+
+/// Takes an exclusive flock(2) on the file at `path` (made when missing) without waiting: the open file that holds
+/// it, or none when another process holds the lock.
+pub fn try_take_lock(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    Ok(crate::sys::try_lock(&f)?.then_some(f))
 }
 
 /// Whether `/proc/locks` lists a flock(2) held (not waited for) on the file `major:minor:inode`; proc(5), "locks".

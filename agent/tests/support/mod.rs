@@ -316,6 +316,8 @@ pub struct Node {
     pub config: PathBuf,
     pub update_config: PathBuf,
     pub events: PathBuf,
+    /// The update lock file an application takes.
+    pub update_lock: PathBuf,
 }
 
 impl Node {
@@ -357,14 +359,16 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "endpoint = {endpoint:?}\nallow_http = true\ntoken_file = {:?}\nupdate_config = {:?}\ninit_socket = {:?}\nsite = \"shop-1\"\nbackoff_base_secs = 2\nbackoff_cap_secs = 16\npoll_floor_secs = 1\npoll_ceiling_secs = 600\njitter = 0.0\nreport_batch = 3\nrequest_timeout_secs = 5\n",
+                "endpoint = {endpoint:?}\nallow_http = true\ntoken_file = {:?}\nupdate_config = {:?}\ninit_socket = {:?}\nsite = \"shop-1\"\nbackoff_base_secs = 2\nbackoff_cap_secs = 16\npoll_floor_secs = 1\npoll_ceiling_secs = 600\njitter = 0.0\nreport_batch = 3\nrequest_timeout_secs = 5\nupdate_lock_file = {:?}\n",
                 token.display().to_string(),
                 update_config.display().to_string(),
                 root.join("run/control.sock").display().to_string(),
+                root.join("run/edge-agent/update.lock").display().to_string(),
             ),
         )
         .expect("agent.toml");
-        Node { events: data.join("events.jsonl"), dir, config, update_config }
+        let update_lock = root.join("run/edge-agent/update.lock");
+        Node { events: data.join("events.jsonl"), dir, config, update_config, update_lock }
     }
 
     pub fn root(&self) -> &Path {

@@ -3,8 +3,7 @@
 use updater::config::{Config, RebootMethod};
 use updater::device::{Access, SlotFile};
 use updater::error::{Error, Result};
-use updater::run::About;
-use updater::wire::{EventKind, InstallOutcome, InstallResult, RESULT_SCHEMA};
+use updater::wire::{InstallOutcome, InstallResult, RESULT_SCHEMA};
 
 use super::{open_node, Output};
 
@@ -35,19 +34,8 @@ pub fn run(config: &Config, args: Args) -> Result<Output> {
     let result = SlotFile::open(&target.path, Access::ReadWrite)
         .map_err(|source| Error::OpenSlot { slot: target.slot, device: target.path.clone(), source })
         .and_then(|mut dev| updater::held::flip(&mut node, &target, &mut dev, reboot, &mut |_| {}));
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            // A hold that cannot be flipped is the update's failure, reported like an install's (a refusal of the
-            // verb in the wrong phase changes nothing and is only the caller's error).
-            if !matches!(e, Error::NotHeld { .. } | Error::NoUpdate { .. }) {
-                let reason = updater::error::chain(&e);
-                let message = format!("flip of slot {} refused: {reason}", target.slot);
-                node.record(EventKind::InstallFailed, &message, Some(reason), About::Update);
-            }
-            return Err(e);
-        }
-    };
+    // A hold that cannot be flipped is recorded by `held::flip` as the update's failure.
+    let outcome = result?;
     let u = node.journal().update.clone().expect("a flip leaves its update");
     if let Some(reason) = &outcome.reboot_error {
         log::warn!("slot {} is flipped, but the reboot could not be requested: {reason}", u.target);
