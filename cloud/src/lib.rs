@@ -15,5 +15,6 @@ pub mod harness;
 pub mod rollout;
 pub mod server;
 pub mod store;
+pub mod web;
 
 pub use error::{Error, Refusal, Result};

@@ -111,6 +111,7 @@ pub fn router(app: Arc<App>) -> Router {
     let timed = node::routes()
         .merge(admin::routes())
         .merge(bundles::routes())
+        .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), deadline));
     timed.merge(bundles::upload_routes()).fallback(not_found).with_state(app)
 }

@@ -209,6 +209,21 @@ pub trait Store: Rollouts + Send + Sync + std::fmt::Debug {
 
     /// The admin token with this secret hash, unless revoked.
     fn admin_actor<'a>(&'a self, secret_hash: &'a str) -> StoreFuture<'a, Option<Actor>>;
+    /// Opens a web session of `actor` (audited as `web-login`): `secret_hash` is the SHA-256 of its cookie's
+    /// secret, `csrf` the token its forms carry; it ends at `expires` (Unix seconds). Ended sessions are pruned.
+    fn create_session<'a>(
+        &'a self,
+        actor: &'a Actor,
+        secret_hash: &'a str,
+        csrf: &'a str,
+        now: i64,
+        expires: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// The actor and CSRF token of the session with this secret hash, while it has not ended and its admin token is
+    /// not revoked.
+    fn session<'a>(&'a self, secret_hash: &'a str, now: i64) -> StoreFuture<'a, Option<(Actor, String)>>;
+    /// Ends the session with this secret hash (logout); nothing when there is none.
+    fn end_session<'a>(&'a self, secret_hash: &'a str) -> StoreFuture<'a, ()>;
     /// Nodes matching `filter`, by id.
     fn list_nodes<'a>(&'a self, filter: &'a NodeFilter) -> StoreFuture<'a, Vec<NodeSummary>>;
     /// One node, its inventory, newest events and actions.

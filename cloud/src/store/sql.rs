@@ -1010,6 +1010,73 @@ macro_rules! store_impl {
                 })
             }
 
+            fn create_session<'a>(
+                &'a self,
+                actor: &'a Actor,
+                secret_hash: &'a str,
+                csrf: &'a str,
+                now: i64,
+                expires: i64,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    let mut tx = self.write().await?;
+                    sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("prune web sessions"))?;
+                    sqlx::query(
+                        "INSERT INTO web_sessions (secret_hash, token, csrf, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(secret_hash)
+                    .bind(&actor.id)
+                    .bind(csrf)
+                    .bind(now)
+                    .bind(expires)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("open a web session"))?;
+                    let change = serde_json::json!({"role": actor.role.word(), "expires_at": rfc3339(expires)});
+                    audit(&mut tx, actor, "web-login", &actor.id, change, now).await?;
+                    tx.commit().await.map_err(db("commit a web session"))
+                })
+            }
+
+            fn session<'a>(&'a self, secret_hash: &'a str, now: i64) -> StoreFuture<'a, Option<(Actor, String)>> {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "SELECT t.id, t.name, t.role, s.csrf FROM web_sessions s JOIN admin_tokens t ON t.id = s.token \
+                         WHERE s.secret_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
+                    )
+                    .bind(secret_hash)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db("read a web session"))?;
+                    let Some(row) = row else { return Ok(None) };
+                    let r = || db("read a web session");
+                    let actor = Actor {
+                        id: row.try_get("id").map_err(r())?,
+                        name: row.try_get("name").map_err(r())?,
+                        role: role(&row.try_get::<String, _>("role").map_err(r())?)?,
+                    };
+                    Ok(Some((actor, row.try_get("csrf").map_err(r())?)))
+                })
+            }
+
+            fn end_session<'a>(&'a self, secret_hash: &'a str) -> StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    let mut tx = self.write().await?;
+                    sqlx::query("DELETE FROM web_sessions WHERE secret_hash = $1")
+                        .bind(secret_hash)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("end a web session"))?;
+                    tx.commit().await.map_err(db("commit a logout"))
+                })
+            }
+
             fn list_nodes<'a>(&'a self, filter: &'a NodeFilter) -> StoreFuture<'a, Vec<NodeSummary>> {
                 Box::pin(async move {
                     let sql = format!(
