@@ -90,13 +90,18 @@ pub fn button(viewer: &Viewer<'_>, action: &str, label: &str, class: &str) -> St
     )
 }
 
-/// A table: its header cells (escaped here) and its rows of cells (HTML already).
+/// A table: its header cells (escaped here; all empty: no header row) and its rows of cells (HTML already).
 pub fn table(id: &str, head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut s = format!("<table id=\"{}\"><thead><tr>", esc(id));
-    for h in head {
-        let _ = write!(s, "<th>{}</th>", esc(h));
+    let mut s = format!("<table id=\"{}\">", esc(id));
+    // A table of facts (no header text) has no header row.
+    if head.iter().any(|h| !h.is_empty()) {
+        s.push_str("<thead><tr>");
+        for h in head {
+            let _ = write!(s, "<th>{}</th>", esc(h));
+        }
+        s.push_str("</tr></thead>");
     }
-    s.push_str("</tr></thead><tbody>");
+    s.push_str("<tbody>");
     for row in rows {
         s.push_str("<tr>");
         for cell in row {

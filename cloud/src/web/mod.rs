@@ -104,7 +104,8 @@ fn refused(status: StatusCode, message: impl Into<String>) -> WebError {
     WebError::Page(status, message.into())
 }
 
-/// An HTML response, with the headers every page carries: no script, no frame, no cache, no referrer.
+/// An HTML response, with the headers every page carries: no script, no frame, no cache, no referrer sent to another
+/// site (within this one the browser sends `Origin` with each form, which `same_origin` checks).
 fn html(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
@@ -117,7 +118,7 @@ fn html(status: StatusCode, body: String) -> Response {
         ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -524,10 +525,10 @@ async fn node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<St
             );
         }
         if v.may_change && n.status == NodeStatus::Pending {
-            body.push_str("<p>");
+            body.push_str("<div id=\"controls\">");
             body.push_str(&button(&v, &format!("/ui/nodes/{}/accept", url_part(&id)), "Accept", "primary"));
             body.push_str(&button(&v, &format!("/ui/nodes/{}/reject", url_part(&id)), "Reject", "danger"));
-            body.push_str("</p>");
+            body.push_str("</div>");
         }
         let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let hw = &d.inventory.hardware;
@@ -800,14 +801,14 @@ async fn deployment(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
                 write!(body, "<p class=\"{class}\" id=\"pause\">{what} at {}: {}</p>", esc(&p.since), esc(&p.detail));
         }
         if v.may_change && d.state != DeploymentState::Aborted {
-            body.push_str("<p id=\"controls\">");
+            body.push_str("<div id=\"controls\">");
             let at = |verb: &str| format!("/ui/deployments/{}/{verb}", url_part(&id));
             match d.state {
                 DeploymentState::Running => body.push_str(&button(&v, &at("pause"), "Pause", "")),
                 _ => body.push_str(&button(&v, &at("resume"), "Resume", "primary")),
             }
             body.push_str(&button(&v, &at("abort"), "Abort", "danger"));
-            body.push_str("</p>");
+            body.push_str("</div>");
         }
         let policy = &d.policy;
         let facts: Vec<Vec<String>> = [
