@@ -61,18 +61,17 @@ fn fleet_rollout_two_nodes_at_one_site_update_one_after_the_other_and_a_failure_
             ok(Vm::start(assets.tools(), assets.vm_options(name, &disk, Some(ep.port()))))
         })
         .collect();
-    let mut ids = Vec::new();
     for vm in &mut vms {
         assert_eq!(ok(node::next_boot(vm, BOOT)), 'A');
         ok(node::services_up(vm, BOOT));
-        ids.push(ok(vm.sh_ok("edge-agent id", CMD)).trim().to_owned());
     }
     wait_for(AGENT, "both nodes enroll, accepted, at site harbour", || {
         let list: NodeList = ep.admin_ok("GET", "/v1/admin/nodes?status=accepted", None);
-        let there =
-            ids.iter().all(|id| list.nodes.iter().any(|n| n.id.as_str() == id && n.site.as_deref() == Some("harbour")));
-        there.then_some(())
+        (list.nodes.len() == 2 && list.nodes.iter().all(|n| n.site.as_deref() == Some("harbour"))).then_some(())
     });
+    // Each node's id, as its agent made it (the key exists once the node has enrolled).
+    let ids: Vec<String> = vms.iter_mut().map(|vm| ok(vm.sh_ok("edge-agent id", CMD)).trim().to_owned()).collect();
+    assert_ne!(ids[0], ids[1]);
 
     let v2_hash = ep.upload(&std::fs::read(&v2).expect("bundle 2.0.0"));
     let policy = serde_json::json!({"waves": ["100%"], "max_per_site": 1, "brake": "1"});
