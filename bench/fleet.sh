@@ -9,9 +9,14 @@
 #     PostgreSQL (started here by initdb as nobody on loopback, PostgreSQL's defaults, stopped at the end);
 #   download: a bundle of BENCH_FLEET_BUNDLE_MIB fetched by curl from the endpoint's bundle store and from Debian's
 #     nginx serving the same file on loopback (its defaults: sendfile, one worker per core), as a ratio;
+#   rollout: BENCH_ROLLOUT_NODES (100,000) nodes in a deployment in progress (canary 100, waves 1%, 10%, 100%, at
+#     most 5,000 updating and 10 per site, a brake at 5 %): the time to create it (every node placed), then the p99
+#     of the same polls as above while it runs; then the deployment aborted and one without limits created, and the
+#     p99 while every node's first poll is a start (a decision in a synced transaction of its own), with the starts
+#     made; with SQLite and with PostgreSQL;
 #   agent memory: bench/agent.sh (edge-agent's peak RSS over a cycle of contacts and installs).
-# Each figure is the median of BENCH_RUNS runs. BENCH_FLEET_PARTS picks the parts (default: "polls download agent";
-# "polls-sqlite" or "polls-postgres" for one backend's polls).
+# Each figure is the median of BENCH_RUNS runs. BENCH_FLEET_PARTS picks the parts (default: "polls rollout download
+# agent"; "polls-sqlite", "polls-postgres", "rollout-sqlite" or "rollout-postgres" for one backend's).
 # Servers listen on 127.0.0.1 only.
 # Usage: bench/fleet.sh      (as root on Debian 12; see bench/README.md, "The fleet endpoint")
 set -euo pipefail
@@ -25,13 +30,14 @@ nodes_ladder=${BENCH_FLEET_NODES:-"25000 50000 100000 150000"}
 seconds=${BENCH_FLEET_SECONDS:-30}
 warmup=${BENCH_FLEET_WARMUP:-10}
 bundle_mib=${BENCH_FLEET_BUNDLE_MIB:-256}
-parts=${BENCH_FLEET_PARTS:-"polls download agent"}
+parts=${BENCH_FLEET_PARTS:-"polls rollout download agent"}
+rollout_nodes=${BENCH_ROLLOUT_NODES:-100000}
 for p in $parts; do
-    case $p in polls | polls-sqlite | polls-postgres | download | agent) ;;
-    *) echo "bench/fleet.sh: BENCH_FLEET_PARTS: unknown part ${p@Q} (polls, polls-sqlite, polls-postgres, download, agent)" >&2; exit 2 ;;
+    case $p in polls | polls-sqlite | polls-postgres | rollout | rollout-sqlite | rollout-postgres | download | agent) ;;
+    *) echo "bench/fleet.sh: BENCH_FLEET_PARTS: unknown part ${p@Q} (polls, polls-sqlite, polls-postgres, rollout, rollout-sqlite, rollout-postgres, download, agent)" >&2; exit 2 ;;
     esac
 done
-for n in $nodes_ladder $seconds $warmup $bundle_mib; do
+for n in $nodes_ladder $seconds $warmup $bundle_mib $rollout_nodes; do
     case $n in '' | *[!0-9]* | 0) echo "bench/fleet.sh: expected positive numbers in the BENCH_FLEET_* knobs, got ${n@Q}" >&2; exit 2 ;; esac
 done
 
@@ -49,7 +55,7 @@ for b in edge-cloud edge-image examples/fleet_load; do
 done
 
 export BENCH_F=$f BENCH_ROOT=$root BENCH_RUNS_N=$runs BENCH_LADDER=$nodes_ladder BENCH_SECONDS=$seconds \
-    BENCH_WARMUP=$warmup BENCH_BUNDLE_MIB=$bundle_mib BENCH_PARTS=$parts
+    BENCH_WARMUP=$warmup BENCH_BUNDLE_MIB=$bundle_mib BENCH_PARTS=$parts BENCH_ROLLOUT_NODES=$rollout_nodes
 python3 - <<'PY'
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -62,6 +68,9 @@ bundle_mib = int(os.environ["BENCH_BUNDLE_MIB"])
 parts = os.environ["BENCH_PARTS"].split()
 if "polls" in parts:
     parts += ["polls-sqlite", "polls-postgres"]
+if "rollout" in parts:
+    parts += ["rollout-sqlite", "rollout-postgres"]
+rollout_nodes = int(os.environ["BENCH_ROLLOUT_NODES"])
 cloud, image, load = (os.path.join(bindir, b) for b in ("edge-cloud", "edge-image", "fleet_load"))
 
 def free_port():
@@ -95,6 +104,13 @@ bundle = os.path.join(f, "bench.bundle")
 run([image, "build", "--payload", f"rootfs={payload}", "--version", "1.0.0", "--security-version", "1",
      "--compatible", "bench-board", "--key", os.path.join(keys, "fleet.key"), "--output", bundle])
 os.remove(payload)
+# The rollout's bundle: a small one (what is measured is the endpoint's decisions, not the download).
+small = os.path.join(f, "small.img")
+with open(small, "wb") as out:
+    out.write(os.urandom(1 << 20))
+rollout_bundle = os.path.join(f, "rollout.bundle")
+run([image, "build", "--payload", f"rootfs={small}", "--version", "2.0.0", "--security-version", "2",
+     "--compatible", "bench-board", "--key", os.path.join(keys, "fleet.key"), "--output", rollout_bundle])
 
 class Endpoint:
     """edge-cloud serve on a loopback port, over SQLite in its data directory or over a PostgreSQL URL."""
@@ -150,6 +166,47 @@ def polls(name, database_url=None):
     finally:
         ep.stop()
 
+def load_run(ep, n):
+    out = subprocess.run([load, "run", "--url", ep.url, "--nodes", str(n), "--interval", "60", "--seconds", seconds,
+                          "--warmup", warmup, "--connections", "32"], capture_output=True, text=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+def rollout(name, database_url=None):
+    ep = Endpoint(name, database_url)
+    try:
+        token = ep.cli("tokens", "create", "--name", "bench", "--policy", "accept")["secret"]
+        run([load, "enroll", "--url", ep.url, "--token", token, "--nodes", str(rollout_nodes), "--connections", "16"])
+        bundle_hash = json.loads(run(["curl", "-sf", "-H", f"Authorization: Bearer {ep.admin}", "--data-binary",
+                                      f"@{rollout_bundle}", f"{ep.url}/v1/admin/bundles"]))["manifest_hash"]
+        t0 = time.monotonic()
+        d = ep.cli("deployments", "create", "bench-2", "--bundle", bundle_hash, "--canary", "100", "--waves",
+                   "1%,10%,100%", "--max-concurrent", "5000", "--max-per-site", "10", "--brake", "5%")
+        create_s = time.monotonic() - t0
+        print(f"{name}: a deployment of {d['n_nodes']} nodes created in {create_s:.1f} s", file=sys.stderr)
+        p99s = []
+        for r in range(runs):
+            s = load_run(ep, rollout_nodes)
+            p99s.append(s["p99_ms"])
+            print(f"{name}: {rollout_nodes} nodes in a rollout, run {r + 1}: p99 {s['p99_ms']:.1f} ms, "
+                  f"status {s['status']}", file=sys.stderr)
+        shown = ep.cli("deployments", "show", d["id"])
+        ep.cli("deployments", "abort", d["id"])
+        # Every node's first poll a start: no canary, no limit, one wave.
+        t0 = time.monotonic()
+        d2 = ep.cli("deployments", "create", "bench-3", "--bundle", bundle_hash)
+        create2_s = time.monotonic() - t0
+        s = load_run(ep, rollout_nodes)
+        after = ep.cli("deployments", "show", d2["id"])
+        print(f"{name}: every first poll a start: p99 {s['p99_ms']:.1f} ms, {after['n_updating']} started, "
+              f"status {s['status']}", file=sys.stderr)
+        return {"nodes": d["n_nodes"], "create_s": create_s, "create_us_per_node": create_s * 1e6 / max(d["n_nodes"], 1),
+                "p99_ms_median": statistics.median(p99s), "p99_ms": p99s, "updating": shown["n_updating"],
+                "storm": {"create_s": create2_s, "p99_ms": s["p99_ms"], "p50_ms": s["p50_ms"],
+                          "started": after["n_updating"], "polls": s["total"], "errors": s["total"] - s["ok"],
+                          "seconds": float(seconds) + float(warmup)}}
+    finally:
+        ep.stop()
+
 def sustained(results):
     ok = [n for n, r in results.items() if r["p99_ms_median"] < 50 and r["errors"] == 0]
     return max(ok) if ok else 0
@@ -157,8 +214,9 @@ def sustained(results):
 report = {"machine": {"cpus": os.cpu_count()}, "runs": runs}
 if "polls-sqlite" in parts:
     report["polls_sqlite"] = polls("sqlite")
-if "polls-postgres" in parts:
-    # PostgreSQL from Debian's package: initdb in a temporary directory as nobody, on a loopback port.
+def with_postgres(fn):
+    """PostgreSQL from Debian's package: initdb in a temporary directory as nobody, on a loopback port; `fn` gets its
+    URL, and the server is stopped after it."""
     pgbin = sorted((d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int)[-1]
     pgbin = f"/usr/lib/postgresql/{pgbin}/bin"
     pgdir = tempfile.mkdtemp(prefix="edge-bench-pg-")
@@ -170,16 +228,23 @@ if "polls-postgres" in parts:
     with open(f"{pgdir}/data/postgresql.auto.conf", "a") as conf:
         conf.write(f"listen_addresses = '127.0.0.1'\nunix_socket_directories = '{pgdir}'\nmax_connections = 100\n")
     pg = subprocess.Popen([f"{pgbin}/postgres", "-D", f"{pgdir}/data", "-p", str(pgport)], stdout=subprocess.DEVNULL,
-                          stderr=open(os.path.join(f, "postgres.log"), "w"), **as_nobody)
+                          stderr=open(os.path.join(f, "postgres.log"), "a"), **as_nobody)
     try:
         wait_port(pgport, pg, "postgres")
         time.sleep(1)
         run([f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(pgport), "-U", "postgres", "fleet"], **as_nobody)
-        report["polls_postgres"] = polls("postgres", f"postgres://postgres@127.0.0.1:{pgport}/fleet")
+        return fn(f"postgres://postgres@127.0.0.1:{pgport}/fleet")
     finally:
         pg.send_signal(signal.SIGINT)
         pg.wait()
         shutil.rmtree(pgdir, ignore_errors=True)
+
+if "polls-postgres" in parts:
+    report["polls_postgres"] = with_postgres(lambda url: polls("postgres", url))
+if "rollout-sqlite" in parts:
+    report["rollout_sqlite"] = rollout("rollout-sqlite")
+if "rollout-postgres" in parts:
+    report["rollout_postgres"] = with_postgres(lambda url: rollout("rollout-postgres", url))
 
 # Download: the endpoint's bundle store against nginx, the same file, the same client, interleaved.
 if "download" in parts:
@@ -228,6 +293,12 @@ if "polls-sqlite" in parts:
 if "polls-postgres" in parts:
     print(f"polls, PostgreSQL: {sustained(report['polls_postgres'])} nodes every 60 s with p99 < 50 ms "
           f"(at 100,000: {report['polls_postgres'].get(100000, {}).get('p99_ms_median', 'not measured')} ms; target 100,000)")
+for key, label in (("rollout_sqlite", "SQLite"), ("rollout_postgres", "PostgreSQL")):
+    if key in report:
+        r = report[key]
+        print(f"rollout, {label}: {r['nodes']} nodes placed in {r['create_s']:.1f} s ({r['create_us_per_node']:.0f} us a node); "
+              f"polls p99 {r['p99_ms_median']:.1f} ms with it in progress (target < 50 ms); every first poll a start: "
+              f"p99 {r['storm']['p99_ms']:.1f} ms, {r['storm']['started']} starts in {r['storm']['seconds']:.0f} s")
 if "download" in parts:
     d = report["download"]
     print(f"download: edge-cloud {d['edge_cloud_mib_s']:.0f} MiB/s, nginx {d['nginx_mib_s']:.0f} MiB/s, "
