@@ -15,7 +15,8 @@ both!(
     forms_need_the_sessions_csrf_token_and_this_origin,
     a_viewer_reads_and_changes_nothing,
     logout_and_revocation_end_a_session,
-    text_from_a_node_is_escaped
+    text_from_a_node_is_escaped,
+    a_node_waiting_for_its_flip_says_on_what
 );
 
 /// Sends without following redirects.
@@ -219,4 +220,34 @@ fn text_from_a_node_is_escaped(backend: Backend) {
     }
     let page = text(&s.get(&format!("/ui/nodes/{}", n.id)));
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && page.contains("&lt;img src=x"), "{page}");
+}
+
+fn a_node_waiting_for_its_flip_says_on_what(backend: Backend) {
+    let env = Env::new(backend);
+    let admin = env.admin(Role::Viewer);
+    let token = env.admin(Role::Operator).enrollment_token("accept");
+    let n = env.node(34);
+    assert_eq!(n.enroll(&token).status, 201);
+    let s = Session::login(&env, &admin);
+    let page = |s: &Session| text(&s.get(&format!("/ui/nodes/{}", n.id)));
+    assert!(!page(&s).contains("id=\"waiting\""), "not waiting before it says so");
+    let mut seq = 0;
+    for (reason, words) in [
+        ("window", "its site's maintenance window"),
+        ("update-lock", "an application's update lock"),
+        ("paused", "its deployment is paused"),
+    ] {
+        seq += 1;
+        let mut r = support::report(seq, node::ReportKind::Waiting);
+        r.version = Some("2.0.0".into());
+        r.reason = Some(reason.into());
+        assert!(n.reports(vec![r]).status < 300);
+        let p = page(&s);
+        assert!(p.contains(&format!("2.0.0 is verified and waits for its flip: {words}.")), "{reason}: {p}");
+    }
+    // The flip: no longer waiting.
+    let mut r = support::report(seq + 1, node::ReportKind::Flipped);
+    r.version = Some("2.0.0".into());
+    assert!(n.reports(vec![r]).status < 300);
+    assert!(!page(&s).contains("id=\"waiting\""));
 }
