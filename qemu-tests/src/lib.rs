@@ -139,3 +139,20 @@ pub fn read_file(image: &DiskImage, name: &str) -> Result<Vec<u8>> {
 pub fn host_command(cmd: &mut std::process::Command) -> Result<String> {
     tools::run(cmd).map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// A result a test cannot go on without: its value, or a panic with the whole report of the error.
+pub fn ok<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|err| panic!("{}", report(&err)))
+}
+
+/// Polls `what` once a second until it gives a value, for at most `limit`; panics naming `doing` after that.
+pub fn wait_for<T>(limit: std::time::Duration, doing: &str, mut what: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = what() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{doing}: not within {} s", limit.as_secs());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

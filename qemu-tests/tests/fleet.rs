@@ -3,17 +3,13 @@
 //! fleet's CA baked into the node's image) and the node's `edge-agent`,
 //! a service of `edge-init`. The scenario of docs/qemu-tests.md, "Fleet".
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edge_cloud::harness::{Database, Endpoint};
 use fleet_wire::admin::{NodeDetail, NodeList};
 use fleet_wire::node::{NodeStatus, Report, ReportKind};
 use qemu_tests::node::{self, Assets, BundleSpec};
-use qemu_tests::{report, Vm};
-
-fn ok<T>(result: qemu_tests::Result<T>) -> T {
-    result.unwrap_or_else(|err| panic!("{}", report(&err)))
-}
+use qemu_tests::{ok, wait_for, Vm};
 
 /// How long one boot may take from power-on to the services, on a busy 2-core machine under TCG.
 const BOOT: Duration = Duration::from_secs(240);
@@ -21,18 +17,6 @@ const BOOT: Duration = Duration::from_secs(240);
 const CMD: Duration = Duration::from_secs(60);
 /// How long the agent may take to act on what the endpoint says (a poll, then a whole install under TCG).
 const AGENT: Duration = Duration::from_secs(600);
-
-/// Polls `what` once a second until it gives a value, for at most `limit`; panics naming `doing` after that.
-fn wait_for<T>(limit: Duration, doing: &str, mut what: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = what() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{doing}: not within {} s", limit.as_secs());
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
 
 fn kinds(reports: &[Report]) -> Vec<(ReportKind, Option<String>)> {
     reports.iter().map(|r| (r.kind, r.version.clone())).collect()

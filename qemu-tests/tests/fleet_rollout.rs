@@ -5,18 +5,14 @@
 //! fault put on that node's data partition while the first updates), the node rolls back to 1.0.0 on its own, and
 //! the rollout pauses by itself.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edge_cloud::harness::{Database, Endpoint};
 use fleet_wire::admin::{AuditPage, NodeList};
 use fleet_wire::node::ReportKind;
 use fleet_wire::rollout::{DeploymentInfo, DeploymentState, MemberList, MemberState, PauseReason};
 use qemu_tests::node::{self, Assets, BundleSpec};
-use qemu_tests::{report, Vm};
-
-fn ok<T>(result: qemu_tests::Result<T>) -> T {
-    result.unwrap_or_else(|err| panic!("{}", report(&err)))
-}
+use qemu_tests::{ok, wait_for, Vm};
 
 /// How long one boot may take from power-on to the services, on a busy 2-core machine under TCG (two guests).
 const BOOT: Duration = Duration::from_secs(300);
@@ -24,18 +20,6 @@ const BOOT: Duration = Duration::from_secs(300);
 const CMD: Duration = Duration::from_secs(90);
 /// How long the agent may take to act on what the endpoint says (a poll, then a whole install under TCG).
 const AGENT: Duration = Duration::from_secs(900);
-
-/// Polls `what` once a second until it gives a value, for at most `limit`; panics naming `doing` after that.
-fn wait_for<T>(limit: Duration, doing: &str, mut what: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = what() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{doing}: not within {} s", limit.as_secs());
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
 
 #[test]
 fn fleet_rollout_two_nodes_at_one_site_update_one_after_the_other_and_a_failure_pauses_it() {

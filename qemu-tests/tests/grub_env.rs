@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use qemu_tests::{
-    report, BootEnd, BootLog, BootOptions, DiskImage, Error, GrubImage, Harness, Layout, GRUB_CFG_PATH,
+    ok, report, BootEnd, BootLog, BootOptions, DiskImage, Error, GrubImage, Harness, Layout, GRUB_CFG_PATH,
     MARKER_NOT_FOUND, MARKER_RETURNED,
 };
 use tempfile::TempDir;
@@ -30,10 +30,6 @@ fn scratch(test: &str) -> TempDir {
         .prefix(&format!("{test}."))
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("a scratch directory under the target directory")
-}
-
-fn ok<T>(result: qemu_tests::Result<T>) -> T {
-    result.unwrap_or_else(|err| panic!("{}", report(&err)))
 }
 
 fn build(spec: &GrubImage, dir: &TempDir, name: &str) -> DiskImage {

@@ -11,13 +11,9 @@ use std::time::{Duration, Instant};
 
 use http_server::Server;
 use qemu_tests::node::{self, Assets, BundleSpec, Variant};
-use qemu_tests::{report, Vm};
+use qemu_tests::{ok, Vm};
 
 /// Fails the test with the error and its causes.
-fn ok<T>(result: qemu_tests::Result<T>) -> T {
-    result.unwrap_or_else(|err| panic!("{}", report(&err)))
-}
-
 /// How long one boot may take from power-on to the services, on a busy 2-core machine under TCG.
 const BOOT: Duration = Duration::from_secs(240);
 /// How long a shell command may take.
