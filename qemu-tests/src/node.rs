@@ -248,6 +248,18 @@ impl Assets {
         self.disk_with(name, slot_a, None, false)
     }
 
+    /// A data partition's seed holding a fleet enrollment token where the test image's agent reads it
+    /// (`/data/edge-agent/fleet-token`), as a provisioning disk carries a site's token; made anew under `disks/`.
+    pub fn token_seed(&self, name: &str, token: &str) -> Result<PathBuf> {
+        let seed = self.dir.join("disks").join(name);
+        let _ = std::fs::remove_dir_all(&seed);
+        let file = seed.join("edge-agent/fleet-token");
+        std::fs::create_dir_all(seed.join("edge-agent"))
+            .and_then(|()| std::fs::write(&file, format!("{token}\n")))
+            .map_err(|source| Error::WriteFile { path: file, source })?;
+        Ok(seed)
+    }
+
     /// As [`Assets::disk`], provisioned as a site's disk is: the data partition's files taken from `data_seed`
     /// (`edge-image disk`'s `data.seed`: a site's enrollment token), and the updater's journal recording slot A's
     /// bundle (`data.updater_dir`), so the node's first inventory names it.

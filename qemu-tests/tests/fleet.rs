@@ -44,11 +44,8 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     ep.start(2);
 
     // Provisioning: the site's enrollment token on the data partition of the disk, as `edge-image disk` seeds it.
-    let seed = assets.dir().join("disks/fleet-seed");
-    let _ = std::fs::remove_dir_all(&seed);
-    std::fs::create_dir_all(seed.join("edge-agent")).expect("seed directory");
     let token = ep.enrollment_token("pending");
-    std::fs::write(seed.join("edge-agent/fleet-token"), format!("{token}\n")).expect("token");
+    let seed = ok(assets.token_seed("fleet-seed", &token));
     let disk = ok(assets.disk_seeded("fleet", &v1, Some(&seed)));
     // The stick the second update comes on, while the endpoint is away.
     let stick = assets.dir().join("disks/fleet-stick.img");

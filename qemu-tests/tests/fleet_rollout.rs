@@ -33,11 +33,8 @@ fn fleet_rollout_two_nodes_at_one_site_update_one_after_the_other_and_a_failure_
         &tls.ca_cert,
     );
     ep.start(2);
-    let seed = assets.dir().join("disks/rollout-seed");
-    let _ = std::fs::remove_dir_all(&seed);
-    std::fs::create_dir_all(seed.join("edge-agent")).expect("seed directory");
     let token = ep.enrollment_token("accept");
-    std::fs::write(seed.join("edge-agent/fleet-token"), format!("{token}\n")).expect("token");
+    let seed = ok(assets.token_seed("rollout-seed", &token));
     let mut vms: Vec<Vm> = ["rollout-1", "rollout-2"]
         .iter()
         .map(|name| {
