@@ -445,6 +445,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
         &["deployment", "node", "state", "wave", "site", "joined_at", "started_at", "finished_at", "result"],
     ),
     ("deployment_sites", &["deployment", "site", "in_flight"]),
+    ("web_sessions", &["secret_hash", "token", "csrf", "created_at", "expires_at"]),
 ];
 
 /// The SHA-256 of a token's secret, lowercase hex: what the database keeps. Tokens are 32 random bytes, so a fast
