@@ -192,8 +192,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The session of a form that changes something: from this origin, with the session's CSRF token, by an operator.
-async fn change_session(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Session> {
+/// The session of a form: from this origin, with the session's CSRF token.
+async fn form_session(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Session> {
     if !same_origin(headers) {
         return Err(refused(StatusCode::FORBIDDEN, "the form came from another site"));
     }
@@ -206,6 +206,12 @@ async fn change_session(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Se
             "the form's CSRF token is missing or not this session's; reload the page",
         ));
     }
+    Ok(s)
+}
+
+/// The session of a form that changes something: a form's session, of an operator.
+async fn change_session(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Session> {
+    let s = form_session(app, headers, csrf).await?;
     if s.actor.role < Role::Operator {
         return Err(refused(
             StatusCode::FORBIDDEN,
@@ -293,14 +299,7 @@ async fn logout(
     f: std::result::Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     respond(async {
-        let csrf = form(f)?.csrf;
-        if !same_origin(&headers) {
-            return Err(refused(StatusCode::FORBIDDEN, "the form came from another site"));
-        }
-        let s = session(&app, &headers).await?;
-        if s.csrf != csrf {
-            return Err(refused(StatusCode::FORBIDDEN, "the form's CSRF token is not this session's"));
-        }
+        form_session(&app, &headers, &form(f)?.csrf).await?;
         if let Some(secret) = cookie_secret(&headers) {
             app.store.end_session(&hash_secret(secret)).await?;
         }
