@@ -657,15 +657,14 @@ fn a_held_slot_that_changed_since_it_was_verified_is_not_flipped() {
     assert_eq!(disk.power_on(), Slot::B);
 }
 
-/// A hold whose hashes file is gone or damaged is refused by the flip with nothing changed, and an install of the
-/// same bundle holds it again.
+/// A hold whose hashes file is gone or damaged is refused by the flip with nothing made bootable and the hold ended
+/// (back to `downloading`, chunks kept), and an install of the same bundle holds it again, writing nothing.
 #[test]
 fn a_hold_without_its_hashes_is_refused_and_an_install_holds_it_again() {
     let Case { image_a, image_b: _, dir: _dir, bundle_path } = Case::new(100 << 10);
     let disk = Disk::new(&image_a, 128 << 10);
     let config = disk.config();
     run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false).0.expect("held install");
-    let journal = std::fs::read(config.journal_path()).expect("journal");
     let state = disk.boot_state();
     let path = config.held_path(Slot::B);
     let good = std::fs::read(&path).expect("hashes");
@@ -678,8 +677,18 @@ fn a_hold_without_its_hashes_is_refused_and_an_install_holds_it_again() {
         }
         let (r, _) = run_flip(&disk, &config, u64::MAX);
         assert!(matches!(r, Err(updater::Error::HeldHashes { .. })), "{r:?}");
-        assert_eq!(std::fs::read(config.journal_path()).expect("journal"), journal);
-        assert_eq!(disk.boot_state(), state);
+        let journal = FileJournal::new(config.journal_path()).load().expect("journal");
+        let u = journal.update.expect("the update is kept");
+        assert_eq!((u.phase, u.held), (Phase::Downloading, false));
+        assert_eq!(u.n_done(), u.n_chunks, "no chunk is forgotten");
+        assert_eq!(disk.boot_state(), state, "nothing is made bootable");
+        let (r, _) = run_flip(&disk, &config, u64::MAX);
+        assert!(matches!(r, Err(updater::Error::NotHeld { .. })), "the hold is ended: {r:?}");
+        // Held again, writing nothing, before the next damage.
+        let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);
+        let report = r.expect("held again");
+        assert_eq!((report.resumed_chunks, report.flipped), (report.n_chunks, false));
+        assert_eq!(std::fs::read(&path).expect("a fresh hashes file"), good);
     }
     // The slot is whole: the install reads it back and holds it again, writing nothing.
     let (r, _) = run_install_with(&disk, &config, &bundle_path, u64::MAX, false, false);

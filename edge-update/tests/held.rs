@@ -92,3 +92,30 @@ fn a_held_slot_that_changed_is_refused_with_the_chunk_named_and_reported() {
     n.ok(&["flip"]);
     assert_eq!(n.power_on(), Slot::B);
 }
+
+#[test]
+fn a_damaged_hashes_file_sends_the_hold_back_to_an_install_that_checks_the_whole_slot() {
+    let n = TestNode::new();
+    bundle(&n.path("v2.bundle"), &payload(1 << 20, 2), &Spec::new("2.0", 2));
+    let v2 = n.path("v2.bundle");
+    n.ok(&["install", "--no-flip", v2.to_str().expect("utf8")]);
+    let held = n.path("data/slot-B.held");
+    let mut bytes = std::fs::read(&held).expect("the hashes file");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&held, bytes).expect("write");
+    let out = n.run(&["flip"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("slot-B.held") && stderr.contains("install the bundle again"), "{stderr}");
+    assert!(!n.state().qualifies(Slot::B), "nothing unchecked is made bootable");
+    assert_eq!(n.phase().as_deref(), Some("downloading"));
+    assert_eq!(events(&n).last().map(String::as_str), Some("install-failed"));
+    // A second flip is refused as nothing held, rather than failing again on the same file.
+    assert_eq!(n.run(&["flip"]).status.code(), Some(7));
+    // The install checks the whole slot against the signed manifest and holds it again with a fresh file.
+    n.ok(&["install", "--no-flip", v2.to_str().expect("utf8")]);
+    assert_eq!(n.status()["journal"]["update"]["held"].as_bool(), Some(true));
+    n.ok(&["flip"]);
+    assert_eq!(n.power_on(), Slot::B);
+}

@@ -128,7 +128,8 @@ pub fn forget(path: &PathBuf) {
 /// Flips a held target: reads every chunk of `target` back from `dev` against the hashes kept when it was
 /// verified, then flips the bootloader to it (and reboots when `reboot`). A chunk that reads back wrong is
 /// forgotten by the journal (the update goes back to `downloading`, so an install of the same bundle rewrites just
-/// those) and nothing is flipped. A hold that cannot be flipped is the update's failure, recorded in the event log
+/// those) and nothing is flipped; so is a hashes file that is missing or damaged (the install reads every chunk back
+/// against the signed manifest). A hold that cannot be flipped is the update's failure, recorded in the event log
 /// like an install's (`install-failed`); a flip asked in the wrong phase changes nothing and is only the caller's
 /// error.
 pub fn flip(
@@ -164,7 +165,20 @@ fn flip_held(
         return Err(Error::TargetBooted { slot: u.target });
     }
     let path = node.config.held_path(target.slot);
-    let hashes = load(&path, &u)?;
+    let hashes = match load(&path, &u) {
+        Ok(h) => h,
+        Err(e) => {
+            // Without its hashes the slot cannot be checked before it is made bootable: the update goes back to
+            // `downloading` with its chunks kept, so that an install of the same bundle reads the whole slot back
+            // against the signed manifest (rewriting only what differs) and holds it again with a fresh file.
+            let mut j = node.journal().clone();
+            let uj = j.update.as_mut().expect("checked above");
+            uj.phase = Phase::Downloading;
+            uj.held = false;
+            node.save(j)?;
+            return Err(e);
+        }
+    };
     let of = ReadBackOf { chunk_size: u.chunk_size, size_bytes: u.size_bytes, n_chunks: u.n_chunks };
     let skip = vec![false; u.n_chunks as usize];
     let bad = read_back(dev, target, &of, &skip, &mut |c| hashes.chunks[c as usize], &mut |_, _| {}, progress)?;
