@@ -604,6 +604,35 @@ fn waves_wait_for_approval_and_an_abort_stops_starts(backend: Backend) {
         admin.call("POST", &format!("/v1/admin/deployments/{id}/resume"), None).refusal(),
         (409, "conflict".into())
     );
+
+    // A deployment made after the abort takes every node over (out of the aborted one, whatever they did there):
+    // those whose inventory says they run its bundle join committed, the others waiting.
+    let now = env.clock.now_secs();
+    for (i, a) in agents.iter().enumerate().take(2) {
+        let mut inv = inventory(2000 + i, a.site, a.role);
+        let b = inv.slots[0].bundle.as_mut().expect("a bundle");
+        (b.version, b.manifest_hash) = ("2.0.0".into(), v2.clone());
+        let body = serde_json::to_vec(&inv).expect("json");
+        let reply = a.signed(&env.url, "PUT", &node::inventory_path(&a.node.id), &body, now);
+        assert!(reply.status < 300, "{}", String::from_utf8_lossy(&reply.body));
+    }
+    let again: DeploymentInfo = admin.ok(
+        "POST",
+        "/v1/admin/deployments",
+        Some(json!({"name": "v2-again", "bundle": v2, "policy": {"canary": 5, "waves": ["100%"]}})),
+    );
+    assert_eq!((again.n_nodes, again.n_committed, again.n_waiting), (30, 2, 28), "{again:?}");
+    assert!(records(&admin, &id).1.nodes.is_empty(), "no node is left in the aborted deployment");
+    let (_, members) = records(&admin, &again.id);
+    assert_eq!(members.nodes.len(), 30);
+    for m in &members.nodes {
+        let runs_it = agents[..2].iter().any(|a| a.node.id.as_str() == m.node);
+        if runs_it {
+            assert_eq!((m.state, m.wave, m.finished_at.is_some()), (MemberState::Committed, Some(0), true), "{m:?}");
+        } else {
+            assert_eq!((m.state, m.wave, m.finished_at.is_some()), (MemberState::Waiting, None, false), "{m:?}");
+        }
+    }
     let audit: AuditPage = admin.ok("GET", "/v1/admin/audit?limit=50", None);
     let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
     for a in [

@@ -16,7 +16,8 @@ both!(
     a_viewer_reads_and_changes_nothing,
     logout_and_revocation_end_a_session,
     text_from_a_node_is_escaped,
-    a_node_waiting_for_its_flip_says_on_what
+    a_node_waiting_for_its_flip_says_on_what,
+    the_overview_counts_and_the_node_list_pages
 );
 
 /// Sends without following redirects.
@@ -250,4 +251,102 @@ fn a_node_waiting_for_its_flip_says_on_what(backend: Backend) {
     r.version = Some("2.0.0".into());
     assert!(n.reports(vec![r]).status < 300);
     assert!(!page(&s).contains("id=\"waiting\""));
+}
+
+/// The count a card of the overview shows for `key`.
+fn card_count(page: &str, card: &str, key: &str) -> Option<u64> {
+    let at = page.find(&format!("<div id=\"{card}\">")).unwrap_or_else(|| panic!("card {card} in {page}"));
+    let card = &page[at..at + page[at..].find("</div>").expect("the card ends")];
+    let cell = format!(">{key}</a></td><td>");
+    let from = card.find(&cell)? + cell.len();
+    card[from..].split('<').next()?.parse().ok()
+}
+
+/// The node ids a list page links to, in order, and its next page's path.
+fn listed(page: &str) -> (Vec<String>, Option<String>) {
+    let table = &page[page.find("<table id=\"nodes\">").expect("the node table")..];
+    let table = &table[..table.find("</table>").expect("the table ends")];
+    let ids = table.split("href=\"/ui/nodes/").skip(1).map(|r| r.split('"').next().expect("id").to_owned()).collect();
+    let next = page.find("<p id=\"next\"><a href=\"").map(|at| {
+        let rest = &page[at + "<p id=\"next\"><a href=\"".len()..];
+        rest.split('"').next().expect("href").replace("&amp;", "&")
+    });
+    (ids, next)
+}
+
+fn count_line(page: &str) -> String {
+    let at = page.find("id=\"count\">").expect("a count") + "id=\"count\">".len();
+    page[at..].split('<').next().expect("text").to_owned()
+}
+
+fn the_overview_counts_and_the_node_list_pages(backend: Backend) {
+    let env = Env::new(backend);
+    let admin = env.admin(Role::Operator);
+    let (accept, pending) = (admin.enrollment_token("accept"), admin.enrollment_token("pending"));
+    let mut harbour = Vec::new();
+    let (mut no_site, mut upgraded) = (String::new(), String::new());
+    for (seed, site, token) in [
+        (40, Some("harbour"), &accept),
+        (41, Some("harbour"), &accept),
+        (42, Some("harbour"), &accept),
+        (43, Some("dock"), &accept),
+        (44, None, &accept),
+        (45, Some("harbour"), &pending),
+    ] {
+        let n = env.node(seed);
+        assert_eq!(n.enroll(token).status, 201);
+        let mut inv = support::inventory(&format!("host-{seed}"));
+        inv.site = site.map(str::to_owned);
+        assert!(n.put_inventory(&inv).status < 300);
+        match site {
+            Some("harbour") if seed != 45 => harbour.push(n.id.to_string()),
+            None => no_site = n.id.to_string(),
+            _ => {}
+        }
+        if seed == 40 {
+            upgraded = n.id.to_string();
+            let mut r = support::report(1, node::ReportKind::Committed);
+            r.version = Some("2.0.0".into());
+            assert!(n.reports(vec![r]).status < 300);
+        }
+    }
+    harbour.sort();
+    let s = Session::login(&env, &admin);
+    let page = text(&s.get("/ui/"));
+    for (card, key, n) in [
+        ("by-status", "accepted", 5),
+        ("by-status", "pending", 1),
+        ("by-site", "harbour", 4),
+        ("by-site", "dock", 1),
+        ("by-site", "(none)", 1),
+        ("by-version", "2.0.0", 1),
+        ("by-version", "(none)", 5),
+    ] {
+        assert_eq!(card_count(&page, card, key), Some(n), "{card} {key}: {page}");
+    }
+    assert_eq!(card_count(&page, "by-status", "rejected"), None, "no row for a status no node has");
+
+    // Accepted nodes at harbour, two a page: every one once, in id order, and no link past the last page.
+    let first = text(&s.get("/ui/nodes?status=accepted&site=harbour&limit=2"));
+    assert!(count_line(&first).starts_with("3 nodes"), "{}", count_line(&first));
+    let (mut ids, next) = listed(&first);
+    assert_eq!(ids.len(), 2);
+    let next = next.expect("a next page");
+    assert!(next.contains("status=accepted") && next.contains("site=harbour") && next.contains("limit=2"), "{next}");
+    let second = text(&s.get(&next));
+    assert!(count_line(&second).starts_with("3 nodes"), "{}", count_line(&second));
+    let (more, none) = listed(&second);
+    assert_eq!(none, None, "the last page has no next");
+    ids.extend(more);
+    assert_eq!(ids, harbour);
+    // Exactly a page: no next page either.
+    let (ids, next) = listed(&text(&s.get("/ui/nodes?status=accepted&site=harbour&limit=3")));
+    assert_eq!((ids.len(), next), (3, None));
+
+    // `(none)`, as the overview links it, is the nodes without one.
+    let (ids, _) = listed(&text(&s.get("/ui/nodes?site=%28none%29")));
+    assert_eq!(ids, vec![no_site]);
+    let (ids, _) = listed(&text(&s.get("/ui/nodes?version=2.0.0")));
+    assert_eq!(ids, vec![upgraded]);
+    assert_eq!(s.get("/ui/nodes?limit=0&status=accepted").status, 200, "a limit is clamped, not refused");
 }

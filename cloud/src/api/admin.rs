@@ -370,7 +370,7 @@ async fn show_deployment(State(app): State<Arc<App>>, headers: HeaderMap, Path(i
 async fn deployment_nodes(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     reply(async {
         authorize(&app, &headers, Role::Viewer).await?;
-        ok(&app.store.deployment_nodes(&id).await?)
+        ok(&app.store.deployment_nodes(&id, None).await?)
     })
     .await
 }

@@ -128,6 +128,42 @@ pub struct NodeFilter {
     pub group: Option<String>,
 }
 
+/// One page of the node list, for the web view: the nodes matching, by id, after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSlice {
+    /// Only this status.
+    pub status: Option<NodeStatus>,
+    /// Only this site: `Some(None)` for nodes without one.
+    pub site: Option<Option<String>>,
+    /// Only nodes running this version: `Some(None)` for nodes that have reported none.
+    pub version: Option<Option<String>>,
+    /// The page begins after this node id.
+    pub after: Option<String>,
+    /// At most this many nodes.
+    pub limit: u32,
+}
+
+/// A page of nodes and how many match in all.
+#[derive(Debug, Clone, Default)]
+pub struct NodePage {
+    /// How many nodes match, on every page.
+    pub total: u64,
+    /// This page's nodes, by id.
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// The fleet's node counts, by status, by running version and by site (`None`: no version or site), counted by the
+/// database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    /// By status word.
+    pub by_status: BTreeMap<String, u64>,
+    /// By the version each node runs.
+    pub by_version: BTreeMap<Option<String>, u64>,
+    /// By site.
+    pub by_site: BTreeMap<Option<String>, u64>,
+}
+
 /// A bundle to record, after its signatures and manifest were verified.
 #[derive(Debug, Clone)]
 pub struct NewBundle {
@@ -152,8 +188,9 @@ pub trait Rollouts {
     fn list_deployments(&self) -> StoreFuture<'_, Vec<DeploymentInfo>>;
     /// One deployment.
     fn deployment<'a>(&'a self, id: &'a str) -> StoreFuture<'a, DeploymentInfo>;
-    /// A deployment's nodes.
-    fn deployment_nodes<'a>(&'a self, id: &'a str) -> StoreFuture<'a, MemberList>;
+    /// A deployment's nodes, by id; with `first`, only that many, those that failed first, then those updating,
+    /// waiting and committed.
+    fn deployment_nodes<'a>(&'a self, id: &'a str, first: Option<u32>) -> StoreFuture<'a, MemberList>;
     /// `pause`, `resume` or `abort` a deployment.
     fn set_deployment_state<'a>(
         &'a self,
@@ -226,6 +263,10 @@ pub trait Store: Rollouts + Send + Sync + std::fmt::Debug {
     fn end_session<'a>(&'a self, secret_hash: &'a str) -> StoreFuture<'a, ()>;
     /// Nodes matching `filter`, by id.
     fn list_nodes<'a>(&'a self, filter: &'a NodeFilter) -> StoreFuture<'a, Vec<NodeSummary>>;
+    /// One page of the nodes matching `slice`, and how many match in all.
+    fn node_page<'a>(&'a self, slice: &'a NodeSlice) -> StoreFuture<'a, NodePage>;
+    /// How many nodes there are by status, version and site.
+    fn node_counts(&self) -> StoreFuture<'_, NodeCounts>;
     /// One node, its inventory, newest events and actions.
     fn node_detail<'a>(&'a self, id: &'a str) -> StoreFuture<'a, NodeDetail>;
     /// Accepts or rejects a node.

@@ -39,6 +39,11 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|source| Error::Migrate { source })?;
         // Polls share the pool: their transactions relax their own commit (`SET LOCAL`).
         // No turn to take: PostgreSQL has many writers, serialised only where they lock the same rows.
-        Ok(PgStore { poll_pool: pool.clone(), pool, writer: None, polls: None })
+        let store = PgStore { poll_pool: pool.clone(), pool, writer: None, polls: None, starts: None };
+        // Starts are decided in batches: each takes the deployment's row lock and a synced commit, so one at a time
+        // they would queue behind each other's disk writes; a batch shares one.
+        let (starts, queue) = tokio::sync::mpsc::channel(4 * crate::store::rollout_sql::START_BATCH);
+        tokio::spawn(store.clone().answer_starts(queue));
+        Ok(PgStore { starts: Some(starts), ..store })
     }
 }

@@ -65,6 +65,39 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
+/// A start of a polled node handed to the store's start batcher (PostgreSQL), answered on `reply` with what the
+/// node runs now when it was started, `None` when it was not.
+pub(crate) struct StartJob {
+    pub node: String,
+    pub deployment: String,
+    pub now: i64,
+    pub reply: tokio::sync::oneshot::Sender<Result<Option<Started>>>,
+}
+
+/// What a node that was just started runs: its deployment's bundle, and the flip rule.
+pub(crate) type Started = (Option<fleet_wire::admin::BundleInfo>, Option<fleet_wire::node::FlipRule>);
+
+impl std::fmt::Debug for StartJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartJob")
+            .field("node", &self.node)
+            .field("deployment", &self.deployment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most starts one batch decides.
+pub(crate) const START_BATCH: usize = 256;
+
+/// The most rows one statement names (a bound parameter each, or two): well under SQLite's 32,766 parameters and
+/// PostgreSQL's 65,535.
+pub(crate) const ROWS_A_STATEMENT: usize = 10_000;
+
+/// `n` numbered parameters from `$first` on, for an `IN (...)` list: `$2, $3, $4`.
+pub(crate) fn params(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// What `report` says of the update to `version` (the deployment bundle's), if it ends it: a commit of that
 /// version, or a failure (a refusal, a failed install, a rollback) of it or of no named version.
 pub(crate) fn outcome(report: &Report, version: &str) -> Option<Outcome> {
@@ -109,6 +142,8 @@ pub fn new_deployment_id() -> String {
 /// write transaction holds the whole database).
 macro_rules! rollout_impl {
     ($store:ident, $conn:ty, $lock:literal, $membership_lock:literal) => {
+        use std::collections::BTreeMap;
+
         use fleet_wire::node::FlipRule;
         use fleet_wire::rollout::{
             CreateDeployment, DeploymentInfo, DeploymentState, MemberInfo, MemberList, MemberState, Pause,
@@ -117,8 +152,8 @@ macro_rules! rollout_impl {
         use $crate::rollout::policy::{after_end, decide, wave_ended, Counters, Next, Policy, Verdict};
         use $crate::rollout::selector::{Facts, Selector};
         use $crate::store::rollout_sql::{
-            deployment_state, member_state, new_deployment_id, outcome, DeploymentRow, Outcome,
-            WINDOW_HORIZON_SECS,
+            deployment_state, member_state, new_deployment_id, outcome, params, DeploymentRow, Outcome,
+            StartJob, Started, ROWS_A_STATEMENT, START_BATCH, WINDOW_HORIZON_SECS,
         };
         use $crate::store::Rollouts;
 
@@ -564,16 +599,27 @@ macro_rules! rollout_impl {
 
         impl $store {
             /// Tries to start each (node, deployment) in one synced transaction: under the deployment's lock, with
-            /// the counters and the node's site's count read there, as the policy decides. Returns the nodes
-            /// started. Synced: a node told to start must never be forgotten, or a crash could let the limits be
-            /// passed.
+            /// the counters and the nodes' sites' counts read there, as the policy decides, in the candidates'
+            /// order. Returns the nodes started. Synced: a node told to start must never be forgotten, or a crash
+            /// could let the limits be passed. A deployment's candidates cost a few statements together, however
+            /// many they are (its row, their rows, their sites' counts, one update of those started, one per
+            /// site), so that a batch of polls that are all starts is not a batch of statements per poll.
             async fn start_waiting(&self, candidates: &[(String, String)], now: i64) -> Result<Vec<String>> {
                 if candidates.is_empty() {
                     return Ok(Vec::new());
                 }
+                // The candidates by deployment, each once, in the order they came.
+                let mut by_deployment: Vec<(&str, Vec<&str>)> = Vec::new();
+                for (node, deployment) in candidates {
+                    match by_deployment.iter_mut().find(|(d, _)| *d == deployment.as_str()) {
+                        Some((_, nodes)) if !nodes.contains(&node.as_str()) => nodes.push(node),
+                        Some(_) => {}
+                        None => by_deployment.push((deployment, vec![node])),
+                    }
+                }
                 let mut tx = self.write().await?;
                 let mut started = Vec::new();
-                for (node, deployment) in candidates {
+                for (deployment, nodes) in by_deployment {
                     let mut d = lock_deployment(&mut tx, deployment).await?;
                     if d.state != DeploymentState::Running {
                         continue;
@@ -582,100 +628,203 @@ macro_rules! rollout_impl {
                     if decide(&policy, &d.counters, None) != Verdict::Start {
                         continue;
                     }
-                    let row = sqlx::query(
-                        "SELECT dn.state, n.site FROM deployment_nodes dn JOIN nodes n ON n.id = dn.node \
-                         WHERE dn.deployment = $1 AND dn.node = $2",
-                    )
-                    .bind(deployment)
-                    .bind(node)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db("read a node's deployment"))?;
-                    let Some(row) = row else { continue };
-                    if row.try_get::<String, _>("state").map_err(db("read a node's deployment"))? != "waiting" {
-                        continue;
+                    let r = || db("read nodes' deployment");
+                    let sql = format!(
+                        "SELECT dn.node, n.site FROM deployment_nodes dn JOIN nodes n ON n.id = dn.node \
+                         WHERE dn.deployment = $1 AND dn.state = 'waiting' AND dn.node IN ({})",
+                        params(2, nodes.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(deployment);
+                    for n in &nodes {
+                        q = q.bind(*n);
                     }
-                    let site: Option<String> = row.try_get("site").map_err(db("read a node's deployment"))?;
-                    let site_in_flight = match &site {
-                        None => None,
-                        Some(s) => Some(
-                            sqlx::query_scalar::<_, i64>(
-                                "SELECT in_flight FROM deployment_sites WHERE deployment = $1 AND site = $2",
-                            )
-                            .bind(deployment)
-                            .bind(s)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(db("read a site's updates"))?
-                            .map_or(0, |v| u64::try_from(v).unwrap_or(0)),
-                        ),
+                    let mut waiting = BTreeMap::new();
+                    for row in q.fetch_all(&mut *tx).await.map_err(r())? {
+                        let site: Option<String> = row.try_get("site").map_err(r())?;
+                        waiting.insert(row.try_get::<String, _>("node").map_err(r())?, site);
+                    }
+                    // The in-flight count of each of their sites (a site no node of the deployment began at has
+                    // no row: none).
+                    let sites: Vec<&str> = {
+                        let mut v: Vec<&str> = waiting.values().flatten().map(String::as_str).collect();
+                        v.sort_unstable();
+                        v.dedup();
+                        v
                     };
-                    if decide(&policy, &d.counters, site_in_flight) != Verdict::Start {
+                    let mut in_flight: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                    if !sites.is_empty() {
+                        let sql = format!(
+                            "SELECT site, in_flight FROM deployment_sites WHERE deployment = $1 AND site IN ({})",
+                            params(2, sites.len())
+                        );
+                        let mut q = sqlx::query(&sql).bind(deployment);
+                        for s in &sites {
+                            q = q.bind(*s);
+                        }
+                        for row in q.fetch_all(&mut *tx).await.map_err(db("read sites' updates"))? {
+                            let n: i64 = row.try_get("in_flight").map_err(db("read sites' updates"))?;
+                            let site: String = row.try_get("site").map_err(db("read sites' updates"))?;
+                            in_flight.insert(site, (u64::try_from(n).unwrap_or(0), 0));
+                        }
+                    }
+                    let mut now_started: Vec<&str> = Vec::new();
+                    for node in nodes {
+                        let Some(site) = waiting.get(node) else { continue };
+                        let count = site.as_ref().map(|s| in_flight.entry(s.clone()).or_insert((0, 0)));
+                        let site_in_flight = count.as_ref().map(|(n, _)| *n);
+                        match decide(&policy, &d.counters, site_in_flight) {
+                            Verdict::Start => {}
+                            // Full for every later candidate too.
+                            Verdict::WaveFull | Verdict::FleetLimit => break,
+                            _ => continue,
+                        }
+                        if let Some((n, added)) = count {
+                            *n += 1;
+                            *added += 1;
+                        }
+                        d.counters.begun += 1;
+                        d.counters.in_flight += 1;
+                        now_started.push(node);
+                    }
+                    if now_started.is_empty() {
                         continue;
                     }
-                    sqlx::query(
-                        "UPDATE deployment_nodes SET state = 'updating', wave = $3, site = $4, started_at = $5 \
-                         WHERE deployment = $1 AND node = $2",
-                    )
-                    .bind(deployment)
-                    .bind(node)
-                    .bind(i64::from(d.counters.wave))
-                    .bind(&site)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("start a node"))?;
-                    if let Some(s) = &site {
+                    // Each keeps the site it is counted at (as read above), one statement a site.
+                    let mut by_site: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+                    for node in &now_started {
+                        by_site.entry(waiting.get(*node).and_then(|s| s.as_deref())).or_default().push(node);
+                    }
+                    for (site, nodes) in by_site {
+                        let sql = format!(
+                            "UPDATE deployment_nodes SET state = 'updating', wave = $2, started_at = $3, site = $4 \
+                             WHERE deployment = $1 AND node IN ({})",
+                            params(5, nodes.len())
+                        );
+                        let mut q =
+                            sqlx::query(&sql).bind(deployment).bind(i64::from(d.counters.wave)).bind(now).bind(site);
+                        for n in &nodes {
+                            q = q.bind(*n);
+                        }
+                        q.execute(&mut *tx).await.map_err(db("start nodes"))?;
+                    }
+                    for (site, (_, added)) in in_flight.iter().filter(|(_, (_, added))| *added > 0) {
                         sqlx::query(
-                            "INSERT INTO deployment_sites (deployment, site, in_flight) VALUES ($1, $2, 1) \
-                             ON CONFLICT (deployment, site) DO UPDATE SET in_flight = deployment_sites.in_flight + 1",
+                            "INSERT INTO deployment_sites (deployment, site, in_flight) VALUES ($1, $2, $3) \
+                             ON CONFLICT (deployment, site) DO UPDATE SET in_flight = deployment_sites.in_flight + $3",
                         )
                         .bind(deployment)
-                        .bind(s)
+                        .bind(site)
+                        .bind(i64::try_from(*added).unwrap_or(i64::MAX))
                         .execute(&mut *tx)
                         .await
-                        .map_err(db("count a site's update"))?;
+                        .map_err(db("count a site's updates"))?;
                     }
-                    d.counters.begun += 1;
-                    d.counters.in_flight += 1;
                     save_deployment(&mut tx, &d, now).await?;
-                    started.push(node.clone());
+                    started.extend(now_started.into_iter().map(str::to_owned));
                 }
                 tx.commit().await.map_err(db("commit the start of nodes"))?;
                 Ok(started)
             }
 
-            /// What a node that was just started should run, read again (the poll recorded itself already).
-            async fn desired_after_start(&self, node: &str, now: i64) -> Result<(Option<BundleInfo>, Option<FlipRule>)> {
+            /// What the nodes that were just started should run, read again (their polls recorded themselves
+            /// already), by node.
+            async fn desired_after_start(
+                &self,
+                nodes: &[&str],
+                now: i64,
+            ) -> Result<BTreeMap<String, Started>> {
+                let mut out = BTreeMap::new();
+                if nodes.is_empty() {
+                    return Ok(out);
+                }
                 let mut conn = self.read().await?;
-                let sql = format!("SELECT b.*, {DESIRED_COLUMNS} FROM nodes n {DESIRED_JOINS} WHERE n.id = $1");
-                let row = sqlx::query(&sql)
-                    .bind(node)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db("read a node's bundle"))?;
-                let hash: Option<String> = row.try_get("manifest_hash").map_err(db("read a node's bundle"))?;
-                let bundle = if hash.is_some() { Some(read_bundle(&row)?) } else { None };
-                let (flip, _) = rollout_of_row(&row, now)?;
-                Ok((bundle, flip))
+                let sql = format!(
+                    "SELECT n.id AS started_node, b.*, {DESIRED_COLUMNS} FROM nodes n {DESIRED_JOINS} WHERE n.id IN ({})",
+                    params(1, nodes.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for n in nodes {
+                    q = q.bind(*n);
+                }
+                let r = || db("read nodes' bundles");
+                for row in q.fetch_all(&mut *conn).await.map_err(r())? {
+                    let hash: Option<String> = row.try_get("manifest_hash").map_err(r())?;
+                    let bundle = if hash.is_some() { Some(read_bundle(&row)?) } else { None };
+                    let (flip, _) = rollout_of_row(&row, now)?;
+                    out.insert(row.try_get("started_node").map_err(r())?, (bundle, flip));
+                }
+                Ok(out)
+            }
+
+            /// Starts what it can of (node, deployment) candidates in one synced transaction, and reads what those
+            /// started run now.
+            async fn start_batch(&self, candidates: &[(String, String)], now: i64) -> Result<BTreeMap<String, Started>> {
+                let started = self.start_waiting(candidates, now).await?;
+                let started: Vec<&str> = started.iter().map(String::as_str).collect();
+                self.desired_after_start(&started, now).await
             }
 
             /// Starts the candidates of a set of polls and puts the bundle and flip rule of those started into
-            /// their answers.
+            /// their answers: through the start batcher where the store has one (concurrent polls' starts then
+            /// share a transaction, as a batch of polls' do on SQLite), else at once.
             async fn start_polled(&self, answers: &mut [Result<Desired>], candidates: Vec<(usize, String, String)>, now: i64) -> Result<()> {
-                let pairs: Vec<(String, String)> = candidates.iter().map(|(_, n, d)| (n.clone(), d.clone())).collect();
-                let started = self.start_waiting(&pairs, now).await?;
-                for (i, node, _) in candidates {
-                    if !started.contains(&node) {
-                        continue;
+                let mut desired = BTreeMap::new();
+                let mut direct = Vec::new();
+                for (_, node, deployment) in &candidates {
+                    if let Some(starts) = &self.starts {
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let job = StartJob { node: node.clone(), deployment: deployment.clone(), now, reply };
+                        if starts.send(job).await.is_ok() {
+                            if let Ok(answer) = answer.await {
+                                if let Some(started) = answer? {
+                                    desired.insert(node.clone(), started);
+                                }
+                                continue;
+                            }
+                        }
+                        // The batcher is gone (the store is closing): started here.
                     }
-                    let (bundle, flip) = self.desired_after_start(&node, now).await?;
-                    if let Ok(desired) = &mut answers[i] {
-                        desired.bundle = bundle;
-                        desired.flip = flip;
+                    direct.push((node.clone(), deployment.clone()));
+                }
+                if !direct.is_empty() {
+                    desired.append(&mut self.start_batch(&direct, now).await?);
+                }
+                for (i, node, _) in candidates {
+                    let Some((bundle, flip)) = desired.get(&node).cloned() else { continue };
+                    if let Ok(answer) = &mut answers[i] {
+                        answer.bundle = bundle;
+                        answer.flip = flip;
                     }
                 }
                 Ok(())
+            }
+
+            /// Decides the starts of `queue` in batches until every sender (every clone of the store) is gone: the
+            /// starts waiting when it is free, up to [`START_BATCH`], in one transaction. A batch that fails is
+            /// decided again one start at a time, so that one bad start fails alone.
+            // PostgreSQL's: on SQLite, the starts of a batch of polls are decided together already.
+            #[allow(dead_code)]
+            pub(crate) async fn answer_starts(self, mut queue: tokio::sync::mpsc::Receiver<StartJob>) {
+                let mut batch = Vec::with_capacity(START_BATCH);
+                while queue.recv_many(&mut batch, START_BATCH).await > 0 {
+                    let now = batch.iter().map(|j| j.now).max().unwrap_or(0);
+                    let pairs: Vec<(String, String)> = batch.iter().map(|j| (j.node.clone(), j.deployment.clone())).collect();
+                    match self.start_batch(&pairs, now).await {
+                        Ok(started) => {
+                            for job in batch.drain(..) {
+                                let _ = job.reply.send(Ok(started.get(&job.node).cloned()));
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("a batch of {} starts: {}; deciding each alone", batch.len(), $crate::error::chain(&e));
+                            for job in batch.drain(..) {
+                                let one = [(job.node.clone(), job.deployment.clone())];
+                                let answer = self.start_batch(&one, job.now).await.map(|mut m| m.remove(&job.node));
+                                let _ = job.reply.send(answer);
+                            }
+                        }
+                    }
+                }
             }
         }
 
@@ -851,16 +1000,68 @@ macro_rules! rollout_impl {
                     .await
                     .map_err(db("insert a deployment"))?;
                     let mut d = lock_deployment(&mut tx, &id).await?;
-                    for node in &matched {
-                        if let Some((_, old, _)) = places.get(&node.id) {
-                            // Ended or in an aborted deployment: the node moves to this one.
-                            let mut o = lock_deployment(&mut tx, old).await?;
-                            let state = current_member(&mut tx, &node.id).await?.map(|(_, s, _)| s).unwrap_or(MemberState::Committed);
-                            leave(&mut tx, &mut o, &node.id, state, None, now).await?;
-                        }
-                        let runs_it = booted_manifest(node).as_deref() == Some(req.bundle.as_str());
-                        join(&mut tx, &mut d, &node.id, runs_it, now).await?;
+                    // Nodes whose deployment ended or was aborted move to this one. What they leave is not
+                    // counted there any longer (only nodes waiting or updating in a deployment under way are, and
+                    // those were refused above); its row is locked all the same, as for any change of its nodes.
+                    // Statements of many rows each: 100,000 nodes placed are some 30 statements, not 300,000.
+                    let mut olds: Vec<&str> = matched.iter().filter_map(|n| places.get(&n.id).map(|p| p.1.as_str())).collect();
+                    olds.sort_unstable();
+                    olds.dedup();
+                    for old in olds {
+                        lock_deployment(&mut tx, old).await?;
                     }
+                    let moving: Vec<&str> =
+                        matched.iter().filter(|n| places.contains_key(&n.id)).map(|n| n.id.as_str()).collect();
+                    for chunk in moving.chunks(ROWS_A_STATEMENT) {
+                        let sql = format!(
+                            "UPDATE deployment_nodes SET state = 'left', finished_at = COALESCE(finished_at, $1) \
+                             WHERE state <> 'left' AND node IN ({})",
+                            params(2, chunk.len())
+                        );
+                        let mut q = sqlx::query(&sql).bind(now);
+                        for n in chunk {
+                            q = q.bind(*n);
+                        }
+                        q.execute(&mut *tx).await.map_err(db("take nodes out of their deployments"))?;
+                    }
+                    // Each joins waiting, or committed already when it runs the bundle.
+                    let runs: Vec<bool> =
+                        matched.iter().map(|n| booted_manifest(n).as_deref() == Some(req.bundle.as_str())).collect();
+                    let rows: Vec<(&str, bool)> = matched.iter().map(|n| n.id.as_str()).zip(runs).collect();
+                    for chunk in rows.chunks(ROWS_A_STATEMENT / 2) {
+                        // A committed node's wave is the current one, and it has finished as it joined.
+                        let values: Vec<String> = (0..chunk.len())
+                            .map(|i| {
+                                let (node, state) = (4 + 2 * i, 5 + 2 * i);
+                                format!(
+                                    "($1, ${node}, ${state}, CASE WHEN ${state} = 'committed' THEN $2 END, $3, \
+                                     CASE WHEN ${state} = 'committed' THEN $3 END)"
+                                )
+                            })
+                            .collect();
+                        let sql = format!(
+                            "INSERT INTO deployment_nodes (deployment, node, state, wave, joined_at, finished_at) VALUES {}",
+                            values.join(", ")
+                        );
+                        let mut q = sqlx::query(&sql).bind(&id).bind(i64::from(d.counters.wave)).bind(now);
+                        for (node, runs_it) in chunk {
+                            let state = if *runs_it { MemberState::Committed } else { MemberState::Waiting };
+                            q = q.bind(*node).bind(state.word());
+                        }
+                        q.execute(&mut *tx).await.map_err(db("put nodes into a deployment"))?;
+                    }
+                    let running: Vec<&str> = rows.iter().filter(|(_, r)| *r).map(|(n, _)| *n).collect();
+                    for chunk in running.chunks(ROWS_A_STATEMENT) {
+                        let sql = format!("UPDATE nodes SET baseline = $1 WHERE id IN ({})", params(2, chunk.len()));
+                        let mut q = sqlx::query(&sql).bind(&req.bundle);
+                        for n in chunk {
+                            q = q.bind(*n);
+                        }
+                        q.execute(&mut *tx).await.map_err(db("record nodes' bundle"))?;
+                    }
+                    d.counters.members += matched.len() as u64;
+                    d.counters.begun += running.len() as u64;
+                    d.n_committed += running.len() as u64;
                     let policy = d.parsed()?;
                     advance(&mut tx, &mut d, &policy, now).await?;
                     save_deployment(&mut tx, &d, now).await?;
@@ -905,14 +1106,23 @@ macro_rules! rollout_impl {
                 })
             }
 
-            fn deployment_nodes<'a>(&'a self, id: &'a str) -> StoreFuture<'a, MemberList> {
+            fn deployment_nodes<'a>(&'a self, id: &'a str, first: Option<u32>) -> StoreFuture<'a, MemberList> {
                 Box::pin(async move {
                     let mut conn = self.read().await?;
-                    let rows = sqlx::query(
-                        "SELECT dn.*, n.site AS nsite FROM deployment_nodes dn JOIN nodes n ON n.id = dn.node \
-                         WHERE dn.deployment = $1 AND dn.state <> 'left' ORDER BY dn.node",
-                    )
-                    .bind(id)
+                    const ALL: &str = "SELECT dn.*, n.site AS nsite FROM deployment_nodes dn JOIN nodes n ON n.id = dn.node \
+                         WHERE dn.deployment = $1 AND dn.state <> 'left'";
+                    let sql = match first {
+                        None => format!("{ALL} ORDER BY dn.node"),
+                        Some(_) => format!(
+                            "{ALL} ORDER BY CASE dn.state WHEN 'failed' THEN 0 WHEN 'updating' THEN 1 \
+                             WHEN 'waiting' THEN 2 ELSE 3 END, dn.node LIMIT $2"
+                        ),
+                    };
+                    let mut q = sqlx::query(&sql).bind(id);
+                    if let Some(n) = first {
+                        q = q.bind(i64::from(n));
+                    }
+                    let rows = q
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db("read a deployment's nodes"))?;

@@ -206,8 +206,8 @@ macro_rules! store_impl {
             CurrentState, NodeRow, TokenKind,
         };
         use $crate::store::{
-            Actor, Desired, Enrolled, Enrollment, NewBundle, NodeFilter, NodeKey, Replay, Retention, Store,
-            StoreFuture, TABLES,
+            Actor, Desired, Enrolled, Enrollment, NewBundle, NodeCounts, NodeFilter, NodeKey, NodePage, NodeSlice,
+            Replay, Retention, Store, StoreFuture, TABLES,
         };
 
         type Row = <$db as sqlx::Database>::Row;
@@ -554,6 +554,8 @@ macro_rules! store_impl {
             writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
             /// Where polls are answered in batches (SQLite), the queue to the task that runs them.
             polls: Option<tokio::sync::mpsc::Sender<$crate::store::sql::PollJob>>,
+            /// Where polled nodes are started in batches (PostgreSQL), the queue to the task that decides them.
+            starts: Option<tokio::sync::mpsc::Sender<$crate::store::rollout_sql::StartJob>>,
         }
 
         /// A write transaction, holding the writer's turn (when the store has one) until it is committed or
@@ -1101,6 +1103,68 @@ macro_rules! store_impl {
                         }
                     }
                     Ok(nodes)
+                })
+            }
+
+            fn node_page<'a>(&'a self, slice: &'a NodeSlice) -> StoreFuture<'a, NodePage> {
+                Box::pin(async move {
+                    // A field's filter as (how, value): 0 any, 1 none set, 2 this value.
+                    let how = |f: &Option<Option<String>>| match f {
+                        None => (0i64, None),
+                        Some(None) => (1, None),
+                        Some(Some(v)) => (2, Some(v.clone())),
+                    };
+                    let (site_how, site) = how(&slice.site);
+                    let (version_how, version) = how(&slice.version);
+                    const WHERE: &str = "($1 IS NULL OR n.status = $1) \
+                        AND ($2 = 0 OR ($2 = 1 AND n.site IS NULL) OR ($2 = 2 AND n.site = $3)) \
+                        AND ($4 = 0 OR ($4 = 1 AND n.booted_version IS NULL) OR ($4 = 2 AND n.booted_version = $5))";
+                    let mut conn = self.read().await?;
+                    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM nodes n WHERE {WHERE}"))
+                        .bind(slice.status.map(|s| s.word()))
+                        .bind(site_how)
+                        .bind(&site)
+                        .bind(version_how)
+                        .bind(&version)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(db("count nodes"))?;
+                    let sql = format!("{NODE_SELECT} WHERE {WHERE} AND ($6 IS NULL OR n.id > $6) ORDER BY n.id LIMIT $7");
+                    let rows = sqlx::query(&sql)
+                        .bind(slice.status.map(|s| s.word()))
+                        .bind(site_how)
+                        .bind(&site)
+                        .bind(version_how)
+                        .bind(&version)
+                        .bind(&slice.after)
+                        .bind(i64::from(slice.limit))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(db("list nodes"))?;
+                    let nodes = rows.iter().map(|row| node_row(row)?.summary()).collect::<Result<Vec<_>>>()?;
+                    Ok(NodePage { total: u64::try_from(total).unwrap_or(0), nodes })
+                })
+            }
+
+            fn node_counts(&self) -> StoreFuture<'_, NodeCounts> {
+                Box::pin(async move {
+                    let mut conn = self.read().await?;
+                    let rows = sqlx::query(
+                        "SELECT status, booted_version, site, COUNT(*) AS n FROM nodes \
+                         GROUP BY status, booted_version, site",
+                    )
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("count nodes"))?;
+                    let mut c = NodeCounts::default();
+                    for row in &rows {
+                        let r = || db("count nodes");
+                        let n = u64::try_from(row.try_get::<i64, _>("n").map_err(r())?).unwrap_or(0);
+                        *c.by_status.entry(row.try_get("status").map_err(r())?).or_insert(0) += n;
+                        *c.by_version.entry(row.try_get("booted_version").map_err(r())?).or_insert(0) += n;
+                        *c.by_site.entry(row.try_get("site").map_err(r())?).or_insert(0) += n;
+                    }
+                    Ok(c)
                 })
             }
 

@@ -89,7 +89,7 @@ impl SqliteStore {
             .map_err(db("open the SQLite database"))?;
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         spawn_checkpoints(options, std::sync::Arc::downgrade(&writer), wal_limit);
-        let store = SqliteStore { pool, poll_pool, writer: Some(writer), polls: None };
+        let store = SqliteStore { pool, poll_pool, writer: Some(writer), polls: None, starts: None };
         let (polls, queue) = tokio::sync::mpsc::channel(POLL_QUEUE);
         tokio::spawn(answer_polls(store.clone(), queue));
         Ok(SqliteStore { polls: Some(polls), ..store })

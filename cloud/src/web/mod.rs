@@ -17,13 +17,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use fleet_wire::admin::{NodeSummary, Role};
+use fleet_wire::admin::Role;
 use fleet_wire::node::{NodeStatus, ReportKind, WaitOn};
 use fleet_wire::rollout::{CreateDeployment, DeploymentInfo, DeploymentState, PauseReason, RolloutPolicy};
 use serde::Deserialize;
 
 use crate::api::{ApiError, App};
-use crate::store::{hash_secret, new_secret, Actor, NodeFilter};
+use crate::store::{hash_secret, new_secret, Actor, NodeSlice};
 
 pub mod html;
 
@@ -42,7 +42,7 @@ const STYLE: &str = include_str!("style.css");
 const REFRESH_SECS: u32 = 5;
 
 /// The most nodes a list shows.
-const MAX_LISTED: usize = 500;
+const MAX_LISTED: u32 = 500;
 
 /// The web view's routes.
 pub fn routes() -> Router<Arc<App>> {
@@ -327,12 +327,16 @@ fn node_link(id: &str) -> String {
     format!("<a class=\"mono\" href=\"/ui/nodes/{}\">{}</a>", url_part(id), esc(&short))
 }
 
-fn count_by<'a>(nodes: &'a [NodeSummary], key: impl Fn(&'a NodeSummary) -> Option<&'a str>) -> BTreeMap<&'a str, u64> {
-    let mut m = BTreeMap::new();
-    for n in nodes {
-        *m.entry(key(n).unwrap_or("(none)")).or_insert(0) += 1;
-    }
-    m
+/// A count's key as the view shows it and filters on it: `(none)` for no value.
+const NONE: &str = "(none)";
+
+fn keyed(counts: &BTreeMap<Option<String>, u64>) -> BTreeMap<&str, u64> {
+    counts.iter().map(|(k, n)| (k.as_deref().unwrap_or(NONE), *n)).collect()
+}
+
+/// A filter's value from the view: `(none)` for nodes without one.
+fn field(value: Option<&str>) -> Option<Option<String>> {
+    value.map(|v| (v != NONE).then(|| v.to_owned()))
 }
 
 fn counts_card(title: &str, id: &str, counts: &BTreeMap<&str, u64>, href: impl Fn(&str) -> String) -> String {
@@ -366,27 +370,33 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     respond(async {
         let s = session(&app, &headers).await?;
         let v = s.viewer();
-        let nodes = app.store.list_nodes(&NodeFilter::default()).await?;
+        let counts = app.store.node_counts().await?;
+        let by_status: BTreeMap<&str, u64> = counts.by_status.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         let mut body = String::from("<section class=\"cards\">");
-        body.push_str(&counts_card(
-            "Nodes by status",
-            "by-status",
-            &count_by(&nodes, |n| Some(n.status.word())),
-            |k| format!("/ui/nodes?status={}", url_part(k)),
-        ));
-        body.push_str(&counts_card(
-            "By version",
-            "by-version",
-            &count_by(&nodes, |n| n.booted_version.as_deref()),
-            |k| format!("/ui/nodes?version={}", url_part(k)),
-        ));
-        body.push_str(&counts_card("By site", "by-site", &count_by(&nodes, |n| n.site.as_deref()), |k| {
+        body.push_str(&counts_card("Nodes by status", "by-status", &by_status, |k| {
+            format!("/ui/nodes?status={}", url_part(k))
+        }));
+        body.push_str(&counts_card("By version", "by-version", &keyed(&counts.by_version), |k| {
+            format!("/ui/nodes?version={}", url_part(k))
+        }));
+        body.push_str(&counts_card("By site", "by-site", &keyed(&counts.by_site), |k| {
             format!("/ui/nodes?site={}", url_part(k))
         }));
         body.push_str("</section><h2>Pending nodes</h2>");
-        let pending: Vec<Vec<String>> = nodes
+        let slice = NodeSlice { status: Some(NodeStatus::Pending), limit: MAX_LISTED, ..NodeSlice::default() };
+        let waiting = app.store.node_page(&slice).await?;
+        if waiting.total > waiting.nodes.len() as u64 {
+            let _ = write!(
+                body,
+                "<p class=\"hint\">{} pending: the first {} shown, {}.</p>",
+                waiting.total,
+                waiting.nodes.len(),
+                link("/ui/nodes?status=pending", "all of them")
+            );
+        }
+        let pending: Vec<Vec<String>> = waiting
+            .nodes
             .iter()
-            .filter(|n| n.status == NodeStatus::Pending)
             .map(|n| {
                 let id = n.id.as_str();
                 let mut actions = String::new();
@@ -425,6 +435,9 @@ struct NodeQuery {
     status: Option<String>,
     site: Option<String>,
     version: Option<String>,
+    after: Option<String>,
+    /// Nodes a page, at most (and by default) `MAX_LISTED`.
+    limit: Option<u32>,
 }
 
 async fn nodes(
@@ -436,7 +449,7 @@ async fn nodes(
         let s = session(&app, &headers).await?;
         let Query(q) = q.map_err(|e| refused(StatusCode::BAD_REQUEST, e.body_text()))?;
         let nonempty = |o: &Option<String>| o.clone().filter(|x| !x.is_empty());
-        let (site, version) = (nonempty(&q.site), nonempty(&q.version));
+        let (site, version, after) = (nonempty(&q.site), nonempty(&q.version), nonempty(&q.after));
         let status = match nonempty(&q.status) {
             None => None,
             Some(w) => Some(
@@ -444,17 +457,22 @@ async fn nodes(
                     .ok_or_else(|| refused(StatusCode::BAD_REQUEST, format!("status {w:?} is not a node status")))?,
             ),
         };
-        let all = app.store.list_nodes(&NodeFilter { status, ..NodeFilter::default() }).await?;
-        let matching: Vec<&NodeSummary> = all
-            .iter()
-            .filter(|n| site.as_deref().is_none_or(|x| n.site.as_deref().unwrap_or("(none)") == x))
-            .filter(|n| version.as_deref().is_none_or(|x| n.booted_version.as_deref().unwrap_or("(none)") == x))
-            .collect();
+        let slice = NodeSlice {
+            status,
+            site: field(site.as_deref()),
+            version: field(version.as_deref()),
+            after: after.clone(),
+            // One more than shown, to know whether there is a next page.
+            limit: q.limit.unwrap_or(MAX_LISTED).clamp(1, MAX_LISTED) + 1,
+        };
+        let mut listed = app.store.node_page(&slice).await?;
+        let more = listed.nodes.len() == slice.limit as usize;
+        listed.nodes.truncate(slice.limit as usize - 1);
         let mut body = String::from(
             "<form class=\"filters\" method=\"get\" action=\"/ui/nodes\">\
              <label>Status <select name=\"status\"><option value=\"\">any</option>",
         );
-        for st in [NodeStatus::Pending, NodeStatus::Accepted, NodeStatus::Rejected] {
+        for st in [NodeStatus::Pending, NodeStatus::Accepted, NodeStatus::Rejected, NodeStatus::Decommissioned] {
             let sel = if status == Some(st) { " selected" } else { "" };
             let _ = write!(body, "<option{sel}>{}</option>", st.word());
         }
@@ -466,9 +484,9 @@ async fn nodes(
             esc(site.as_deref().unwrap_or("")),
             esc(version.as_deref().unwrap_or(""))
         );
-        let rows: Vec<Vec<String>> = matching
+        let rows: Vec<Vec<String>> = listed
+            .nodes
             .iter()
-            .take(MAX_LISTED)
             .map(|n| {
                 vec![
                     node_link(n.id.as_str()),
@@ -482,9 +500,9 @@ async fn nodes(
                 ]
             })
             .collect();
-        let _ = write!(body, "<p class=\"hint\" id=\"count\">{} nodes", matching.len());
-        if matching.len() > MAX_LISTED {
-            let _ = write!(body, " (the first {MAX_LISTED} shown)");
+        let _ = write!(body, "<p class=\"hint\" id=\"count\">{} nodes", listed.total);
+        if after.is_some() || more {
+            let _ = write!(body, " ({} on this page, by id)", listed.nodes.len());
         }
         body.push_str("</p>");
         body.push_str(&table(
@@ -492,6 +510,23 @@ async fn nodes(
             &["Node", "Host", "Status", "Site", "Version", "Phase", "Last report", "Last seen"],
             &rows,
         ));
+        // The next page: the same filters, after this page's last node.
+        if let (true, Some(last)) = (more, listed.nodes.last()) {
+            let mut href = String::from("/ui/nodes?");
+            let limit = q.limit.map(|_| (slice.limit - 1).to_string());
+            for (k, v) in [
+                ("status", status.map(|s| s.word().to_owned())),
+                ("site", site),
+                ("version", version),
+                ("limit", limit),
+            ] {
+                if let Some(v) = v {
+                    let _ = write!(href, "{k}={}&", url_part(&v));
+                }
+            }
+            let _ = write!(href, "after={}", url_part(last.id.as_str()));
+            let _ = write!(body, "<p id=\"next\">{}</p>", link(&href, "Next page"));
+        }
         Ok(html(StatusCode::OK, page("Nodes", Some(&s.viewer()), None, &body)))
     })
     .await
@@ -787,7 +822,7 @@ async fn deployment(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
         let s = session(&app, &headers).await?;
         let v = s.viewer();
         let d = app.store.deployment(&id).await?;
-        let members = app.store.deployment_nodes(&id).await?;
+        let members = app.store.deployment_nodes(&id, Some(MAX_LISTED)).await?;
         let mut body = format!("<p id=\"state\">{} {}</p>", deployment_badge(&d), deployment_progress(&d));
         if let Some(p) = &d.pause {
             let class = if p.reason == PauseReason::Brake { "notice bad" } else { "notice" };
@@ -854,10 +889,18 @@ async fn deployment(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
             .collect();
         body.push_str(&table("waves", &["Wave", "Progress"], &waves));
         body.push_str("<h2>Nodes</h2>");
+        if d.n_nodes > members.nodes.len() as u64 {
+            let _ = write!(
+                body,
+                "<p class=\"hint\" id=\"members-shown\">The first {} of {}: those that failed first, then those \
+                 updating, waiting and committed.</p>",
+                members.nodes.len(),
+                d.n_nodes
+            );
+        }
         let rows: Vec<Vec<String>> = members
             .nodes
             .iter()
-            .take(MAX_LISTED)
             .map(|m| {
                 vec![
                     node_link(&m.node),
