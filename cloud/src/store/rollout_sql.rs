@@ -602,8 +602,11 @@ macro_rules! rollout_impl {
             /// the counters and the nodes' sites' counts read there, as the policy decides, in the candidates'
             /// order. Returns the nodes started. Synced: a node told to start must never be forgotten, or a crash
             /// could let the limits be passed. A deployment's candidates cost a few statements together, however
-            /// many they are (its row, their rows, their sites' counts, one update of those started, one per
-            /// site), so that a batch of polls that are all starts is not a batch of statements per poll.
+            /// many they are (its row, their rows, their sites' counts, one update of those started, one of
+            /// their sites' counts), so that a batch of polls that are all starts is not a batch of statements per
+            /// poll. Each is read by its primary key: with the state in the `WHERE` clause too, SQLite may take the
+            /// (deployment, state) index and walk every waiting node of the deployment (86 s of p99 in a storm of
+            /// starts, bench/README.md).
             async fn start_waiting(&self, candidates: &[(String, String)], now: i64) -> Result<Vec<String>> {
                 if candidates.is_empty() {
                     return Ok(Vec::new());
@@ -629,9 +632,10 @@ macro_rules! rollout_impl {
                         continue;
                     }
                     let r = || db("read nodes' deployment");
+                    // By the primary key alone (see above): the state is checked here.
                     let sql = format!(
-                        "SELECT dn.node, n.site FROM deployment_nodes dn JOIN nodes n ON n.id = dn.node \
-                         WHERE dn.deployment = $1 AND dn.state = 'waiting' AND dn.node IN ({})",
+                        "SELECT dn.node, dn.state, n.site FROM deployment_nodes dn JOIN nodes n ON n.id = dn.node \
+                         WHERE dn.deployment = $1 AND dn.node IN ({})",
                         params(2, nodes.len())
                     );
                     let mut q = sqlx::query(&sql).bind(deployment);
@@ -640,6 +644,9 @@ macro_rules! rollout_impl {
                     }
                     let mut waiting = BTreeMap::new();
                     for row in q.fetch_all(&mut *tx).await.map_err(r())? {
+                        if row.try_get::<String, _>("state").map_err(r())? != MemberState::Waiting.word() {
+                            continue;
+                        }
                         let site: Option<String> = row.try_get("site").map_err(r())?;
                         waiting.insert(row.try_get::<String, _>("node").map_err(r())?, site);
                     }
@@ -689,35 +696,37 @@ macro_rules! rollout_impl {
                     if now_started.is_empty() {
                         continue;
                     }
-                    // Each keeps the site it is counted at (as read above), one statement a site.
-                    let mut by_site: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+                    // Each keeps the site it is counted at (as read above).
+                    let values: Vec<String> =
+                        (0..now_started.len()).map(|i| format!("(${}, ${})", 4 + 2 * i, 5 + 2 * i)).collect();
+                    let sql = format!(
+                        "UPDATE deployment_nodes SET state = 'updating', wave = $2, started_at = $3, site = v.column2 \
+                         FROM (VALUES {}) AS v WHERE deployment_nodes.deployment = $1 AND deployment_nodes.node = v.column1",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql).bind(deployment).bind(i64::from(d.counters.wave)).bind(now);
                     for node in &now_started {
-                        by_site.entry(waiting.get(*node).and_then(|s| s.as_deref())).or_default().push(node);
+                        q = q.bind(*node).bind(waiting.get(*node).and_then(|s| s.as_deref()));
                     }
-                    for (site, nodes) in by_site {
+                    q.execute(&mut *tx).await.map_err(db("start nodes"))?;
+                    let added: Vec<(&String, i64)> = in_flight
+                        .iter()
+                        .filter(|(_, (_, added))| *added > 0)
+                        .map(|(site, (_, added))| (site, i64::try_from(*added).unwrap_or(i64::MAX)))
+                        .collect();
+                    if !added.is_empty() {
+                        let values: Vec<String> =
+                            (0..added.len()).map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i)).collect();
                         let sql = format!(
-                            "UPDATE deployment_nodes SET state = 'updating', wave = $2, started_at = $3, site = $4 \
-                             WHERE deployment = $1 AND node IN ({})",
-                            params(5, nodes.len())
+                            "INSERT INTO deployment_sites (deployment, site, in_flight) VALUES {} \
+                             ON CONFLICT (deployment, site) DO UPDATE SET in_flight = deployment_sites.in_flight + excluded.in_flight",
+                            values.join(", ")
                         );
-                        let mut q =
-                            sqlx::query(&sql).bind(deployment).bind(i64::from(d.counters.wave)).bind(now).bind(site);
-                        for n in &nodes {
-                            q = q.bind(*n);
+                        let mut q = sqlx::query(&sql).bind(deployment);
+                        for (site, n) in &added {
+                            q = q.bind(site.as_str()).bind(*n);
                         }
-                        q.execute(&mut *tx).await.map_err(db("start nodes"))?;
-                    }
-                    for (site, (_, added)) in in_flight.iter().filter(|(_, (_, added))| *added > 0) {
-                        sqlx::query(
-                            "INSERT INTO deployment_sites (deployment, site, in_flight) VALUES ($1, $2, $3) \
-                             ON CONFLICT (deployment, site) DO UPDATE SET in_flight = deployment_sites.in_flight + $3",
-                        )
-                        .bind(deployment)
-                        .bind(site)
-                        .bind(i64::try_from(*added).unwrap_or(i64::MAX))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("count a site's updates"))?;
+                        q.execute(&mut *tx).await.map_err(db("count sites' updates"))?;
                     }
                     save_deployment(&mut tx, &d, now).await?;
                     started.extend(now_started.into_iter().map(str::to_owned));
