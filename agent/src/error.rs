@@ -51,6 +51,14 @@ pub enum Error {
         /// What is wrong and what was expected.
         detail: String,
     },
+    /// A telemetry record is larger than a spool frame holds.
+    #[error("telemetry record of {bytes} bytes with a mark of {mark_bytes}: at most 65536 and 255")]
+    TelemetryRecord {
+        /// The payload's bytes.
+        bytes: usize,
+        /// The mark's bytes.
+        mark_bytes: usize,
+    },
     /// The node key cannot be read (it exists: it is never replaced by a new one).
     #[error("cannot read the node key {path}")]
     ReadKey {

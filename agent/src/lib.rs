@@ -23,5 +23,6 @@ pub mod paths;
 pub mod spool;
 pub mod state;
 mod sys;
+pub mod telemetry;
 
 pub use error::{Error, Result};
