@@ -48,6 +48,14 @@ pub fn rfc3339(secs: i64) -> String {
     t.format(&time::format_description::well_known::Rfc3339).expect("a UTC time formats as RFC 3339")
 }
 
+/// `ms` milliseconds since the epoch as RFC 3339 UTC with milliseconds (`2026-12-05T10:00:00.250Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let base = rfc3339(t.unix_timestamp());
+    format!("{}.{:03}Z", base.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +65,8 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
         fleet_wire::node::check_time("t", &rfc3339(1_800_000_000)).expect("node API time");
+        assert_eq!(rfc3339_ms(1_800_000_000_250), "2027-01-15T08:00:00.250Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        fleet_wire::node::check_time("t", &rfc3339_ms(1_800_000_000_250)).expect("node API time");
     }
 }

@@ -15,5 +15,6 @@ pub mod node;
 pub mod rollout;
 pub mod sfv;
 pub mod signature;
+pub mod telemetry;
 
 pub use error::{Error, FieldError, FieldErrorKind, Result};

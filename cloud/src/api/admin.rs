@@ -34,6 +34,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/admin/nodes/{id}/pin", put(pin))
         .route("/v1/admin/nodes/{id}/merge", post(merge))
         .route("/v1/admin/nodes/{id}/events", get(events))
+        .route("/v1/admin/nodes/{id}/logs", get(logs))
+        .route("/v1/admin/nodes/{id}/telemetry", get(telemetry_status))
         .route("/v1/admin/nodes/{id}/actions", post(queue_action))
         .route("/v1/admin/actions/{id}/diagnostics", get(diagnostics))
         .route("/v1/admin/enrollment-tokens", get(list_enrollment_tokens).post(create_enrollment_token))
@@ -216,6 +218,59 @@ async fn events(
         authorize(&app, &headers, Role::Viewer).await?;
         let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
         ok(&app.store.events(&id, q.limit(), q.offset.unwrap_or(0)).await?)
+    })
+    .await
+}
+
+/// `GET /v1/admin/nodes/{id}/logs`'s query (docs/fleet-protocol.md, "Logs").
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    /// Lines after this `seq`.
+    after: Option<u64>,
+    /// Lines logged at or after this time, ms since the epoch.
+    since_ms: Option<i64>,
+    /// Lines holding this text.
+    grep: Option<String>,
+    /// At most this many (1 to 5,000; 200).
+    limit: Option<u32>,
+    /// `first`: from the oldest; otherwise, without `after`, the newest.
+    from: Option<String>,
+}
+
+async fn logs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+        let tail = match q.from.as_deref() {
+            None | Some("last") => true,
+            Some("first") => false,
+            Some(other) => return Err(bad_query(format!("from={other}: first or last"))),
+        };
+        if let Some(g) = &q.grep {
+            fleet_wire::node::check_text("grep", g, 256)?;
+        }
+        let query = crate::store::LogQuery {
+            after: q.after.unwrap_or(0),
+            since_ms: q.since_ms,
+            grep: q.grep.filter(|g| !g.is_empty()),
+            limit: q.limit.unwrap_or(200).clamp(1, 5000),
+            tail,
+        };
+        ok(&app.store.node_logs(&id, &query).await?)
+    })
+    .await
+}
+
+async fn telemetry_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        ok(&app.store.telemetry_status(&id).await?)
     })
     .await
 }

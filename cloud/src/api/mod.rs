@@ -31,6 +31,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long reports are kept.
     pub retention: Retention,
+    /// How long and how much of each node's logs are kept.
+    pub log_retention: crate::store::telemetry_sql::LogRetention,
     /// The longest a request may take, body included (bundle uploads have `upload_timeout`).
     pub request_timeout: Duration,
     /// The longest a bundle upload may take.
@@ -48,6 +50,7 @@ impl Config {
             poll_interval_secs: 60,
             public_url: None,
             retention: Retention::default(),
+            log_retention: crate::store::telemetry_sql::LogRetention::default(),
             request_timeout: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(3600),
             bundle_dir: data_dir.join("bundles"),

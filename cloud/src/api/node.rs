@@ -36,6 +36,11 @@ pub fn routes() -> Router<Arc<App>> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(
             Router::new()
+                .route("/v1/nodes/{id}/telemetry", post(telemetry))
+                .layer(DefaultBodyLimit::max(fleet_wire::telemetry::MAX_BATCH_BYTES)),
+        )
+        .merge(
+            Router::new()
                 .route("/v1/nodes/{id}/actions/{action}/diagnostics", put(diagnostics))
                 .layer(DefaultBodyLimit::max(MAX_DIAGNOSTICS_BYTES)),
         )
@@ -259,6 +264,62 @@ async fn reports(
         batch.check()?;
         let ack =
             app.store.record_reports(&signed.node, &signed.replay, &batch, app.config.retention, app.now()).await?;
+        Ok::<_, ApiError>(json_response(StatusCode::OK, &ack))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Inflates a telemetry body sent with `Content-Encoding: zstd` (or takes it as it is without one), refusing one
+/// that inflates past [`fleet_wire::telemetry::MAX_BATCH_RAW_BYTES`] or is not zstd.
+fn inflate(parts: &Parts, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use std::io::Read as _;
+    let encoding = parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    match encoding.trim() {
+        "identity" => Ok(body.to_vec()),
+        "zstd" => {
+            let max = fleet_wire::telemetry::MAX_BATCH_RAW_BYTES;
+            let bad = |e: std::io::Error| ApiError::new(StatusCode::BAD_REQUEST, "bad-body", format!("zstd: {e}"));
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(body)
+                .map_err(bad)?
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(bad)?;
+            if out.len() > max {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("the body inflates past {max} bytes"),
+                ));
+            }
+            Ok(out)
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad-encoding",
+            format!("content-encoding {other:?}: zstd or none"),
+        )),
+    }
+}
+
+async fn telemetry(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let body = body_bytes(body)?;
+        // The signature covers the bytes as sent (compressed): checked before anything is inflated.
+        let signed = authenticate(&app, &parts, &body, &id).await?;
+        let raw = inflate(&parts, &body)?;
+        let batch: fleet_wire::telemetry::TelemetryBatch = parse_json(&raw)?;
+        batch.check()?;
+        let ack = app
+            .store
+            .record_telemetry(&signed.node, &signed.replay, &batch, app.config.log_retention, app.now())
+            .await?;
         Ok::<_, ApiError>(json_response(StatusCode::OK, &ack))
     }
     .await;

@@ -26,6 +26,7 @@ pub mod postgres;
 pub(crate) mod rollout_sql;
 pub(crate) mod sql;
 pub mod sqlite;
+pub mod telemetry_sql;
 
 /// A future a store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -206,8 +207,54 @@ pub trait Rollouts {
     fn list_sites(&self, now: i64) -> StoreFuture<'_, Vec<SiteInfo>>;
 }
 
+/// Which of a node's log lines to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Lines after this `seq` (0: from the first).
+    pub after: u64,
+    /// Lines logged at or after this time (ms since the epoch, the node's clock).
+    pub since_ms: Option<i64>,
+    /// Lines holding this text (case-sensitive).
+    pub grep: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// With `after` 0: the newest `limit` lines (still oldest first) instead of the first.
+    pub tail: bool,
+}
+
+/// The node's telemetry (docs/telemetry.md, "The endpoint's side"): its logs, and the queue of metric records the
+/// forwarder sends to the TSDB.
+pub trait Telemetry {
+    /// Stores a batch's records past the node's acknowledged `seq` once (log lines, metric records queued for the
+    /// TSDB, chart points), keeps its counters, prunes its logs past `retention`'s size, and answers with the new
+    /// acknowledged `seq`.
+    fn record_telemetry<'a>(
+        &'a self,
+        node: &'a str,
+        replay: &'a Replay,
+        batch: &'a fleet_wire::telemetry::TelemetryBatch,
+        retention: telemetry_sql::LogRetention,
+        now: i64,
+    ) -> StoreFuture<'a, fleet_wire::telemetry::TelemetryAck>;
+    /// A node's log lines as `query` asks.
+    fn node_logs<'a>(&'a self, node: &'a str, query: &'a LogQuery) -> StoreFuture<'a, fleet_wire::telemetry::LogPage>;
+    /// A node's telemetry counters (all zero for a node that never sent a batch).
+    fn telemetry_status<'a>(&'a self, node: &'a str) -> StoreFuture<'a, fleet_wire::telemetry::TelemetryStatus>;
+    /// A node's chart points since `since_ms`: (metric, time in ms, value), by metric and time.
+    fn chart_points<'a>(&'a self, node: &'a str, since_ms: i64) -> StoreFuture<'a, Vec<(String, i64, f64)>>;
+    /// The oldest `limit` metric records waiting to be forwarded, in the order they came.
+    fn queued_metrics(&self, limit: u32) -> StoreFuture<'_, Vec<telemetry_sql::QueuedMetrics>>;
+    /// Removes the queued records up to `through_id` (forwarded, or refused for good); returns how many.
+    fn forwarded_metrics(&self, through_id: i64) -> StoreFuture<'_, u64>;
+    /// How many metric records wait.
+    fn metric_queue_len(&self) -> StoreFuture<'_, u64>;
+    /// Deletes log lines received before `retention`'s age and chart points older than a day; returns how many
+    /// lines went.
+    fn prune_telemetry(&self, retention: telemetry_sql::LogRetention, now: i64) -> StoreFuture<'_, u64>;
+}
+
 /// Everything the endpoint keeps. Each method is one transaction; every admin change writes its audit row in it.
-pub trait Store: Rollouts + Send + Sync + std::fmt::Debug {
+pub trait Store: Rollouts + Telemetry + Send + Sync + std::fmt::Debug {
     /// The key and status of node `id`, if enrolled.
     fn node_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<NodeKey>>;
     /// Enrolls a node (or updates the inventory of one enrolled with this key), using the token once.
@@ -457,6 +504,24 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("diagnostics", &["action", "node", "received_at", "body"]),
     ("audit", &["id", "at", "actor_id", "actor_name", "action", "target", "change"]),
     ("sites", &["name", "time_zone", "windows", "created_at", "updated_at"]),
+    (
+        "node_telemetry",
+        &[
+            "node",
+            "acked_seq",
+            "counters",
+            "n_logs",
+            "n_metrics",
+            "n_lost_at_source",
+            "n_metrics_refused",
+            "last_metric_ms",
+            "log_bytes",
+            "updated_at",
+        ],
+    ),
+    ("node_logs", &["node", "seq", "time_ms", "received_at", "source", "level", "text", "lost"]),
+    ("metric_queue", &["id", "node", "seq", "time_ms", "labels", "samples", "received_at"]),
+    ("node_metric_points", &["node", "name", "time_ms", "value"]),
     (
         "deployments",
         &[

@@ -27,6 +27,20 @@ crate::store::rollout_sql::rollout_impl!(
     "SELECT pg_advisory_xact_lock(7306078180911049836)"
 );
 
+crate::store::telemetry_sql::telemetry_impl!(
+    PgStore,
+    sqlx::PgConnection,
+    "INSERT INTO node_logs (node, seq, time_ms, received_at, source, level, text, lost) \
+     SELECT $1, (r->>0)::bigint, (r->>1)::bigint, $2, r->>2, (r->>3)::bigint, r->>4, (r->>5)::bigint \
+     FROM json_array_elements($3::json) AS r",
+    "INSERT INTO metric_queue (node, seq, time_ms, labels, samples, received_at) \
+     SELECT $1, (r->>0)::bigint, (r->>1)::bigint, $2, r->>2, $3 FROM json_array_elements($4::json) AS r",
+    "INSERT INTO node_metric_points (node, name, time_ms, value) \
+     SELECT $1, r->>0, (r->>1)::bigint, (r->>2)::double precision FROM json_array_elements($2::json) AS r \
+     ON CONFLICT DO NOTHING",
+    "strpos(text, $4) > 0"
+);
+
 impl PgStore {
     /// Connects to `url` (`postgres://...`) and runs the migrations.
     pub async fn open(url: &str) -> Result<PgStore> {

@@ -1222,6 +1222,10 @@ macro_rules! store_impl {
                         "DELETE FROM diagnostics WHERE node = $1",
                         "DELETE FROM actions WHERE node = $1",
                         "DELETE FROM node_pins WHERE node = $1",
+                        "DELETE FROM node_logs WHERE node = $1",
+                        "DELETE FROM node_metric_points WHERE node = $1",
+                        "DELETE FROM node_telemetry WHERE node = $1",
+                        "DELETE FROM metric_queue WHERE node = $1",
                     ] {
                         sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db("delete a node's history"))?;
                     }
