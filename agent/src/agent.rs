@@ -103,6 +103,22 @@ impl<C: Clock> Agent<C> {
         self.spool.n_pending()
     }
 
+    /// Starts the telemetry's threads (docs/telemetry.md) unless the config turns it off; a spool that cannot be
+    /// opened is logged and the agent goes on without it.
+    pub fn start_telemetry(&self) {
+        if !self.config.telemetry.enabled {
+            return;
+        }
+        if let Err(e) = self.open_telemetry().and_then(crate::telemetry::run::Telemetry::spawn) {
+            log::error!("telemetry: {}; the agent goes on without it", crate::error::chain(&e));
+        }
+    }
+
+    /// Opens the telemetry (its spool, where the kernel log was left) with this agent's config, paths and client.
+    pub fn open_telemetry(&self) -> Result<crate::telemetry::run::Telemetry> {
+        crate::telemetry::run::Telemetry::open(&self.config, &self.paths, self.client.clone())
+    }
+
     /// Runs rounds forever, waiting between them as the decisions say.
     pub fn run(&mut self) -> ! {
         loop {

@@ -137,7 +137,10 @@ fn serve(config_path: &std::path::Path, paths: Paths, notify: Option<PathBuf>) -
             }
         }
         match agent {
-            Some(mut agent) => agent.run(),
+            Some(mut agent) => {
+                agent.start_telemetry();
+                agent.run()
+            }
             None => std::thread::sleep(REOPEN_WAIT),
         }
     }

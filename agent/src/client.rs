@@ -61,7 +61,8 @@ struct Answer {
     body: Vec<u8>,
 }
 
-/// The node API's client.
+/// The node API's client (cloned for the telemetry's shipper, which sends on its own thread).
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     base: String,
@@ -106,7 +107,7 @@ impl Client {
     /// `POST /v1/enroll`.
     pub fn enroll(&self, request: &EnrollRequest, now: u64) -> Contact<(u16, EnrollReply)> {
         let body = serde_json::to_vec(request).expect("an enrollment serializes");
-        match self.send("POST", node::ENROLL_PATH, Some(&body), None, now) {
+        match self.send("POST", node::ENROLL_PATH, Some(&body), &[], now) {
             Ok(a) if a.status == 200 || a.status == 201 => parse("POST", &self.url(node::ENROLL_PATH), &a.body)
                 .map_or_else(Contact::Down, |r| Contact::Ok((a.status, r))),
             Ok(a) => classify("POST", self.url(node::ENROLL_PATH), a),
@@ -117,7 +118,8 @@ impl Client {
     /// `GET /v1/nodes/{id}/desired`, with `If-None-Match` when an ETag is known.
     pub fn desired(&self, etag: Option<&str>, now: u64) -> Contact<Polled> {
         let path = node::desired_path(&self.node);
-        match self.send("GET", &path, None, etag, now) {
+        let extra: Vec<(&str, &str)> = etag.iter().map(|e| ("If-None-Match", *e)).collect();
+        match self.send("GET", &path, None, &extra, now) {
             Ok(a) if a.status == 304 => Contact::Ok(Polled::NotModified),
             Ok(a) if a.status == 200 => parse::<DesiredState>("GET", &self.url(&path), &a.body)
                 .map_or_else(Contact::Down, |d| Contact::Ok(Polled::Changed(Box::new(d), a.etag))),
@@ -136,7 +138,20 @@ impl Client {
     pub fn post_reports(&self, batch: &node::ReportBatch, now: u64) -> Contact<ReportAck> {
         let path = node::reports_path(&self.node);
         let body = serde_json::to_vec(batch).expect("a batch serializes");
-        match self.send("POST", &path, Some(&body), None, now) {
+        match self.send("POST", &path, Some(&body), &[], now) {
+            Ok(a) if a.status == 200 => {
+                parse("POST", &self.url(&path), &a.body).map_or_else(Contact::Down, Contact::Ok)
+            }
+            Ok(a) => classify("POST", self.url(&path), a),
+            Err(e) => Contact::Down(e),
+        }
+    }
+
+    /// `POST /v1/nodes/{id}/telemetry` with a body already compressed with zstd (docs/fleet-protocol.md,
+    /// "Telemetry").
+    pub fn post_telemetry(&self, zstd_body: &[u8], now: u64) -> Contact<fleet_wire::telemetry::TelemetryAck> {
+        let path = fleet_wire::telemetry::telemetry_path(&self.node);
+        match self.send("POST", &path, Some(zstd_body), &[("Content-Encoding", "zstd")], now) {
             Ok(a) if a.status == 200 => {
                 parse("POST", &self.url(&path), &a.body).map_or_else(Contact::Down, Contact::Ok)
             }
@@ -151,7 +166,7 @@ impl Client {
     }
 
     fn put(&self, path: &str, body: &[u8], now: u64) -> Contact<()> {
-        match self.send("PUT", path, Some(body), None, now) {
+        match self.send("PUT", path, Some(body), &[], now) {
             Ok(a) if (200..300).contains(&a.status) => Contact::Ok(()),
             Ok(a) => classify("PUT", self.url(path), a),
             Err(e) => Contact::Down(e),
@@ -162,13 +177,14 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    /// Sends one signed request and reads its answer.
+    /// Sends one signed request, with `extra` headers (unsigned: `If-None-Match`, `Content-Encoding`, whose effect
+    /// the signed digest covers), and reads its answer.
     fn send(
         &self,
         method: &'static str,
         path: &str,
         body: Option<&[u8]>,
-        if_none_match: Option<&str>,
+        extra: &[(&str, &str)],
         now: u64,
     ) -> Result<Answer> {
         let url = self.url(path);
@@ -196,8 +212,8 @@ impl Client {
         if let Some(d) = &digest {
             builder = builder.header("Content-Digest", d).header("Content-Type", "application/json");
         }
-        if let Some(etag) = if_none_match {
-            builder = builder.header("If-None-Match", etag);
+        for (name, value) in extra {
+            builder = builder.header(*name, *value);
         }
         let response = match body {
             Some(b) => {

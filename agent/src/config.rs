@@ -60,6 +60,23 @@ pub struct ConfigFile {
     /// The longest the update lock holds a flip back when the endpoint's rule sets no bound (a bundle pinned or
     /// given to a group rather than rolled out by a deployment).
     pub update_lock_max_secs: u64,
+    /// Collect the node's logs and metrics, spool them and ship them (docs/telemetry.md).
+    pub telemetry: bool,
+    /// The telemetry spool's bound in bytes on the data partition; past it the oldest records go, counted.
+    pub telemetry_spool_max_bytes: u64,
+    /// How often new telemetry records are synced to the data partition: a power cut loses at most the records of
+    /// the last this many milliseconds.
+    pub telemetry_sync_ms: u64,
+    /// How often the telemetry is sent (a backlog goes batch after batch at once).
+    pub telemetry_interval_secs: u64,
+    /// The most records in one telemetry batch.
+    pub telemetry_batch_records: usize,
+    /// The most payload bytes in one telemetry batch, before compression.
+    pub telemetry_batch_bytes: usize,
+    /// How often the node's metrics are sampled.
+    pub metrics_interval_secs: u64,
+    /// Where the node's metrics are served in the Prometheus text format (`host:port`; empty: not served).
+    pub metrics_listen: String,
 }
 
 impl Default for ConfigFile {
@@ -82,8 +99,35 @@ impl Default for ConfigFile {
             init_socket: PathBuf::from(platform::ctl::SOCKET),
             update_lock_file: PathBuf::from(UPDATE_LOCK_FILE),
             update_lock_max_secs: 3600,
+            telemetry: true,
+            telemetry_spool_max_bytes: 64 << 20,
+            telemetry_sync_ms: 1000,
+            telemetry_interval_secs: 60,
+            telemetry_batch_records: 2000,
+            telemetry_batch_bytes: 512 << 10,
+            metrics_interval_secs: 60,
+            metrics_listen: "127.0.0.1:9101".to_owned(),
         }
     }
+}
+
+/// The telemetry's settings, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Whether the agent collects and ships telemetry at all.
+    pub enabled: bool,
+    /// The spool's bounds.
+    pub limits: crate::telemetry::spool::Limits,
+    /// The sync interval.
+    pub sync: Duration,
+    /// The ship interval.
+    pub interval: Duration,
+    /// The most payload bytes in a batch.
+    pub batch_bytes: usize,
+    /// The sample interval.
+    pub metrics_interval: Duration,
+    /// Where the Prometheus page is served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The endpoint's scheme.
@@ -124,6 +168,8 @@ pub struct Config {
     pub init_socket: PathBuf,
     /// The update lock file.
     pub update_lock_file: PathBuf,
+    /// The telemetry.
+    pub telemetry: TelemetryConfig,
 }
 
 /// Poll and backoff timing, as the loop's decisions take it.
@@ -233,6 +279,47 @@ impl ConfigFile {
         if !(1..=max).contains(&self.report_batch) {
             return Err(bad("report_batch", format!("{} out of range 1..={max}", self.report_batch)));
         }
+        let range = |key: &'static str, v: u64, lo: u64, hi: u64| -> Result<u64> {
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad(key, format!("{v} out of range {lo}..={hi}")))
+            }
+        };
+        let max_bytes = range(
+            "telemetry_spool_max_bytes",
+            self.telemetry_spool_max_bytes,
+            crate::telemetry::spool::Limits::MIN_MAX_BYTES.max(1 << 20),
+            1 << 40,
+        )?;
+        let batch_records = range(
+            "telemetry_batch_records",
+            self.telemetry_batch_records as u64,
+            1,
+            fleet_wire::telemetry::MAX_RECORDS_PER_BATCH as u64,
+        )?;
+        // A batch's JSON is its payloads and a little more a record; half the endpoint's bound leaves room for it.
+        let batch_bytes = range(
+            "telemetry_batch_bytes",
+            self.telemetry_batch_bytes as u64,
+            4096,
+            fleet_wire::telemetry::MAX_BATCH_RAW_BYTES as u64 / 2,
+        )?;
+        let metrics_listen = match self.metrics_listen.as_str() {
+            "" => None,
+            text => Some(
+                text.parse::<std::net::SocketAddr>().map_err(|e| bad("metrics_listen", format!("{text:?}: {e}")))?,
+            ),
+        };
+        let telemetry = TelemetryConfig {
+            enabled: self.telemetry,
+            limits: crate::telemetry::spool::Limits::of_max(max_bytes, batch_records),
+            sync: Duration::from_millis(range("telemetry_sync_ms", self.telemetry_sync_ms, 10, 60_000)?),
+            interval: secs("telemetry_interval_secs", self.telemetry_interval_secs)?,
+            batch_bytes: batch_bytes as usize,
+            metrics_interval: Duration::from_secs(range("metrics_interval_secs", self.metrics_interval_secs, 1, 3600)?),
+            metrics_listen,
+        };
         Ok(Config {
             path: path.to_owned(),
             endpoint,
@@ -247,6 +334,7 @@ impl ConfigFile {
             update_config: self.update_config,
             init_socket: self.init_socket,
             update_lock_file: self.update_lock_file,
+            telemetry,
         })
     }
 }
@@ -313,6 +401,38 @@ pub fn defaults_table() -> String {
             "update_lock_max_secs",
             n(d.update_lock_max_secs),
             "the longest the update lock holds a flip back when the endpoint sets no bound (0 to 604800)",
+        ),
+        ("telemetry", format!("`{}`", d.telemetry), "collect, spool and ship the node's logs and metrics"),
+        (
+            "telemetry_spool_max_bytes",
+            n(d.telemetry_spool_max_bytes),
+            "the telemetry spool's bound on the data partition; past it the oldest records go, counted (1 MiB to 1 TiB)",
+        ),
+        (
+            "telemetry_sync_ms",
+            n(d.telemetry_sync_ms),
+            "new records are synced this often: a power cut loses at most this much of them (10 to 60000)",
+        ),
+        (
+            "telemetry_interval_secs",
+            n(d.telemetry_interval_secs),
+            "how often telemetry is sent; a backlog goes batch after batch",
+        ),
+        (
+            "telemetry_batch_records",
+            format!("`{}`", d.telemetry_batch_records),
+            "the most records in one batch (1 to 4096)",
+        ),
+        (
+            "telemetry_batch_bytes",
+            format!("`{}`", d.telemetry_batch_bytes),
+            "the most record bytes in one batch before compression (4096 to 4194304)",
+        ),
+        ("metrics_interval_secs", n(d.metrics_interval_secs), "how often the node's metrics are sampled (1 to 3600)"),
+        (
+            "metrics_listen",
+            format!("`{:?}`", d.metrics_listen),
+            "where the node's metrics are served in the Prometheus text format (empty: not served)",
         ),
     ];
     docgen::key_table(&rows)

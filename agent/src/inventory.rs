@@ -98,7 +98,7 @@ pub fn hardware(paths: &Paths) -> Hardware {
 }
 
 /// Both slots as the journal and the boot state say, and the updater's phase.
-fn slots(
+pub(crate) fn slots(
     u: &updater::config::Config,
     stacks: &BTreeMap<String, serde_json::Value>,
 ) -> (Vec<SlotInventory>, Option<String>) {
@@ -175,7 +175,7 @@ fn read_text(path: &Path) -> String {
 }
 
 /// A name-like field: trimmed, control characters dropped, clipped to the protocol's bound.
-fn name(s: &str) -> String {
+pub(crate) fn name(s: &str) -> String {
     s.trim().chars().filter(|c| !c.is_control()).take(MAX_NAME_CHARS).collect()
 }
 

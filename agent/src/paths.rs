@@ -40,8 +40,25 @@ pub struct Paths {
     pub osrelease: PathBuf,
     /// The host name.
     pub hostname: PathBuf,
-    /// The kernel log, whose tail a diagnostics action collects (edge-init logs every service there).
+    /// The kernel log, whose tail a diagnostics action collects (edge-init logs every service there), and which the
+    /// telemetry reads whole.
     pub kmsg: PathBuf,
+    /// The telemetry spool's directory (`telemetry::spool`): segments and their metadata. Read by nothing else.
+    pub telemetry: PathBuf,
+    /// How many boots the agent has seen on this data partition, and the last boot's id. Read by nothing else.
+    pub boots: PathBuf,
+    /// The boot's id, written by the kernel.
+    pub boot_id: PathBuf,
+    /// `/proc/stat` (CPU time).
+    pub proc_stat: PathBuf,
+    /// `/proc/loadavg`.
+    pub loadavg: PathBuf,
+    /// `/proc/net/dev` (bytes per interface).
+    pub net_dev: PathBuf,
+    /// `/proc/uptime`.
+    pub uptime: PathBuf,
+    /// Where the data partition is mounted (its size and free bytes).
+    pub data_mount: PathBuf,
 }
 
 impl Paths {
@@ -62,6 +79,14 @@ impl Paths {
             osrelease: root.join("proc/sys/kernel/osrelease"),
             hostname: root.join("proc/sys/kernel/hostname"),
             kmsg: root.join("dev/kmsg"),
+            telemetry: root.join(DATA_DIR).join("telemetry"),
+            boots: root.join(DATA_DIR).join("boots.json"),
+            boot_id: root.join("proc/sys/kernel/random/boot_id"),
+            proc_stat: root.join("proc/stat"),
+            loadavg: root.join("proc/loadavg"),
+            net_dev: root.join("proc/net/dev"),
+            uptime: root.join("proc/uptime"),
+            data_mount: root.join("data"),
         }
     }
 
@@ -79,7 +104,24 @@ mod tests {
     fn every_path_hangs_off_the_root() {
         let p = Paths::under(Path::new("/tmp/x"));
         assert_eq!(p.key, Path::new("/tmp/x/data/edge-agent/node.key"));
-        for path in [&p.spool, &p.state, &p.dmi, &p.cpuinfo, &p.meminfo, &p.sys_block, &p.sys_net, &p.kmsg] {
+        for path in [
+            &p.spool,
+            &p.state,
+            &p.dmi,
+            &p.cpuinfo,
+            &p.meminfo,
+            &p.sys_block,
+            &p.sys_net,
+            &p.kmsg,
+            &p.telemetry,
+            &p.boots,
+            &p.boot_id,
+            &p.proc_stat,
+            &p.loadavg,
+            &p.net_dev,
+            &p.uptime,
+            &p.data_mount,
+        ] {
             assert!(path.starts_with("/tmp/x"), "{path:?}");
         }
         assert_eq!(Paths::node().key, Path::new("/data/edge-agent/node.key"));

@@ -178,7 +178,7 @@ pub struct TelemetryStatus {
     pub n_metrics: u64,
     /// Log lines the node's sources lost before the agent read them.
     pub n_lost_at_source: u64,
-    /// Metric records refused for a time not after the node's last one.
+    /// Metric records refused for a time before the node's last one.
     pub n_metrics_refused: u64,
     /// The node spool's loss counters, as last sent.
     pub counters: Counters,

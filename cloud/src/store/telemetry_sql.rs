@@ -66,8 +66,9 @@ pub(crate) struct Split {
 }
 
 /// Splits `batch` for a node whose acknowledged `seq` is `acked` and last metric time `last_metric_ms`: records at
-/// or below `acked` are resends; a metrics record not after the node's last one is refused (a TSDB takes each
-/// series in time order only), counted, and acknowledged like the rest.
+/// or below `acked` are resends; a metrics record from before the node's last one is refused (a TSDB takes each
+/// series in time order only), counted, and acknowledged like the rest. One time may have several records (a large
+/// sample set goes in parts, each series in one of them).
 pub(crate) fn split(batch: &TelemetryBatch, acked: u64, last_metric_ms: i64) -> Split {
     let mut s = Split { acked, last_metric_ms, ..Split::default() };
     for r in &batch.records {
@@ -84,7 +85,7 @@ pub(crate) fn split(batch: &TelemetryBatch, acked: u64, last_metric_ms: i64) -> 
                 s.log_bytes += line_bytes(&l.source, &l.text);
             }
             Body::Metrics(m) => {
-                if m.time_ms <= s.last_metric_ms {
+                if m.time_ms < s.last_metric_ms {
                     s.n_refused += 1;
                     continue;
                 }
@@ -517,13 +518,15 @@ mod tests {
         let s = split(&batch, 5, 500);
         assert_eq!(
             (s.n_duplicates, s.n_logs, s.n_metrics, s.n_refused, s.lost_at_source, s.acked),
-            (1, 2, 1, 2, 3, 11)
+            (1, 2, 2, 1, 3, 11)
         );
         assert_eq!(s.last_metric_ms, 1000);
         assert_eq!(s.log_bytes, line_bytes("app", "a") + line_bytes("app", "b"));
         assert_eq!(
             s.points,
             vec![
+                serde_json::json!(["edge_node_load1", 1000, 0.5]),
+                serde_json::json!(["edge_node_network_receive_bytes_total", 1000, 120.0]),
                 serde_json::json!(["edge_node_load1", 1000, 0.5]),
                 serde_json::json!(["edge_node_network_receive_bytes_total", 1000, 120.0]),
             ]
