@@ -20,7 +20,9 @@ set -euo pipefail
 # PostgreSQL's programs under /usr/lib/postgresql/<major>/bin, off PATH, and any major will do (the fleet endpoint's
 # tests start their own server with them; testkit's postgres module picks the newest). openssl makes the tests'
 # private CAs (testkit's tls module, edge-agent's TLS test); curl is the client of the fleet demo and benchmark;
-# chromium and its chromedriver run the web view's browser tests (testkit's webdriver module), headless.
+# chromium and its chromedriver run the web view's browser tests (testkit's webdriver module), headless;
+# victoria-metrics and prometheus are the TSDBs the endpoint's remote write is tested against (testkit's tsdb
+# module starts them on loopback; their packages' own services are not used).
 edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
@@ -28,7 +30,8 @@ edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/ti
     musl-gcc:musl-tools depmod:kmod sfdisk:fdisk sgdisk:gdisk /usr/bin/kill:procps
     /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu
     '/usr/lib/postgresql/*/bin/initdb:postgresql' openssl:openssl curl:curl
-    /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver)
+    /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+    victoria-metrics:victoria-metrics prometheus:prometheus)
 if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
     # casync is the delta peer of bench/delta.sh; nginx the download peer of bench/fleet.sh.
     edge_deps+=(casync:casync nginx:nginx)

@@ -10,8 +10,11 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod forward;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod metrics;
+pub mod remote_write;
 pub mod rollout;
 pub mod server;
 pub mod store;

@@ -62,8 +62,15 @@ fn logs(admin: &support::Admin, node: &Node, query: &str) -> LogPage {
     admin.ok("GET", &format!("/v1/admin/nodes/{}/logs?{query}", node.id), None)
 }
 
+/// An endpoint that queues metric records for a TSDB (none listens: no forwarder runs in these tests).
+fn forwarding(backend: Backend) -> Env {
+    Env::with_config(backend, |c| {
+        c.remote_write = Some(edge_cloud::forward::RemoteWrite::new("http://127.0.0.1:9/api/v1/write"))
+    })
+}
+
 fn batches_are_stored_once_and_read_back(backend: Backend) {
-    let env = Env::new(backend);
+    let env = forwarding(backend);
     let (node, admin) = enrolled(&env, 1);
     let counters = Counters { dropped: [("log".to_owned(), 3)].into(), damaged: 0, torn_bytes: 10 };
     let first = vec![
@@ -120,9 +127,20 @@ fn batches_are_stored_once_and_read_back(backend: Backend) {
         [("node".to_owned(), node.id.to_string()), ("site".to_owned(), "depot-7".to_owned())].into();
     assert_eq!(queued[0].labels, want);
     assert_eq!(queued[1].samples[0].value, 0.75);
-    let gone = env.rt.block_on(env.store.forwarded_metrics(queued[0].id)).expect("forwarded");
-    assert_eq!(gone, 1);
-    assert_eq!(env.rt.block_on(env.store.metric_queue_len()).expect("len"), 1);
+    // The forwarder's lease, a request on its way (kept across a restart), its end.
+    let store = env.store.clone();
+    assert_eq!(env.rt.block_on(store.forwarder_claim("replica-1", 100, 30)).expect("claim"), Some(vec![]));
+    assert_eq!(env.rt.block_on(store.forwarder_claim("replica-2", 110, 30)).expect("claim"), None, "the lease holds");
+    assert!(env.rt.block_on(store.forwarder_begin("replica-1", &[queued[0].id], 111)).expect("begin"));
+    assert!(!env.rt.block_on(store.forwarder_begin("replica-2", &[queued[1].id], 111)).expect("begin"));
+    let again = env.rt.block_on(store.forwarder_claim("replica-2", 131, 30)).expect("claim after the lease");
+    assert_eq!(again, Some(vec![queued[0].id]), "the next holder sends the same request again");
+    let same = env.rt.block_on(store.queued_metrics_by_id(&[queued[0].id])).expect("by id");
+    assert_eq!(same, vec![queued[0].clone()]);
+    env.rt.block_on(store.forwarder_done("replica-2", &[queued[0].id], false, 132)).expect("done");
+    assert_eq!(env.rt.block_on(store.metric_queue_len()).expect("len"), 1);
+    assert_eq!(env.rt.block_on(store.forwarder_counts()).expect("counts"), (1, 0));
+    assert_eq!(env.rt.block_on(store.forwarder_claim("replica-2", 133, 30)).expect("claim"), Some(vec![]));
     let points = env.rt.block_on(env.store.chart_points(node.id.as_str(), 0)).expect("points");
     assert!(points.contains(&("edge_node_load1".to_owned(), 1_400, 0.75)), "{points:?}");
 
@@ -194,7 +212,7 @@ fn logs_are_kept_within_their_size(backend: Backend) {
 }
 
 fn decommission_deletes_the_telemetry(backend: Backend) {
-    let env = Env::new(backend);
+    let env = forwarding(backend);
     let (node, _) = enrolled(&env, 5);
     let (other, _) = enrolled(&env, 6);
     let admin = env.admin(Role::Admin);

@@ -2,7 +2,8 @@
 //! `#[path = ...]` and no crate keeps its own copy: the loopback HTTP server with injected faults (`http_server`),
 //! disks with a GPT and a fake sysfs for the partition lookups (`disk`), the host's tools that check what our
 //! encoders write (`host`), a real PostgreSQL started for the test (`postgres`), a private CA with a server
-//! certificate for TLS (`tls`), and a headless Chromium driven over WebDriver for tests of the web UI (`webdriver`).
+//! certificate for TLS (`tls`), real time-series databases (`tsdb`), and a headless Chromium driven over WebDriver
+//! for tests of the web UI (`webdriver`).
 //!
 //! It is a dev-dependency only; nothing a node or an operator runs links it.
 #![forbid(unsafe_code)]
@@ -13,4 +14,5 @@ pub mod host;
 pub mod http_server;
 pub mod postgres;
 pub mod tls;
+pub mod tsdb;
 pub mod webdriver;

@@ -55,3 +55,17 @@ CREATE TABLE node_metric_points (
     value DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (node, name, time_ms)
 );
+
+-- The forwarder (one row, id 1): which endpoint process forwards now and until when its lease holds (replicas on one
+-- PostgreSQL take turns; one sends at a time, so each series reaches the TSDB in order), the queue ids of the
+-- request on its way (sent again, exactly, by whoever forwards next, so a request the TSDB took before a crash is
+-- never mixed with new rows), and what was forwarded and refused.
+CREATE TABLE metric_forwarder (
+    id BIGINT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    in_flight TEXT NOT NULL,
+    n_forwarded BIGINT NOT NULL,
+    n_refused BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

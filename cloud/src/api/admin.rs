@@ -36,6 +36,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/admin/nodes/{id}/events", get(events))
         .route("/v1/admin/nodes/{id}/logs", get(logs))
         .route("/v1/admin/nodes/{id}/telemetry", get(telemetry_status))
+        .route("/metrics", get(metrics))
         .route("/v1/admin/nodes/{id}/actions", post(queue_action))
         .route("/v1/admin/actions/{id}/diagnostics", get(diagnostics))
         .route("/v1/admin/enrollment-tokens", get(list_enrollment_tokens).post(create_enrollment_token))
@@ -271,6 +272,22 @@ async fn telemetry_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(
     reply(async {
         authorize(&app, &headers, Role::Viewer).await?;
         ok(&app.store.telemetry_status(&id).await?)
+    })
+    .await
+}
+
+/// `GET /metrics`: the endpoint's own metrics in the Prometheus text format, for any admin token (a scraper's
+/// `authorization` in its config).
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    reply(async {
+        authorize(&app, &headers, Role::Viewer).await?;
+        let text = app.metrics.render(app.store.as_ref()).await?;
+        let mut response = (StatusCode::OK, text).into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        Ok(response)
     })
     .await
 }

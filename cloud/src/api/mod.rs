@@ -33,6 +33,8 @@ pub struct Config {
     pub retention: Retention,
     /// How long and how much of each node's logs are kept.
     pub log_retention: crate::store::telemetry_sql::LogRetention,
+    /// Where nodes' metrics are forwarded; without it they are not queued (the web view's chart points are kept).
+    pub remote_write: Option<crate::forward::RemoteWrite>,
     /// The longest a request may take, body included (bundle uploads have `upload_timeout`).
     pub request_timeout: Duration,
     /// The longest a bundle upload may take.
@@ -51,6 +53,7 @@ impl Config {
             public_url: None,
             retention: Retention::default(),
             log_retention: crate::store::telemetry_sql::LogRetention::default(),
+            remote_write: None,
             request_timeout: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(3600),
             bundle_dir: data_dir.join("bundles"),
@@ -68,6 +71,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// The configuration.
     pub config: Config,
+    /// The endpoint's own metrics.
+    pub metrics: Arc<crate::metrics::CloudMetrics>,
     /// Node keys already read from the store, by node id.
     keys: KeyCache,
 }
@@ -85,7 +90,7 @@ const KEY_CACHE_MAX: usize = 1 << 20;
 impl App {
     /// The state the handlers share.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> App {
-        App { store, clock, config, keys: KeyCache::default() }
+        App { store, clock, config, metrics: Arc::default(), keys: KeyCache::default() }
     }
 
     /// The key of node `id`, from the cache or else the store; `None` when no node has that id.

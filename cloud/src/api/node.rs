@@ -316,10 +316,13 @@ async fn telemetry(
         let raw = inflate(&parts, &body)?;
         let batch: fleet_wire::telemetry::TelemetryBatch = parse_json(&raw)?;
         batch.check()?;
+        let queue = app.config.remote_write.is_some();
         let ack = app
             .store
-            .record_telemetry(&signed.node, &signed.replay, &batch, app.config.log_retention, app.now())
+            .record_telemetry(&signed.node, &signed.replay, &batch, app.config.log_retention, queue, app.now())
             .await?;
+        app.metrics.telemetry(ack.n_logs, ack.n_metrics, u64::from(ack.ack.duplicates));
+        let ack = ack.ack;
         Ok::<_, ApiError>(json_response(StatusCode::OK, &ack))
     }
     .await;

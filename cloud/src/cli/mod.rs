@@ -104,6 +104,19 @@ pub struct ServeArgs {
     /// The poll interval suggested to nodes, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub poll_interval: u32,
+    /// Forward nodes' metrics to this Prometheus remote-write URL (VictoriaMetrics or Prometheus,
+    /// `http://host:port/api/v1/write`); without it, metrics are not queued.
+    #[arg(long, value_name = "URL")]
+    pub remote_write_url: Option<String>,
+    /// Metric records in one remote-write request.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub remote_write_batch: u32,
+    /// Days each node's log lines are kept.
+    #[arg(long, value_name = "DAYS", default_value_t = 14)]
+    pub log_retention_days: u32,
+    /// Bytes of log lines kept per node; past it the oldest go.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub log_retention_bytes: u64,
 }
 
 /// The Markdown table of `edge-cloud serve`'s flags, read from the parser itself (docs/cloud.md).
@@ -199,6 +212,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut config = Config::new(&args.db.data);
     config.poll_interval_secs = args.poll_interval;
     config.public_url = args.public_url.clone();
+    config.log_retention = crate::store::telemetry_sql::LogRetention {
+        max_age_secs: u64::from(args.log_retention_days) * 86_400,
+        max_bytes_per_node: args.log_retention_bytes,
+    };
+    if let Some(url) = &args.remote_write_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Usage { flag: "--remote-write-url", expected: "an http:// or https:// URL".into() });
+        }
+        if !(1..=10_000).contains(&args.remote_write_batch) {
+            return Err(Error::Usage { flag: "--remote-write-batch", expected: "1 to 10000".into() });
+        }
+        config.remote_write = Some(crate::forward::RemoteWrite {
+            batch_rows: args.remote_write_batch,
+            ..crate::forward::RemoteWrite::new(url)
+        });
+    }
     if let Some(path) = &args.keyring {
         let keyring =
             image_layout::keys::Keyring::load(path).map_err(|source| Error::Keyring { path: path.clone(), source })?;
@@ -222,13 +251,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
         if args.db.database_url.is_some() { "PostgreSQL" } else { "SQLite" }
     );
     let retention = app.config.retention;
+    let log_retention = app.config.log_retention;
     let clock = app.clock.clone();
+    if let Some(rw) = app.config.remote_write.clone() {
+        log::info!("forwarding nodes' metrics to {}", rw.url);
+        let holder = crate::forward::holder_name(&args.listen);
+        tokio::spawn(crate::forward::run(store.clone(), clock.clone(), rw, holder, app.metrics.clone()));
+    }
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             let now = i64::try_from(clock.now()).unwrap_or(i64::MAX);
             if let Err(e) = store.prune(retention, now).await {
                 log::warn!("prune: {}", crate::error::chain(&e));
+            }
+            if let Err(e) = store.prune_telemetry(log_retention, now).await {
+                log::warn!("prune telemetry: {}", crate::error::chain(&e));
             }
         }
     });

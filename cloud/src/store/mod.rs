@@ -226,16 +226,17 @@ pub struct LogQuery {
 /// forwarder sends to the TSDB.
 pub trait Telemetry {
     /// Stores a batch's records past the node's acknowledged `seq` once (log lines, metric records queued for the
-    /// TSDB, chart points), keeps its counters, prunes its logs past `retention`'s size, and answers with the new
-    /// acknowledged `seq`.
+    /// TSDB when `queue`, chart points), keeps its counters, prunes its logs past `retention`'s size, and answers with
+    /// the new acknowledged `seq`.
     fn record_telemetry<'a>(
         &'a self,
         node: &'a str,
         replay: &'a Replay,
         batch: &'a fleet_wire::telemetry::TelemetryBatch,
         retention: telemetry_sql::LogRetention,
+        queue: bool,
         now: i64,
-    ) -> StoreFuture<'a, fleet_wire::telemetry::TelemetryAck>;
+    ) -> StoreFuture<'a, telemetry_sql::Taken>;
     /// A node's log lines as `query` asks.
     fn node_logs<'a>(&'a self, node: &'a str, query: &'a LogQuery) -> StoreFuture<'a, fleet_wire::telemetry::LogPage>;
     /// A node's telemetry counters (all zero for a node that never sent a batch).
@@ -244,8 +245,18 @@ pub trait Telemetry {
     fn chart_points<'a>(&'a self, node: &'a str, since_ms: i64) -> StoreFuture<'a, Vec<(String, i64, f64)>>;
     /// The oldest `limit` metric records waiting to be forwarded, in the order they came.
     fn queued_metrics(&self, limit: u32) -> StoreFuture<'_, Vec<telemetry_sql::QueuedMetrics>>;
-    /// Removes the queued records up to `through_id` (forwarded, or refused for good); returns how many.
-    fn forwarded_metrics(&self, through_id: i64) -> StoreFuture<'_, u64>;
+    /// The queued records with these ids (those still there), in id order.
+    fn queued_metrics_by_id<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, Vec<telemetry_sql::QueuedMetrics>>;
+    /// Takes (or keeps) the forwarder's lease for `holder` until `now + lease_secs`, unless another holds it;
+    /// returns the ids of the request on its way (empty when none), `None` when another holder has the lease.
+    fn forwarder_claim<'a>(&'a self, holder: &'a str, now: i64, lease_secs: i64) -> StoreFuture<'a, Option<Vec<i64>>>;
+    /// Records the ids of a request about to be sent (while `holder` has the lease; `false` when it lost it).
+    fn forwarder_begin<'a>(&'a self, holder: &'a str, ids: &'a [i64], now: i64) -> StoreFuture<'a, bool>;
+    /// The request with `ids` was answered: its records go from the queue, counted as forwarded or (`refused`) as
+    /// refused for good by the TSDB; nothing is on its way any more.
+    fn forwarder_done<'a>(&'a self, holder: &'a str, ids: &'a [i64], refused: bool, now: i64) -> StoreFuture<'a, ()>;
+    /// Records forwarded and refused, ever.
+    fn forwarder_counts(&self) -> StoreFuture<'_, (u64, u64)>;
     /// How many metric records wait.
     fn metric_queue_len(&self) -> StoreFuture<'_, u64>;
     /// Deletes log lines received before `retention`'s age and chart points older than a day; returns how many
@@ -522,6 +533,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("node_logs", &["node", "seq", "time_ms", "received_at", "source", "level", "text", "lost"]),
     ("metric_queue", &["id", "node", "seq", "time_ms", "labels", "samples", "received_at"]),
     ("node_metric_points", &["node", "name", "time_ms", "value"]),
+    ("metric_forwarder", &["id", "holder", "lease_until", "in_flight", "n_forwarded", "n_refused", "updated_at"]),
     (
         "deployments",
         &[

@@ -30,6 +30,7 @@ crate::store::rollout_sql::rollout_impl!(
 crate::store::telemetry_sql::telemetry_impl!(
     PgStore,
     sqlx::PgConnection,
+    " FOR UPDATE",
     "INSERT INTO node_logs (node, seq, time_ms, received_at, source, level, text, lost) \
      SELECT $1, (r->>0)::bigint, (r->>1)::bigint, $2, r->>2, (r->>3)::bigint, r->>4, (r->>5)::bigint \
      FROM json_array_elements($3::json) AS r",
@@ -38,7 +39,8 @@ crate::store::telemetry_sql::telemetry_impl!(
     "INSERT INTO node_metric_points (node, name, time_ms, value) \
      SELECT $1, r->>0, (r->>1)::bigint, (r->>2)::double precision FROM json_array_elements($2::json) AS r \
      ON CONFLICT DO NOTHING",
-    "strpos(text, $4) > 0"
+    "strpos(text, $4) > 0",
+    "SELECT json_array_elements_text($1::json)::bigint"
 );
 
 impl PgStore {

@@ -52,6 +52,7 @@ crate::store::rollout_sql::rollout_impl!(SqliteStore, sqlx::SqliteConnection, ""
 crate::store::telemetry_sql::telemetry_impl!(
     SqliteStore,
     sqlx::SqliteConnection,
+    "",
     "INSERT INTO node_logs (node, seq, time_ms, received_at, source, level, text, lost) \
      SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), $2, json_extract(value, '$[2]'), \
      json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each($3)",
@@ -61,7 +62,8 @@ crate::store::telemetry_sql::telemetry_impl!(
     "INSERT INTO node_metric_points (node, name, time_ms, value) \
      SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') \
      FROM json_each($2) WHERE true ON CONFLICT DO NOTHING",
-    "instr(text, $4) > 0"
+    "instr(text, $4) > 0",
+    "SELECT value FROM json_each($1)"
 );
 
 /// The database file's name under the data directory.

@@ -125,6 +125,17 @@ pub(crate) fn series_labels(
     serde_json::to_string(&labels).expect("labels serialize")
 }
 
+/// What a batch did: the node's acknowledgement, and the log lines and metric records stored now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The reply to the node.
+    pub ack: fleet_wire::telemetry::TelemetryAck,
+    /// Log lines stored.
+    pub n_logs: u64,
+    /// Metric records stored (queued when forwarding is on).
+    pub n_metrics: u64,
+}
+
 /// A metric record waiting in the queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedMetrics {
@@ -140,15 +151,36 @@ pub struct QueuedMetrics {
     pub samples: Vec<fleet_wire::telemetry::Sample>,
 }
 
-/// Implements `Telemetry` for a backend: `$store` as `store_impl!` made it, `$insert_logs`, `$insert_queue` and
-/// `$insert_points` the statements that unpack a JSON array of rows, `$contains` the substring test of `grep`.
+/// Implements `Telemetry` for a backend: `$store` as `store_impl!` made it, `$lock` the row lock (`FOR UPDATE` or
+/// nothing), `$insert_logs`, `$insert_queue` and `$insert_points` the statements that unpack a JSON array of rows,
+/// `$contains` the substring test of `grep`, `$ids_of_1` a subquery of the ids in the JSON array `$1`.
 macro_rules! telemetry_impl {
-    ($store:ident, $conn:ty, $insert_logs:literal, $insert_queue:literal, $insert_points:literal, $contains:literal) => {
+    (
+        $store:ident,
+        $conn:ty,
+        $lock:literal,
+        $insert_logs:literal,
+        $insert_queue:literal,
+        $insert_points:literal,
+        $contains:literal,
+        $ids_of_1:literal
+    ) => {
         use fleet_wire::telemetry::{LogEntry, LogPage, TelemetryAck, TelemetryBatch, TelemetryStatus};
         use $crate::store::telemetry_sql::{
             series_labels, split, LogRetention, QueuedMetrics, CHART_KEEP_MS,
         };
         use $crate::store::{LogQuery, Telemetry};
+
+        fn queued_row(row: &Row) -> Result<QueuedMetrics> {
+            let r = || db("read a queued metric record");
+            Ok(QueuedMetrics {
+                id: row.try_get("id").map_err(r())?,
+                node: row.try_get("node").map_err(r())?,
+                time_ms: row.try_get("time_ms").map_err(r())?,
+                labels: from_json("queued labels", &row.try_get::<String, _>("labels").map_err(r())?)?,
+                samples: from_json("queued samples", &row.try_get::<String, _>("samples").map_err(r())?)?,
+            })
+        }
 
         impl Telemetry for $store {
             fn record_telemetry<'a>(
@@ -157,8 +189,9 @@ macro_rules! telemetry_impl {
                 replay: &'a Replay,
                 batch: &'a TelemetryBatch,
                 retention: LogRetention,
+                queue: bool,
                 now: i64,
-            ) -> StoreFuture<'a, TelemetryAck> {
+            ) -> StoreFuture<'a, $crate::store::telemetry_sql::Taken> {
                 Box::pin(async move {
                     let mut tx = self.write().await?;
                     let row = lock_active_node(&mut tx, node).await?;
@@ -186,7 +219,7 @@ macro_rules! telemetry_impl {
                             .await
                             .map_err(db("store log lines"))?;
                     }
-                    if !s.metrics.is_empty() {
+                    if queue && !s.metrics.is_empty() {
                         let labels = series_labels(node, row.site.as_deref(), &row.node_labels, &row.admin_labels);
                         sqlx::query($insert_queue)
                             .bind(node)
@@ -261,11 +294,12 @@ macro_rules! telemetry_impl {
                         .map_err(db("record a node's request"))?;
                     tx.commit().await.map_err(db("commit telemetry"))?;
                     let n_new = u32::try_from(s.n_logs + s.n_metrics + s.n_refused).unwrap_or(u32::MAX);
-                    Ok(TelemetryAck {
+                    let ack = TelemetryAck {
                         stored: n_new,
                         duplicates: u32::try_from(s.n_duplicates).unwrap_or(u32::MAX),
                         acked_seq: s.acked,
-                    })
+                    };
+                    Ok($crate::store::telemetry_sql::Taken { ack, n_logs: s.n_logs, n_metrics: s.n_metrics })
                 })
             }
 
@@ -384,31 +418,127 @@ macro_rules! telemetry_impl {
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db("read the metric queue"))?;
-                    let r = || db("read a queued metric record");
-                    rows.iter()
-                        .map(|row| {
-                            Ok(QueuedMetrics {
-                                id: row.try_get("id").map_err(r())?,
-                                node: row.try_get("node").map_err(r())?,
-                                time_ms: row.try_get("time_ms").map_err(r())?,
-                                labels: from_json("queued labels", &row.try_get::<String, _>("labels").map_err(r())?)?,
-                                samples: from_json("queued samples", &row.try_get::<String, _>("samples").map_err(r())?)?,
-                            })
-                        })
-                        .collect()
+                    rows.iter().map(queued_row).collect()
                 })
             }
 
-            fn forwarded_metrics(&self, through_id: i64) -> StoreFuture<'_, u64> {
+            fn queued_metrics_by_id<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, Vec<QueuedMetrics>> {
+                Box::pin(async move {
+                    let mut conn = self.read().await?;
+                    let rows = sqlx::query(concat!(
+                        "SELECT id, node, time_ms, labels, samples FROM metric_queue WHERE id IN (",
+                        $ids_of_1,
+                        ") ORDER BY id"
+                    ))
+                    .bind(serde_json::to_string(ids).expect("ids serialize"))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("read the metric queue"))?;
+                    rows.iter().map(queued_row).collect()
+                })
+            }
+
+            fn forwarder_claim<'a>(
+                &'a self,
+                holder: &'a str,
+                now: i64,
+                lease_secs: i64,
+            ) -> StoreFuture<'a, Option<Vec<i64>>> {
                 Box::pin(async move {
                     let mut tx = self.write().await?;
-                    let done = sqlx::query("DELETE FROM metric_queue WHERE id <= $1")
-                        .bind(through_id)
+                    let row = sqlx::query(concat!("SELECT holder, lease_until, in_flight FROM metric_forwarder WHERE id = 1", $lock))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db("read the forwarder"))?;
+                    let in_flight = match &row {
+                        Some(r) => {
+                            let r_err = || db("read the forwarder");
+                            let other: String = r.try_get("holder").map_err(r_err())?;
+                            let until: i64 = r.try_get("lease_until").map_err(r_err())?;
+                            if other != holder && until > now {
+                                return Ok(None);
+                            }
+                            from_json::<Vec<i64>>("forwarder in flight", &r.try_get::<String, _>("in_flight").map_err(r_err())?)?
+                        }
+                        None => Vec::new(),
+                    };
+                    sqlx::query(
+                        "INSERT INTO metric_forwarder (id, holder, lease_until, in_flight, n_forwarded, n_refused, updated_at) \
+                         VALUES (1, $1, $2, '[]', 0, 0, $3) \
+                         ON CONFLICT (id) DO UPDATE SET holder = $1, lease_until = $2, updated_at = $3",
+                    )
+                    .bind(holder)
+                    .bind(now.saturating_add(lease_secs))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("take the forwarder's lease"))?;
+                    tx.commit().await.map_err(db("commit the forwarder's lease"))?;
+                    Ok(Some(in_flight))
+                })
+            }
+
+            fn forwarder_begin<'a>(&'a self, holder: &'a str, ids: &'a [i64], now: i64) -> StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    let mut tx = self.write().await?;
+                    let done = sqlx::query(
+                        "UPDATE metric_forwarder SET in_flight = $2, updated_at = $3 WHERE id = 1 AND holder = $1",
+                    )
+                    .bind(holder)
+                    .bind(serde_json::to_string(ids).expect("ids serialize"))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("record a request on its way"))?;
+                    tx.commit().await.map_err(db("commit a request on its way"))?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            fn forwarder_done<'a>(
+                &'a self,
+                holder: &'a str,
+                ids: &'a [i64],
+                refused: bool,
+                now: i64,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    let mut tx = self.write().await?;
+                    let gone = sqlx::query(concat!("DELETE FROM metric_queue WHERE id IN (", $ids_of_1, ")"))
+                        .bind(serde_json::to_string(ids).expect("ids serialize"))
                         .execute(&mut *tx)
                         .await
                         .map_err(db("remove forwarded metric records"))?;
+                    let n = i64::try_from(gone.rows_affected()).unwrap_or(i64::MAX);
+                    let (forwarded, refused_n) = if refused { (0, n) } else { (n, 0) };
+                    sqlx::query(
+                        "UPDATE metric_forwarder SET in_flight = '[]', n_forwarded = n_forwarded + $2, \
+                         n_refused = n_refused + $3, updated_at = $4 WHERE id = 1 AND holder = $1",
+                    )
+                    .bind(holder)
+                    .bind(forwarded)
+                    .bind(refused_n)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("count forwarded metric records"))?;
                     tx.commit().await.map_err(db("commit forwarded metric records"))?;
-                    Ok(done.rows_affected())
+                    Ok(())
+                })
+            }
+
+            fn forwarder_counts(&self) -> StoreFuture<'_, (u64, u64)> {
+                Box::pin(async move {
+                    let mut conn = self.read().await?;
+                    let row = sqlx::query("SELECT n_forwarded, n_refused FROM metric_forwarder WHERE id = 1")
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db("read the forwarder"))?;
+                    let Some(row) = row else { return Ok((0, 0)) };
+                    let n = |c: &str| -> Result<u64> {
+                        Ok(u64::try_from(row.try_get::<i64, _>(c).map_err(db("read the forwarder"))?).unwrap_or(0))
+                    };
+                    Ok((n("n_forwarded")?, n("n_refused")?))
                 })
             }
 
