@@ -18,6 +18,7 @@ both!(
     refused_batches_change_nothing,
     logs_are_kept_within_their_size,
     decommission_deletes_the_telemetry,
+    the_cli_reads_and_follows_a_node_s_logs,
 );
 
 fn log(seq: u64, time_ms: i64, source: &str, text: &str) -> Record {
@@ -226,4 +227,58 @@ fn decommission_deletes_the_telemetry(backend: Backend) {
     assert_eq!(logs(&admin, &node, "").lines.len(), 0);
     assert_eq!(logs(&admin, &other, "").lines.len(), 1);
     assert_eq!(send(&node, &body(vec![log(3, 1, "app", "b")], Counters::default())).refusal().0, 403);
+}
+
+fn the_cli_reads_and_follows_a_node_s_logs(backend: Backend) {
+    let env = Env::new(backend);
+    let (node, _) = enrolled(&env, 7);
+    let viewer = env.admin(Role::Viewer);
+    let vars = [("EDGE_CLOUD_URL", env.url.as_str()), ("EDGE_CLOUD_TOKEN", viewer.secret.as_str())];
+    let now_ms =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis())
+            .expect("ms");
+    let old = now_ms - 3 * 3_600_000;
+    let records = vec![
+        log(1, old, "kernel", "eth0: link up"),
+        log(2, now_ms - 60_000, "app", "tick 1"),
+        log(3, now_ms - 30_000, "app", "tick 2 error: disk full"),
+    ];
+    assert_eq!(send(&node, &body(records, Counters::default())).status, 200);
+    let id = node.id.to_string();
+
+    let run = support::edge_cloud(&["logs", &id], &vars);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
+    assert!(run.stdout.lines().next().is_some_and(|l| l.ends_with("kernel  info: eth0: link up")), "{}", run.stdout);
+    let run = support::edge_cloud(&["logs", &id, "--since", "1h", "--grep", "error: disk"], &vars);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>().len(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains("app  info: tick 2 error: disk full"), "{}", run.stdout);
+    let run = support::edge_cloud(&["logs", &id, "--limit", "2", "--json"], &vars);
+    let page: LogPage = serde_json::from_str(&run.stdout).expect("a page");
+    assert_eq!(page.lines.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![2, 3]);
+    let run = support::edge_cloud(&["logs", &id, "--since", "yesterday"], &vars);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--since"), "{}", run.stderr);
+    let run = support::edge_cloud(&["logs", "n-00000000000000000000000000000000"], &vars);
+    assert_ne!(run.code, 0);
+
+    // --follow: the lines there, then each new one as it comes, as JSON Lines.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge-cloud"))
+        .args(["logs", &id, "--follow", "--json", "--since", "1h"])
+        .env("EDGE_CLOUD_URL", &env.url)
+        .env("EDGE_CLOUD_TOKEN", &viewer.secret)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("edge-cloud logs --follow");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let mut next = || -> fleet_wire::telemetry::LogEntry {
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("a JSON line")
+    };
+    assert_eq!((next().seq, next().seq), (2, 3));
+    assert_eq!(send(&node, &body(vec![log(4, now_ms, "app", "tick 3")], Counters::default())).status, 200);
+    let fourth = next();
+    assert_eq!((fourth.seq, fourth.text.as_str()), (4, "tick 3"));
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -1,4 +1,4 @@
-//! The admin client: `edge-cloud nodes|tokens|admin-tokens|bundles|groups|events|audit ...` against a running
+//! The admin client: `edge-cloud nodes|tokens|admin-tokens|bundles|groups|events|logs|audit ...` against a running
 //! endpoint, with blocking `ureq` (no runtime), the endpoint's URL and an admin token from `--url`/`--token` or
 //! `EDGE_CLOUD_URL`/`EDGE_CLOUD_TOKEN`, and an https endpoint verified against `--ca-file`/`EDGE_CLOUD_CA` when given
 //! (a private CA), else the public web roots built in (webpki-roots). Every verb prints the admin API's reply body as JSON with `--json`, or
@@ -127,6 +127,15 @@ pub enum ClientCommand {
         /// From which.
         #[arg(long, default_value_t = 0)]
         offset: u64,
+    },
+    /// A node's log lines, oldest first: the newest `--limit`, or with `--follow` as they arrive.
+    Logs {
+        /// The endpoint.
+        #[command(flatten)]
+        conn: Connection,
+        /// What to read.
+        #[command(flatten)]
+        args: super::logs::LogsArgs,
     },
     /// The audit log, newest first.
     Audit {
@@ -632,6 +641,10 @@ pub fn run(command: ClientCommand, env: &Env) -> Result<Output> {
             let page: EventPage =
                 c.call("GET", &format!("/v1/admin/nodes/{node}/events?limit={limit}&offset={offset}"), None)?;
             Ok(Output::report(&page, conn.json, |p| events_text(&p.events)))
+        }
+        ClientCommand::Logs { conn, args } => {
+            let c = Client::new(&conn, env)?;
+            super::logs::run(&c, &args, conn.json)
         }
         ClientCommand::Audit { conn, limit, offset } => {
             let c = Client::new(&conn, env)?;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::store::{hash_secret, new_secret, Actor, Store};
 
 pub mod client;
+pub mod logs;
 pub mod rollouts;
 
 /// The fleet endpoint and its admin client.
