@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fleet_wire::admin::Role;
-use fleet_wire::telemetry::{self, Body, Counters, Metrics, Record, Sample, TelemetryBatch};
+use fleet_wire::telemetry::{Body, Counters, Metrics, Record, Sample};
 use support::{Backend, Env, Node};
 use testkit::tsdb::{Kind, Tsdb};
 
@@ -36,12 +36,7 @@ fn record(seq: u64, t0: i64, i: u64) -> Record {
 }
 
 fn send(node: &Node, records: Vec<Record>) {
-    let json = serde_json::to_vec(&TelemetryBatch { records, counters: Counters::default() }).expect("json");
-    let body = zstd::encode_all(&json[..], 3).expect("zstd");
-    let path = telemetry::telemetry_path(&node.id);
-    let mut headers = node.sign("POST", &path, &body);
-    headers.push(("content-encoding".into(), "zstd".into()));
-    let reply = node.send_signed("POST", &path, &headers, &body);
+    let reply = node.telemetry(records, Counters::default());
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
 }
 

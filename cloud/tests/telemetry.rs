@@ -44,10 +44,7 @@ fn body(records: Vec<Record>, counters: Counters) -> Vec<u8> {
 }
 
 fn send(node: &Node, body: &[u8]) -> support::Reply {
-    let path = telemetry::telemetry_path(&node.id);
-    let mut headers = node.sign("POST", &path, body);
-    headers.push(("content-encoding".into(), "zstd".into()));
-    node.send_signed("POST", &path, &headers, body)
+    node.telemetry_body(body)
 }
 
 fn enrolled(env: &Env, seed: u8) -> (Node, support::Admin) {

@@ -17,7 +17,8 @@ both!(
     logout_and_revocation_end_a_session,
     text_from_a_node_is_escaped,
     a_node_waiting_for_its_flip_says_on_what,
-    the_overview_counts_and_the_node_list_pages
+    the_overview_counts_and_the_node_list_pages,
+    a_node_page_shows_its_logs_and_charts
 );
 
 /// Sends without following redirects.
@@ -349,4 +350,60 @@ fn the_overview_counts_and_the_node_list_pages(backend: Backend) {
     let (ids, _) = listed(&text(&s.get("/ui/nodes?version=2.0.0")));
     assert_eq!(ids, vec![upgraded]);
     assert_eq!(s.get("/ui/nodes?limit=0&status=accepted").status, 200, "a limit is clamped, not refused");
+}
+
+fn a_node_page_shows_its_logs_and_charts(backend: Backend) {
+    use fleet_wire::telemetry::{Body, Counters, LogLine, Metrics, Record, Sample};
+    let env = Env::new(backend);
+    let admin = env.admin(Role::Viewer);
+    let operator = env.admin(Role::Operator);
+    let n = env.node(34);
+    assert_eq!(n.enroll(&operator.enrollment_token("accept")).status, 201);
+    let now_ms = support::NOW as i64 * 1000;
+    let log = |seq: u64, ago_s: i64, level: u8, text: &str| Record {
+        seq,
+        body: Body::Log(LogLine {
+            time_ms: now_ms - ago_s * 1000,
+            source: "app".into(),
+            level,
+            text: text.into(),
+            lost: 0,
+        }),
+    };
+    let load = |seq: u64, ago_s: i64, v: f64| Record {
+        seq,
+        body: Body::Metrics(Metrics {
+            time_ms: now_ms - ago_s * 1000,
+            samples: vec![Sample { name: "edge_node_load1".into(), labels: Default::default(), value: v }],
+        }),
+    };
+    let records = vec![
+        load(1, 7200, 0.25),
+        log(2, 7000, 6, "started"),
+        load(3, 3600, 0.75),
+        log(4, 600, 3, "<script>alert(1)</script> disk error"),
+        load(5, 60, 1.25),
+        log(6, 30, 6, "tick"),
+    ];
+    assert_eq!(n.telemetry(records, Counters::default()).status, 200);
+    let s = Session::login(&env, &admin);
+    let page = text(&s.get(&format!("/ui/nodes/{}", n.id)));
+    assert!(page.contains("id=\"charts\"") && page.matches("<polyline").count() == 1, "one chart has data: {page}");
+    assert!(page.contains("Load (1 min) <span class=\"figures\">1.25"), "{page}");
+    assert!(page.contains("id=\"logs\"") && page.contains(">started<") && page.contains(">tick<"), "{page}");
+    assert!(!page.contains("<script>alert") && page.contains("&lt;script&gt;alert(1)&lt;/script&gt; disk error"));
+    assert!(!page.contains("http-equiv=\"refresh\""), "the node page does not reload itself");
+
+    let logs = |q: &str| s.get(&format!("/ui/nodes/{}/logs?{q}", n.id));
+    let found = text(&logs("grep=error&since=1h"));
+    assert!(found.contains("disk error") && !found.contains(">tick<") && !found.contains(">started<"), "{found}");
+    assert!(found.contains("1 lines"), "{found}");
+    let recent = text(&logs("since=15m"));
+    assert!(recent.contains("disk error") && recent.contains(">tick<") && !recent.contains(">started<"), "{recent}");
+    let followed = text(&logs("since=&follow=1"));
+    assert!(followed.contains("http-equiv=\"refresh\"") && followed.contains("3 lines"), "{followed}");
+    assert_eq!(logs("since=3y").status, 400);
+    assert_eq!(logs("grep=%01").status, 400);
+    assert_eq!(s.get("/ui/nodes/n-00000000000000000000000000000000/logs").status, 404);
+    assert!(!followed.contains("<script"), "no script, ever");
 }

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use crate::api::{ApiError, App};
 use crate::store::{hash_secret, new_secret, Actor, NodeSlice};
 
+pub mod charts;
 pub mod html;
 
 use html::{badge, button, esc, link, or_dash, page, progress, table, url_part, Viewer};
@@ -54,6 +55,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui/logout", post(logout))
         .route("/ui/nodes", get(nodes))
         .route("/ui/nodes/{id}", get(node))
+        .route("/ui/nodes/{id}/logs", get(node_logs))
         .route("/ui/nodes/{id}/{verb}", post(change_node))
         .route("/ui/deployments", get(deployments).post(create_deployment))
         .route("/ui/deployments/{id}", get(deployment))
@@ -638,7 +640,132 @@ async fn node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<St
             })
             .collect();
         body.push_str(&table("history", &["Time", "Seq", "Kind", "Version", "Message", "Reason"], &events));
+        let now_ms = i64::try_from(app.clock.now()).unwrap_or(i64::MAX).saturating_mul(1000);
+        let points = app.store.chart_points(&id, now_ms - crate::store::telemetry_sql::CHART_KEEP_MS).await?;
+        body.push_str("<h2>Metrics, last day</h2>");
+        body.push_str(&charts::charts(&points));
+        let query = crate::store::LogQuery { after: 0, since_ms: None, grep: None, limit: NODE_PAGE_LINES, tail: true };
+        let logs = app.store.node_logs(&id, &query).await?;
+        let _ = write!(
+            body,
+            "<h2>Logs</h2><p class=\"hint\">The newest {NODE_PAGE_LINES} lines. {}</p>",
+            link(&format!("/ui/nodes/{}/logs", url_part(&id)), "Search and follow the logs")
+        );
+        body.push_str(&log_table(&logs.lines));
         Ok(html(StatusCode::OK, page(&format!("Node {}", n.hostname), Some(&v), None, &body)))
+    })
+    .await
+}
+
+/// Lines the node page shows.
+const NODE_PAGE_LINES: u32 = 20;
+/// Lines the logs page shows.
+const LOG_PAGE_LINES: u32 = 500;
+
+/// A syslog level's badge.
+fn level_badge(level: u8) -> String {
+    let (kind, word) = match level {
+        0..=3 => ("bad", ["emerg", "alert", "crit", "err"][usize::from(level)]),
+        4 => ("warn", "warning"),
+        5 => ("info", "notice"),
+        6 => ("ok", "info"),
+        _ => ("info", "debug"),
+    };
+    badge(kind, word)
+}
+
+/// Log lines as a table, oldest first.
+fn log_table(lines: &[fleet_wire::telemetry::LogEntry]) -> String {
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let lost = if l.lost > 0 { badge("warn", &format!("{} lost before", l.lost)) } else { String::new() };
+            vec![
+                esc(&l.time),
+                esc(&l.source),
+                level_badge(l.level),
+                format!("<span class=\"mono\">{}</span>", esc(&l.text)),
+                lost,
+            ]
+        })
+        .collect();
+    table("logs", &["Time", "Source", "Level", "Line", ""], &rows)
+}
+
+/// The logs page's query: text to look for, how far back, and whether to follow.
+#[derive(Debug, Default, Deserialize)]
+struct LogsForm {
+    #[serde(default)]
+    grep: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+/// The ages the logs page offers, by their word.
+const SINCE: [(&str, &str, i64); 5] = [
+    ("15m", "15 minutes", 900),
+    ("1h", "an hour", 3600),
+    ("1d", "a day", 86_400),
+    ("7d", "a week", 604_800),
+    ("", "all kept", 0),
+];
+
+/// `/ui/nodes/{id}/logs`: a node's newest log lines matching a text and an age; following reloads the page every
+/// few seconds (no script).
+async fn node_logs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: std::result::Result<Query<LogsForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    respond(async {
+        let s = session(&app, &headers).await?;
+        let v = s.viewer();
+        let Query(f) = q.map_err(|e| refused(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let grep = f.grep.trim().to_owned();
+        if grep.chars().count() > 256 || grep.chars().any(char::is_control) {
+            return Err(refused(StatusCode::BAD_REQUEST, "the text to look for is at most 256 printable characters"));
+        }
+        let Some(&(since, _, secs)) = SINCE.iter().find(|(w, _, _)| *w == f.since) else {
+            return Err(refused(StatusCode::BAD_REQUEST, format!("since {:?}: 15m, 1h, 1d, 7d or empty", f.since)));
+        };
+        let follow = f.follow.is_some();
+        let detail = app.store.node_detail(&id).await?;
+        let now_ms = i64::try_from(app.clock.now()).unwrap_or(i64::MAX).saturating_mul(1000);
+        let query = crate::store::LogQuery {
+            after: 0,
+            since_ms: (secs > 0).then(|| now_ms - secs * 1000),
+            grep: (!grep.is_empty()).then(|| grep.clone()),
+            limit: LOG_PAGE_LINES,
+            tail: true,
+        };
+        let logs = app.store.node_logs(&id, &query).await?;
+        let mut body = String::new();
+        let _ = write!(
+            body,
+            "<p>{}</p><form class=\"filters\" method=\"get\" action=\"/ui/nodes/{}/logs\">\
+             <label>Lines holding <input type=\"search\" name=\"grep\" value=\"{}\"></label><label>from the last <select name=\"since\">",
+            link(&format!("/ui/nodes/{}", url_part(&id)), &format!("Back to node {}", detail.node.hostname)),
+            url_part(&id),
+            esc(&grep)
+        );
+        for (word, label, _) in SINCE {
+            let selected = if word == since { " selected" } else { "" };
+            let _ = write!(body, "<option value=\"{word}\"{selected}>{label}</option>");
+        }
+        let checked = if follow { " checked" } else { "" };
+        let _ = write!(
+            body,
+            "</select></label><label><input type=\"checkbox\" name=\"follow\" value=\"1\"{checked}> follow</label>\
+             <button type=\"submit\">Show</button></form><p class=\"hint\" id=\"count\">{} lines (the newest {LOG_PAGE_LINES} at most){}.</p>",
+            logs.lines.len(),
+            if follow { format!(", reloaded every {REFRESH_SECS} s") } else { String::new() }
+        );
+        body.push_str(&log_table(&logs.lines));
+        let title = format!("Logs of {}", detail.node.hostname);
+        Ok(html(StatusCode::OK, page(&title, Some(&v), follow.then_some(REFRESH_SECS), &body)))
     })
     .await
 }

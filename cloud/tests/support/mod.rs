@@ -387,6 +387,25 @@ impl Node {
         self.request("POST", &node::reports_path(&self.id), &body)
     }
 
+    /// Sends a telemetry batch of `records` with the spool's `counters`, as the agent does: JSON, zstd-compressed.
+    pub fn telemetry(
+        &self,
+        records: Vec<fleet_wire::telemetry::Record>,
+        counters: fleet_wire::telemetry::Counters,
+    ) -> Reply {
+        let batch = fleet_wire::telemetry::TelemetryBatch { records, counters };
+        let json = serde_json::to_vec(&batch).expect("serialize");
+        self.telemetry_body(&zstd::encode_all(&json[..], 3).expect("zstd"))
+    }
+
+    /// Sends `body` (zstd-compressed, or not: a test of refusals) to the telemetry path, signed.
+    pub fn telemetry_body(&self, body: &[u8]) -> Reply {
+        let path = fleet_wire::telemetry::telemetry_path(&self.id);
+        let mut headers = self.sign("POST", &path, body);
+        headers.push(("content-encoding".into(), "zstd".into()));
+        self.send_signed("POST", &path, &headers, body)
+    }
+
     pub fn put_inventory(&self, inv: &Inventory) -> Reply {
         let body = serde_json::to_vec(inv).expect("serialize");
         self.request("PUT", &node::inventory_path(&self.id), &body)
