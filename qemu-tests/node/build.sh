@@ -14,8 +14,8 @@
 #   root-VARIANT-VERSION.ext4  slot root filesystems, for each VARIANT:VERSION in EDGE_NODE_IMAGES
 #   root/               the tree shared by every image
 # Variants differ only in /etc/edge/services.toml and /etc/edge/broken:
-#   good       net, the ESP mount, the app stand-in (critical, notify), the harness shell, the fleet agent, then
-#              `edge-update boot`
+#   good       net, the ESP mount, the app stand-in (critical, notify), the harness shell, the fleet agent, the
+#              telemetry test's ticker (idle until a flag is on the data partition), then `edge-update boot`
 #   unhealthy  as good, but its health check fails (/etc/edge/broken)
 #   hang       a critical service that is down for good, so edge-init stops petting the watchdog; nothing commits
 #   panic      a service that crashes the kernel (sysrq c); panic=10 on the command line reboots it
@@ -175,6 +175,13 @@ restart = "always"
 name = "edge-agent"
 argv = ["/usr/bin/edge-agent", "run"]
 ready = "notify"
+restart = "always"
+
+# Numbered lines for the telemetry test, once a flag is on the data partition. Listed after the agent, so it stops
+# before the agent at a shutdown and its last lines are collected.
+[[service]]
+name = "ticker"
+argv = ["/usr/libexec/edge-node/ticker"]
 restart = "always"
 TOML
 }

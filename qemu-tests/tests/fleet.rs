@@ -1,7 +1,9 @@
 //! The node in QEMU managed through the fleet endpoint: `edge-cloud` (its router over a SQLite store, serving TLS on
 //! the host's 127.0.0.1, reached by the guest as `https://10.0.2.100/` through QEMU's forward, verified against the
 //! fleet's CA baked into the node's image) and the node's `edge-agent`,
-//! a service of `edge-init`. The scenario of docs/qemu-tests.md, "Fleet".
+//! a service of `edge-init`. The scenario of docs/qemu-tests.md, "Fleet": the node's reports and its telemetry (a
+//! service's numbered lines) reach the endpoint once and in order, across a cut of the node's link (QMP `set_link`)
+//! with a reboot in it.
 
 use std::time::Duration;
 
@@ -17,6 +19,19 @@ const BOOT: Duration = Duration::from_secs(240);
 const CMD: Duration = Duration::from_secs(60);
 /// How long the agent may take to act on what the endpoint says (a poll, then a whole install under TCG).
 const AGENT: Duration = Duration::from_secs(600);
+
+/// The ticker's lines the endpoint holds, by boot tag, in the endpoint's order: (number, lines lost before it).
+fn ticks(ep: &Endpoint, id: &str) -> std::collections::BTreeMap<String, Vec<(u64, u64)>> {
+    let page: fleet_wire::telemetry::LogPage =
+        ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}/logs?from=first&limit=5000&grep=tick%20"), None);
+    let mut by_boot: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
+    for l in page.lines.iter().filter(|l| l.source == "ticker") {
+        let mut words = l.text.split_whitespace().skip(1);
+        let (Some(boot), Some(n)) = (words.next(), words.next().and_then(|n| n.parse().ok())) else { continue };
+        by_boot.entry(boot.to_owned()).or_default().push((n, l.lost));
+    }
+    by_boot
+}
 
 fn kinds(reports: &[Report]) -> Vec<(ReportKind, Option<String>)> {
     reports.iter().map(|r| (r.kind, r.version.clone())).collect()
@@ -69,6 +84,11 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     });
     let detail: NodeDetail = ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}"), None);
     assert_eq!(detail.node.status, NodeStatus::Pending);
+    // A service starts writing a numbered line every 100 ms; its lines reach the endpoint as the node's logs.
+    ok(vm.sh_ok("mkdir -p /data/edge-node && touch /data/edge-node/ticker", CMD));
+    wait_for(AGENT, "the ticker's lines reach the endpoint", || {
+        (ticks(&ep, &id).values().map(Vec::len).sum::<usize>() > 10).then_some(())
+    });
     assert_eq!(detail.inventory.arch, "x86_64");
     // Slot A's bundle is known from the first contact: the provisioning disk recorded it in the updater's journal.
     let slot_a = detail.inventory.slots.iter().find(|s| s.slot == "A").expect("slot A in the inventory");
@@ -100,8 +120,8 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     });
     assert_eq!(summary.booted_slot.as_deref(), Some("B"));
 
-    // The endpoint goes away; the node is updated from a stick by hand and commits on its own.
-    ep.stop();
+    // The node's link is cut; it is updated from a stick by hand and commits on its own, rebooting meanwhile.
+    ok(vm.qmp(r#"{"execute": "set_link", "arguments": {"name": "net0", "up": false}}"#));
     ok(vm.sh_ok("mkdir -p /run/stick && mount -t vfat -o ro /dev/vdb /run/stick", CMD));
     ok(vm.sh_ok("edge-update install /run/stick/update.edgeb", AGENT));
     ok(vm.sh_detached("edge-init ctl reboot", CMD));
@@ -110,8 +130,8 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     assert!(line.contains("3.0.0"), "{line}");
     ok(node::services_up(&mut vm, BOOT));
 
-    // Back: the endpoint receives the whole history in order, each report once.
-    ep.start(2);
+    // The link is back: the endpoint receives the whole history in order, each report once.
+    ok(vm.qmp(r#"{"execute": "set_link", "arguments": {"name": "net0", "up": true}}"#));
     let reports = wait_for(AGENT, "the node's history reaches the endpoint", || {
         let r = ep.reports(&id);
         r.iter().any(|x| x.kind == ReportKind::Committed && x.version.as_deref() == Some("3.0.0")).then_some(r)
@@ -149,4 +169,24 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     assert_eq!(refused.exit_code, Some(7), "a downgrade is edge-update's exit class 7: {refused:?}");
     let status = ok(vm.sh_ok("edge-bootctl status", CMD));
     assert!(status.contains("slot A:     good, active, booted"), "nothing was installed: {status}");
+
+    // The ticker stops; every numbered line of every boot it ran in is at the endpoint once and in order, or
+    // counted as lost before the line after it.
+    ok(vm.sh_ok("edge-init ctl stop ticker", CMD));
+    let last: u64 =
+        ok(vm.sh_ok("cat /run/edge-node/ticker.next", CMD)).trim().parse().expect("the ticker's last number");
+    let boot = ok(vm.sh_ok("cut -c1-8 /proc/sys/kernel/random/boot_id", CMD)).trim().to_owned();
+    let by_boot = wait_for(AGENT, "the ticker's last line reaches the endpoint", || {
+        let t = ticks(&ep, &id);
+        t.get(&boot).and_then(|l| l.last()).is_some_and(|(n, _)| *n >= last).then_some(t)
+    });
+    assert!(by_boot.len() >= 3, "the ticker ran in three boots at least: {:?}", by_boot.keys());
+    for (tag, lines) in &by_boot {
+        let numbers: Vec<u64> = lines.iter().map(|(n, _)| *n).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "boot {tag}: each line once, in order");
+        let missing = (numbers.last().copied().unwrap_or(0) + 1) as usize - numbers.len();
+        let lost: u64 = lines.iter().map(|(_, lost)| *lost).sum();
+        assert!(missing as u64 <= lost, "boot {tag}: {missing} lines missing, {lost} counted lost");
+        assert_eq!(numbers.first(), Some(&0), "boot {tag}: from its first line");
+    }
 }

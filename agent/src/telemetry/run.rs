@@ -3,8 +3,8 @@
 //! - The collector waits on the kernel log (and its timers): every record goes into the spool as it comes, the
 //!   node's metrics every `metrics_interval_secs`, and the spool is synced every `telemetry_sync_ms` when something
 //!   was added. On SIGTERM it reads the kernel log to its end, syncs, and ends the process, so a clean shutdown
-//!   loses nothing: `edge-init` stops services in the reverse of their order, so the agent, listed first, stops
-//!   after every service whose lines it collects.
+//!   loses nothing: `edge-init` stops services in the reverse of the order it started them, so an agent listed
+//!   before the services whose lines it collects stops after them.
 //! - The shipper sends what is synced, in order, every `telemetry_interval_secs` (and batch after batch while a
 //!   backlog lasts), and drops from the spool what the endpoint acknowledges; a failure waits out a backoff that
 //!   doubles up to `backoff_cap_secs`.
