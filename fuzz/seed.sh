@@ -232,9 +232,19 @@ seed_fleet_headers() {
         'Content-Length: 18' "Signature-Input: $rfc_input" "Signature: $rfc_sig" '{"hello": "world"}' >"$out/seed-rfc-request"
 }
 
+# The telemetry_batch target's input is a batch's JSON as a node sends it (before zstd): the protocol doc's example, one
+# of each kind with a gap, a lost count and labels, and an empty one.
+seed_telemetry_batch() {
+    local out="$corpus/telemetry_batch"
+    mkdir -p "$out"
+    printf '%s' '{"records": [{"seq": 812, "kind": "log", "time_ms": 1800000000250, "source": "app", "level": 6, "text": "order 1182 paid"}, {"seq": 813, "kind": "metrics", "time_ms": 1800000001000, "samples": [{"name": "edge_node_load1", "value": 0.42}, {"name": "edge_node_network_receive_bytes_total", "labels": {"device": "eth0"}, "value": 918233}]}], "counters": {"dropped": {"log": 0, "metrics": 0}, "damaged": 0, "torn_bytes": 0}}' >"$out/seed-protocol-example"
+    printf '%s' '{"records": [{"seq": 1, "kind": "log", "time_ms": -5, "source": "kernel", "level": 3, "text": "a\tb\nc", "lost": 12}, {"seq": 9, "kind": "metrics", "time_ms": 7, "samples": [{"name": "x:y_total", "labels": {"a": "1", "b_c": "\u00e9"}, "value": -1e300}]}], "counters": {"dropped": {"log": 4}, "damaged": 2, "torn_bytes": 100}}' >"$out/seed-gap-lost-labels"
+    printf '%s' '{"records": []}' >"$out/seed-empty"
+}
+
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(uboot_env grub_state updater_files delta_index parse_bundle http_response fleet_headers)
+    targets=(uboot_env grub_state updater_files delta_index parse_bundle http_response fleet_headers telemetry_batch)
 fi
 for t in "${targets[@]}"; do
     case $t in
@@ -245,6 +255,7 @@ for t in "${targets[@]}"; do
     parse_bundle) seed_parse_bundle ;;
     http_response) seed_http_response ;;
     fleet_headers) seed_fleet_headers ;;
+    telemetry_batch) seed_telemetry_batch ;;
     *)
         echo "seed: no seeds for target $t" >&2
         exit 2

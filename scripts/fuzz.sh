@@ -46,8 +46,8 @@ esac
 # The largest input each target is given (libFuzzer's -max_len): whole blocks, journals and indexes, and for the
 # bundle whole bundles of several chunks and payloads, far past the 4096 bytes libFuzzer would start from.
 declare -A max_len=([uboot_env]=16385 [grub_state]=4096 [updater_files]=16384 [delta_index]=65536
-    [parse_bundle]=1048576 [http_response]=4096 [fleet_headers]=16384)
-all=(uboot_env grub_state updater_files delta_index parse_bundle http_response fleet_headers)
+    [parse_bundle]=1048576 [http_response]=4096 [fleet_headers]=16384 [telemetry_batch]=65536)
+all=(uboot_env grub_state updater_files delta_index parse_bundle http_response fleet_headers telemetry_batch)
 if [ ${#targets[@]} -eq 0 ]; then
     targets=("${all[@]}")
 fi

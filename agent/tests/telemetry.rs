@@ -106,3 +106,56 @@ fn logs_and_metrics_arrive_once_in_order_across_outages_restarts_and_boots() {
     let boots = std::fs::read_to_string(node.root().join("data/edge-agent/boots.json")).expect("boots");
     assert!(boots.contains("\"n_boots\":2"), "{boots}");
 }
+
+/// A node offline past its spool's bound: the oldest records go, and from the counters alone, what the endpoint stored
+/// and what the node counted as dropped add up to what was produced, exactly, per kind.
+#[test]
+fn offline_past_the_bound_stored_plus_dropped_is_produced() {
+    let node = Node::new("http://127.0.0.1:9");
+    let mut config = std::fs::read_to_string(&node.config).expect("config");
+    config.push_str("telemetry_spool_max_bytes = 1048576\ntelemetry_batch_records = 500\n");
+    std::fs::write(&node.config, config).expect("config");
+    let mut cloud = Endpoint::new(Database::Sqlite, &node.root().join("etc/keys/test.pub"), None);
+    support::point_at(&node, &cloud.url());
+    cloud.start(1);
+    std::fs::write(node.root().join("etc/fleet-token"), format!("{}\n", cloud.enrollment_token("accept")))
+        .expect("token");
+    write_boot(&node, BOOT_1);
+    let mut a = agent(&node);
+    a.round();
+    let id = a.node_id().to_string();
+    cloud.stop();
+
+    // About 4 MiB of lines in 40 rounds, each with a sample of the metrics, while the endpoint is away.
+    let mut t = a.open_telemetry().expect("telemetry");
+    let (rounds, per_round) = (40u64, 750u64);
+    for r in 0..rounds {
+        log_lines(&node, r * per_round..(r + 1) * per_round);
+        t.collect().expect("collect");
+    }
+    let spool_bytes: u64 = std::fs::read_dir(node.root().join("data/edge-agent/telemetry"))
+        .expect("spool")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .sum();
+    assert!(spool_bytes <= 1_100_000, "the spool holds {spool_bytes} bytes");
+    let dropped = t.counters();
+    assert!(dropped.dropped(edge_agent::telemetry::spool::Kind::Log) > 10_000, "{dropped:?}");
+
+    cloud.start(1);
+    assert!(matches!(t.ship(), Shipped::Done(_)));
+    let status: TelemetryStatus = cloud.admin_ok("GET", &format!("/v1/admin/nodes/{id}/telemetry"), None);
+    let produced_lines = rounds * per_round;
+    assert_eq!(status.n_logs + status.counters.dropped.get("log").copied().unwrap_or(0), produced_lines);
+    let produced_samples = rounds; // one metrics record a collect: the sample set fits one record
+    assert_eq!(status.n_metrics + status.counters.dropped.get("metrics").copied().unwrap_or(0), produced_samples);
+    // The lines kept are those that were on their way when the spool filled (the first batch after the last
+    // acknowledged record is never dropped) and the newest, in order, each once.
+    let got: LogPage =
+        cloud.admin_ok("GET", &format!("/v1/admin/nodes/{id}/logs?from=first&limit=5000&grep=line"), None);
+    let numbers: Vec<u64> =
+        got.lines.iter().map(|l| l.text.trim_start_matches("line ").parse().expect("a number")).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in order, once");
+    assert_eq!(numbers.first(), Some(&0), "the head on its way was kept");
+    let newest: LogPage = cloud.admin_ok("GET", &format!("/v1/admin/nodes/{id}/logs?limit=1&grep=line"), None);
+    assert_eq!(newest.lines.first().map(|l| l.text.clone()), Some(format!("line {}", produced_lines - 1)));
+}

@@ -7,9 +7,12 @@
 //! idempotent) and prints one JSON line of totals.
 //!
 //! `... fleet_load -- run --url URL --nodes N --seconds T [--interval S] [--report-percent P] [--connections C]
-//! [--warmup W]` makes each of the N nodes poll its desired state every S seconds (60 by default), spread evenly, with
-//! `If-None-Match`, and P % of the polls (1 by default) also post one report; it runs for W + T seconds and prints one
-//! JSON line: counts by status and the latency percentiles of the last T seconds.
+//! [--warmup W] [--telemetry R]` makes each of the N nodes poll its desired state every S seconds (60 by default),
+//! spread evenly, with `If-None-Match`, and P % of the polls (1 by default) also post one report; with `--telemetry R`
+//! each poll is followed by a telemetry batch of R records (nine log lines of a busy service to one metrics record of
+//! 20 samples, zstd-compressed as the agent sends them); it runs for W + T seconds and prints one JSON line: counts by
+//! status, the latency percentiles of the last T seconds (polls, and telemetry batches apart), and the telemetry
+//! records stored a second.
 //! Latency is measured from the instant a request was due, not from when it was sent, so a generator that falls
 //! behind counts its own lateness against the endpoint (no coordinated omission): the figure can only be pessimistic.
 //! A node that has not polled yet in this run sends the ETag its connection saw last: nodes with the same desired
@@ -29,7 +32,7 @@ use fleet_wire::{digest, signature};
 use sha2::Digest as _;
 
 const USAGE: &str = "usage: fleet_load enroll --url URL --token TOKEN --nodes N [--connections C]
-       fleet_load run --url URL --nodes N --seconds T [--interval S] [--report-percent P] [--connections C] [--warmup W] [--run-id ID]";
+       fleet_load run --url URL --nodes N --seconds T [--interval S] [--report-percent P] [--connections C] [--warmup W] [--run-id ID] [--telemetry R]";
 
 /// The options of both verbs.
 struct Options {
@@ -43,6 +46,8 @@ struct Options {
     connections: usize,
     warmup: f64,
     run_id: u64,
+    /// Records in the telemetry batch each poll is followed by (0: none).
+    telemetry: usize,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -55,6 +60,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         interval: 60.0,
         report_percent: 1,
         connections: 32,
+        telemetry: 0,
         warmup: 5.0,
         run_id: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1),
     };
@@ -81,6 +87,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--connections" => o.connections = (num(value)? as usize).max(1),
             "--warmup" => o.warmup = num(value)?,
             "--run-id" => o.run_id = num(value)? as u64,
+            "--telemetry" => o.telemetry = num(value)? as usize,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -102,6 +109,7 @@ struct SimNode {
     id: NodeId,
     etag: Option<String>,
     next_seq: u64,
+    next_telemetry_seq: u64,
 }
 
 impl SimNode {
@@ -109,7 +117,13 @@ impl SimNode {
         let key = node_key(i);
         let id = NodeId::of_key(&key.verifying_key());
         // Sequence numbers only grow across runs, as a real node's do.
-        SimNode { key, id, etag: None, next_seq: run_id * 1_000_000 + 1 }
+        SimNode {
+            key,
+            id,
+            etag: None,
+            next_seq: run_id * 1_000_000 + 1,
+            next_telemetry_seq: run_id * 1_000_000_000 + 1,
+        }
     }
 }
 
@@ -138,6 +152,19 @@ impl Conn {
         etag: Option<&str>,
         body: &[u8],
     ) -> std::io::Result<Response> {
+        self.request_encoded(node, method, path, etag, body, None)
+    }
+
+    /// [`Conn::request`] with a `Content-Encoding` for the body.
+    fn request_encoded(
+        &mut self,
+        node: &SimNode,
+        method: &str,
+        path: &str,
+        etag: Option<&str>,
+        body: &[u8],
+        encoding: Option<&str>,
+    ) -> std::io::Result<Response> {
         let digest = (!body.is_empty()).then(|| digest::content_digest(body));
         let mut headers: Vec<(&str, &str)> = Vec::new();
         if let Some(d) = &digest {
@@ -164,6 +191,9 @@ impl Conn {
         }
         if let Some(e) = etag {
             head.push_str(&format!("If-None-Match: {e}\r\n"));
+        }
+        if let Some(e) = encoding {
+            head.push_str(&format!("Content-Encoding: {e}\r\n"));
         }
         head.push_str(&format!(
             "Signature-Input: {}\r\nSignature: {}\r\nContent-Length: {}\r\n\r\n",
@@ -313,6 +343,53 @@ struct Tally {
     polls: u64,
     reports: u64,
     behind_us: u64,
+    /// Microseconds from due to answered of telemetry batches, measured ones only.
+    telemetry_us: Vec<u64>,
+    batches: u64,
+    /// Records of batches answered 200 in the measured seconds.
+    records_stored: u64,
+    /// Bytes of the batches' bodies, and their records' raw bytes.
+    wire_bytes: u64,
+}
+
+/// A telemetry batch of `n` records from `first_seq`, as the agent sends it: JSON, zstd-compressed; and the bytes of
+/// its records' payloads before compression.
+fn telemetry_batch(first_seq: u64, n: usize) -> Vec<u8> {
+    use fleet_wire::telemetry::{Body, Counters, LogLine, Metrics, Record, Sample, TelemetryBatch};
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let records = (0..n as u64)
+        .map(|k| {
+            let seq = first_seq + k;
+            let body = if k % 10 == 9 {
+                let samples = (0..20)
+                    .map(|s| Sample {
+                        name: "edge_node_network_receive_bytes_total".into(),
+                        labels: [("device".to_owned(), format!("eth{s}"))].into(),
+                        value: (seq * 1000 + s) as f64,
+                    })
+                    .collect();
+                Body::Metrics(Metrics { time_ms: now_ms + k as i64, samples })
+            } else {
+                Body::Log(LogLine {
+                    time_ms: now_ms + k as i64,
+                    source: "app".into(),
+                    level: 6,
+                    text: format!(
+                        "GET /api/v1/orders/{} 200 {} bytes in {}.{:03} ms",
+                        100_000 + seq % 9973,
+                        512 + seq % 4096,
+                        seq % 50,
+                        seq % 1000
+                    ),
+                    lost: 0,
+                })
+            };
+            Record { seq, body }
+        })
+        .collect();
+    let json =
+        serde_json::to_vec(&TelemetryBatch { records, counters: Counters::default() }).expect("serialize a batch");
+    zstd::encode_all(&json[..], 3).expect("zstd in memory")
 }
 
 /// Polls for warmup + seconds, as described at the top.
@@ -391,6 +468,28 @@ fn run(o: &Options) -> ExitCode {
                             if due >= measure_from {
                                 tally.latency_us.push(due.elapsed().as_micros() as u64);
                             }
+                            if o.telemetry > 0 {
+                                let body = telemetry_batch(node.next_telemetry_seq, o.telemetry);
+                                let sent = Instant::now();
+                                let path = fleet_wire::telemetry::telemetry_path(&node.id);
+                                let r = conn.request_encoded(node, "POST", &path, None, &body, Some("zstd"));
+                                tally.batches += 1;
+                                let key = match &r {
+                                    Ok(r) => format!("telemetry {}", r.status),
+                                    Err(e) => format!("telemetry error: {}", e.kind()),
+                                };
+                                *tally.status.entry(key).or_default() += 1;
+                                if r.as_ref().is_ok_and(|r| r.status == 200) {
+                                    node.next_telemetry_seq += o.telemetry as u64;
+                                    if due >= measure_from {
+                                        tally.records_stored += o.telemetry as u64;
+                                        tally.wire_bytes += body.len() as u64;
+                                    }
+                                }
+                                if due >= measure_from {
+                                    tally.telemetry_us.push(sent.elapsed().as_micros() as u64);
+                                }
+                            }
                         }
                     }
                     tally
@@ -401,20 +500,28 @@ fn run(o: &Options) -> ExitCode {
     });
     let mut latency: Vec<u64> = tallies.iter().flat_map(|t| t.latency_us.iter().copied()).collect();
     latency.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latency.is_empty() {
+    let mut tel_latency: Vec<u64> = tallies.iter().flat_map(|t| t.telemetry_us.iter().copied()).collect();
+    tel_latency.sort_unstable();
+    let pct_of = |v: &Vec<u64>, p: f64| -> f64 {
+        if v.is_empty() {
             return f64::NAN;
         }
-        let idx = ((latency.len() as f64 * p).ceil() as usize).clamp(1, latency.len()) - 1;
-        latency[idx] as f64 / 1000.0
+        let idx = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+        v[idx] as f64 / 1000.0
     };
+    let pct = |p: f64| pct_of(&latency, p);
+    let records_stored: u64 = tallies.iter().map(|t| t.records_stored).sum();
     let mut status = std::collections::BTreeMap::<String, u64>::new();
     for t in &tallies {
         for (k, v) in &t.status {
             *status.entry(k.clone()).or_default() += v;
         }
     }
-    let ok = status.iter().filter(|(k, _)| ["200", "304"].contains(&k.as_str())).map(|(_, v)| v).sum::<u64>();
+    let ok = status
+        .iter()
+        .filter(|(k, _)| ["200", "304", "telemetry 200"].contains(&k.as_str()))
+        .map(|(_, v)| v)
+        .sum::<u64>();
     let total = status.values().sum::<u64>();
     println!(
         "{}",
@@ -435,6 +542,12 @@ fn run(o: &Options) -> ExitCode {
             "p999_ms": pct(0.999),
             "max_ms": pct(1.0),
             "generator_behind_max_ms": tallies.iter().map(|t| t.behind_us).max().unwrap_or(0) as f64 / 1000.0,
+            "telemetry_batches": tallies.iter().map(|t| t.batches).sum::<u64>(),
+            "telemetry_records_stored": records_stored,
+            "telemetry_records_per_second": records_stored as f64 / o.seconds,
+            "telemetry_wire_bytes_per_record": tallies.iter().map(|t| t.wire_bytes).sum::<u64>() as f64 / records_stored.max(1) as f64,
+            "telemetry_p50_ms": pct_of(&tel_latency, 0.50),
+            "telemetry_p99_ms": pct_of(&tel_latency, 0.99),
         })
     );
     if ok == total {
