@@ -74,6 +74,8 @@ pub struct ServiceView<'a> {
     pub n_restarts: u32,
     /// Its last `STATUS=`.
     pub status: &'a str,
+    /// Crashes it may still have within its window.
+    pub crash_budget_left: u32,
 }
 
 /// What the status reply shows: every service, the data partition, the watchdog and the health answer.
@@ -85,6 +87,8 @@ pub struct View<'a> {
     pub data: &'a str,
     /// The hardware watchdog, in words.
     pub watchdog: String,
+    /// The last reset was the watchdog's.
+    pub watchdog_reset: bool,
     /// `Ok`, or what is not ready.
     pub health: Result<(), NotReady>,
 }
@@ -116,9 +120,17 @@ impl View<'_> {
     pub fn status(&self) -> Status {
         Status {
             schema: STATUS_SCHEMA.to_owned(),
-            services: self.services.iter().map(|s| service_status(s.name, s.state, s.n_restarts, s.status)).collect(),
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceStatus {
+                    crash_budget_left: s.crash_budget_left,
+                    ..service_status(s.name, s.state, s.n_restarts, s.status)
+                })
+                .collect(),
             data: self.data.to_owned(),
             watchdog: self.watchdog.clone(),
+            watchdog_reset: self.watchdog_reset,
             health: self.health.as_ref().map_or_else(ToString::to_string, |()| "ok".to_owned()),
         }
     }
@@ -147,6 +159,7 @@ fn service_status(name: &str, state: &State, n_restarts: u32, status: &str) -> S
         signal,
         reason,
         n_restarts,
+        crash_budget_left: 0,
         status: status.to_owned(),
     }
 }
@@ -195,11 +208,12 @@ mod tests {
         let (up, failed) = (State::Up { pid: 212, since: Duration::ZERO }, State::Failed { reason: "crashed".into() });
         let view = View {
             services: vec![
-                ServiceView { name: "app", state: &up, n_restarts: 0, status: "serving" },
-                ServiceView { name: "update-boot", state: &failed, n_restarts: 2, status: "" },
+                ServiceView { name: "app", state: &up, n_restarts: 0, status: "serving", crash_budget_left: 5 },
+                ServiceView { name: "update-boot", state: &failed, n_restarts: 2, status: "", crash_budget_left: 0 },
             ],
             data: "mounted /dev/vda4 on /data",
             watchdog: "none".into(),
+            watchdog_reset: false,
             health: Err(NotReady { services: vec!["update-boot failed: crashed".into()] }),
         };
         assert_eq!(
@@ -211,6 +225,7 @@ mod tests {
         assert!(json.starts_with(
             "{\"schema\":\"edge-init.status/1\",\"services\":[{\"name\":\"app\",\"state\":\"up\",\"pid\":212,"
         ));
-        assert!(json.ends_with(",\"health\":\"update-boot failed: crashed\"}"), "{json}");
+        assert!(json.ends_with(",\"watchdog_reset\":false,\"health\":\"update-boot failed: crashed\"}"), "{json}");
+        assert!(json.contains("\"n_restarts\":0,\"crash_budget_left\":5,\"status\":\"serving\""), "{json}");
     }
 }

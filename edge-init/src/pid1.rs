@@ -741,6 +741,7 @@ impl Init {
 
     /// What `ctl status` shows.
     fn view(&self) -> View<'_> {
+        let now = self.now();
         let services = self
             .sup
             .svcs
@@ -751,9 +752,16 @@ impl Init {
                 state: &s.state,
                 n_restarts: self.services[i].restarts,
                 status: &self.services[i].status,
+                crash_budget_left: self.sup.crash_budget_left(i, now),
             })
             .collect();
-        View { services, data: &self.data, watchdog: self.watchdog_text(), health: self.sup.healthy(None) }
+        View {
+            services,
+            data: &self.data,
+            watchdog: self.watchdog_text(),
+            watchdog_reset: self.watchdog.as_ref().is_some_and(|(w, _)| w.reset_by_watchdog()),
+            health: self.sup.healthy(None),
+        }
     }
 
     fn watchdog_text(&self) -> String {

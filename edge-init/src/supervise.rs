@@ -401,6 +401,17 @@ impl Supervisor {
         }
     }
 
+    /// Crashes service `idx` may still have within its window at `now` before it is given up (0 once it is).
+    pub fn crash_budget_left(&self, idx: usize, now: Duration) -> u32 {
+        let s = &self.svcs[idx];
+        if matches!(s.state, State::Failed { .. }) {
+            return 0;
+        }
+        // A crash marked but not yet counted (a start that timed out) counts already.
+        let recent = s.crashes.iter().filter(|&&t| t == Duration::MAX || now.saturating_sub(t) < s.spec.crash_window);
+        s.spec.crash_budget.saturating_sub(recent.count() as u32)
+    }
+
     /// Counts a crash; restarts after the backoff, or gives up past the budget.
     fn crashed(&mut self, idx: usize, now: Duration, exit: Option<Exit>) {
         let s = &mut self.svcs[idx];
@@ -515,6 +526,7 @@ mod tests {
         assert_eq!(run(&mut s, secs(1), c, &mut pid), [1]);
         assert_eq!(s.svcs[1].state, State::Up { pid: 101, since: secs(1) });
         assert_eq!(s.healthy(None), Ok(()));
+        assert_eq!(s.crash_budget_left(1, secs(1)), 2);
         // `app` crashes: backoff 1 s, then 2 s; the third crash in the window is past the budget of 2.
         assert!(s.step(secs(2), Input::Exited { pid: 101, exit: Exit::Signal(11) }).is_empty());
         assert_eq!(s.svcs[1].state, State::Backoff { until: secs(3) });
@@ -522,13 +534,18 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(secs(3)));
         let c = s.step(secs(3), Input::Tick);
         assert_eq!(run(&mut s, secs(3), c, &mut pid), [1]);
+        assert_eq!(s.crash_budget_left(1, secs(3)), 1);
         s.step(secs(4), Input::Exited { pid: 102, exit: Exit::Code(1) });
         assert_eq!(s.svcs[1].state, State::Backoff { until: secs(6) });
+        assert_eq!(s.crash_budget_left(1, secs(4)), 0);
+        // Outside the window the crashes no longer count.
+        assert_eq!(s.crash_budget_left(1, secs(103)), 1);
         let c = s.step(secs(6), Input::Tick);
         assert_eq!(run(&mut s, secs(6), c, &mut pid), [1]);
         s.step(secs(7), Input::Exited { pid: 103, exit: Exit::Code(1) });
         assert!(matches!(s.svcs[1].state, State::Failed { .. }), "{:?}", s.svcs[1].state);
         assert!(s.healthy(None).is_err_and(|e| e.to_string().contains("failed")));
+        assert_eq!(s.crash_budget_left(1, secs(200)), 0, "a failed service has none left");
         // An operator's start clears the budget.
         let c = s.step(secs(8), Input::Start("app".into()));
         assert_eq!(run(&mut s, secs(8), c, &mut pid), [1]);

@@ -146,6 +146,8 @@ pub struct Watchdog {
     identity: String,
     timeout: Option<Duration>,
     keepalive_ioctl: bool,
+    /// The driver's boot status says the last reset was the watchdog's.
+    reset_by_watchdog: bool,
 }
 
 impl fmt::Debug for Watchdog {
@@ -222,14 +224,27 @@ impl Watchdog {
                 None
             }
         };
-        match sys::boot_status(fd.as_fd()) {
+        let reset_by_watchdog = match sys::boot_status(fd.as_fd()) {
             Ok(bits) if bits & sys::CARDRESET != 0 => {
-                log::warn!("watchdog {identity}: the last reset was a watchdog reset (bootstatus {bits:#x})")
+                log::warn!("watchdog {identity}: the last reset was a watchdog reset (bootstatus {bits:#x})");
+                true
             }
-            Ok(bits) => log::debug!("watchdog {identity}: bootstatus {bits:#x}"),
-            Err(e) => log::debug!("watchdog {identity}: no bootstatus: {e}"),
-        }
-        Ok(Some(Watchdog { fd, path, identity, timeout, keepalive_ioctl: info.options & sys::KEEPALIVEPING != 0 }))
+            Ok(bits) => {
+                log::debug!("watchdog {identity}: bootstatus {bits:#x}");
+                false
+            }
+            Err(e) => {
+                log::debug!("watchdog {identity}: no bootstatus: {e}");
+                false
+            }
+        };
+        let keepalive_ioctl = info.options & sys::KEEPALIVEPING != 0;
+        Ok(Some(Watchdog { fd, path, identity, timeout, keepalive_ioctl, reset_by_watchdog }))
+    }
+
+    /// Whether the last reset was the watchdog's (its driver's boot status).
+    pub fn reset_by_watchdog(&self) -> bool {
+        self.reset_by_watchdog
     }
 
     /// The device node.

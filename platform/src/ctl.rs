@@ -227,6 +227,9 @@ pub struct Status {
     pub data: String,
     /// The hardware watchdog, as the text form says it (`none` when there is none).
     pub watchdog: String,
+    /// The watchdog's driver says the last reset was its own (`WDIOF_CARDRESET` in its boot status): the node hung.
+    #[serde(default)]
+    pub watchdog_reset: bool,
     /// `ok`, or what is not ready, as `health` answers.
     pub health: String,
 }
@@ -248,6 +251,9 @@ pub struct ServiceStatus {
     pub reason: Option<String>,
     /// How many times it was started again since boot.
     pub n_restarts: u32,
+    /// Crashes it may still have within its crash window before it is given up (0 once `failed`).
+    #[serde(default)]
+    pub crash_budget_left: u32,
     /// Its last `STATUS=` (empty when none).
     pub status: String,
 }
@@ -295,11 +301,12 @@ impl Status {
     pub fn to_json(&self) -> String {
         let svcs: Vec<String> = self.services.iter().map(ServiceStatus::to_json).collect();
         format!(
-            "{{\"schema\":{},\"services\":[{}],\"data\":{},\"watchdog\":{},\"health\":{}}}",
+            "{{\"schema\":{},\"services\":[{}],\"data\":{},\"watchdog\":{},\"watchdog_reset\":{},\"health\":{}}}",
             json_string(&self.schema),
             svcs.join(","),
             json_string(&self.data),
             json_string(&self.watchdog),
+            self.watchdog_reset,
             json_string(&self.health)
         )
     }
@@ -309,10 +316,11 @@ impl ServiceStatus {
     /// One object of JSON, fields in the documented order.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"name\":{},{},\"n_restarts\":{},\"status\":{}}}",
+            "{{\"name\":{},{},\"n_restarts\":{},\"crash_budget_left\":{},\"status\":{}}}",
             json_string(&self.name),
             self.state_fields(),
             self.n_restarts,
+            self.crash_budget_left,
             json_string(&self.status)
         )
     }
@@ -426,6 +434,7 @@ mod tests {
             signal: None,
             reason: reason.map(Into::into),
             n_restarts: 2,
+            crash_budget_left: 3,
             status: "serving\tnow".into(),
         }
     }
@@ -442,6 +451,7 @@ mod tests {
             ],
             data: "mounted /dev/vda4 on /data".into(),
             watchdog: "none".into(),
+            watchdog_reset: true,
             health: "ok".into(),
         };
         let json = status.to_json();
@@ -452,7 +462,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<serde_json::Value>(&json).expect("valid"), by_serde);
         assert!(json.starts_with(
             "{\"schema\":\"edge-init.status/1\",\"services\":[{\"name\":\"a\\\"pp\",\"state\":\"up\",\"pid\":212,\
-             \"exit_code\":null,\"signal\":null,\"reason\":null,\"n_restarts\":2,\"status\":\"serving\\u0009now\"}"
+             \"exit_code\":null,\"signal\":null,\"reason\":null,\"n_restarts\":2,\"crash_budget_left\":3,\
+             \"status\":\"serving\\u0009now\"}"
         ));
     }
 

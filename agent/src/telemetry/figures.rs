@@ -66,6 +66,16 @@ pub const CATALOG: &[Metric] = &[
         "service",
         "1 when the service spent its crash budget and edge-init gave up on it",
     ),
+    gauge(
+        "edge_init_service_crash_budget_left",
+        "service",
+        "crashes the service may still have within its crash window",
+    ),
+    gauge(
+        "edge_init_watchdog_reset",
+        "",
+        "1 when the watchdog's driver says the last reset was its own (the node hung)",
+    ),
     gauge("edge_update_phase", "phase", "1 for the updater's journal phase (idle when none)"),
     gauge(
         "edge_update_slot_info",
@@ -298,6 +308,11 @@ impl Sampler {
             out.push(sample("edge_init_service_up", &[("service", &name)], up));
             out.push(sample("edge_init_service_restarts_total", &[("service", &name)], f64::from(s.n_restarts)));
             out.push(sample("edge_init_service_failed", &[("service", &name)], failed));
+            let left = f64::from(s.crash_budget_left);
+            out.push(sample("edge_init_service_crash_budget_left", &[("service", &name)], left));
+        }
+        if let Some(i) = init {
+            out.push(sample("edge_init_watchdog_reset", &[], f64::from(u8::from(i.watchdog_reset))));
         }
         if let Some((slots, phase)) = update {
             out.push(sample("edge_update_phase", &[("phase", phase.as_deref().unwrap_or("idle"))], 1.0));
@@ -385,12 +400,34 @@ mod tests {
         }
         std::fs::create_dir_all(&paths.data_mount).expect("data");
         let mut sampler = Sampler::new(3);
-        let s = sampler.sample(&paths, None, None, &Own::default());
+        let init = platform::ctl::Status {
+            schema: platform::ctl::STATUS_SCHEMA.into(),
+            services: vec![platform::ctl::ServiceStatus {
+                name: "app".into(),
+                state: platform::ctl::ServiceState::Up,
+                pid: Some(7),
+                exit_code: None,
+                signal: None,
+                reason: None,
+                n_restarts: 2,
+                crash_budget_left: 3,
+                status: String::new(),
+            }],
+            data: String::new(),
+            watchdog: String::new(),
+            watchdog_reset: true,
+            health: "ok".into(),
+        };
+        let s = sampler.sample(&paths, Some(&init), None, &Own::default());
         let get = |n: &str| s.iter().find(|x| x.name == n).map(|x| x.value);
         assert_eq!(get("edge_node_load1"), Some(0.42));
         assert_eq!(get("edge_node_memory_available_bytes"), Some(512_000.0));
         assert_eq!(get("edge_node_uptime_seconds"), Some(123.45));
         assert_eq!(get("edge_node_boots_total"), Some(3.0));
+        assert_eq!(get("edge_init_service_up"), Some(1.0));
+        assert_eq!(get("edge_init_service_restarts_total"), Some(2.0));
+        assert_eq!(get("edge_init_service_crash_budget_left"), Some(3.0));
+        assert_eq!(get("edge_init_watchdog_reset"), Some(1.0));
         assert!(get("edge_node_data_size_bytes").is_some_and(|v| v > 0.0));
         for x in &s {
             x.check().expect("every sample passes the protocol's check");
