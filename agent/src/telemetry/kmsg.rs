@@ -161,8 +161,11 @@ pub fn take(next_seq: &mut u64, record_seq: u64) -> Option<u64> {
 /// test's, a saved log) is read by lines all the same, so both go through one parser.
 pub struct Kmsg {
     file: File,
-    /// Bytes read and not yet taken (a record's line not yet whole, in a file).
+    /// Bytes read; those from `pos` on are not yet taken (a record's line not yet whole, in a file).
     pending: Vec<u8>,
+    pos: usize,
+    /// Where the next read goes (one allocation for the reader's life).
+    buf: Vec<u8>,
 }
 
 /// The longest record the kernel hands out (it refuses a smaller buffer with `EINVAL`).
@@ -171,27 +174,34 @@ const RECORD_BUFFER: usize = 16 << 10;
 impl Kmsg {
     /// Opens the kernel log at `path`, at its oldest record.
     pub fn open(path: &Path) -> io::Result<Kmsg> {
-        Ok(Kmsg { file: crate::sys::open_nonblocking(path)?, pending: Vec::new() })
+        Ok(Kmsg {
+            file: crate::sys::open_nonblocking(path)?,
+            pending: Vec::new(),
+            pos: 0,
+            buf: vec![0u8; RECORD_BUFFER],
+        })
     }
 
     /// The next record, `None` when there is none yet. Records the ring overwrote since the last read are passed
     /// over by the kernel (`EPIPE`); the gap in `seq` says how many.
     pub fn next_record(&mut self) -> io::Result<Option<Record>> {
-        let mut buf = vec![0u8; RECORD_BUFFER];
         loop {
-            while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=nl).collect();
+            while let Some(nl) = self.pending[self.pos..].iter().position(|&b| b == b'\n') {
+                let line = &self.pending[self.pos..self.pos + nl + 1];
+                self.pos += nl + 1;
                 // Continuation lines (` KEY=VALUE`) belong to the record before; they are not kept.
                 if line.first() == Some(&b' ') {
                     continue;
                 }
-                if let Some(r) = parse(&line) {
+                if let Some(r) = parse(line) {
                     return Ok(Some(r));
                 }
             }
-            match self.file.read(&mut buf) {
+            self.pending.drain(..self.pos);
+            self.pos = 0;
+            match self.file.read(&mut self.buf) {
                 Ok(0) => return Ok(None),
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Ok(n) => self.pending.extend_from_slice(&self.buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

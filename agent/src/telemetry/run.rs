@@ -86,7 +86,6 @@ impl Telemetry {
             init_socket: config.init_socket.clone(),
             update_config: config.update_config.clone(),
             boot,
-            boot_ms: now_ms() - crate::sys::monotonic_ms(),
             next_seq,
             kmsg: None,
             kmsg_error: None,
@@ -171,7 +170,6 @@ struct Collector {
     init_socket: PathBuf,
     update_config: PathBuf,
     boot: [u8; 16],
-    boot_ms: i64,
     next_seq: u64,
     kmsg: Option<Kmsg>,
     kmsg_error: Option<String>,
@@ -240,6 +238,9 @@ impl Collector {
     /// Spools every kernel log record there is; whether any was added.
     fn drain(&mut self, shared: &Shared) -> bool {
         let Some(k) = self.kmsg.as_mut() else { return false };
+        // The wall-clock time of the boot, as of now: a clock set after boot (NTP on a node without a real-time
+        // clock) dates the lines read from then on by the corrected clock.
+        let boot_ms = now_ms() - crate::sys::monotonic_ms();
         let mut added = false;
         loop {
             let record = match k.next_record() {
@@ -254,7 +255,7 @@ impl Collector {
             if lost > 0 {
                 lock(&shared.own).kmsg_lost += lost;
             }
-            let line = super::kmsg::line(&record, self.boot_ms, lost);
+            let line = super::kmsg::line(&record, boot_ms, lost);
             let payload = serde_json::to_vec(&Body::Log(line)).expect("a log line serializes");
             let mark = Position { boot: self.boot, next_seq: self.next_seq }.to_mark();
             let mut spool = lock(&shared.spool);

@@ -300,6 +300,12 @@ fn frame_crc(seq: u64, kind: u8, mark: &[u8], payload: &[u8]) -> u32 {
 /// Encodes one frame (docs/telemetry.md, "Segments").
 pub fn encode_frame(seq: u64, kind: Kind, mark: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER + mark.len() + payload.len());
+    encode_frame_into(&mut out, seq, kind, mark, payload);
+    out
+}
+
+/// [`encode_frame`] at the end of `out`.
+fn encode_frame_into(out: &mut Vec<u8>, seq: u64, kind: Kind, mark: &[u8], payload: &[u8]) {
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&frame_crc(seq, kind.byte(), mark, payload).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
@@ -307,7 +313,6 @@ pub fn encode_frame(seq: u64, kind: Kind, mark: &[u8], payload: &[u8]) -> Vec<u8
     out.push(mark.len() as u8);
     out.extend_from_slice(mark);
     out.extend_from_slice(payload);
-    out
 }
 
 /// A frame decoded from the front of `bytes`, and its length; `None` when the bytes are not a whole, intact frame.
@@ -632,17 +637,17 @@ impl<F: SpoolFs> Spool<F> {
             return Err(Error::TelemetryRecord { bytes: payload.len(), mark_bytes: mark.len() });
         }
         let seq = self.last_seq + 1;
-        let frame = encode_frame(seq, kind, mark, payload);
+        let frame_len = FRAME_HEADER + mark.len() + payload.len();
         let need_new = match self.segments.last() {
             None => true,
-            Some(s) => s.sealed || s.bytes + (self.buffer.len() + frame.len()) as u64 > self.limits.segment_bytes,
+            Some(s) => s.sealed || s.bytes + (self.buffer.len() + frame_len) as u64 > self.limits.segment_bytes,
         };
         if need_new {
             // Every segment but the last is synced whole: `sync` reaches only the one appended to.
             self.sync()?;
             self.start_segment(seq)?;
         }
-        self.buffer.extend_from_slice(&frame);
+        encode_frame_into(&mut self.buffer, seq, kind, mark, payload);
         self.last_seq = seq;
         *self.segments.last_mut().expect("a segment was started").n_kind.entry(kind).or_default() += 1;
         if !mark.is_empty() {
