@@ -58,6 +58,8 @@ export BENCH_F=$f BENCH_ROOT=$root BENCH_RUNS_N=$runs BENCH_LADDER=$nodes_ladder
     BENCH_WARMUP=$warmup BENCH_BUNDLE_MIB=$bundle_mib BENCH_PARTS=$parts BENCH_ROLLOUT_NODES=$rollout_nodes
 python3 - <<'PY'
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.environ["BENCH_ROOT"], "bench"))
+from benchlib import free_port, run, wait_port
 
 f = os.environ["BENCH_F"]
 bindir = os.path.join(f, "bin")
@@ -73,24 +75,6 @@ if "rollout" in parts:
 rollout_nodes = int(os.environ["BENCH_ROLLOUT_NODES"])
 cloud, image, load = (os.path.join(bindir, b) for b in ("edge-cloud", "edge-image", "fleet_load"))
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-def wait_port(port, proc, what):
-    for _ in range(600):
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited: {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{what} did not listen on {port}")
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
 
 # A bundle signed by a key the endpoint trusts: random bytes (so zstd leaves it as large as it is).
 keys = os.path.join(f, "keys")

@@ -61,7 +61,9 @@ fi
 export BENCH_F=$f BENCH_ROOT=$root BENCH_RUNS_N=$runs BENCH_NODES=$nodes BENCH_RECORDS=$records \
     BENCH_SECONDS=$seconds BENCH_WARMUP=$warmup BENCH_PARTS=$parts
 python3 - <<'PY'
-import json, os, signal, socket, statistics, subprocess, sys, tempfile, time
+import json, os, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.environ["BENCH_ROOT"], "bench"))
+from benchlib import free_port, run, stop, wait_port
 
 f = os.environ["BENCH_F"]
 runs = int(os.environ["BENCH_RUNS_N"])
@@ -75,32 +77,6 @@ if "agent" in parts:
     med = lambda k: statistics.median(s[k] for s in samples)
     results["agent"] = {k: med(k) for k in samples[0] if k != "lines"} | {"lines": samples[0]["lines"], "runs": samples}
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-def wait_port(port, proc, what):
-    for _ in range(600):
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited: {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{what} did not listen on {port}")
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 cloud, load = (os.path.join(f, "bin", b) for b in ("edge-cloud", "fleet_load"))
 
@@ -156,7 +132,6 @@ def ingest(name, database_url=None):
 if "ingest-sqlite" in parts:
     results["ingest_sqlite"] = ingest("ingest-sqlite")
 if "ingest-postgres" in parts:
-    sys.path.insert(0, os.path.join(os.environ["BENCH_ROOT"], "bench"))
     pg_dir = tempfile.mkdtemp(dir=f)
     os.chmod(pg_dir, 0o777)
     bindir = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1]

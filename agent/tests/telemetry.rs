@@ -36,18 +36,24 @@ fn logs(cloud: &Endpoint, id: &str) -> LogPage {
     cloud.admin_ok("GET", &format!("/v1/admin/nodes/{id}/logs?from=first&limit=5000"), None)
 }
 
-#[test]
-fn logs_and_metrics_arrive_once_in_order_across_outages_restarts_and_boots() {
-    let node = Node::new("http://127.0.0.1:9");
+/// The endpoint serving, the node enrolled (accepted at once) in its first boot; the agent open, and the node's id.
+fn enrolled(node: &Node) -> (Endpoint, edge_agent::agent::Agent<support::TestClock>, String) {
     let mut cloud = Endpoint::new(Database::Sqlite, &node.root().join("etc/keys/test.pub"), None);
-    support::point_at(&node, &cloud.url());
+    support::point_at(node, &cloud.url());
     cloud.start(1);
     std::fs::write(node.root().join("etc/fleet-token"), format!("{}\n", cloud.enrollment_token("accept")))
         .expect("token");
-    write_boot(&node, BOOT_1);
-    let mut a = agent(&node);
+    write_boot(node, BOOT_1);
+    let mut a = agent(node);
     a.round();
     let id = a.node_id().to_string();
+    (cloud, a, id)
+}
+
+#[test]
+fn logs_and_metrics_arrive_once_in_order_across_outages_restarts_and_boots() {
+    let node = Node::new("http://127.0.0.1:9");
+    let (mut cloud, a, id) = enrolled(&node);
 
     // The first records of the boot, and a sample.
     log_lines(&node, 0..20);
@@ -115,15 +121,7 @@ fn offline_past_the_bound_stored_plus_dropped_is_produced() {
     let mut config = std::fs::read_to_string(&node.config).expect("config");
     config.push_str("telemetry_spool_max_bytes = 1048576\ntelemetry_batch_records = 500\n");
     std::fs::write(&node.config, config).expect("config");
-    let mut cloud = Endpoint::new(Database::Sqlite, &node.root().join("etc/keys/test.pub"), None);
-    support::point_at(&node, &cloud.url());
-    cloud.start(1);
-    std::fs::write(node.root().join("etc/fleet-token"), format!("{}\n", cloud.enrollment_token("accept")))
-        .expect("token");
-    write_boot(&node, BOOT_1);
-    let mut a = agent(&node);
-    a.round();
-    let id = a.node_id().to_string();
+    let (mut cloud, a, id) = enrolled(&node);
     cloud.stop();
 
     // About 4 MiB of lines in 40 rounds, each with a sample of the metrics, while the endpoint is away.
@@ -139,7 +137,7 @@ fn offline_past_the_bound_stored_plus_dropped_is_produced() {
         .sum();
     assert!(spool_bytes <= 1_100_000, "the spool holds {spool_bytes} bytes");
     let dropped = t.counters();
-    assert!(dropped.dropped(edge_agent::telemetry::spool::Kind::Log) > 10_000, "{dropped:?}");
+    assert!(dropped.dropped_of("log") > 10_000, "{dropped:?}");
 
     cloud.start(1);
     assert!(matches!(t.ship(), Shipped::Done(_)));

@@ -61,6 +61,13 @@ pub struct Counters {
     pub torn_bytes: u64,
 }
 
+impl Counters {
+    /// Records of kind `kind` (`log`, `metrics`) dropped.
+    pub fn dropped_of(&self, kind: &str) -> u64 {
+        self.dropped.get(kind).copied().unwrap_or(0)
+    }
+}
+
 /// One record: its number and what it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -331,7 +331,7 @@ impl Sampler {
             out.push(sample(
                 "edge_agent_spool_dropped_records_total",
                 &[("kind", w)],
-                own.counters.dropped(kind) as f64,
+                own.counters.dropped_of(w) as f64,
             ));
             let spooled = own.spooled.get(w).copied().unwrap_or(0);
             out.push(sample("edge_agent_telemetry_records_total", &[("kind", w)], spooled as f64));

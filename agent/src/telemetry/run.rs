@@ -323,12 +323,7 @@ pub fn batch_json(records: &[super::spool::Stored], counters: &super::spool::Cou
         out.extend_from_slice(&r.payload[1..]);
     }
     out.extend_from_slice(b"],\"counters\":");
-    let wire = fleet_wire::telemetry::Counters {
-        dropped: counters.dropped.clone(),
-        damaged: counters.damaged,
-        torn_bytes: counters.torn_bytes,
-    };
-    out.extend_from_slice(&serde_json::to_vec(&wire).expect("counters serialize"));
+    out.extend_from_slice(&serde_json::to_vec(counters).expect("counters serialize"));
     out.push(b'}');
     out
 }

@@ -189,28 +189,9 @@ impl SpoolFs for DiskFs {
     }
 }
 
-/// What the spool has lost, cumulative over the node's life; shipped with every batch and kept in the metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Counters {
-    /// Records not yet acknowledged that went with the oldest segment when the spool was full, per kind's word.
-    #[serde(default)]
-    pub dropped: BTreeMap<String, u64>,
-    /// Synced records that did not read back (damage in the middle of a segment), counted from the gap in `seq`.
-    #[serde(default)]
-    pub damaged: u64,
-    /// Bytes of torn or damaged tails cut off at open (records that were never synced, or damage at a segment's
-    /// end, whose number cannot be known).
-    #[serde(default)]
-    pub torn_bytes: u64,
-}
-
-impl Counters {
-    /// Records of `kind` dropped when the spool was full.
-    pub fn dropped(&self, kind: Kind) -> u64 {
-        self.dropped.get(kind.word()).copied().unwrap_or(0)
-    }
-}
+/// What the spool has lost, cumulative over the node's life: the protocol's counters (`dropped` per kind's word,
+/// `damaged`, `torn_bytes`), kept in the metadata as they are shipped with every batch.
+pub use fleet_wire::telemetry::Counters;
 
 /// A source's position, saved in the frame of a record it produced (`kmsg`: the boot and the ring's `seq`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1036,9 +1017,9 @@ mod tests {
         let c = spool.counters().clone();
         let read = spool.read(0, 100_000, usize::MAX).expect("read");
         assert_eq!((1..=10).collect::<Vec<u64>>(), read.iter().take(10).map(|r| r.seq).collect::<Vec<_>>());
-        assert_eq!(read.len() as u64 + c.dropped(Kind::Log) + c.dropped(Kind::Metrics), 2000);
+        assert_eq!(read.len() as u64 + c.dropped_of("log") + c.dropped_of("metrics"), 2000);
         let dropped_metrics = (11..=2000u64).filter(|s| (s - 1) % 4 == 0 && !read.iter().any(|r| r.seq == *s)).count();
-        assert_eq!(c.dropped(Kind::Metrics), dropped_metrics as u64);
+        assert_eq!(c.dropped_of("metrics"), dropped_metrics as u64);
         assert_eq!(spool.n_pending(), read.len() as u64);
     }
 }

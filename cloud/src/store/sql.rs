@@ -256,6 +256,19 @@ macro_rules! store_impl {
             row.as_ref().map(node_row).transpose()
         }
 
+        /// Refuses (404) a node id the store does not know, whatever its status.
+        async fn require_node(conn: &mut $conn, id: &str) -> Result<()> {
+            let exists = sqlx::query("SELECT id FROM nodes WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("read a node"))?;
+            match exists {
+                Some(_) => Ok(()),
+                None => Err(Refusal::NotFound { what: "node", id: id.to_owned() }.into()),
+            }
+        }
+
         async fn lock_node_found(conn: &mut $conn, id: &str) -> Result<NodeRow> {
             lock_node(conn, id).await?.ok_or_else(|| Refusal::NotFound { what: "node", id: id.to_owned() }.into())
         }
@@ -1388,14 +1401,7 @@ macro_rules! store_impl {
             fn events<'a>(&'a self, node: &'a str, limit: u32, offset: u64) -> StoreFuture<'a, EventPage> {
                 Box::pin(async move {
                     let mut conn = self.read().await?;
-                    let exists = sqlx::query("SELECT id FROM nodes WHERE id = $1")
-                        .bind(node)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(db("read a node"))?;
-                    if exists.is_none() {
-                        return Err(Refusal::NotFound { what: "node", id: node.to_owned() }.into());
-                    }
+                    require_node(&mut conn, node).await?;
                     events_page(&mut conn, node, limit, offset).await
                 })
             }

@@ -306,14 +306,7 @@ macro_rules! telemetry_impl {
             fn node_logs<'a>(&'a self, node: &'a str, query: &'a LogQuery) -> StoreFuture<'a, LogPage> {
                 Box::pin(async move {
                     let mut conn = self.read().await?;
-                    let exists = sqlx::query("SELECT 1 FROM nodes WHERE id = $1")
-                        .bind(node)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(db("read a node"))?;
-                    if exists.is_none() {
-                        return Err(Refusal::NotFound { what: "node", id: node.to_owned() }.into());
-                    }
+                    require_node(&mut conn, node).await?;
                     let after = i64::try_from(query.after).unwrap_or(i64::MAX);
                     let grep = query.grep.clone().unwrap_or_default();
                     // Without `after`, the newest `limit` lines (then shown oldest first); with it, the next ones.
