@@ -22,15 +22,24 @@ const AGENT: Duration = Duration::from_secs(600);
 
 /// The ticker's lines the endpoint holds, by boot tag, in the endpoint's order: (number, lines lost before it).
 fn ticks(ep: &Endpoint, id: &str) -> std::collections::BTreeMap<String, Vec<(u64, u64)>> {
-    let page: fleet_wire::telemetry::LogPage =
-        ep.admin_ok("GET", &format!("/v1/admin/nodes/{id}/logs?from=first&limit=5000&grep=tick%20"), None);
     let mut by_boot: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
-    for l in page.lines.iter().filter(|l| l.source == "ticker") {
-        let mut words = l.text.split_whitespace().skip(1);
-        let (Some(boot), Some(n)) = (words.next(), words.next().and_then(|n| n.parse().ok())) else { continue };
-        by_boot.entry(boot.to_owned()).or_default().push((n, l.lost));
+    let mut after = 0;
+    loop {
+        let page: fleet_wire::telemetry::LogPage = ep.admin_ok(
+            "GET",
+            &format!("/v1/admin/nodes/{id}/logs?after={after}&from=first&limit=5000&grep=tick%20"),
+            None,
+        );
+        if page.lines.is_empty() {
+            return by_boot;
+        }
+        after = page.next_after;
+        for l in page.lines.iter().filter(|l| l.source == "ticker") {
+            let mut words = l.text.split_whitespace().skip(1);
+            let (Some(boot), Some(n)) = (words.next(), words.next().and_then(|n| n.parse().ok())) else { continue };
+            by_boot.entry(boot.to_owned()).or_default().push((n, l.lost));
+        }
     }
-    by_boot
 }
 
 fn kinds(reports: &[Report]) -> Vec<(ReportKind, Option<String>)> {
