@@ -9,8 +9,8 @@
 //! `... fleet_load -- run --url URL --nodes N --seconds T [--interval S] [--report-percent P] [--connections C]
 //! [--warmup W] [--telemetry R]` makes each of the N nodes poll its desired state every S seconds (60 by default),
 //! spread evenly, with `If-None-Match`, and P % of the polls (1 by default) also post one report; with `--telemetry R`
-//! each poll is followed by a telemetry batch of R records (nine log lines of a busy service to one metrics record of
-//! 20 samples, zstd-compressed as the agent sends them); it runs for W + T seconds and prints one JSON line: counts by
+//! each poll is followed by a telemetry batch of R records (a metrics record of 60 samples, the node's sample of the
+//! minute, and R - 1 log lines of a busy service, zstd-compressed as the agent sends them); it runs for W + T seconds and prints one JSON line: counts by
 //! status, the latency percentiles of the last T seconds (polls, and telemetry batches apart), and the telemetry
 //! records stored a second.
 //! Latency is measured from the instant a request was due, not from when it was sent, so a generator that falls
@@ -360,8 +360,10 @@ fn telemetry_batch(first_seq: u64, n: usize) -> Vec<u8> {
     let records = (0..n as u64)
         .map(|k| {
             let seq = first_seq + k;
-            let body = if k % 10 == 9 {
-                let samples = (0..20)
+            // A node samples its metrics once a minute (the agent's default) and sends a batch a minute: the
+            // batch's first record is that sample, the rest are log lines.
+            let body = if k == 0 {
+                let samples = (0..60)
                     .map(|s| Sample {
                         name: "edge_node_network_receive_bytes_total".into(),
                         labels: [("device".to_owned(), format!("eth{s}"))].into(),
