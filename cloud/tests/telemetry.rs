@@ -19,6 +19,7 @@ both!(
     logs_are_kept_within_their_size,
     decommission_deletes_the_telemetry,
     the_cli_reads_and_follows_a_node_s_logs,
+    lines_go_when_older_than_their_retention,
 );
 
 fn log(seq: u64, time_ms: i64, source: &str, text: &str) -> Record {
@@ -278,4 +279,39 @@ fn the_cli_reads_and_follows_a_node_s_logs(backend: Backend) {
     assert_eq!((fourth.seq, fourth.text.as_str()), (4, "tick 3"));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+fn lines_go_when_older_than_their_retention(backend: Backend) {
+    let env = Env::new(backend);
+    let (node, admin) = enrolled(&env, 8);
+    let now_ms = support::NOW as i64 * 1000;
+    // Received at NOW: two lines and a chart point.
+    let first = vec![log(1, now_ms, "app", "old 1"), log(2, now_ms, "app", "old 2"), metrics(3, now_ms, 0.5)];
+    assert_eq!(send(&node, &body(first, Counters::default())).status, 200);
+    // Ten days later: one more line and point.
+    let later = support::NOW + 10 * 86_400;
+    env.clock.set(later);
+    let second = vec![log(4, later as i64 * 1000, "app", "new"), metrics(5, later as i64 * 1000, 0.75)];
+    let b = body(second, Counters::default());
+    let path = telemetry::telemetry_path(&node.id);
+    let mut headers = node.sign_as(node.id.as_str(), &node.key, "POST", &path, &b, later);
+    headers.push(("content-encoding".into(), "zstd".into()));
+    assert_eq!(node.send_signed("POST", &path, &headers, &b).status, 200);
+    let retention =
+        edge_cloud::store::telemetry_sql::LogRetention { max_age_secs: 7 * 86_400, max_bytes_per_node: 1 << 20 };
+    let gone = env.rt.block_on(env.store.prune_telemetry(retention, later as i64)).expect("prune");
+    assert_eq!(gone, 2, "the lines received more than 7 days ago");
+    let kept = logs(&admin, &node, "from=first");
+    assert_eq!(kept.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), vec!["new"]);
+    let status: TelemetryStatus = admin.ok("GET", &format!("/v1/admin/nodes/{}/telemetry", node.id), None);
+    assert_eq!(
+        status.log_bytes,
+        edge_cloud::store::telemetry_sql::line_bytes("app", "new"),
+        "the bytes kept, measured again"
+    );
+    assert_eq!(status.n_logs, 3, "what was stored ever is not what is kept");
+    // Chart points are kept a day.
+    let points = env.rt.block_on(env.store.chart_points(node.id.as_str(), 0)).expect("points");
+    assert!(points.iter().all(|p| p.1 == later as i64 * 1000), "{points:?}");
+    assert!(!points.is_empty());
 }
