@@ -254,9 +254,10 @@ fn issue_14_status_json_starts_with_its_schema_and_uses_the_documented_names() {
         k.sort_unstable();
         k
     };
-    assert_eq!(keys(&s), ["data", "health", "schema", "services", "watchdog"]);
+    assert_eq!(keys(&s), ["data", "health", "schema", "services", "watchdog", "watchdog_reset"]);
+    assert_eq!(s["watchdog_reset"], false);
     let services = s["services"].as_array().expect("services");
-    let fields = ["exit_code", "n_restarts", "name", "pid", "reason", "signal", "state", "status"];
+    let fields = ["crash_budget_left", "exit_code", "n_restarts", "name", "pid", "reason", "signal", "state", "status"];
     for svc in services {
         assert_eq!(keys(svc), fields, "{svc}");
     }
@@ -272,6 +273,8 @@ fn issue_14_status_json_starts_with_its_schema_and_uses_the_documented_names() {
     let crash = by_name("crash");
     assert_eq!((crash["state"].as_str(), crash["n_restarts"].as_u64()), (Some("failed"), Some(1)));
     assert!(crash["reason"].as_str().is_some_and(|r| r.contains("crashed 2 times")), "{crash}");
+    assert_eq!(crash["crash_budget_left"], 0, "a failed service has none left");
+    assert_eq!(idle["crash_budget_left"], 5, "the default budget, untouched");
     assert_eq!(node.ctl(&["poweroff"]).0, 0);
     assert_eq!(end_signal(node.wait_end()), Some(SIGINT));
 }
