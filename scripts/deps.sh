@@ -22,7 +22,10 @@ set -euo pipefail
 # private CAs (testkit's tls module, edge-agent's TLS test); curl is the client of the fleet demo and benchmark;
 # chromium and its chromedriver run the web view's browser tests (testkit's webdriver module), headless;
 # victoria-metrics and prometheus are the TSDBs the endpoint's remote write is tested against (testkit's tsdb
-# module starts them on loopback; their packages' own services are not used).
+# module starts them on loopback; their packages' own services are not used). The arm64 node's binaries are built
+# here too: aarch64-linux-gnu-gcc links them and compiles their C parts (.cargo/config.toml), against the headers of
+# libc6-dev-arm64-cross; nothing of arm64 is installed on the host itself (the node's kernel and busybox are
+# unpacked into a cache by qemu-tests/node/build.sh).
 edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/time:time
     grub-editenv:grub-common grub-mkstandalone:grub-efi-amd64-bin qemu-system-x86_64:qemu-system-x86
     mcopy:mtools mkfs.vfat:dosfstools fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
@@ -31,7 +34,8 @@ edge_deps=(zstd:zstd mke2fs:e2fsprogs cc:gcc python3:python3 xxd:xxd /usr/bin/ti
     /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/u-boot/qemu_arm64/u-boot.bin:u-boot-qemu
     '/usr/lib/postgresql/*/bin/initdb:postgresql' openssl:openssl curl:curl
     /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
-    victoria-metrics:victoria-metrics prometheus:prometheus)
+    victoria-metrics:victoria-metrics prometheus:prometheus
+    aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu /usr/aarch64-linux-gnu/include/stdlib.h:libc6-dev-arm64-cross)
 if [ "${EDGE_DEPS_BENCH:-0}" = 1 ]; then
     # casync is the delta peer of bench/delta.sh; nginx the download peer of bench/fleet.sh.
     edge_deps+=(casync:casync nginx:nginx)
@@ -138,9 +142,11 @@ for comp in rustfmt clippy; do
         rustup component add "$comp"
     fi
 done
-# Node binaries are static musl builds (edge-init's size is checked by the tests).
-if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-    rustup target add x86_64-unknown-linux-musl
-fi
+# Node binaries are static musl builds for both node architectures (edge-init's size is checked by the tests).
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+        rustup target add "$target"
+    fi
+done
 # The fuzz targets run with cargo-fuzz, which scripts/fuzz.sh installs when it runs, and the dependency policy with
 # cargo-deny, which scripts/deny.sh installs when it runs (the demo needs neither).

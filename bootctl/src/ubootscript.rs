@@ -27,8 +27,10 @@ pub const BLOCK_BYTES: u64 = 512;
 pub const VARS: [&str; 6] =
     ["edge_a_good", "edge_a_tries", "edge_active", "edge_b_good", "edge_b_tries", "edge_last_good"];
 
-/// Where the generated script finds things; the defaults match the disk `qemu-tests` builds for U-Boot (an MBR disk:
-/// partition 1 FAT with `boot.scr`, partition 2 the state area, partitions 3 and 4 the slots).
+/// Where the generated script finds things; the defaults match the U-Boot disk `edge-image disk` builds with its
+/// default sizes (docs/disk-image.md, "U-Boot boards": partition 1 `edge-boot`, FAT with `boot.scr`, from 1 MiB;
+/// partition 2 `edge-state`, the state area, from 5 MiB; partitions 3 and 4 the slots, each an ext4 root holding its
+/// own kernel and initramfs under `/boot`), and the disks `qemu-tests` builds for its rule checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UbootConfig {
     /// U-Boot's block interface of the boot disk (`virtio`, `mmc`); its `read`, `write` and `dev` commands are used.
@@ -47,11 +49,11 @@ pub struct UbootConfig {
     pub slot_a_part: u32,
     /// Partition number of slot B's root filesystem.
     pub slot_b_part: u32,
-    /// Kernel `root=` of slot A.
+    /// Kernel `root=` of slot A; also given as `edge.root=`, the root an initramfs's `edge-init` switches to.
     pub slot_a_root: String,
     /// Kernel `root=` of slot B.
     pub slot_b_root: String,
-    /// Kernel (arm64 `Image`) path inside a slot.
+    /// Kernel (arm64 `Image`, uncompressed, as Debian's arm64 `vmlinuz` is) path inside a slot.
     pub kernel: String,
     /// Device tree path inside a slot (empty: the firmware's own, `${fdtcontroladdr}`).
     pub fdt: String,
@@ -73,9 +75,9 @@ impl Default for UbootConfig {
             slot_b_part: 4,
             slot_a_root: "PARTLABEL=edge-slot-a".to_owned(),
             slot_b_root: "PARTLABEL=edge-slot-b".to_owned(),
-            kernel: "/boot/Image".to_owned(),
+            kernel: "/boot/vmlinuz".to_owned(),
             fdt: String::new(),
-            initrd: String::new(),
+            initrd: "/boot/initrd.img".to_owned(),
             cmdline: "ro console=ttyAMA0,115200 panic=10".to_owned(),
         }
     }
@@ -251,9 +253,9 @@ if test "$edge_test" = 1; then
 fi
 
 if test "$edge_slot" = A; then
-{load_a}    setenv bootargs "root={a_root} edge.slot=A {cmdline}"
+{load_a}    setenv bootargs "root={a_root} edge.root={a_root} edge.slot=A {cmdline}"
 else
-{load_b}    setenv bootargs "root={b_root} edge.slot=B {cmdline}"
+{load_b}    setenv bootargs "root={b_root} edge.root={b_root} edge.slot=B {cmdline}"
 fi
 echo "EDGE-BOOT slot=$edge_slot kind=$edge_kind bootargs=$bootargs"
 booti ${{kernel_addr_r}} $edge_initrd $edge_fdt
@@ -312,6 +314,8 @@ mod tests {
         assert!(s.contains("load virtio 0:4 ${fdt_addr_r} /boot/virt.dtb\n"), "{s}");
         assert!(s.contains("load virtio 0:3 ${ramdisk_addr_r} /boot/initrd\n    setenv edge_initrd ${ramdisk_addr_r}:${filesize}\n"), "{s}");
         assert!(!s.contains("fdtcontroladdr"), "{s}");
+        let none = generate(&UbootConfig { initrd: String::new(), ..UbootConfig::default() }).expect("valid");
+        assert!(none.contains("setenv edge_initrd -\n") && !none.contains("ramdisk_addr_r"), "{none}");
     }
 
     #[test]

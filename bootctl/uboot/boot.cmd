@@ -120,15 +120,17 @@ if test "$edge_test" = 1; then
 fi
 
 if test "$edge_slot" = A; then
-    load virtio 0:3 ${kernel_addr_r} /boot/Image
+    load virtio 0:3 ${kernel_addr_r} /boot/vmlinuz
     setenv edge_fdt ${fdtcontroladdr}
-    setenv edge_initrd -
-    setenv bootargs "root=PARTLABEL=edge-slot-a edge.slot=A ro console=ttyAMA0,115200 panic=10"
+    load virtio 0:3 ${ramdisk_addr_r} /boot/initrd.img
+    setenv edge_initrd ${ramdisk_addr_r}:${filesize}
+    setenv bootargs "root=PARTLABEL=edge-slot-a edge.root=PARTLABEL=edge-slot-a edge.slot=A ro console=ttyAMA0,115200 panic=10"
 else
-    load virtio 0:4 ${kernel_addr_r} /boot/Image
+    load virtio 0:4 ${kernel_addr_r} /boot/vmlinuz
     setenv edge_fdt ${fdtcontroladdr}
-    setenv edge_initrd -
-    setenv bootargs "root=PARTLABEL=edge-slot-b edge.slot=B ro console=ttyAMA0,115200 panic=10"
+    load virtio 0:4 ${ramdisk_addr_r} /boot/initrd.img
+    setenv edge_initrd ${ramdisk_addr_r}:${filesize}
+    setenv bootargs "root=PARTLABEL=edge-slot-b edge.root=PARTLABEL=edge-slot-b edge.slot=B ro console=ttyAMA0,115200 panic=10"
 fi
 echo "EDGE-BOOT slot=$edge_slot kind=$edge_kind bootargs=$bootargs"
 booti ${kernel_addr_r} $edge_initrd $edge_fdt

@@ -129,10 +129,12 @@ pub enum Error {
         /// The slot's size.
         slot_bytes: u64,
     },
-    /// Formatting the ESP or writing a file onto it failed.
-    #[error("cannot write {file} on the ESP in {path}")]
-    WriteEsp {
-        /// The path on the ESP, or `(format)`, `(mount)`, `(unmount)`.
+    /// Formatting a FAT partition (the ESP, or a U-Boot board's boot partition) or writing a file onto it failed.
+    #[error("cannot write {file} on partition {partition} in {path}")]
+    WriteFat {
+        /// The partition's label: `edge-esp` or `edge-boot`.
+        partition: &'static str,
+        /// The path on the partition, or `(format)`, `(mount)`, `(unmount)`.
         file: String,
         /// The disk file being built.
         path: PathBuf,
@@ -161,6 +163,56 @@ pub enum Error {
     GrubCfgEmpty {
         /// The file.
         path: PathBuf,
+    },
+    /// The U-Boot script named by the disk layout is empty.
+    #[error("U-Boot script {path} is empty, expected a boot.cmd such as bootctl/uboot/boot.cmd")]
+    BootScriptEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The U-Boot script named by the disk layout is not text.
+    #[error(
+        "U-Boot script {path} is not text ({detail}), expected the script's source, such as bootctl/uboot/boot.cmd"
+    )]
+    BootScriptText {
+        /// The file.
+        path: PathBuf,
+        /// Where it stops being text.
+        detail: String,
+    },
+    /// The U-Boot boot state named by the disk layout is not two environment copies of whole blocks.
+    #[error(
+        "U-Boot boot state {path} is {size_bytes} bytes, expected two copies of the same whole number of 512-byte \
+         blocks, 1024 bytes or more each"
+    )]
+    UbootStateSize {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size_bytes: u64,
+    },
+    /// The U-Boot boot state named by the disk layout does not fit in the state partition.
+    #[error(
+        "U-Boot boot state {path} is {size_bytes} bytes, the state partition (uboot.state_size) holds {state_bytes}"
+    )]
+    UbootStateTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or the bytes read before the bound was passed, for a file that grew).
+        size_bytes: u64,
+        /// The partition's size.
+        state_bytes: u64,
+    },
+    /// Neither half of the U-Boot boot state is an environment copy with a good CRC.
+    #[error(
+        "U-Boot boot state {path} holds no whole U-Boot environment copy: the CRC-32 of neither {env_bytes}-byte half \
+         matches, as it does in what `edge-bootctl provision` writes"
+    )]
+    UbootStateCrc {
+        /// The file.
+        path: PathBuf,
+        /// The size of each half, the environment size it was read with.
+        env_bytes: u64,
     },
     /// A host tool is not installed.
     #[error("{tool} not found on PATH, in /usr/sbin or in /sbin (install {package})")]
@@ -241,10 +293,15 @@ impl Error {
             | Error::LayoutTooSmall { .. }
             | Error::BundleCompatible { .. }
             | Error::PayloadTooLarge { .. }
-            | Error::WriteEsp { .. }
+            | Error::WriteFat { .. }
             | Error::StateBlockSize { .. }
             | Error::StateBlockHeader { .. }
             | Error::GrubCfgEmpty { .. }
+            | Error::BootScriptEmpty { .. }
+            | Error::BootScriptText { .. }
+            | Error::UbootStateSize { .. }
+            | Error::UbootStateTooLarge { .. }
+            | Error::UbootStateCrc { .. }
             | Error::ToolMissing { .. }
             | Error::RunTool { .. }
             | Error::ToolFailed { .. }

@@ -5,7 +5,8 @@
 //! progress bar, the FAT writer), so that none of them reaches a node's updater.
 //!
 //! `disk` builds a flashable disk image from bundles and boot files made elsewhere (GRUB, its script and the boot
-//! state that `edge-bootctl` writes), with the GPT encoder of the `platform` crate; it copies them and knows no slot
+//! state that `edge-bootctl` writes, or for a U-Boot board the script's source and the boot state), with the GPT
+//! encoder of the `platform` crate; it copies them (compiling a U-Boot script into `boot.scr`) and knows no slot
 //! rules; docs/disk-image.md.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

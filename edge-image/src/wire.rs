@@ -226,7 +226,7 @@ pub struct DiskReport {
 /// One partition of a disk built by `edge-image disk`.
 #[derive(Debug, Serialize)]
 pub struct PartitionReport {
-    /// Its number (1 is the first; GRUB's `gptN`).
+    /// Its number (1 is the first; GRUB's `gptN`, U-Boot's `DEV:N`).
     pub number: u32,
     /// Its GPT name (`PARTLABEL=`).
     pub label: String,
@@ -240,7 +240,8 @@ pub struct PartitionReport {
     pub last_lba: u64,
     /// Its size.
     pub size_bytes: u64,
-    /// `fat16` or `fat32` for the ESP, `ext4` for the data partition, null for the slots.
+    /// `fat12` or `fat16` for the ESP or a U-Boot board's boot partition, `u-boot-env` for its state partition (a raw
+    /// redundant U-Boot environment), `ext4` for the data partition, null for the slots.
     pub filesystem: Option<String>,
     /// For a slot, the bundle written into it; null for the other partitions and an empty slot B.
     pub bundle: Option<SlotBundleReport>,

@@ -2,9 +2,10 @@
 //! table, `fsck.fat`, mtools and `grub-editenv` the ESP, `e2fsck` and `debugfs` the data partition; the slots are
 //! compared with the payloads byte for byte. Every refusal asserts one exact variant and that no output is left.
 //!
-//! The boot state the disks carry is `tests/boot-state/state0.env` and `state1.env`, made once by
-//! `edge-bootctl provision --good A` (how is in `tests/boot-state/README.md`): `edge-image` does not depend on
-//! `bootctl`, not even for its tests, so the fixture is committed rather than generated here.
+//! The boot state the disks carry is `tests/boot-state/state0.env` and `state1.env` (GRUB) and `uboot.env` (U-Boot),
+//! made once by `edge-bootctl provision --good A` (how is in `tests/boot-state/README.md`): `edge-image` does not
+//! depend on `bootctl`, not even for its tests, so the fixture is committed rather than generated here. A U-Boot
+//! board's disk is read back with the same tools, `mkimage` (`boot.scr`) and `fw_printenv` (the state partition).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,6 +61,8 @@ struct Fixture {
     grub_efi: Vec<u8>,
     grub_cfg: Vec<u8>,
     state: [Vec<u8>; 2],
+    uboot_script: Vec<u8>,
+    uboot_state: Vec<u8>,
     payload_a: Vec<u8>,
     payload_b: Vec<u8>,
 }
@@ -90,6 +93,31 @@ seed = "seed"
     )
 }
 
+/// The fixture's layout for a U-Boot board, with the default boot and state sizes; `{extra}` lines go in `[uboot]`.
+fn uboot_layout_text(extra: &str, b: Option<&str>) -> String {
+    let b = b.map(|b| format!("b = \"{b}\"\n")).unwrap_or_default();
+    format!(
+        r#"
+compatible = "{COMPATIBLE}"
+keyring = "keys"
+
+[uboot]
+boot_script = "boot.cmd"
+boot_state = "uboot.env"
+files = {{ "DTB/extra.txt" = "extra.txt" }}
+{extra}
+
+[slots]
+size = "{SLOT_MIB}MiB"
+a = "v1.bundle"
+{b}
+[data]
+size = "{DATA_MIB}MiB"
+seed = "seed"
+"#
+    )
+}
+
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -100,6 +128,9 @@ impl Fixture {
             // Any script will do: the disk copies it and does not read it.
             grub_cfg: b"# a test script\nset timeout=0\nset edge_dir=\"($root)/EFI/edge\"\n".to_vec(),
             state: [read("state0.env"), read("state1.env")],
+            // Any text will do: the disk compiles it and does not read it. Its length is not a multiple of 4.
+            uboot_script: b"# a test script\nsetenv bootargs \"root=PARTLABEL=edge-slot-a\"\necho EDGE\n".to_vec(),
+            uboot_state: read("uboot.env"),
             payload_a: payload(1, 3 * MIB + 4321),
             payload_b: payload(2, 2 * MIB + 77),
         };
@@ -112,6 +143,9 @@ impl Fixture {
             std::fs::write(f.path(&format!("state/state{i}.env")), copy).expect("state copy");
         }
         std::fs::write(f.path("extra.txt"), "extra\n").expect("extra");
+        std::fs::write(f.path("boot.cmd"), &f.uboot_script).expect("boot.cmd");
+        std::fs::write(f.path("uboot.env"), &f.uboot_state).expect("uboot.env");
+        std::fs::write(f.path("uboot.toml"), uboot_layout_text("", Some("v2.bundle"))).expect("layout");
         std::fs::create_dir_all(f.path("seed/etc/edge")).expect("seed");
         std::fs::write(f.path("seed/etc/hostname"), "node-1\n").expect("seed file");
         std::fs::write(f.path("seed/etc/edge/services.toml"), "# none\n").expect("seed file");
@@ -706,4 +740,341 @@ fn issue_14_disk_json_starts_with_its_schema() {
     let bundle = ["file", "manifest_blake3", "name", "payload", "payload_bytes", "security_version", "version"];
     assert_eq!(keys(&slot_a["bundle"]), bundle);
     assert_eq!(slot_a["bundle"]["security_version"], 1);
+}
+
+/// The sizes of a U-Boot board's boot partitions with the defaults, in MiB: the disk is 1 + 4 + 1 + 8 + 8 + 16 + 1.
+const BOOT_MIB: usize = 4;
+const STATE_MIB: usize = 1;
+/// Bytes of one environment copy in `uboot.env` (`bootctl`'s `env_size`).
+const ENV_BYTES: usize = 0x2000;
+/// `uboot::SCRIPT_NAME` and `uboot::SCRIPT_TIME`, as `mkimage` is given them.
+const SCRIPT_NAME: &str = "edge boot script";
+const SCRIPT_EPOCH: &str = "315532800";
+
+/// What `fw_printenv` prints of `names` in the redundant environment at `offset` in `file` (two copies of
+/// [`ENV_BYTES`] back to back), with a `fw_env.config` of its own and no default environment.
+fn fw_printenv(dir: &Path, file: &Path, offset: usize, names: &[&str]) -> String {
+    let config = dir.join(format!("fw_env.{offset}.config"));
+    let line = |at: usize| format!("{} {at:#x} {ENV_BYTES:#x}\n", file.display());
+    std::fs::write(&config, line(offset) + &line(offset + ENV_BYTES)).expect("fw_env.config");
+    run(Command::new("fw_printenv").arg("-c").arg(&config).args(["-f", "/nonexistent"]).args(names))
+}
+
+/// `mkimage`'s `boot.scr` of `script`, with the name and time `edge-image` uses.
+fn mkimage(dir: &Path, script: &[u8]) -> Vec<u8> {
+    let (cmd, scr) = (dir.join("mkimage.cmd"), dir.join("mkimage.scr"));
+    std::fs::write(&cmd, script).expect("script");
+    let _ = std::fs::remove_file(&scr);
+    run(Command::new("mkimage")
+        .env("SOURCE_DATE_EPOCH", SCRIPT_EPOCH)
+        .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", SCRIPT_NAME, "-d"])
+        .arg(&cmd)
+        .arg(&scr));
+    std::fs::read(&scr).expect("boot.scr")
+}
+
+#[test]
+fn fw_printenv_reads_the_uboot_boot_state_fixture_as_slot_a_good_and_active() {
+    let f = Fixture::new();
+    assert_eq!(f.uboot_state.len(), 2 * ENV_BYTES);
+    let listed = fw_printenv(f.dir.path(), &boot_state_fixture().join("uboot.env"), 0, &[]);
+    for line in ["edge_active=A", "edge_last_good=A", "edge_a_good=1", "edge_b_good=0", "edge_b_tries=0"] {
+        assert!(listed.lines().any(|l| l == line), "{line} in {listed}");
+    }
+    // Both copies are whole: copy 1 (flags 2) is the current one, copy 0 (flags 1) the one a save replaces.
+    assert_eq!((f.uboot_state[4], f.uboot_state[ENV_BYTES + 4]), (1, 2));
+}
+
+#[test]
+fn a_uboot_disk_has_its_five_partitions_in_order() {
+    let f = Fixture::new();
+    let r = f.build("uboot.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    let total = (1 + BOOT_MIB + STATE_MIB + 2 * SLOT_MIB + DATA_MIB + 1) * MIB;
+    assert_eq!(std::fs::metadata(&disk).expect("disk").len(), total as u64);
+    assert_eq!(r.size_bytes, total as u64);
+    let t = sfdisk(&disk);
+    let t = &t["partitiontable"];
+    assert_eq!(t["label"], "gpt");
+    assert_eq!(t["id"].as_str().expect("id").to_lowercase(), r.disk_guid);
+    let basic_data = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
+    let linux = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+    let want = [
+        ("edge-boot", 2048, BOOT_MIB, basic_data, Some("fat12")),
+        // Block 0x2800: where bootctl's generated script reads the state with its defaults.
+        ("edge-state", 0x2800, STATE_MIB, linux, Some("u-boot-env")),
+        ("edge-slot-a", 2048 * (1 + BOOT_MIB + STATE_MIB), SLOT_MIB, linux, None),
+        ("edge-slot-b", 2048 * (1 + BOOT_MIB + STATE_MIB + SLOT_MIB), SLOT_MIB, linux, None),
+        ("edge-data", 2048 * (1 + BOOT_MIB + STATE_MIB + 2 * SLOT_MIB), DATA_MIB, linux, Some("ext4")),
+    ];
+    let parts = t["partitions"].as_array().expect("partitions");
+    assert_eq!(parts.len(), 5);
+    assert_eq!(r.partitions.len(), 5);
+    let mut guids = Vec::new();
+    for (i, (p, (name, start, mib, type_guid, filesystem))) in parts.iter().zip(want).enumerate() {
+        assert_eq!(p["name"], name);
+        assert_eq!(p["start"], start);
+        assert_eq!(p["size"], mib * 2048);
+        assert_eq!(p["type"], type_guid);
+        let ours = &r.partitions[i];
+        assert_eq!((ours.number as usize, ours.label.as_str()), (i + 1, name));
+        assert_eq!(ours.filesystem.as_deref(), filesystem, "{name}");
+        assert_eq!(p["uuid"].as_str().expect("uuid").to_lowercase(), ours.unique_guid);
+        assert_eq!((ours.first_lba, ours.last_lba), (start as u64, (start + mib * 2048 - 1) as u64));
+        guids.push(ours.unique_guid.clone());
+    }
+    guids.sort_unstable();
+    guids.dedup();
+    assert_eq!(guids.len(), 5, "five distinct PARTUUIDs");
+    let verify = run(tool("sgdisk").arg("-v").arg(&disk));
+    assert!(verify.contains("No problems found"), "{verify}");
+
+    // The same inputs give the same bytes.
+    f.build("uboot.toml", "again.img").expect("builds");
+    assert!(std::fs::read(&disk).expect("disk") == std::fs::read(f.path("again.img")).expect("again"));
+}
+
+#[test]
+fn the_uboot_boot_partition_holds_boot_scr_as_mkimage_compiles_it() {
+    let f = Fixture::new();
+    f.build("uboot.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    let boot = partition(&disk, 1);
+    assert_eq!(&boot[54..62], b"FAT12   ", "a 4 MiB boot partition is FAT12");
+    assert_eq!(&boot[43..54], b"EDGE-BOOT  ");
+    std::fs::write(f.path("boot.img"), &boot).expect("boot");
+    run(tool("fsck.fat").arg("-n").arg(f.path("boot.img")));
+
+    let scr = mcopy(&disk, "boot.scr");
+    assert_eq!(scr, mkimage(f.dir.path(), &f.uboot_script), "boot.scr is mkimage's, byte for byte");
+    let listed = run(Command::new("mkimage").arg("-l").arg(f.path("mkimage.scr")));
+    assert!(listed.contains("Script"), "{listed}");
+    assert_eq!(mcopy(&disk, "DTB/extra.txt"), b"extra\n");
+
+    // A larger boot partition is FAT16, and a script of another length compiles as mkimage compiles it.
+    let script = "echo another\n".repeat(1000);
+    std::fs::write(f.path("boot.cmd"), &script).expect("script");
+    std::fs::write(f.path("big.toml"), uboot_layout_text("boot_size = \"8MiB\"", None)).expect("layout");
+    let r = f.build("big.toml", "big.img").expect("builds");
+    assert_eq!(r.partitions[0].filesystem.as_deref(), Some("fat16"));
+    assert_eq!(r.partitions[1].first_lba, 2048 * 9);
+    let boot = partition(&f.path("big.img"), 1);
+    assert_eq!(&boot[54..62], b"FAT16   ");
+    std::fs::write(f.path("boot.img"), &boot).expect("boot");
+    run(tool("fsck.fat").arg("-n").arg(f.path("boot.img")));
+    assert_eq!(mcopy(&f.path("big.img"), "boot.scr"), mkimage(f.dir.path(), script.as_bytes()));
+}
+
+#[test]
+fn fw_printenv_reads_the_boot_state_from_the_state_partition() {
+    let f = Fixture::new();
+    let r = f.build("uboot.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    let state = partition(&disk, 2);
+    assert!(state[..f.uboot_state.len()] == f.uboot_state[..], "the state partition starts with the boot state");
+    assert!(state[f.uboot_state.len()..].iter().all(|&b| b == 0), "and is zeros after it");
+    let offset = r.partitions[1].first_lba as usize * 512;
+    assert_eq!(offset, 5 * MIB);
+    assert_eq!(fw_printenv(f.dir.path(), &disk, offset, &["edge_active"]), "edge_active=A\n");
+    assert_eq!(fw_printenv(f.dir.path(), &disk, offset, &["edge_a_good"]), "edge_a_good=1\n");
+
+    // Any whole redundant environment is taken as it is: here the fixture after `fw_setenv`, which writes copy 0 with
+    // the next flags, and with copy 1, the older one, torn.
+    let env = f.path("uboot.env");
+    let config = f.path("other.config");
+    std::fs::write(&config, format!("{0} 0x0 {ENV_BYTES:#x}\n{0} {ENV_BYTES:#x} {ENV_BYTES:#x}\n", env.display()))
+        .expect("config");
+    run(Command::new("fw_setenv").arg("-c").arg(&config).args(["-f", "/nonexistent", "edge_active", "B"]));
+    let mut bytes = std::fs::read(&env).expect("env");
+    assert_eq!((bytes[4], bytes[ENV_BYTES + 4]), (3, 2), "fw_setenv wrote copy 0");
+    bytes[ENV_BYTES + 5..ENV_BYTES + 50].fill(0x55);
+    std::fs::write(&env, &bytes).expect("state");
+    f.build("uboot.toml", "other.img").expect("builds");
+    let other = f.path("other.img");
+    assert_eq!(fw_printenv(f.dir.path(), &other, offset, &["edge_active"]), "edge_active=B\n");
+}
+
+#[test]
+fn a_uboot_disk_holds_the_slots_and_the_data_partition() {
+    let f = Fixture::new();
+    let r = f.build("uboot.toml", "disk.img").expect("builds");
+    let disk = f.path("disk.img");
+    for (n, payload, version) in [(3, &f.payload_a, "1.0.0"), (4, &f.payload_b, "2.0.0")] {
+        let slot = partition(&disk, n);
+        assert_eq!(slot.len(), SLOT_MIB * MIB);
+        assert!(slot[..payload.len()] == payload[..], "partition {n} starts with its payload");
+        assert!(slot[payload.len()..].iter().all(|&b| b == 0), "partition {n} is zeros after its payload");
+        let b = r.partitions[n - 1].bundle.as_ref().expect("a slot reports its bundle");
+        assert_eq!(b.version, version);
+    }
+    assert!(r.partitions.iter().filter(|p| p.bundle.is_some()).count() == 2);
+    let data = f.path("data.img");
+    std::fs::write(&data, partition(&disk, 5)).expect("data");
+    run(tool("e2fsck").arg("-fn").arg(&data));
+    assert_eq!(run(tool("debugfs").args(["-R", "cat /etc/hostname"]).arg(&data)), "node-1\n");
+    let header = run(tool("dumpe2fs").arg("-h").arg(&data));
+    assert!(header.lines().any(|l| l.starts_with("Filesystem volume name:") && l.ends_with("edge-data")), "{header}");
+
+    // The updater's journal is written as on a UEFI disk.
+    std::fs::write(
+        f.path("updater.toml"),
+        uboot_layout_text("", None).replace("seed = \"seed\"\n", "seed = \"seed\"\nupdater_dir = \"edge-update\"\n"),
+    )
+    .expect("layout");
+    f.build("updater.toml", "updater.img").expect("builds");
+    std::fs::write(&data, partition(&f.path("updater.img"), 5)).expect("data");
+    let journal = run(tool("debugfs").args(["-R", "cat /edge-update/journal.json"]).arg(&data));
+    let journal: serde_json::Value = serde_json::from_str(&journal).expect("journal");
+    assert_eq!(journal["slot_a"]["bundle"]["version"], "1.0.0");
+}
+
+#[test]
+fn a_layout_with_both_or_neither_boot_table_is_refused() {
+    let f = Fixture::new();
+    let esp = "[esp]\ngrub_efi = \"BOOTX64.EFI\"\ngrub_cfg = \"grub.cfg\"\nboot_state = \"state\"\n";
+    let both = uboot_layout_text("", None).replace("[slots]", &format!("{esp}\n[slots]"));
+    let text = layout_text("", None);
+    let neither =
+        format!("{}{}", &text[..text.find("[esp]").expect("[esp]")], &text[text.find("[slots]").expect("[slots]")..]);
+    assert!(neither.contains("[slots]") && !neither.contains("[esp]"), "{neither}");
+    for (name, text) in [("both.toml", both), ("neither.toml", neither)] {
+        std::fs::write(f.path(name), text).expect("layout");
+        let err = f.refused(name);
+        assert!(
+            matches!(&err, Error::LayoutKey { path, key, .. } if path.ends_with(name) && &**key == "esp, uboot"),
+            "{name}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_uboot_boot_state_with_no_whole_copy_is_refused() {
+    let f = Fixture::new();
+    let mut torn = f.uboot_state.clone();
+    torn[10] ^= 1;
+    torn[ENV_BYTES + 10] ^= 1;
+    std::fs::write(f.path("uboot.env"), &torn).expect("state");
+    let err = f.refused("uboot.toml");
+    assert!(
+        matches!(&err, Error::UbootStateCrc { path, env_bytes } if path.ends_with("uboot.env") && *env_bytes == ENV_BYTES as u64),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("holds no whole U-Boot environment copy"), "{err}");
+    // One torn copy is what a power cut during a save leaves: the other is read, and the disk is built.
+    torn[10] ^= 1;
+    std::fs::write(f.path("uboot.env"), &torn).expect("state");
+    f.build("uboot.toml", "one-torn.img").expect("one whole copy is enough");
+}
+
+#[test]
+fn a_uboot_boot_state_of_the_wrong_size_is_refused() {
+    let f = Fixture::new();
+    for len in [0, 1, 1024, 2047, 2 * ENV_BYTES - 1, 2 * ENV_BYTES + 1, 2 * ENV_BYTES + 512] {
+        let mut state = f.uboot_state.clone();
+        state.resize(len, 0);
+        std::fs::write(f.path("uboot.env"), &state).expect("state");
+        let err = f.refused("uboot.toml");
+        assert!(
+            matches!(&err, Error::UbootStateSize { path, size_bytes } if path.ends_with("uboot.env") && *size_bytes == len as u64),
+            "{len}: {err:?}"
+        );
+    }
+    // Larger than the state partition.
+    let mut state = f.uboot_state.clone();
+    state.resize(STATE_MIB * MIB + 1024, 0);
+    std::fs::write(f.path("uboot.env"), &state).expect("state");
+    let err = f.refused("uboot.toml");
+    assert!(
+        matches!(&err, Error::UbootStateTooLarge { path, state_bytes, .. } if path.ends_with("uboot.env") && *state_bytes == (STATE_MIB * MIB) as u64),
+        "{err:?}"
+    );
+    // A larger state partition takes it, when a copy is whole.
+    let copy = |flags: u8| {
+        let mut c = vec![0u8; STATE_MIB * MIB / 2 + 512];
+        c[4] = flags;
+        c[5..20].copy_from_slice(b"edge_active=A\0\0");
+        let crc = crc32(&c[5..]);
+        c[..4].copy_from_slice(&crc.to_le_bytes());
+        c
+    };
+    std::fs::write(f.path("uboot.env"), [copy(1), copy(2)].concat()).expect("state");
+    std::fs::write(f.path("large.toml"), uboot_layout_text("state_size = \"2MiB\"", None)).expect("layout");
+    f.build("large.toml", "large.img").expect("a 2 MiB state partition holds it");
+}
+
+/// CRC-32 (IEEE), bit by bit: the test's own, so that a wrong table in the code under test cannot agree with it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn an_empty_or_binary_uboot_script_is_refused() {
+    let f = Fixture::new();
+    std::fs::write(f.path("boot.cmd"), "").expect("script");
+    let err = f.refused("uboot.toml");
+    assert!(matches!(&err, Error::BootScriptEmpty { path } if path.ends_with("boot.cmd")), "{err:?}");
+    for bytes in [&b"echo \xc3\x28\n"[..], b"echo\0\n", &mkimage(f.dir.path(), b"echo hi\n")] {
+        std::fs::write(f.path("boot.cmd"), bytes).expect("script");
+        let err = f.refused("uboot.toml");
+        assert!(matches!(&err, Error::BootScriptText { path, .. } if path.ends_with("boot.cmd")), "{err:?}");
+    }
+    std::fs::File::create(f.path("boot.cmd")).expect("create").set_len((1 << 20) + 1).expect("len");
+    let err = f.refused("uboot.toml");
+    assert!(
+        matches!(&err, Error::FileTooLarge { path, max_bytes, .. } if path.ends_with("boot.cmd") && *max_bytes == 1 << 20),
+        "{err:?}"
+    );
+    std::fs::remove_file(f.path("boot.cmd")).expect("remove");
+    let err = f.refused("uboot.toml");
+    assert!(matches!(&err, Error::ReadFile { path, .. } if path.ends_with("boot.cmd")), "{err:?}");
+}
+
+#[test]
+fn an_extra_file_named_boot_scr_is_refused() {
+    let f = Fixture::new();
+    for dest in ["boot.scr", "BOOT.SCR", "boot.scr/x.txt"] {
+        let text = uboot_layout_text("", None).replace("\"DTB/extra.txt\"", &format!("{dest:?}"));
+        std::fs::write(f.path("l.toml"), text).expect("layout");
+        let err = f.refused("l.toml");
+        let want = format!("uboot.files.{dest:?}");
+        assert!(matches!(&err, Error::LayoutKey { key, .. } if **key == *want), "{dest}: {err:?}");
+    }
+}
+
+#[test]
+fn edge_image_disk_builds_a_uboot_disk_end_to_end() {
+    let f = Fixture::new();
+    let bin = env!("CARGO_BIN_EXE_edge-image");
+    let stdout =
+        run(Command::new(bin).args(["disk", "uboot.toml", "-o", "node.img", "--json"]).current_dir(f.dir.path()));
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(j["schema"], "edge-image.disk/1");
+    let parts = j["partitions"].as_array().expect("partitions");
+    let labels: Vec<&str> = parts.iter().map(|p| p["label"].as_str().expect("label")).collect();
+    assert_eq!(labels, ["edge-boot", "edge-state", "edge-slot-a", "edge-slot-b", "edge-data"]);
+    let numbers: Vec<u64> = parts.iter().map(|p| p["number"].as_u64().expect("number")).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    let filesystems: Vec<Option<&str>> = parts.iter().map(|p| p["filesystem"].as_str()).collect();
+    assert_eq!(filesystems, [Some("fat12"), Some("u-boot-env"), None, None, Some("ext4")]);
+    assert!(parts[2]["filesystem"].is_null());
+    assert_eq!(parts[1]["first_lba"], 0x2800);
+    assert_eq!(parts[2]["bundle"]["version"], "1.0.0");
+    let text = run(Command::new(bin).args(["disk", "uboot.toml", "-o", "node2.img"]).current_dir(f.dir.path()));
+    assert!(text.lines().any(|l| l.contains("edge-state") && l.contains("u-boot-env")), "{text}");
+
+    // A wrong boot state is refused by the binary too, naming the file.
+    std::fs::write(f.path("uboot.env"), vec![0u8; 2 * ENV_BYTES]).expect("state");
+    let out = Command::new(bin).args(["disk", "uboot.toml", "-o", "x.img"]).current_dir(f.dir.path()).output();
+    let out = out.expect("run edge-image");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("uboot.env") && stderr.contains("no whole U-Boot environment copy"), "{stderr}");
+    assert!(!f.path("x.img").exists());
 }

@@ -1,46 +1,111 @@
 #!/usr/bin/env bash
-# Builds what the QEMU test node boots, without root: a Debian kernel (downloaded and unpacked into a cache, never
-# installed), an initramfs whose /init is edge-init, and ext4 root images of the node's slots made with mke2fs -d.
+# Builds what the QEMU test node boots, without root and without installing anything of the node's architecture on
+# the host: a Debian kernel (downloaded and unpacked into a cache, never installed), an initramfs whose /init is
+# edge-init, and ext4 root images of the node's slots made with mke2fs -d. One builder for every architecture:
+# EDGE_NODE_ARCH picks the node's (x86_64, the default, or aarch64), and with it the Debian architecture its kernel
+# and busybox come from, the Rust target its binaries are built for, and the boot loader's files.
 #
-# Usage: qemu-tests/node/build.sh OUT_DIR
-# Writes into OUT_DIR (default target/qemu-node):
-#   kernel-version      the kernel release used (resolved from linux-image-amd64 at run time)
-#   BOOTX64.EFI         GRUB for the ESP (grub-mkstandalone with grub-embedded.cfg)
+# Usage: [EDGE_NODE_ARCH=x86_64|aarch64] qemu-tests/node/build.sh [OUT_DIR]
+# Writes into OUT_DIR (default target/qemu-node for x86_64, target/qemu-node-aarch64 for aarch64):
+#   kernel-version      the kernel release used (resolved from linux-image-amd64 or linux-image-arm64 at run time)
+#   BOOTX64.EFI         x86_64 only: GRUB for the ESP (grub-mkstandalone with grub-embedded.cfg); an aarch64 node
+#                       boots U-Boot, whose script edge-image disk compiles from bootctl/uboot/boot.cmd
 #   vmlinuz initrd.img  the kernel and the initramfs (also inside every root image, under /boot)
-#   bin/                the node's static binaries, edge-image among them (for building bundles and disks), busybox
+#   bin/                the node's static binaries, built for the node's architecture
+#   host/               the host's tools: edge-image and edge-bootctl (to make bundles, boot states and disks) and
+#                       busybox, whose nc is the host side of the guest's one network forward (qemu-tests/src/vm.rs)
 #   keys/node.key .pub  the key the test bundles are signed with (made once, kept), trusted by every root image
 # and reads from OUT_DIR fleet-ca/ca.pem, the fleet's CA the harness made (qemu-tests/src/node.rs, made once, kept),
 # which every root image carries as /etc/edge/fleet-ca.pem: the one root edge-agent trusts.
 #   root-VARIANT-VERSION.ext4  slot root filesystems, for each VARIANT:VERSION in EDGE_NODE_IMAGES
 #   root/               the tree shared by every image
 # Variants differ only in /etc/edge/services.toml and /etc/edge/broken:
-#   good       net, the ESP mount, the app stand-in (critical, notify), the harness shell, the fleet agent, the
-#              telemetry test's ticker (idle until a flag is on the data partition), then `edge-update boot`
+#   good       net, the ESP mount (x86_64), the app stand-in (critical, notify), the harness shell, the fleet agent,
+#              the telemetry test's ticker (idle until a flag is on the data partition), then `edge-update boot`
 #   unhealthy  as good, but its health check fails (/etc/edge/broken)
 #   hang       a critical service that is down for good, so edge-init stops petting the watchdog; nothing commits
 #   panic      a service that crashes the kernel (sysrq c); panic=10 on the command line reboots it
 # A version goes into /etc/edge/version and /usr/share/edge-node/release (a few KiB that change with it); the same
 # inputs give the same image bytes. The cargo build uses EDGE_NODE_TARGET_DIR (default target/qemu-node-cargo), so
 # that a test can run this script while an outer cargo holds the workspace's target directory.
+#
+# With EDGE_NODE_BINARIES_ONLY=1 it only builds the binaries and prints the folder of the node's, so that the test
+# script checks edge-init's size on the very build the node boots.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-out=$(mkdir -p "${1:-$repo/target/qemu-node}" && cd "${1:-$repo/target/qemu-node}" && pwd)
+arch=${EDGE_NODE_ARCH:-x86_64}
+# deb_arch: Debian's name of the architecture; target: Rust's; root_mib: the slot root images' size (arm64's kernel is
+# an uncompressed Image of 32 MiB).
+case $arch in
+x86_64) deb_arch=amd64 target=x86_64-unknown-linux-musl default_out=$repo/target/qemu-node root_mib=48 ;;
+aarch64) deb_arch=arm64 target=aarch64-unknown-linux-musl default_out=$repo/target/qemu-node-aarch64 root_mib=64 ;;
+*) echo "build.sh: EDGE_NODE_ARCH=$arch: expected x86_64 or aarch64" >&2; exit 1 ;;
+esac
+# The board string of the node's update.toml, which every good test bundle carries (qemu-tests/src/node.rs).
+compatible=edge-qemu-$arch
+host_deb_arch=$(dpkg --print-architecture)
+case $host_deb_arch in
+amd64) host_target=x86_64-unknown-linux-musl ;;
+arm64) host_target=aarch64-unknown-linux-musl ;;
+*) echo "build.sh: no Rust target for the host's architecture $host_deb_arch" >&2; exit 1 ;;
+esac
+
+# The node's binaries and the host's tools, static musl builds. On an x86_64 host an x86_64 node's binaries come
+# from the one build with the tools; an aarch64 node's from a cross build (.cargo/config.toml names the cross gcc).
+node_pkgs=(-p edge-init -p edge-update -p edge-bootctl -p edge-agent)
+cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
+(cd "$repo" && cargo build -q --release --locked --target "$host_target" --target-dir "$cargo_target" \
+    "${node_pkgs[@]}" -p edge-image)
+if [ "$target" != "$host_target" ]; then
+    (cd "$repo" && cargo build -q --release --locked --target "$target" --target-dir "$cargo_target" "${node_pkgs[@]}")
+fi
+bin="$cargo_target/$target/release"
+host_bin="$cargo_target/$host_target/release"
+if [ "${EDGE_NODE_BINARIES_ONLY:-0}" = 1 ]; then
+    echo "$bin"
+    exit 0
+fi
+
+out=$(mkdir -p "${1:-$default_out}" && cd "${1:-$default_out}" && pwd)
 images=${EDGE_NODE_IMAGES:-good:1.0.0 good:2.0.0 good:3.0.0 unhealthy:2.0.0 unhealthy:3.0.0 hang:2.0.0 panic:2.0.0}
 cache=${EDGE_NODE_CACHE:-$repo/target/qemu-node-cache}
 mkdir -p "$cache"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
+# apt for the architecture ARCH: the host's own apt for the host's; for another, a private configuration in the
+# cache (its own lists, archive cache and empty dpkg status, APT::Architecture set to ARCH) over the host's
+# sources, so that the host's dpkg and apt state never learn of ARCH.
+apt_for() { # apt_for ARCH apt-get|apt-cache ARGS...
+    local a=$1 dir
+    shift
+    if [ "$a" = "$host_deb_arch" ]; then
+        "$@"
+        return
+    fi
+    dir="$cache/apt-$a"
+    if [ ! -f "$dir/apt.conf" ]; then
+        mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+        : >"$dir/status"
+        printf '%s\n' "Dir::State \"$dir\";" "Dir::State::lists \"$dir/lists\";" "Dir::State::status \"$dir/status\";" \
+            "Dir::Cache \"$dir\";" "Dir::Cache::archives \"$dir/archives\";" "Dir::Cache::pkgcache \"\";" \
+            "Dir::Cache::srcpkgcache \"\";" "APT::Architecture \"$a\";" "APT::Architectures { \"$a\"; };" \
+            >"$dir/apt.conf.tmp"
+        mv "$dir/apt.conf.tmp" "$dir/apt.conf"
+    fi
+    APT_CONFIG="$dir/apt.conf" "$@"
+}
+
 # Debian packages are fetched into the cache and unpacked there, never installed.
-fetch_deb() { # fetch_deb PACKAGE -> prints the unpacked directory
-    local pkg=$1 deb dir
-    deb=$(ls "$cache/debs/${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+fetch_deb() { # fetch_deb ARCH PACKAGE -> prints the unpacked directory
+    local a=$1 pkg=$2 deb dir
+    deb=$(ls "$cache/debs/${pkg}"_*_"$a".deb 2>/dev/null | head -n1 || true)
     if [ -z "$deb" ]; then
         mkdir -p "$cache/debs"
-        (cd "$cache/debs" && apt-get download -qq "$pkg" >/dev/null 2>&1) ||
-            { apt-get update -qq >&2 && (cd "$cache/debs" && apt-get download -qq "$pkg" >/dev/null); }
-        deb=$(ls "$cache/debs/${pkg}"_*.deb | head -n1)
+        (cd "$cache/debs" && apt_for "$a" apt-get download -qq "$pkg:$a" >/dev/null 2>&1) ||
+            { apt_for "$a" apt-get update -qq >&2 && (cd "$cache/debs" && apt_for "$a" apt-get download -qq "$pkg:$a" >/dev/null); }
+        deb=$(ls "$cache/debs/${pkg}"_*_"$a".deb | head -n1)
     fi
     dir="$cache/unpacked/$(basename "$deb" .deb)"
     if [ ! -d "$dir" ]; then
@@ -51,32 +116,31 @@ fetch_deb() { # fetch_deb PACKAGE -> prints the unpacked directory
     echo "$dir"
 }
 
-# The kernel: whatever linux-image-amd64 depends on today (the generic kernel: its i6300esb watchdog driver is a
-# module, the cloud kernel has none).
-if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then apt-get update -qq; fi
-kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
-[ -n "$kpkg" ] || { echo "build.sh: cannot resolve the kernel package of linux-image-amd64" >&2; exit 1; }
-kdir=$(fetch_deb "$kpkg")
+# The kernel: whatever linux-image-amd64 or linux-image-arm64 depends on today (the generic kernel: its i6300esb
+# watchdog driver is a module, the cloud kernel has none). arm64's vmlinuz is an uncompressed Image, which U-Boot's
+# booti starts as it is.
+if ! apt_for "$deb_arch" apt-cache show "linux-image-$deb_arch" >/dev/null 2>&1; then apt_for "$deb_arch" apt-get update -qq; fi
+kpkg=$(apt_for "$deb_arch" apt-cache depends "linux-image-$deb_arch" |
+    sed -n "s/^ *Depends: \(linux-image-[0-9].*-$deb_arch\)\$/\1/p" | head -n1)
+[ -n "$kpkg" ] || { echo "build.sh: cannot resolve the kernel package of linux-image-$deb_arch" >&2; exit 1; }
+kdir=$(fetch_deb "$deb_arch" "$kpkg")
 kver=${kpkg#linux-image-}
 [ -f "$kdir/boot/vmlinuz-$kver" ] || { echo "build.sh: $kpkg has no /boot/vmlinuz-$kver" >&2; exit 1; }
 if [ ! -f "$kdir/lib/modules/$kver/modules.dep" ]; then
     depmod -b "$kdir" "$kver"
 fi
-bbdir=$(fetch_deb busybox-static)
+bbdir=$(fetch_deb "$deb_arch" busybox-static)
+host_bbdir=$(fetch_deb "$host_deb_arch" busybox-static)
 
-# The node's binaries: static musl builds.
-target=x86_64-unknown-linux-musl
-cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
-(cd "$repo" && cargo build -q --release --locked --target "$target" --target-dir "$cargo_target" \
-    -p edge-init -p edge-update -p edge-bootctl -p edge-image -p edge-agent)
-bin="$cargo_target/$target/release"
-mkdir -p "$out/bin"
-for b in edge-init edge-update edge-bootctl edge-image edge-agent; do install -m 0755 "$bin/$b" "$out/bin/$b.tmp" && mv "$out/bin/$b.tmp" "$out/bin/$b"; done
-# busybox's nc is also the host side of the guest's one network forward (qemu-tests/src/vm.rs).
-install -m 0755 "$bbdir/bin/busybox" "$out/bin/busybox.tmp" && mv "$out/bin/busybox.tmp" "$out/bin/busybox"
+put() { # put SOURCE DEST: installed whole or not at all
+    install -m 0755 "$1" "$2.tmp" && mv "$2.tmp" "$2"
+}
+mkdir -p "$out/bin" "$out/host"
+for b in edge-init edge-update edge-bootctl edge-agent; do put "$bin/$b" "$out/bin/$b"; done
+for b in edge-image edge-bootctl; do put "$host_bin/$b" "$out/host/$b"; done
+put "$host_bbdir/bin/busybox" "$out/host/busybox"
 mkdir -p "$out/keys"
-[ -f "$out/keys/node.key" ] || "$out/bin/edge-image" keygen -o "$out/keys/node" >/dev/null
-
+[ -f "$out/keys/node.key" ] || "$out/host/edge-image" keygen -o "$out/keys/node" >/dev/null
 # copy_modules DEST NAME...: the named modules and everything they depend on, with a modules.dep for them.
 copy_modules() {
     local dest=$1 mdir="$kdir/lib/modules/$kver"; shift
@@ -105,13 +169,15 @@ copy_modules() {
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# The initramfs: edge-init as /init, its services file (the disk's drivers), and those drivers.
+# The initramfs: edge-init as /init, its services file, and the modules it loads: the disk's drivers, and the
+# watchdog's, so that the watchdog is there from the start on every architecture (the generic kernels of both build
+# i6300esb as a module).
 initramfs="$work/initramfs"
 cp -r "$here/initramfs" "$initramfs"
 install -m 0755 "$bin/edge-init" "$initramfs/init"
 mkdir -p "$initramfs/sbin" "$initramfs/newroot" "$initramfs/proc" "$initramfs/sys" "$initramfs/run"
 ln -s ../init "$initramfs/sbin/edge-init"
-copy_modules "$initramfs" virtio_pci virtio_blk crc32c_generic ext4
+copy_modules "$initramfs" virtio_pci virtio_blk crc32c_generic ext4 i6300esb
 find "$initramfs" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 python3 "$here/mkcpio.py" "$initramfs" "$work/initrd.cpio"
 gzip -n -9 -c "$work/initrd.cpio" >"$work/initrd.img"
@@ -122,7 +188,8 @@ cp -r "$here/rootfs" "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,boot/efi,data,dev,proc,sys,run,tmp,root,newroot,etc/edge/keys}
 chmod 1777 "$root/tmp"
 install -m 0755 "$bbdir/bin/busybox" "$root/bin/busybox"
-for applet in $("$root/bin/busybox" --list-full); do
+# The applets are listed by the host's busybox of the same package (the node's may not run here).
+for applet in $("$out/host/busybox" --list-full); do
     case $applet in sbin/init | linuxrc | bin/busybox) continue ;; esac
     [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
 done
@@ -134,6 +201,28 @@ install -m 0644 "$kdir/boot/vmlinuz-$kver" "$root/boot/vmlinuz"
 install -m 0644 "$work/initrd.img" "$root/boot/initrd.img"
 copy_modules "$root" virtio_pci virtio_blk crc32c_generic ext4 virtio_net virtio_console i6300esb vfat nls_cp437 nls_ascii
 echo edge-node >"$root/etc/hostname"
+# Where the boot state is: GRUB's two blocks on the ESP (mounted by the esp service), or U-Boot's redundant
+# environment in the raw partition edge-state, partition 2 of an arm64 node's disk (edge-image disk, docs/disk-image.md).
+case $arch in
+x86_64)
+    boot_config='backend = "grub"
+grub_state_dir = "/boot/efi/EFI/edge"'
+    ;;
+aarch64)
+    boot_config='backend = "uboot"
+uboot_fw_env_config = "/etc/fw_env.config"'
+    # Two copies of 8 KiB back to back, where bootctl/uboot/boot.cmd reads them; fw_printenv reads the same file.
+    printf '%s\n' "# The boot state: U-Boot's redundant environment in the partition edge-state (qemu-tests/node/build.sh)." \
+        "/dev/vda2 0x0000 0x2000" "/dev/vda2 0x2000 0x2000" >"$root/etc/fw_env.config"
+    ;;
+esac
+printf '%s\n' "# How edge-bootctl reaches the boot state (qemu-tests/node/build.sh writes this file)." "$boot_config" \
+    >"$root/etc/edge/bootctl.toml"
+{
+    echo "# edge-update on the test node: slots and data by partition name (qemu-tests/node/build.sh writes this file)."
+    echo "compatible = \"$compatible\""
+    awk -v keys="$boot_config" '/^keyring/ { on = 1 } on { print } on && /^\[bootctl\]$/ { print keys }' "$here/update.toml"
+} >"$root/etc/edge/update.toml"
 cp "$out/keys/node.pub" "$root/etc/edge/keys/"
 [ -f "$out/fleet-ca/ca.pem" ] || { echo "build.sh: $out/fleet-ca/ca.pem missing: the harness makes the fleet's CA first" >&2; exit 1; }
 install -m 0644 "$out/fleet-ca/ca.pem" "$root/etc/edge/fleet-ca.pem"
@@ -159,12 +248,6 @@ ready = "exited"
 restart = "never"
 
 [[service]]
-name = "esp"
-argv = ["/usr/libexec/edge-node/esp"]
-ready = "exited"
-restart = "never"
-
-[[service]]
 name = "shell"
 argv = ["/usr/libexec/edge-node/shell"]
 restart = "always"
@@ -185,6 +268,20 @@ argv = ["/usr/libexec/edge-node/ticker"]
 restart = "always"
 TOML
 }
+
+# x86_64: the ESP, where the boot state is, mounted on /boot/efi before `edge-update boot` runs.
+esp_service() {
+    cat <<'TOML'
+
+[[service]]
+name = "esp"
+argv = ["/usr/libexec/edge-node/esp"]
+ready = "exited"
+restart = "never"
+TOML
+}
+boot_mount=
+if [ "$arch" = x86_64 ]; then boot_mount=esp; fi
 
 services_update() { # services_update AFTER...: `edge-update boot` once the named services are up
     local after
@@ -220,9 +317,10 @@ for image in $images; do
     for i in $(seq 1 64); do echo "edge-node $version release line $i"; done >"$work/v/usr/share/edge-node/release"
     {
         services_common
+        if [ -n "$boot_mount" ]; then esp_service; fi
         app_service
         case $variant in
-        good | unhealthy) services_update esp net app ;;
+        good | unhealthy) services_update $boot_mount net app ;;
         hang)
             cat <<'TOML'
 
@@ -232,7 +330,7 @@ argv = ["/bin/false"]
 restart = "never"
 critical = true
 TOML
-            services_update esp net app stuck
+            services_update $boot_mount net app stuck
             ;;
         panic)
             cat <<'TOML'
@@ -243,7 +341,7 @@ argv = ["/bin/sh", "-c", "echo c >/proc/sysrq-trigger"]
 after = ["app"]
 restart = "never"
 TOML
-            services_update esp net app crash
+            services_update $boot_mount net app crash
             ;;
         *) echo "build.sh: unknown variant $variant in EDGE_NODE_IMAGES" >&2; exit 1 ;;
         esac
@@ -254,17 +352,19 @@ TOML
     rm -f "$work/root.ext4"
     E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -b 4096 -L edge-root -d "$work/v" \
         -U 6564676f-726f-4f74-8000-000000000001 -E root_owner=0:0,hash_seed=6564676f-726f-4f74-8000-000000000002 \
-        "$work/root.ext4" "${EDGE_NODE_ROOT_MIB:-48}M" >/dev/null
+        "$work/root.ext4" "${EDGE_NODE_ROOT_MIB:-$root_mib}M" >/dev/null
     mv "$work/root.ext4" "$out/root-$variant-$version.ext4"
 done
 
 # GRUB for the ESP; every module goes into its memdisk and loads on first use.
-grub-mkstandalone --format=x86_64-efi --modules="part_gpt fat serial terminal search search_fs_file configfile echo test" \
-    --locales= --fonts= --themes= --output "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$here/grub-embedded.cfg"
-mv "$work/BOOTX64.EFI" "$out/BOOTX64.EFI"
+if [ "$arch" = x86_64 ]; then
+    grub-mkstandalone --format=x86_64-efi --modules="part_gpt fat serial terminal search search_fs_file configfile echo test" \
+        --locales= --fonts= --themes= --output "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$here/grub-embedded.cfg"
+    mv "$work/BOOTX64.EFI" "$out/BOOTX64.EFI"
+fi
 
 rm -rf "$out/root" && mv "$root" "$out/root"
 cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
 mv "$work/initrd.img" "$out/initrd.img"
 echo "$kver" >"$out/kernel-version"
-echo "built the test node for kernel $kver into $out" >&2
+echo "built the $arch test node for kernel $kver into $out" >&2

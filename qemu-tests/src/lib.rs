@@ -41,7 +41,7 @@ pub use grub::{GRUB_CFG_PATH, GRUB_EFI_PATH, MARKER_NOT_FOUND, MARKER_RETURNED, 
 pub use image::{DiskImage, GrubImage, Layout, MAX_SIZE_MIB, MIN_SIZE_MIB};
 pub use qemu::{max_parallel_boots, BootEnd, BootLog, BootOptions};
 pub use tools::Tools;
-pub use vm::{log_dir, ShellOutput, Vm, VmOptions, HOST_SERVER_ADDR};
+pub use vm::{log_dir, Arch, ShellOutput, Vm, VmOptions, HOST_SERVER_ADDR};
 
 /// The host tools and the GRUB binary every image of a test run boots.
 #[derive(Debug, Clone)]

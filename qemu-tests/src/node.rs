@@ -1,8 +1,10 @@
-//! The test node's assets, built once per test process: the kernel, initramfs and slot root images of
-//! `qemu-tests/node/build.sh`, signed bundles of those images, and whole node disks made by `edge-image disk`.
+//! The test node's assets, built once per test process and architecture: the kernel, initramfs and slot root images
+//! of `qemu-tests/node/build.sh`, signed bundles of those images, and whole node disks made by `edge-image disk`
+//! (a GRUB disk for x86_64, a U-Boot disk for aarch64).
 //!
-//! Everything lives in `target/qemu-node/` and is reused by later runs where it can be: the downloaded kernel is
-//! cached, build.sh rebuilds the root images (they are reproducible), bundles and disks are rebuilt per process.
+//! Everything lives in `target/qemu-node/` (x86_64) or `target/qemu-node-aarch64/` and is reused by later runs where
+//! it can be: the downloaded kernel is cached, build.sh rebuilds the root images (they are reproducible), bundles and
+//! disks are rebuilt per process.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,15 +14,25 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::tools::{run, Tools};
-use crate::vm::{Vm, VmOptions};
+use crate::vm::{Arch, Vm, VmOptions};
 
-/// The board string of the test node: its `update.toml` and every good test bundle carry it.
+/// Bytes of one copy of the aarch64 node's boot state (the `env_size` of bootctl/uboot/boot.cmd and of the node's
+/// `/etc/fw_env.config`).
+pub const UBOOT_ENV_BYTES: usize = 0x2000;
+
+/// The board string of the x86_64 test node: its `update.toml` and every good test bundle carry it.
 pub const COMPATIBLE: &str = "edge-qemu-x86_64";
+
+/// The board string of the test node of `arch` (build.sh writes it into the node's `update.toml`).
+pub fn compatible(arch: Arch) -> String {
+    format!("edge-qemu-{arch}")
+}
 
 /// Waits for the next boot's kernel command line on `vm`'s console and returns the slot it boots (from `edge.slot=`;
 /// `?` when the line names none).
 pub fn next_boot(vm: &mut Vm, timeout: Duration) -> Result<char> {
-    let line = vm.expect("Command line:", timeout)?;
+    // Every architecture's kernel prints this line (x86_64's also prints an earlier `Command line:`).
+    let line = vm.expect("Kernel command line:", timeout)?;
     let slot = line.split_whitespace().find_map(|w| w.strip_prefix("edge.slot=")).unwrap_or("?");
     Ok(slot.chars().next().unwrap_or('?'))
 }
@@ -31,9 +43,18 @@ pub fn services_up(vm: &mut Vm, timeout: Duration) -> Result<()> {
     vm.expect("edge-init: update-boot: exited 0", timeout).map(drop)
 }
 
-/// Where the assets are built: `target/qemu-node`.
+/// Where the x86_64 assets are built: `target/qemu-node`.
 pub fn assets_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/qemu-node")
+    assets_dir_of(Arch::X86_64)
+}
+
+/// Where the assets of `arch` are built: `target/qemu-node`, `target/qemu-node-aarch64`.
+pub fn assets_dir_of(arch: Arch) -> PathBuf {
+    let name = match arch {
+        Arch::X86_64 => "qemu-node".to_owned(),
+        other => format!("qemu-node-{other}"),
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(name)
 }
 
 /// A slot root image of build.sh: one of its variants at one version.
@@ -70,8 +91,8 @@ pub struct BundleSpec {
     pub version: String,
     /// The bundle's anti-rollback counter.
     pub security_version: u64,
-    /// The bundle's board string.
-    pub compatible: String,
+    /// The bundle's board string: `None` for the node's own.
+    pub compatible: Option<String>,
     /// The secret key it is signed with: `None` for the node's key, else a key of [`Assets::other_key`].
     pub key: Option<String>,
 }
@@ -83,7 +104,7 @@ impl BundleSpec {
             variant: Variant::Good,
             version: version.to_owned(),
             security_version,
-            compatible: COMPATIBLE.to_owned(),
+            compatible: None,
             key: None,
         }
     }
@@ -96,7 +117,7 @@ impl BundleSpec {
 
     /// The same bundle, for another board.
     pub fn compatible(mut self, compatible: &str) -> BundleSpec {
-        self.compatible = compatible.to_owned();
+        self.compatible = Some(compatible.to_owned());
         self
     }
 
@@ -108,8 +129,8 @@ impl BundleSpec {
 
     fn file_name(&self) -> String {
         let mut name = format!("{}-{}-sv{}", self.variant.name(), self.version, self.security_version);
-        if self.compatible != COMPATIBLE {
-            name.push_str(&format!("-for-{}", self.compatible));
+        if let Some(compatible) = &self.compatible {
+            name.push_str(&format!("-for-{compatible}"));
         }
         if let Some(key) = &self.key {
             name.push_str(&format!("-by-{key}"));
@@ -118,36 +139,71 @@ impl BundleSpec {
     }
 }
 
-/// The built assets of one test process.
+/// A value made once per process on first use, or the report of why it could not be.
+type Once<T> = OnceLock<std::result::Result<T, String>>;
+
+/// The built assets of one test process, for one architecture.
 pub struct Assets {
+    arch: Arch,
     dir: PathBuf,
     tools: Arc<Tools>,
     fleet_tls: testkit::tls::TestCa,
     /// Bundles built so far by this process (built again by the next one, so they follow the code).
     built: Mutex<HashSet<String>>,
+    boot_state: Once<PathBuf>,
+    uboot_env: Once<PathBuf>,
 }
 
 impl Assets {
-    /// Runs build.sh once per process and returns the assets; every later call returns the same (or the same error).
+    /// The x86_64 node's assets: [`Assets::of`] `Arch::X86_64`.
     pub fn get() -> Result<&'static Assets> {
-        static ASSETS: OnceLock<std::result::Result<Assets, String>> = OnceLock::new();
-        let built = ASSETS.get_or_init(|| Assets::build().map_err(|err| crate::report(&err)));
-        built.as_ref().map_err(|why| Error::Assets { what: "the test node".to_owned(), why: why.clone() })
+        Assets::of(Arch::X86_64)
     }
 
-    fn build() -> Result<Assets> {
+    /// Runs build.sh for `arch` once per process and returns the assets; every later call returns the same (or the
+    /// same error).
+    pub fn of(arch: Arch) -> Result<&'static Assets> {
+        static X86_64: Once<Assets> = OnceLock::new();
+        static AARCH64: Once<Assets> = OnceLock::new();
+        let once = match arch {
+            Arch::X86_64 => &X86_64,
+            Arch::Aarch64 => &AARCH64,
+        };
+        let built = once.get_or_init(|| Assets::build(arch).map_err(|err| crate::report(&err)));
+        built.as_ref().map_err(|why| Error::Assets { what: format!("the {arch} test node"), why: why.clone() })
+    }
+
+    fn build(arch: Arch) -> Result<Assets> {
         let tools = Arc::new(Tools::find()?);
-        let dir = assets_dir();
+        let dir = assets_dir_of(arch);
         // The fleet's CA, made once and kept like the node's signing key: build.sh bakes its certificate into every
         // root image (/etc/edge/fleet-ca.pem); the endpoint the node is managed by serves the certificate it signed.
         let fleet_tls = testkit::tls::TestCa::open_or_create(&dir.join("fleet-ca"), "edge-node fleet");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/build.sh");
-        run(Command::new("bash").arg(&script).arg(&dir))?;
+        run(Command::new("bash").arg(&script).arg(&dir).env("EDGE_NODE_ARCH", arch.name()))?;
         for sub in ["bundles", "disks", "keys"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|source| Error::WriteFile { path, source })?;
         }
-        Ok(Assets { dir, tools, fleet_tls, built: Mutex::new(HashSet::new()) })
+        Ok(Assets {
+            arch,
+            dir,
+            tools,
+            fleet_tls,
+            built: Mutex::new(HashSet::new()),
+            boot_state: OnceLock::new(),
+            uboot_env: OnceLock::new(),
+        })
+    }
+
+    /// The node's architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The node's board string.
+    pub fn compatible(&self) -> String {
+        compatible(self.arch)
     }
 
     /// The host tools.
@@ -160,8 +216,14 @@ impl Assets {
         &self.dir
     }
 
-    /// One of the node's binaries as build.sh installed it (`edge-image`, `edge-update`, `busybox`, ...).
-    pub fn bin(&self, name: &str) -> PathBuf {
+    /// One of the host's tools as build.sh installed it: `edge-image`, `edge-bootctl` or `busybox`.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.dir.join("host").join(name)
+    }
+
+    /// One of the node's binaries as build.sh installed it (`edge-init`, `edge-update`, ...), for the node's
+    /// architecture.
+    pub fn node_bin(&self, name: &str) -> PathBuf {
         self.dir.join("bin").join(name)
     }
 
@@ -187,7 +249,7 @@ impl Assets {
         std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
         let key = dir.join(format!("{name}.key"));
         if !key.exists() {
-            run(Command::new(self.bin("edge-image")).arg("keygen").arg("-o").arg(dir.join(name)))?;
+            run(Command::new(self.tool("edge-image")).arg("keygen").arg("-o").arg(dir.join(name)))?;
         }
         Ok(key)
     }
@@ -206,11 +268,11 @@ impl Assets {
             Some(other) => self.other_key(other)?,
         };
         let image = self.root_image(spec.variant, &spec.version);
-        run(Command::new(self.bin("edge-image"))
+        run(Command::new(self.tool("edge-image"))
             .arg("build")
             .arg("--payload")
             .arg(format!("rootfs={}", image.display()))
-            .args(["--version", &spec.version, "--compatible", &spec.compatible])
+            .args(["--version", &spec.version, "--compatible", &spec.compatible.clone().unwrap_or(self.compatible())])
             .args(["--security-version", &spec.security_version.to_string()])
             .args(["--name", &format!("edge-node-{}", spec.variant.name())])
             .arg("--key")
@@ -222,28 +284,60 @@ impl Assets {
         Ok(path)
     }
 
-    /// The boot state of a node provisioned with slot A good and active: `state0.env` and `state1.env` as
-    /// `edge-bootctl provision --good A` writes them, made once per process.
+    /// The boot state of a node provisioned with slot A good and active, as `edge-bootctl provision --good A` writes
+    /// it, made once per process: x86_64, a directory of `state0.env` and `state1.env` (GRUB's blocks for the ESP);
+    /// aarch64, a file of the two copies of U-Boot's redundant environment (for the `edge-state` partition).
     pub fn boot_state(&self) -> Result<PathBuf> {
         // Made once however many tests ask at the same time: the first makes it, the others wait for it.
-        static MADE: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-        let made = MADE.get_or_init(|| self.provision().map_err(|err| crate::report(&err)));
+        let made = self.boot_state.get_or_init(|| self.provision().map_err(|err| crate::report(&err)));
         made.clone().map_err(|why| Error::Assets { what: "the provisioned boot state".to_owned(), why })
     }
 
     fn provision(&self) -> Result<PathBuf> {
-        let dir = self.dir.join("boot-state");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
+        let werr = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::WriteFile { path, source }
+        };
         let config = self.dir.join("boot-state.toml");
-        let text = format!("backend = \"grub\"\ngrub_state_dir = \"{}\"\n", dir.display());
-        std::fs::write(&config, text).map_err(|source| Error::WriteFile { path: config.clone(), source })?;
-        run(Command::new(self.bin("edge-bootctl")).arg("--config").arg(&config).args(["provision", "--good", "A"]))?;
-        Ok(dir)
+        let (state, text) = match self.arch {
+            Arch::X86_64 => {
+                let dir = self.dir.join("boot-state");
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).map_err(werr(&dir))?;
+                (dir.clone(), format!("backend = \"grub\"\ngrub_state_dir = \"{}\"\n", dir.display()))
+            }
+            Arch::Aarch64 => {
+                // Two copies of 8 KiB back to back, as the node's /etc/fw_env.config describes its edge-state
+                // partition (build.sh); edge-bootctl writes into the file, so it is made first, of zeros.
+                let file = self.dir.join("boot-state.env");
+                let fw_env = self.dir.join("boot-state.fw_env.config");
+                std::fs::write(&file, vec![0u8; 2 * UBOOT_ENV_BYTES]).map_err(werr(&file))?;
+                let lines = format!("{f} 0x0 {n:#x}\n{f} {n:#x} {n:#x}\n", f = file.display(), n = UBOOT_ENV_BYTES);
+                std::fs::write(&fw_env, lines).map_err(werr(&fw_env))?;
+                (file, format!("backend = \"uboot\"\nuboot_fw_env_config = \"{}\"\n", fw_env.display()))
+            }
+        };
+        std::fs::write(&config, text).map_err(werr(&config))?;
+        run(Command::new(self.tool("edge-bootctl")).arg("--config").arg(&config).args(["provision", "--good", "A"]))?;
+        Ok(state)
+    }
+
+    /// aarch64: U-Boot's environment flash with `bootdelay=0`, saved by U-Boot itself once per process
+    /// ([`crate::uboot::save_env`]); every node boots a copy of it, so no boot waits for the autoboot countdown.
+    pub fn uboot_env(&self) -> Result<PathBuf> {
+        let made = self.uboot_env.get_or_init(|| {
+            let path = self.dir.join("uboot-env.img");
+            crate::uboot::UbootTools::find()
+                .and_then(|tools| crate::uboot::save_env(&tools, &path, "setenv bootdelay 0"))
+                .map(|()| path)
+                .map_err(|err| crate::report(&err))
+        });
+        made.clone().map_err(|why| Error::Assets { what: "U-Boot's environment".to_owned(), why })
     }
 
     /// A node disk named `name` with `slot_a` written into slot A (good and active) and an empty slot B, built by
-    /// `edge-image disk` from a layout file beside it, with the committed GRUB script (bootctl/grub/grub.cfg).
+    /// `edge-image disk` from a layout file beside it: x86_64, with the committed GRUB script (bootctl/grub/grub.cfg)
+    /// on the ESP; aarch64, with the committed U-Boot script (bootctl/uboot/boot.cmd) as `boot.scr`.
     pub fn disk(&self, name: &str, slot_a: &Path) -> Result<PathBuf> {
         self.disk_with(name, slot_a, None, false)
     }
@@ -271,16 +365,24 @@ impl Assets {
         let dir = self.dir.join("disks");
         let layout = dir.join(format!("{name}.toml"));
         let disk = dir.join(format!("{name}.img"));
+        let boot = match self.arch {
+            Arch::X86_64 => format!(
+                "[esp]\nsize = \"16MiB\"\ngrub_efi = \"{}\"\ngrub_cfg = \"{}\"\nboot_state = \"{}\"\n",
+                self.dir.join("BOOTX64.EFI").display(),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootctl/grub/grub.cfg").display(),
+                self.boot_state()?.display(),
+            ),
+            Arch::Aarch64 => format!(
+                "[uboot]\nboot_script = \"{}\"\nboot_state = \"{}\"\n",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootctl/uboot/boot.cmd").display(),
+                self.boot_state()?.display(),
+            ),
+        };
         let text = format!(
-            r#"compatible = "{COMPATIBLE}"
+            r#"compatible = "{compatible}"
 keyring = "{keyring}"
 
-[esp]
-size = "16MiB"
-grub_efi = "{efi}"
-grub_cfg = "{cfg}"
-boot_state = "{state}"
-
+{boot}
 [slots]
 size = "64MiB"
 a = "{a}"
@@ -288,31 +390,39 @@ a = "{a}"
 [data]
 size = "32MiB"
 {seed}{journal}"#,
+            compatible = self.compatible(),
             keyring = self.keyring().display(),
-            efi = self.dir.join("BOOTX64.EFI").display(),
-            cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootctl/grub/grub.cfg").display(),
-            state = self.boot_state()?.display(),
             a = slot_a.display(),
             seed = data_seed.map(|s| format!("seed = \"{}\"\n", s.display())).unwrap_or_default(),
             // The node's update.toml has `data_dir = "/data/edge-update"`.
             journal = if journal { "updater_dir = \"edge-update\"\n" } else { "" },
         );
         std::fs::write(&layout, text).map_err(|source| Error::WriteFile { path: layout.clone(), source })?;
-        run(Command::new(self.bin("edge-image")).arg("disk").arg(&layout).arg("-o").arg(&disk))?;
+        run(Command::new(self.tool("edge-image")).arg("disk").arg(&layout).arg("-o").arg(&disk))?;
         Ok(disk)
     }
 
     /// The options of a node booting `disk`, with the host's `http_port` (on 127.0.0.1) forwarded to
     /// `http://10.0.2.100/` through the node's busybox `nc`.
-    pub fn vm_options(&self, name: &str, disk: &Path, http_port: Option<u16>) -> VmOptions {
+    pub fn vm_options(&self, name: &str, disk: &Path, http_port: Option<u16>) -> Result<VmOptions> {
+        // The console log's name is the test's, with the architecture when it is not x86_64 (the same scenario runs
+        // on both).
+        let name = match self.arch {
+            Arch::X86_64 => name.to_owned(),
+            other => format!("{name}-{other}"),
+        };
         let mut options = VmOptions::new(name, disk);
+        options.arch = self.arch;
+        if self.arch == Arch::Aarch64 {
+            options.uboot_env = Some(self.uboot_env()?);
+        }
         options.http_port = http_port;
-        options.relay = Some(self.bin("busybox"));
-        options
+        options.relay = Some(self.tool("busybox"));
+        Ok(options)
     }
 
     /// Starts a node booting `disk`, with the host's `http_port` (on 127.0.0.1) forwarded to `http://10.0.2.100/`.
     pub fn start(&self, name: &str, disk: &Path, http_port: Option<u16>) -> Result<Vm> {
-        Vm::start(self.tools(), self.vm_options(name, disk, http_port))
+        Vm::start(self.tools(), self.vm_options(name, disk, http_port)?)
     }
 }

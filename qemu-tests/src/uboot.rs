@@ -113,7 +113,7 @@ impl UbootImage {
         self
     }
 
-    /// Puts a file at `name` (such as `boot/Image`; directories are made) in slot partition `part` (3 or 4), which is
+    /// Puts a file at `name` (such as `boot/vmlinuz`; directories are made) in slot partition `part` (3 or 4), which is
     /// then formatted FAT.
     pub fn slot_file(mut self, part: u32, name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> UbootImage {
         self.slot_files.push((part, name.into(), bytes.into()));
@@ -242,6 +242,83 @@ pub fn boot(tools: &UbootTools, disk: &UbootDisk, timeout: Duration) -> Result<U
         ))
         .args(["-device", "virtio-blk-device,drive=disk0"]);
     run_qemu(cmd, &BootOptions::new(timeout))
+}
+
+/// Bytes of a flash bank of the virt machine, as QEMU requires of a `-drive if=pflash` image.
+pub const FLASH_BYTES: u64 = 64 << 20;
+
+/// Makes `flash`, an image of the virt machine's second flash bank where Debian's `qemu_arm64` U-Boot keeps its
+/// environment, holding U-Boot's built-in environment changed by `commands` (such as `setenv bootdelay 0`): boots
+/// U-Boot with an empty bank and no disk, stops its autoboot at the prompt, runs the commands and `saveenv`, and
+/// powers off. It is what an operator does once at a board's console; U-Boot writes the environment itself.
+pub fn save_env(tools: &UbootTools, flash: &Path, commands: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let write_err = |source| Error::WriteFile { path: flash.to_owned(), source };
+    let file = std::fs::File::create(flash).map_err(write_err)?;
+    file.set_len(FLASH_BYTES).map_err(write_err)?;
+    drop(file);
+    let mut cmd = Command::new(&tools.qemu);
+    cmd.args(["-nodefaults", "-no-user-config", "-machine", "virt", "-cpu", "cortex-a57", "-m", "128", "-smp", "1"])
+        .args(["-accel", "tcg", "-nic", "none", "-display", "none", "-no-reboot", "-serial", "stdio"])
+        .arg("-bios")
+        .arg(&tools.firmware)
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,unit=1,file={}", crate::qemu::option_path(flash)));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let command = crate::tools::describe(&cmd);
+    let _cpu = crate::qemu::CpuSlot::acquire();
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command, source })?;
+    let mut stdin = child.stdin.take().expect("stdin was set to piped");
+    let mut stdout = child.stdout.take().expect("stdout was set to piped");
+    // The console is read on a thread, so that a U-Boot that never prompts ends in a timeout, not a hang.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 || tx.send(chunk[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let timeout = Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut console = Vec::new();
+    // Each text is looked for after the one before it.
+    let mut matched = 0;
+    let mut wait_for = |text: &str, console: &mut Vec<u8>| -> Result<()> {
+        loop {
+            if let Some(at) = console[matched..].windows(text.len()).position(|w| w == text.as_bytes()) {
+                matched += at + text.len();
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => console.extend_from_slice(&bytes),
+                Err(_) => {
+                    return Err(Error::ConsoleTimeout {
+                        waiting_for: format!("{text:?}"),
+                        timeout,
+                        ended: false,
+                        console_tail: crate::console::tail(&crate::console::clean(console), 40),
+                    })
+                }
+            }
+        }
+    };
+    let talk = (|| -> Result<()> {
+        wait_for("Hit any key to stop autoboot", &mut console)?;
+        let _ = stdin.write_all(b"\n");
+        wait_for("=> ", &mut console)?;
+        let _ = stdin.write_all(format!("{commands}; saveenv; poweroff\n").as_bytes());
+        wait_for("Saving Environment to Flash", &mut console)?;
+        wait_for("OK", &mut console)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    let _ = reader.join();
+    talk
 }
 
 /// Boots every disk, each until it powers off or `timeout`, at most one per CPU at a time; results come back in the

@@ -1,5 +1,6 @@
-//! A whole node in QEMU: OVMF, the node's GPT disk, the i6300esb watchdog, a restricted user network, a command
-//! shell on a virtio serial port and QMP; it runs across the guest's reboots until the test ends it.
+//! A whole node in QEMU: its firmware (OVMF on an x86_64 q35 machine, U-Boot on an arm64 virt machine), the node's
+//! GPT disk, the i6300esb watchdog, a restricted user network, a command shell on a virtio serial port and QMP; it
+//! runs across the guest's reboots until the test ends it.
 //!
 //! Unlike [`crate::Harness::boot`], which runs one boot to its end, a [`Vm`] stays up while the test drives it:
 //! it waits for console text ([`Vm::expect`]), runs commands in the guest ([`Vm::sh`]), cuts the power (a SIGKILL of
@@ -20,6 +21,7 @@ use crate::console;
 use crate::error::{Error, Result};
 use crate::qemu::{option_path, CpuSlot};
 use crate::tools::{describe, Tools};
+use crate::uboot::UbootTools;
 
 /// The guest address the host's test server is forwarded to (`http://10.0.2.100/` and `https://10.0.2.100/` in the
 /// guest: ports 80 and 443 both reach it).
@@ -39,9 +41,47 @@ fn line_bounds(raw: &[u8], at: usize) -> (usize, Option<usize>) {
     (start, raw[at..].iter().position(|&b| b == b'\n').map(|p| at + p))
 }
 
+/// The architecture of a node, and with it the machine QEMU emulates and the firmware that boots it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// x86_64: QEMU's q35 machine, OVMF, and the node's GRUB on its ESP.
+    X86_64,
+    /// arm64: QEMU's virt machine with a Cortex-A57 (far faster under TCG than `-cpu max`), and Debian's U-Boot for
+    /// it, which runs the node's boot script.
+    Aarch64,
+}
+
+impl Arch {
+    /// Its name as the kernel and Rust say it: `x86_64`, `aarch64`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+}
+
+impl Arch {
+    /// The architecture named `name` ([`Arch::name`]).
+    pub fn from_name(name: &str) -> Option<Arch> {
+        [Arch::X86_64, Arch::Aarch64].into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
+    /// The node's architecture.
+    pub arch: Arch,
+    /// aarch64: U-Boot's environment as the board keeps it, a 64 MiB image of the virt machine's second flash bank
+    /// (copied for every node, as OVMF's variable store is); `None` boots U-Boot with its built-in environment.
+    pub uboot_env: Option<PathBuf>,
     /// The node's disk (booted, and written by the guest).
     pub disk: PathBuf,
     /// More disks, attached after the boot disk (a USB stick stand-in), read-write.
@@ -57,9 +97,11 @@ pub struct VmOptions {
 }
 
 impl VmOptions {
-    /// A node booting `disk`, with 512 MiB and no network forward.
+    /// An x86_64 node booting `disk`, with 512 MiB and no network forward.
     pub fn new(name: impl Into<String>, disk: impl Into<PathBuf>) -> VmOptions {
         VmOptions {
+            arch: Arch::X86_64,
+            uboot_env: None,
             disk: disk.into(),
             extra_disks: Vec::new(),
             http_port: None,
@@ -96,8 +138,11 @@ pub struct ShellOutput {
 /// A running node; QEMU is killed when it is dropped.
 pub struct Vm {
     tools: Arc<Tools>,
+    /// aarch64: the arm64 QEMU and U-Boot.
+    uboot: Option<UbootTools>,
     options: VmOptions,
     dir: tempfile::TempDir,
+    /// The firmware's writable store, this node's copy: OVMF's variables, or U-Boot's environment flash.
     vars: PathBuf,
     child: Option<Child>,
     console: Arc<ConsoleBuf>,
@@ -113,22 +158,32 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Starts QEMU with a fresh copy of the firmware variables; holds one of the process's CPU slots until dropped.
+    /// Starts QEMU with a fresh copy of the firmware's store; holds one of the process's CPU slots until dropped.
     pub fn start(tools: Arc<Tools>, options: VmOptions) -> Result<Vm> {
+        let uboot = match options.arch {
+            Arch::X86_64 => None,
+            Arch::Aarch64 => Some(UbootTools::find()?),
+        };
         let cpu = CpuSlot::acquire();
         let parent = options.disk.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = tempfile::Builder::new()
             .prefix("vm.")
             .tempdir_in(parent)
             .map_err(|source| Error::WriteFile { path: parent.to_owned(), source })?;
-        let vars = dir.path().join("OVMF_VARS.fd");
-        std::fs::copy(&tools.ovmf_vars, &vars).map_err(|source| Error::WriteFile { path: vars.clone(), source })?;
+        let (store, vars) = match (options.arch, &options.uboot_env) {
+            (Arch::X86_64, _) => (Some(&tools.ovmf_vars), dir.path().join("OVMF_VARS.fd")),
+            (Arch::Aarch64, env) => (env.as_ref(), dir.path().join("uboot-env.img")),
+        };
+        if let Some(store) = store {
+            std::fs::copy(store, &vars).map_err(|source| Error::WriteFile { path: vars.clone(), source })?;
+        }
         let logs = log_dir();
         std::fs::create_dir_all(&logs).map_err(|source| Error::WriteFile { path: logs.clone(), source })?;
         let log_path = logs.join(format!("{}.log", options.name));
         let log = File::create(&log_path).map_err(|source| Error::WriteFile { path: log_path.clone(), source })?;
         let mut vm = Vm {
             tools,
+            uboot,
             options,
             dir,
             vars,
@@ -167,18 +222,33 @@ impl Vm {
         for sock in [&shell_sock, &qmp_sock] {
             let _ = std::fs::remove_file(sock);
         }
-        let mut cmd = Command::new(&self.tools.qemu);
-        cmd.args(["-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-smp", "1"])
+        let mut cmd = match &self.uboot {
+            None => {
+                let mut cmd = Command::new(&self.tools.qemu);
+                cmd.args(["-machine", "q35"])
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", option_path(&self.tools.ovmf_code)))
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,unit=1,file={}", option_path(&self.vars)));
+                cmd
+            }
+            Some(uboot) => {
+                let mut cmd = Command::new(&uboot.qemu);
+                // U-Boot runs from the first flash bank (-bios); its environment lives in the second.
+                cmd.args(["-machine", "virt", "-cpu", "cortex-a57"]).arg("-bios").arg(&uboot.firmware);
+                if self.vars.exists() {
+                    cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", option_path(&self.vars)));
+                }
+                cmd
+            }
+        };
+        cmd.args(["-nodefaults", "-no-user-config", "-accel", "tcg", "-smp", "1"])
             .args(["-m", &self.options.memory_mib.to_string(), "-display", "none", "-serial", "stdio"])
             .arg("-chardev")
             .arg(format!("socket,id=shell,path={},server=on,wait=off", option_path(&shell_sock)))
             .args(["-device", "virtio-serial-pci", "-device", "virtserialport,chardev=shell,name=edge.shell"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", option_path(&qmp_sock)))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", option_path(&self.tools.ovmf_code)))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,unit=1,file={}", option_path(&self.vars)))
             .arg("-drive")
             .arg(format!("if=none,id=disk0,format=raw,file={}", option_path(&self.options.disk)))
             .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=1"]);
@@ -188,7 +258,8 @@ impl Vm {
                 .arg(format!("if=none,id=disk{id},format=raw,file={}", option_path(extra)))
                 .args(["-device", &format!("virtio-blk-pci,drive=disk{id}")]);
         }
-        // The watchdog resets the machine when it fires (QEMU's default for i6300esb, said explicitly).
+        // The watchdog resets the machine when it fires (QEMU's default for i6300esb, said explicitly); on the virt
+        // machine it sits on the PCIe bus like the other devices.
         cmd.args(["-device", "i6300esb", "-action", "watchdog=reset"]);
         // The guest reaches nothing but the forward: restrict=on cuts every other route to the host and beyond.
         let mut netdev = "user,id=net0,restrict=on".to_owned();

@@ -80,7 +80,7 @@ fn fleet_a_node_enrolls_is_accepted_updated_and_reports_what_it_did_while_the_en
     ok(qemu_tests::host_command(
         std::process::Command::new("mcopy").arg("-i").arg(&stick).arg(&v3).arg("::/update.edgeb"),
     ));
-    let mut options = assets.vm_options("fleet", &disk, Some(ep.port()));
+    let mut options = ok(assets.vm_options("fleet", &disk, Some(ep.port())));
     options.extra_disks.push(stick);
     let mut vm = ok(Vm::start(assets.tools(), options));
     assert_eq!(ok(node::next_boot(&mut vm, BOOT)), 'A');

@@ -39,7 +39,7 @@ fn fleet_rollout_two_nodes_at_one_site_update_one_after_the_other_and_a_failure_
         .iter()
         .map(|name| {
             let disk = ok(assets.disk_seeded(name, &v1, Some(&seed)));
-            ok(Vm::start(assets.tools(), assets.vm_options(name, &disk, Some(ep.port()))))
+            ok(Vm::start(assets.tools(), ok(assets.vm_options(name, &disk, Some(ep.port())))))
         })
         .collect();
     for vm in &mut vms {

@@ -224,7 +224,10 @@ fn generated_boot_script_boots_the_chosen_slots_kernel() {
     let c = config();
     let script = generate(&c).expect("the config is valid");
     let kernel = c.kernel.trim_start_matches('/');
+    let initrd = c.initrd.trim_start_matches('/');
     let kernel_size = |s: Slot| if s == A { 4096 } else { 8192 };
+    // An initramfs of another size per slot too, so that the log tells which slot's was loaded.
+    let initrd_size = |s: Slot| if s == A { 1536u64 } else { 2560 };
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
     let states =
         [state((true, 0), (false, 3), B, A), state((true, 0), (false, 0), A, A), state((false, 0), (true, 0), A, B)];
@@ -236,6 +239,8 @@ fn generated_boot_script_boots_the_chosen_slots_kernel() {
                 .state([copy(s, 1), torn(s, 2)].concat())
                 .slot_file(c.slot_a_part, kernel, stand_in_kernel(kernel_size(A)))
                 .slot_file(c.slot_b_part, kernel, stand_in_kernel(kernel_size(B)))
+                .slot_file(c.slot_a_part, initrd, vec![0xa5; initrd_size(A) as usize])
+                .slot_file(c.slot_b_part, initrd, vec![0x5a; initrd_size(B) as usize])
                 .build(&tools, &dir.path().join(format!("kernel{i}.img")))
                 .unwrap_or_else(|e| panic!("state {i}: {}", report(&e)))
         })
@@ -252,14 +257,19 @@ fn generated_boot_script_boots_the_chosen_slots_kernel() {
             Boot::Fallback(_) => "fallback",
         };
         let root = if slot == A { &c.slot_a_root } else { &c.slot_b_root };
-        let line = format!("EDGE-BOOT slot={slot} kind={kind} bootargs=root={root} edge.slot={slot} {}", c.cmdline);
-        assert!(log.has_line(&line), "{s:?}: expected {line:?}; console tail:\n{}", log.tail(40));
-        let read = format!("{} bytes read", kernel_size(slot));
-        assert!(
-            log.console().contains(&read),
-            "{s:?}: slot {slot}'s kernel not loaded; console tail:\n{}",
-            log.tail(40)
+        let line = format!(
+            "EDGE-BOOT slot={slot} kind={kind} bootargs=root={root} edge.root={root} edge.slot={slot} {}",
+            c.cmdline
         );
+        assert!(log.has_line(&line), "{s:?}: expected {line:?}; console tail:\n{}", log.tail(40));
+        for (what, size) in [("kernel", kernel_size(slot)), ("initramfs", initrd_size(slot))] {
+            let read = format!("{size} bytes read");
+            assert!(
+                log.console().contains(&read),
+                "{s:?}: slot {slot}'s {what} not loaded; console tail:\n{}",
+                log.tail(40)
+            );
+        }
         assert!(log.has_line("Starting kernel ..."), "{s:?}: booti did not start; console tail:\n{}", log.tail(40));
         let after = disk.read_state(2 * size()).expect("read back the state area");
         let (env, _) = decode_redundant(&after[..size()], &after[size()..], FlagScheme::Incremental).expect("valid");

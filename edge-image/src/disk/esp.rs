@@ -1,11 +1,12 @@
 //! The EFI system partition: a FAT filesystem formatted and filled in pure Rust (`fatfs`) through a window onto the
 //! disk file, so that building a disk needs neither mtools, nor root, nor a mount.
 //!
-//! It is a module of its own because it is the one place that knows FAT: the window, the fixed timestamps that keep
-//! the partition reproducible, and the order files are written in (the boot state first, so that its two blocks are
-//! contiguous and GRUB's `save_env` can rewrite them in place). It also reads the boot files the layout names, and
-//! checks of them only what GRUB itself requires of an environment block: their content and meaning are
-//! `edge-bootctl`'s, which made them.
+//! It is a module of its own because it is the one place that knows FAT: the window, the FAT variant for a size, the
+//! fixed timestamps that keep the partition reproducible, and the order files are written in (the boot state first,
+//! so that its two blocks are contiguous and GRUB's `save_env` can rewrite them in place). A U-Boot board's boot
+//! partition is written by the same [`write`]. It also reads the GRUB boot files the layout names, and checks of
+//! them only what GRUB itself requires of an environment block: their content and meaning are `edge-bootctl`'s,
+//! which made them.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -32,7 +33,7 @@ pub const MAX_GRUB_CFG_BYTES: u64 = 1 << 20;
 /// The FAT volume label (11 bytes, space padded).
 pub const VOLUME_LABEL: [u8; 11] = *b"EDGE-ESP   ";
 
-/// What a file on the ESP is made from.
+/// What a file on the FAT partition is made from.
 #[derive(Debug)]
 pub enum Content {
     /// These bytes.
@@ -41,7 +42,7 @@ pub enum Content {
     Copy(Source),
 }
 
-/// A file to copy onto the ESP, opened and checked by [`open_source`].
+/// A file to copy onto the FAT partition, opened and checked by [`open_source`].
 #[derive(Debug)]
 pub struct Source {
     /// Where it is (for messages).
@@ -52,9 +53,10 @@ pub struct Source {
     pub size_bytes: u64,
 }
 
-/// Opens a file the layout names to be copied onto the ESP (the GRUB binary, an extra file): a regular file (or a
-/// symbolic link to one) of at most `max_bytes`, the ESP's size, since no larger file fits. A FIFO, a device or a
-/// directory is refused before it is read, so that it can neither hang the build nor fill the ESP with its bytes.
+/// Opens a file the layout names to be copied onto the FAT partition (the GRUB binary, an extra file): a regular file
+/// (or a symbolic link to one) of at most `max_bytes`, the partition's size, since no larger file fits. A FIFO, a
+/// device or a directory is refused before it is read, so that it can neither hang the build nor fill the partition
+/// with its bytes.
 pub fn open_source(path: &Path, max_bytes: u64) -> Result<Source> {
     // `open_image` checks the type before the open (a FIFO is never opened) and gives the size to stop at.
     let (file, size_bytes) = image_layout::fsutil::open_image(path)?;
@@ -69,10 +71,10 @@ pub fn open_source(path: &Path, max_bytes: u64) -> Result<Source> {
     Ok(Source { path: path.to_owned(), file, size_bytes })
 }
 
-/// One file to write: a `/`-separated path from the ESP's root, and its content.
+/// One file to write: a `/`-separated path from the partition's root, and its content.
 #[derive(Debug)]
 pub struct EspFile {
-    /// The path on the ESP.
+    /// The path on the partition.
     pub name: String,
     /// Its content.
     pub content: Content,
@@ -110,7 +112,19 @@ pub fn read_grub_cfg(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The name of a FAT variant, for the report (the ESP is always FAT16, see [`write`]).
+/// The FAT variant of a partition of `len` bytes: FAT12 below 8 MiB, FAT16 from 8 MiB (the ESP's smallest size, so
+/// the ESP is always FAT16). fatfs 0.3.6 writes a bad `..` entry in first-level directories on FAT32 and leaves its
+/// free-cluster count unset, which fsck.fat reports, so FAT32 is never used: FAT16 holds up to 1 GiB
+/// ([`crate::disk::layout::ESP_BYTES`]); below 8 MiB fatfs's FAT16 clusters would be too few, and its FAT12 ones fit.
+pub fn fat_type_for(len: u64) -> fatfs::FatType {
+    if len < 8 << 20 {
+        fatfs::FatType::Fat12
+    } else {
+        fatfs::FatType::Fat16
+    }
+}
+
+/// The name of a FAT variant, for the report.
 pub fn fat_type_name(t: fatfs::FatType) -> &'static str {
     match t {
         fatfs::FatType::Fat12 => "fat12",
@@ -119,7 +133,7 @@ pub fn fat_type_name(t: fatfs::FatType) -> &'static str {
     }
 }
 
-/// Every timestamp on the ESP: 1980-01-01 00:00:00, the FAT epoch, so that the same inputs give the same bytes.
+/// Every timestamp on the FAT: 1980-01-01 00:00:00, the FAT epoch, so that the same inputs give the same bytes.
 #[derive(Debug)]
 struct FixedTime;
 
@@ -155,7 +169,7 @@ impl Read for Window<'_> {
 impl Write for Window<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.pos + buf.len() as u64 > self.len {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the ESP"));
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the partition"));
         }
         let n = self.file.write_at(buf, self.start + self.pos)?;
         self.pos += n as u64;
@@ -173,33 +187,38 @@ impl Seek for Window<'_> {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
             SeekFrom::End(d) => self.len.checked_add_signed(d),
         };
-        let pos = pos.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the ESP"))?;
+        let pos =
+            pos.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the partition"))?;
         self.pos = pos;
         Ok(pos)
     }
 }
 
-/// Formats `len` bytes of `disk` from `start` as FAT with `volume_id`, writes `files` in order (creating their
-/// directories), and returns the FAT variant. `disk_path` names the disk in errors. The region must be zeros.
-pub fn write(
-    disk: &File,
-    disk_path: &Path,
-    start: u64,
-    len: u64,
-    volume_id: u32,
-    files: &[EspFile],
-) -> Result<fatfs::FatType> {
+/// A FAT partition to format.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// The partition's name, for messages: `edge-esp` or `edge-boot`.
+    pub partition: &'static str,
+    /// Its first byte on the disk.
+    pub start: u64,
+    /// Its size, which decides the FAT variant ([`fat_type_for`]).
+    pub len: u64,
+    /// The FAT volume id.
+    pub volume_id: u32,
+    /// The FAT volume label (11 bytes, space padded).
+    pub label: [u8; 11],
+}
+
+/// Formats the partition `v` of `disk` as FAT, writes `files` in order (creating their directories), and returns the
+/// FAT variant. `disk_path` names the disk in errors. The partition must be zeros.
+pub fn write(disk: &File, disk_path: &Path, v: &Volume, files: &[EspFile]) -> Result<fatfs::FatType> {
     let err = |file: &str| {
         let file = file.to_owned();
-        move |source| Error::WriteEsp { file, path: disk_path.to_owned(), source }
+        move |source| Error::WriteFat { partition: v.partition, file, path: disk_path.to_owned(), source }
     };
-    let mut window = Window { file: disk, start, len, pos: 0 };
-    // FAT16 whatever the size: fatfs 0.3.6 writes a bad `..` entry in first-level directories on FAT32 and leaves
-    // its free-cluster count unset, which fsck.fat reports; FAT16 holds up to [`crate::disk::layout::ESP_BYTES`].
-    let options = fatfs::FormatVolumeOptions::new()
-        .fat_type(fatfs::FatType::Fat16)
-        .volume_id(volume_id)
-        .volume_label(VOLUME_LABEL);
+    let mut window = Window { file: disk, start: v.start, len: v.len, pos: 0 };
+    let options =
+        fatfs::FormatVolumeOptions::new().fat_type(fat_type_for(v.len)).volume_id(v.volume_id).volume_label(v.label);
     fatfs::format_volume(&mut window, options).map_err(err("(format)"))?;
     window.pos = 0;
     let fs =

@@ -3,7 +3,8 @@
 //! This is a boundary type, human-edited, so it alone in `disk` derives `Deserialize`: the file is parsed into
 //! [`LayoutFile`] with unknown keys refused, then checked into a [`Layout`] whose sizes are whole MiB within their
 //! bounds and whose paths are resolved against the layout file's directory. Everything after this module works on
-//! a `Layout` and never sees the text.
+//! a `Layout` and never sees the text. The table a layout has, `[esp]` or `[uboot]`, says how the board boots; a
+//! `Layout` holds exactly one of them ([`Boot`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,16 @@ pub const DEFAULT_ESP_BYTES: u64 = 32 * MIB;
 /// The ESP's bounds: FAT16 (see `esp::write`) needs 4085 to 65524 clusters, which fatfs's cluster sizes give from
 /// 8 MiB to 1 GiB; GRUB and the boot state take a few MiB.
 pub const ESP_BYTES: std::ops::RangeInclusive<u64> = 8 * MIB..=GIB;
+/// The size of a U-Boot board's boot partition when the layout does not give one.
+pub const DEFAULT_BOOT_BYTES: u64 = 4 * MIB;
+/// The boot partition's bounds: FAT12 below 8 MiB and FAT16 from 8 MiB (see `esp::fat_type_for`), whose clusters
+/// fatfs sizes so that both stay within their cluster counts from 1 MiB to 1 GiB; `boot.scr` takes a few KiB.
+pub const BOOT_BYTES: std::ops::RangeInclusive<u64> = MIB..=GIB;
+/// The size of a U-Boot board's state partition when the layout does not give one.
+pub const DEFAULT_STATE_BYTES: u64 = MIB;
+/// The state partition's bounds: an environment copy is a few KiB (`bootctl`'s is 8 KiB); 64 MiB leaves room for
+/// any, and keeps a unit typed wrong (`GiB` for `MiB`) from taking the disk.
+pub const STATE_BYTES: std::ops::RangeInclusive<u64> = MIB..=64 * MIB;
 /// A slot's bounds.
 pub const SLOT_BYTES: std::ops::RangeInclusive<u64> = MIB..=TIB;
 /// The data partition's bounds: below 8 MiB an ext4 has no room for its journal.
@@ -63,8 +74,10 @@ pub struct LayoutFile {
     pub threshold: Option<usize>,
     /// The bundle payload written into a slot.
     pub payload: Option<String>,
-    /// The EFI system partition.
-    pub esp: EspFile,
+    /// The EFI system partition, for a UEFI (GRUB) disk; a layout has this or `uboot`.
+    pub esp: Option<EspFile>,
+    /// The boot and state partitions, for a U-Boot board; a layout has this or `esp`.
+    pub uboot: Option<UbootFile>,
     /// The two root slots.
     pub slots: SlotsFile,
     /// The data partition.
@@ -84,6 +97,23 @@ pub struct EspFile {
     /// The directory holding `state0.env` and `state1.env`, copied to `EFI/edge/`.
     pub boot_state: PathBuf,
     /// Extra files: path on the ESP = file.
+    #[serde(default)]
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+/// `[uboot]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UbootFile {
+    /// The boot partition's size.
+    pub boot_size: Option<SizeText>,
+    /// The U-Boot script's source, compiled to `boot.scr` on the boot partition.
+    pub boot_script: PathBuf,
+    /// Both copies of the redundant U-Boot environment, written at the start of the state partition.
+    pub boot_state: PathBuf,
+    /// The state partition's size.
+    pub state_size: Option<SizeText>,
+    /// Extra files: path on the boot partition = file.
     #[serde(default)]
     pub files: BTreeMap<String, PathBuf>,
 }
@@ -130,12 +160,21 @@ pub struct Layout {
     pub threshold: usize,
     /// The payload written into a slot.
     pub payload: String,
-    /// The ESP.
-    pub esp: Esp,
+    /// How the board boots: the ESP or U-Boot's partitions.
+    pub boot: Boot,
     /// The slots.
     pub slots: Slots,
     /// The data partition.
     pub data: Data,
+}
+
+/// How the board of a checked layout boots: the table the layout has.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// `[esp]`: UEFI firmware and GRUB.
+    Esp(Esp),
+    /// `[uboot]`: U-Boot's distro boot.
+    Uboot(Uboot),
 }
 
 /// The ESP of a checked layout.
@@ -150,6 +189,21 @@ pub struct Esp {
     /// The directory holding the two boot state copies, `state0.env` and `state1.env`.
     pub boot_state: PathBuf,
     /// Extra files: path on the ESP (checked: relative, `/`-separated, 8.3 names) and source file.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// The boot and state partitions of a checked U-Boot layout.
+#[derive(Debug, Clone)]
+pub struct Uboot {
+    /// The boot partition's size.
+    pub boot_size_bytes: u64,
+    /// The U-Boot script's source.
+    pub boot_script: PathBuf,
+    /// The file holding both environment copies.
+    pub boot_state: PathBuf,
+    /// The state partition's size.
+    pub state_size_bytes: u64,
+    /// Extra files: path on the boot partition (checked as for the ESP) and source file.
     pub files: Vec<(String, PathBuf)>,
 }
 
@@ -178,6 +232,8 @@ pub struct Data {
 /// Paths on the ESP that `disk` writes itself; an extra file may not take one of them, nor a directory above one.
 pub const RESERVED_ESP_PATHS: [&str; 4] =
     ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grub.cfg", "EFI/edge/state0.env", "EFI/edge/state1.env"];
+/// Paths on a U-Boot board's boot partition that `disk` writes itself (`uboot::SCRIPT_PATH`).
+pub const RESERVED_UBOOT_PATHS: [&str; 1] = ["boot.scr"];
 
 /// A size as written in the layout file, in the one size syntax ([`crate::size`]).
 pub fn parse_size(s: &SizeText) -> std::result::Result<u64, String> {
@@ -226,12 +282,49 @@ impl Layout {
         if payload.is_empty() {
             return Err(key_err("payload", "must not be empty".to_owned()));
         }
-        let mut files = Vec::new();
-        for (dest, src) in f.esp.files {
-            check_esp_path(&dest).map_err(|d| key_err(&format!("esp.files.{dest:?}"), d))?;
-            files.push((dest, base.join(src)));
-        }
-        check_esp_collisions(&files).map_err(|(dest, d)| key_err(&format!("esp.files.{dest:?}"), d))?;
+        // Extra files on a FAT partition: 8.3 paths that take none of `reserved` nor each other's.
+        let fat_files = |table: &str, files: BTreeMap<String, PathBuf>, reserved: &[&str]| {
+            let mut checked = Vec::new();
+            for (dest, src) in files {
+                check_esp_path(&dest).map_err(|d| key_err(&format!("{table}.files.{dest:?}"), d))?;
+                checked.push((dest, base.join(src)));
+            }
+            check_esp_collisions(&checked, reserved)
+                .map_err(|(dest, d)| key_err(&format!("{table}.files.{dest:?}"), d))?;
+            Ok::<_, Error>(checked)
+        };
+        let boot = match (f.esp, f.uboot) {
+            (Some(esp), None) => Boot::Esp(Esp {
+                size_bytes: match &esp.size {
+                    Some(s) => size("esp.size", s, &ESP_BYTES)?,
+                    None => DEFAULT_ESP_BYTES,
+                },
+                grub_efi: base.join(esp.grub_efi),
+                grub_cfg: base.join(esp.grub_cfg),
+                boot_state: base.join(esp.boot_state),
+                files: fat_files("esp", esp.files, &RESERVED_ESP_PATHS)?,
+            }),
+            (None, Some(u)) => Boot::Uboot(Uboot {
+                boot_size_bytes: match &u.boot_size {
+                    Some(s) => size("uboot.boot_size", s, &BOOT_BYTES)?,
+                    None => DEFAULT_BOOT_BYTES,
+                },
+                boot_script: base.join(u.boot_script),
+                boot_state: base.join(u.boot_state),
+                state_size_bytes: match &u.state_size {
+                    Some(s) => size("uboot.state_size", s, &STATE_BYTES)?,
+                    None => DEFAULT_STATE_BYTES,
+                },
+                files: fat_files("uboot", u.files, &RESERVED_UBOOT_PATHS)?,
+            }),
+            (esp, uboot) => {
+                let found = if esp.is_some() && uboot.is_some() { "both are present" } else { "neither is present" };
+                return Err(key_err(
+                    "esp, uboot",
+                    format!("{found}; a layout has exactly one: [esp] for a UEFI disk with GRUB, [uboot] for a U-Boot board"),
+                ));
+            }
+        };
         if let Some(dir) = &f.data.updater_dir {
             check_data_dir(dir).map_err(|d| key_err("data.updater_dir", d))?;
         }
@@ -243,16 +336,7 @@ impl Layout {
             keyring: base.join(f.keyring),
             threshold,
             payload,
-            esp: Esp {
-                size_bytes: match &f.esp.size {
-                    Some(s) => size("esp.size", s, &ESP_BYTES)?,
-                    None => DEFAULT_ESP_BYTES,
-                },
-                grub_efi: base.join(f.esp.grub_efi),
-                grub_cfg: base.join(f.esp.grub_cfg),
-                boot_state: base.join(f.esp.boot_state),
-                files,
-            },
+            boot,
             slots: Slots {
                 size_bytes: size("slots.size", &f.slots.size, &SLOT_BYTES)?,
                 a: base.join(f.slots.a),
@@ -298,11 +382,11 @@ fn check_data_dir(dir: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// FAT names ignore case: no extra file may take a path the disk writes itself, another extra file's path, or a
-/// directory above either.
-fn check_esp_collisions(files: &[(String, PathBuf)]) -> std::result::Result<(), (String, String)> {
+/// FAT names ignore case: no extra file may take a path the disk writes itself (`reserved`), another extra file's
+/// path, or a directory above either.
+fn check_esp_collisions(files: &[(String, PathBuf)], reserved: &[&str]) -> std::result::Result<(), (String, String)> {
     let lower = |s: &str| s.to_lowercase();
-    let mut taken: Vec<(String, String)> = RESERVED_ESP_PATHS.iter().map(|p| (lower(p), (*p).to_owned())).collect();
+    let mut taken: Vec<(String, String)> = reserved.iter().map(|p| (lower(p), (*p).to_owned())).collect();
     for (dest, _) in files {
         let d = lower(dest);
         for (t, shown) in &taken {
@@ -318,6 +402,7 @@ fn check_esp_collisions(files: &[(String, PathBuf)]) -> std::result::Result<(), 
 /// The Markdown table of every layout key, its default and meaning, for docs/disk-image.md ("Layout file").
 pub fn keys_table() -> String {
     let quoted = |s: &str| format!("`{s:?}`");
+    let mib = |n: u64| quoted(&format!("{}MiB", n / MIB));
     let rows = [
         ("size", "the partitions + 2 MiB".to_owned(), "the disk's size; space after the data partition is left free"),
         ("compatible", "required".to_owned(), "the board string every bundle must carry exactly"),
@@ -333,6 +418,31 @@ pub fn keys_table() -> String {
             "directory holding `state0.env` and `state1.env`, 1024-byte GRUB environment blocks, copied to `EFI/edge/`",
         ),
         ("esp.files", "`{}`".to_owned(), "extra files: `\"PATH/ON/ESP.TXT\" = \"file\"`, 8.3 names"),
+        (
+            "uboot.boot_size",
+            mib(DEFAULT_BOOT_BYTES),
+            "the size of partition 1 `edge-boot`, 1 MiB to 1 GiB (FAT12 below 8 MiB, FAT16 from 8 MiB)",
+        ),
+        (
+            "uboot.boot_script",
+            "required".to_owned(),
+            "the U-Boot script's source, such as `bootctl/uboot/boot.cmd`, compiled into `/boot.scr` on `edge-boot`; UTF-8 text, not empty, at most 1 MiB",
+        ),
+        (
+            "uboot.boot_state",
+            "required".to_owned(),
+            "a file holding both copies of the redundant U-Boot environment back to back, as `edge-bootctl provision` writes it; copied to the start of partition 2 `edge-state`",
+        ),
+        (
+            "uboot.state_size",
+            mib(DEFAULT_STATE_BYTES),
+            "the size of partition 2 `edge-state`, 1 MiB to 64 MiB; at least the size of `uboot.boot_state`",
+        ),
+        (
+            "uboot.files",
+            "`{}`".to_owned(),
+            "extra files on `edge-boot`: `\"PATH/FILE.TXT\" = \"file\"`, 8.3 names, not `boot.scr`",
+        ),
         ("slots.size", "required".to_owned(), "each slot's size, 1 MiB to 1 TiB"),
         ("slots.a", "required".to_owned(), "the bundle written into slot A, the slot `provision --good A` makes good"),
         ("slots.b", "none: zeros".to_owned(), "the bundle written into slot B"),
@@ -399,11 +509,12 @@ size = 67108864
         assert_eq!(l.size_bytes, None);
         assert_eq!(l.threshold, 1);
         assert_eq!(l.payload, "rootfs");
-        assert_eq!(l.esp.size_bytes, 32 * MIB);
+        let Boot::Esp(esp) = &l.boot else { panic!("an [esp] layout: {:?}", l.boot) };
+        assert_eq!(esp.size_bytes, 32 * MIB);
         assert_eq!(l.keyring, Path::new("/l/keys"));
-        assert_eq!(l.esp.grub_efi, Path::new("/l/BOOTX64.EFI"));
-        assert_eq!(l.esp.grub_cfg, Path::new("/l/grub.cfg"));
-        assert_eq!(l.esp.boot_state, Path::new("/l/state"));
+        assert_eq!(esp.grub_efi, Path::new("/l/BOOTX64.EFI"));
+        assert_eq!(esp.grub_cfg, Path::new("/l/grub.cfg"));
+        assert_eq!(esp.boot_state, Path::new("/l/state"));
         assert_eq!(l.slots.a, Path::new("/l/v1.bundle"));
         assert_eq!(l.slots.b, None);
         assert_eq!(l.data.size_bytes, 64 * MIB);
@@ -473,6 +584,63 @@ size = 67108864
         let two = GOOD.replace("[esp]", "[esp]\nfiles = { \"A/b\" = \"x\", \"a/B\" = \"y\" }");
         assert!(key_of(&two).is_some());
         let l = parse(&with("EFI/edge/extra.txt")).expect("valid");
-        assert_eq!(l.esp.files, vec![("EFI/edge/extra.txt".to_owned(), PathBuf::from("/l/x"))]);
+        let Boot::Esp(esp) = &l.boot else { panic!("an [esp] layout: {:?}", l.boot) };
+        assert_eq!(esp.files, vec![("EFI/edge/extra.txt".to_owned(), PathBuf::from("/l/x"))]);
+    }
+
+    /// [`GOOD`] with `[uboot]` in place of `[esp]`.
+    fn uboot(table: &str) -> String {
+        let at = GOOD.find("[esp]").expect("[esp]");
+        let end = GOOD.find("[slots]").expect("[slots]");
+        format!("{}{table}\n{}", &GOOD[..at], &GOOD[end..])
+    }
+
+    const UBOOT: &str = "[uboot]\nboot_script = \"boot.cmd\"\nboot_state = \"uboot.env\"";
+
+    #[test]
+    fn a_uboot_layout_gets_its_defaults() {
+        let l = parse(&uboot(UBOOT)).expect("valid");
+        let Boot::Uboot(u) = &l.boot else { panic!("a [uboot] layout: {:?}", l.boot) };
+        assert_eq!(u.boot_size_bytes, 4 * MIB);
+        assert_eq!(u.state_size_bytes, MIB);
+        assert_eq!(u.boot_script, Path::new("/l/boot.cmd"));
+        assert_eq!(u.boot_state, Path::new("/l/uboot.env"));
+        assert!(u.files.is_empty());
+        let l = parse(&uboot(&format!("{UBOOT}\nboot_size = \"16MiB\"\nstate_size = 2097152"))).expect("valid");
+        let Boot::Uboot(u) = &l.boot else { panic!("a [uboot] layout: {:?}", l.boot) };
+        assert_eq!((u.boot_size_bytes, u.state_size_bytes), (16 * MIB, 2 * MIB));
+    }
+
+    #[test]
+    fn a_layout_has_esp_or_uboot() {
+        let esp = &GOOD[GOOD.find("[esp]").expect("[esp]")..GOOD.find("[slots]").expect("[slots]")];
+        let check = |text: String, key: Option<&str>| assert_eq!(key_of(&text).as_deref(), key, "{text}");
+        check(uboot(UBOOT), None);
+        check(GOOD.to_owned(), None);
+        check(uboot(&format!("{esp}{UBOOT}")), Some("esp, uboot"));
+        check(uboot(""), Some("esp, uboot"));
+    }
+
+    #[test]
+    fn bad_uboot_values_name_their_key() {
+        let check = |extra: &str, key: Option<&str>| {
+            let text = uboot(&format!("{UBOOT}\n{extra}"));
+            assert_eq!(key_of(&text).as_deref(), key, "{extra}");
+        };
+        check("boot_size = \"1MiB\"", None);
+        check("boot_size = \"1GiB\"", None);
+        check("boot_size = \"2GiB\"", Some("uboot.boot_size"));
+        check("boot_size = \"1536KiB\"", Some("uboot.boot_size"));
+        check("boot_size = 0", Some("uboot.boot_size"));
+        check("state_size = \"64MiB\"", None);
+        check("state_size = \"65MiB\"", Some("uboot.state_size"));
+        check("state_size = \"16KiB\"", Some("uboot.state_size"));
+        check("grub_cfg = \"grub.cfg\"", Some("(parse)"));
+        check("files = { \"BOOT.SCR\" = \"x\" }", Some("uboot.files.\"BOOT.SCR\""));
+        check("files = { \"boot.scr/x\" = \"x\" }", Some("uboot.files.\"boot.scr/x\""));
+        check("files = { \"overlay/long-name.dtbo\" = \"x\" }", Some("uboot.files.\"overlay/long-name.dtbo\""));
+        check("files = { \"EFI/edge/state0.env\" = \"x\", \"DTB/BOARD.DTB\" = \"y\" }", None);
+        assert_eq!(key_of(&uboot("[uboot]\nboot_state = \"s\"")).as_deref(), Some("(parse)"));
+        assert_eq!(key_of(&uboot("[uboot]\nboot_script = \"s\"")).as_deref(), Some("(parse)"));
     }
 }

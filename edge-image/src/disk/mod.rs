@@ -1,16 +1,21 @@
 //! `edge-image disk`: a flashable GPT disk image built from a layout file, as a plain file, without root, loop
 //! devices or mounts; docs/disk-image.md.
 //!
-//! The disk holds, in this order, the ESP (GRUB, its script and the boot state, all three copied from files the
-//! layout names), slot A (a verified bundle payload), slot B (another payload or zeros) and the data partition
-//! (ext4). It is a module of its own because it is the one place that puts the bundle format, the boot files and the
-//! partition table together. It knows no slot rules: the boot state is made by `edge-bootctl provision` and the
-//! script by `bootctl` (docs/disk-image.md, "Boot files"), and this module only checks that the state copies are
-//! GRUB environment blocks. It writes nothing a bundle has not verified, and the output appears whole or not at all.
+//! The disk holds, in this order, the boot partitions, slot A (a verified bundle payload), slot B (another payload
+//! or zeros) and the data partition (ext4). The boot partitions are those of the layout's kind ([`Kind`]): for a
+//! UEFI disk, the ESP (GRUB, its script and the boot state, all three copied from files the layout names); for a
+//! U-Boot board, a FAT boot partition holding `boot.scr` (compiled from the script the layout names) and a raw state
+//! partition holding the boot state (copied). It is a module of its own because it is the one place that puts the
+//! bundle format, the boot files and the partition table together. It knows no slot rules: the boot state is made by
+//! `edge-bootctl provision` and the script by `bootctl` (docs/disk-image.md, "Boot files"), and this module only
+//! checks that the state is what the bootloader reads (GRUB environment blocks, or U-Boot environment copies with a
+//! good CRC). It writes nothing a bundle has not verified, and the output appears whole or not at all.
 
 pub mod esp;
 pub mod ext4;
 pub mod layout;
+pub mod uboot;
+pub mod ubootscr;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Take};
@@ -23,11 +28,92 @@ use image_layout::format::to_hex;
 use image_layout::fsutil::AtomicFile;
 use image_layout::keys::Keyring;
 use image_layout::reader::{decode_parallel, Policy, StreamReader};
-use layout::{Layout, MIB};
+use layout::{Boot, Layout, MIB};
 use platform::gpt::{self, Guid, Partition, SECTOR_BYTES};
 
-/// The partition names (`PARTLABEL=`), in table order; GRUB expects slot A at `(hd0,gpt2)` and B at `(hd0,gpt3)`.
-pub const LABELS: [&str; 4] = ["edge-esp", "edge-slot-a", "edge-slot-b", "edge-data"];
+/// What a partition of the disk holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The EFI system partition (UEFI disks).
+    Esp,
+    /// The FAT partition holding `boot.scr` (U-Boot boards).
+    Boot,
+    /// The raw partition holding the boot state, a redundant U-Boot environment (U-Boot boards).
+    State,
+    /// Slot A.
+    SlotA,
+    /// Slot B.
+    SlotB,
+    /// The data partition.
+    Data,
+}
+
+/// `Microsoft basic data`, `EBD0A0A2-B9E5-4433-87C0-68B6B72699C7`: the type of a U-Boot board's FAT boot partition,
+/// the usual one for a FAT that is not an ESP (`platform::gpt` has only the ESP and Linux types).
+pub const BASIC_DATA_TYPE: Guid =
+    Guid::from_fields(0xEBD0_A0A2, 0xB9E5, 0x4433, [0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99, 0xC7]);
+
+impl Part {
+    /// The partition's name (`PARTLABEL=`), which the updater, `edge-init` and the boot scripts find it by.
+    pub fn label(self) -> &'static str {
+        match self {
+            Part::Esp => "edge-esp",
+            Part::Boot => "edge-boot",
+            Part::State => "edge-state",
+            Part::SlotA => "edge-slot-a",
+            Part::SlotB => "edge-slot-b",
+            Part::Data => "edge-data",
+        }
+    }
+
+    /// The partition's type GUID.
+    pub fn type_guid(self) -> Guid {
+        match self {
+            Part::Esp => gpt::ESP_TYPE,
+            Part::Boot => BASIC_DATA_TYPE,
+            Part::State | Part::SlotA | Part::SlotB | Part::Data => gpt::LINUX_DATA_TYPE,
+        }
+    }
+}
+
+/// How the board boots, which decides the partitions before the slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// UEFI firmware and GRUB: `[esp]`.
+    Uefi,
+    /// U-Boot's distro boot: `[uboot]`.
+    Uboot,
+}
+
+impl Kind {
+    /// The kind of a layout.
+    pub fn of(l: &Layout) -> Kind {
+        match l.boot {
+            Boot::Esp(_) => Kind::Uefi,
+            Boot::Uboot(_) => Kind::Uboot,
+        }
+    }
+
+    /// The partitions in table order. GRUB's script boots slot A from `(hd0,gpt2)` and B from `(hd0,gpt3)`; U-Boot's
+    /// distro boot runs `/boot.scr` from partition 1, and `bootctl`'s U-Boot script loads the slots from partitions 3
+    /// and 4 and reads the state from the first block of partition 2.
+    pub fn parts(self) -> &'static [Part] {
+        match self {
+            Kind::Uefi => &UEFI_PARTS,
+            Kind::Uboot => &UBOOT_PARTS,
+        }
+    }
+
+    /// The partition names (`PARTLABEL=`), in table order.
+    pub fn labels(self) -> Vec<&'static str> {
+        self.parts().iter().map(|p| p.label()).collect()
+    }
+}
+
+/// The partitions of a UEFI disk, in table order.
+const UEFI_PARTS: [Part; 4] = [Part::Esp, Part::SlotA, Part::SlotB, Part::Data];
+/// The partitions of a U-Boot board's disk, in table order.
+const UBOOT_PARTS: [Part; 5] = [Part::Boot, Part::State, Part::SlotA, Part::SlotB, Part::Data];
 
 /// The context of the hash the disk's identities are derived from (blake3 `derive_key`).
 const IDENTITY_CONTEXT: &str = "edge-image 2026-11 disk identities v1";
@@ -37,26 +123,50 @@ const IDENTITY_CONTEXT: &str = "edge-image 2026-11 disk identities v1";
 pub struct Plan {
     /// The disk's size.
     pub total_bytes: u64,
-    /// First and last sector of each partition, in [`LABELS`] order.
-    pub lbas: [(u64, u64); 4],
+    /// The partitions, in table order ([`Kind::parts`]).
+    pub parts: &'static [Part],
+    /// First and last sector of each partition, in the order of `parts`.
+    pub lbas: Vec<(u64, u64)>,
+}
+
+impl Plan {
+    /// The first byte of `part` on the disk. Panics if the disk has no such partition: the caller asks only for the
+    /// partitions of the layout's kind.
+    pub fn start(&self, part: Part) -> u64 {
+        let i = self.parts.iter().position(|&p| p == part).expect("a partition of this kind of disk");
+        self.lbas[i].0 * SECTOR_BYTES
+    }
+}
+
+/// The size of `part` in a layout of its kind.
+fn part_bytes(l: &Layout, part: Part) -> u64 {
+    match (part, &l.boot) {
+        (Part::Esp, Boot::Esp(esp)) => esp.size_bytes,
+        (Part::Boot, Boot::Uboot(u)) => u.boot_size_bytes,
+        (Part::State, Boot::Uboot(u)) => u.state_size_bytes,
+        (Part::SlotA | Part::SlotB, _) => l.slots.size_bytes,
+        (Part::Data, _) => l.data.size_bytes,
+        (Part::Esp | Part::Boot | Part::State, _) => unreachable!("Kind::parts gives only the layout's partitions"),
+    }
 }
 
 /// Places the partitions back to back from 1 MiB; the disk is the layout's size, or the partitions plus 1 MiB
 /// before them and 1 MiB after (room for the backup table, keeping the size whole MiB). Refuses a size too small.
 pub fn plan(l: &Layout) -> Result<Plan> {
-    let sizes = [l.esp.size_bytes, l.slots.size_bytes, l.slots.size_bytes, l.data.size_bytes];
+    let parts = Kind::of(l).parts();
+    let sizes: Vec<u64> = parts.iter().map(|&p| part_bytes(l, p)).collect();
     let needed_bytes = 2 * MIB + sizes.iter().sum::<u64>();
     let total_bytes = l.size_bytes.unwrap_or(needed_bytes);
     if total_bytes < needed_bytes {
         return Err(Error::LayoutTooSmall { path: l.path.clone(), size_bytes: total_bytes, needed_bytes });
     }
-    let mut lbas = [(0, 0); 4];
+    let mut lbas = Vec::with_capacity(sizes.len());
     let mut next = MIB / SECTOR_BYTES;
-    for (lba, size) in lbas.iter_mut().zip(sizes) {
-        *lba = (next, next + size / SECTOR_BYTES - 1);
+    for size in sizes {
+        lbas.push((next, next + size / SECTOR_BYTES - 1));
         next += size / SECTOR_BYTES;
     }
-    Ok(Plan { total_bytes, lbas })
+    Ok(Plan { total_bytes, parts, lbas })
 }
 
 /// The identities of a disk, derived from its inputs so that the same inputs give the same bytes.
@@ -64,8 +174,8 @@ pub fn plan(l: &Layout) -> Result<Plan> {
 pub struct Identities {
     /// The disk GUID.
     pub disk: Guid,
-    /// Each partition's unique GUID (`PARTUUID=`), in [`LABELS`] order.
-    pub partitions: [Guid; 4],
+    /// Each partition's unique GUID (`PARTUUID=`), in table order: a UEFI disk takes the first four.
+    pub partitions: [Guid; 5],
     /// The FAT volume id of the ESP.
     pub fat_volume_id: u32,
     /// The ext4 filesystem UUID.
@@ -90,10 +200,14 @@ pub fn identities(layout_text: &[u8], manifest_hashes: [Option<[u8; 32]>; 2]) ->
         Guid::v4_from(b)
     };
     let disk = next();
-    let partitions = [next(), next(), next(), next()];
+    let first_four = [next(), next(), next(), next()];
     let ext4_uuid = next();
     let ext4_hash_seed = next();
     let v = next().0;
+    // The fifth partition's GUID comes after everything a UEFI disk takes, so that its identities stay those of the
+    // disks built before U-Boot boards had a layout.
+    let [p0, p1, p2, p3] = first_four;
+    let partitions = [p0, p1, p2, p3, next()];
     Identities {
         disk,
         partitions,
@@ -341,21 +455,69 @@ impl Drop for TempPath {
     }
 }
 
+/// The boot files of a layout, read, opened and checked before anything is written.
+struct BootFiles {
+    /// The FAT partition: the ESP, or a U-Boot board's boot partition.
+    fat: Part,
+    /// Its volume label.
+    volume_label: [u8; 11],
+    /// Its files, in the order they are written.
+    files: Vec<esp::EspFile>,
+    /// For a U-Boot board, the bytes of the state partition: both environment copies.
+    state: Option<Vec<u8>>,
+}
+
+/// Reads and checks the boot files the layout names, and opens the extra files to copy; a file to copy onto a FAT
+/// partition cannot be larger than the partition.
+fn read_boot_files(l: &Layout) -> Result<BootFiles> {
+    let extra = |files: &[(String, PathBuf)], max_bytes: u64| {
+        files
+            .iter()
+            .map(|(name, src)| {
+                Ok(esp::EspFile { name: name.clone(), content: esp::Content::Copy(esp::open_source(src, max_bytes)?) })
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    match &l.boot {
+        Boot::Esp(e) => {
+            let grub_cfg = esp::read_grub_cfg(&e.grub_cfg)?;
+            let [state0, state1] = esp::read_boot_state(&e.boot_state)?;
+            let grub_efi = esp::open_source(&e.grub_efi, e.size_bytes)?;
+            // The boot state first, on the freshly formatted filesystem: its two blocks land in free clusters in a
+            // row, as GRUB's save_env needs to rewrite them in place.
+            let mut files = vec![
+                esp::EspFile {
+                    name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[0]),
+                    content: esp::Content::Bytes(state0),
+                },
+                esp::EspFile {
+                    name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[1]),
+                    content: esp::Content::Bytes(state1),
+                },
+                esp::EspFile { name: esp::GRUB_EFI_PATH.to_owned(), content: esp::Content::Copy(grub_efi) },
+                esp::EspFile { name: esp::GRUB_CFG_PATH.to_owned(), content: esp::Content::Bytes(grub_cfg) },
+            ];
+            files.extend(extra(&e.files, e.size_bytes)?);
+            Ok(BootFiles { fat: Part::Esp, volume_label: esp::VOLUME_LABEL, files, state: None })
+        }
+        Boot::Uboot(u) => {
+            let script = uboot::read_boot_script(&u.boot_script)?;
+            let state = uboot::read_boot_state(&u.boot_state, u.state_size_bytes)?;
+            let mut files =
+                vec![esp::EspFile { name: uboot::SCRIPT_PATH.to_owned(), content: esp::Content::Bytes(script) }];
+            files.extend(extra(&u.files, u.boot_size_bytes)?);
+            Ok(BootFiles { fat: Part::Boot, volume_label: uboot::VOLUME_LABEL, files, state: Some(state) })
+        }
+    }
+}
+
 /// Builds the disk described by `layout` at `output`; bundle expiry is checked against `now`. With `fsync`, the
 /// output is synced before it is renamed into place.
 pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) -> Result<DiskReport> {
     let plan = plan(l)?;
     // The boot files are read, or opened, and checked before anything is written, so that a wrong one leaves no
-    // output. A file to copy onto the ESP cannot be larger than the ESP.
-    let grub_cfg = esp::read_grub_cfg(&l.esp.grub_cfg)?;
-    let [state0, state1] = esp::read_boot_state(&l.esp.boot_state)?;
-    let grub_efi = esp::open_source(&l.esp.grub_efi, l.esp.size_bytes)?;
-    let extra_files = l
-        .esp
-        .files
-        .iter()
-        .map(|(name, src)| Ok((name.clone(), esp::open_source(src, l.esp.size_bytes)?)))
-        .collect::<Result<Vec<_>>>()?;
+    // output.
+    let boot = read_boot_files(l)?;
     // A seed that already holds the updater's files is refused before the bundles are opened or anything is written.
     if let (Some(rel), Some(seed)) = (&l.data.updater_dir, &l.data.seed) {
         for file in updater_files(l.slots.b.is_some()) {
@@ -373,13 +535,17 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
         &l.text,
         [Some(a.reader.verified().manifest_hash()), b.as_ref().map(|b| b.reader.verified().manifest_hash())],
     );
-    let partitions: Vec<Partition> = (0..4)
-        .map(|i| Partition {
-            type_guid: if i == 0 { gpt::ESP_TYPE } else { gpt::LINUX_DATA_TYPE },
-            unique_guid: ids.partitions[i],
-            first_lba: plan.lbas[i].0,
-            last_lba: plan.lbas[i].1,
-            name: LABELS[i].to_owned(),
+    let partitions: Vec<Partition> = plan
+        .parts
+        .iter()
+        .zip(&plan.lbas)
+        .zip(ids.partitions)
+        .map(|((part, &(first_lba, last_lba)), unique_guid)| Partition {
+            type_guid: part.type_guid(),
+            unique_guid,
+            first_lba,
+            last_lba,
+            name: part.label().to_owned(),
         })
         .collect();
     let table = gpt::encode(ids.disk, plan.total_bytes / SECTOR_BYTES, &partitions)
@@ -394,29 +560,23 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
     file.write_all_at(&table.head, 0).map_err(werr)?;
     file.write_all_at(&table.tail, table.tail_lba * SECTOR_BYTES).map_err(werr)?;
 
-    let start = |i: usize| plan.lbas[i].0 * SECTOR_BYTES;
-    // The boot state first, on the freshly formatted filesystem: its two blocks land in free clusters in a row, as
-    // GRUB's save_env needs to rewrite them in place.
-    let mut files = vec![
-        esp::EspFile {
-            name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[0]),
-            content: esp::Content::Bytes(state0),
-        },
-        esp::EspFile {
-            name: format!("{}/{}", esp::STATE_DIR, esp::STATE_FILES[1]),
-            content: esp::Content::Bytes(state1),
-        },
-        esp::EspFile { name: esp::GRUB_EFI_PATH.to_owned(), content: esp::Content::Copy(grub_efi) },
-        esp::EspFile { name: esp::GRUB_CFG_PATH.to_owned(), content: esp::Content::Bytes(grub_cfg) },
-    ];
-    for (name, src) in extra_files {
-        files.push(esp::EspFile { name, content: esp::Content::Copy(src) });
+    let volume = esp::Volume {
+        partition: boot.fat.label(),
+        start: plan.start(boot.fat),
+        len: part_bytes(l, boot.fat),
+        volume_id: ids.fat_volume_id,
+        label: boot.volume_label,
+    };
+    let fat_type = esp::write(&file, &out_path, &volume, &boot.files)?;
+    if let Some(state) = &boot.state {
+        // Both copies from the partition's first byte, where the script and `fw_env.config` expect copy 0; the rest
+        // of the partition stays zeros.
+        file.write_all_at(state, plan.start(Part::State)).map_err(werr)?;
     }
-    let fat_type = esp::write(&file, &out_path, start(0), l.esp.size_bytes, ids.fat_volume_id, &files)?;
 
-    write_slot(&mut a, &file, &out_path, start(1))?;
+    write_slot(&mut a, &file, &out_path, plan.start(Part::SlotA))?;
     if let Some(b) = b.as_mut() {
-        write_slot(b, &file, &out_path, start(2))?;
+        write_slot(b, &file, &out_path, plan.start(Part::SlotB))?;
     }
 
     let dir = match output.parent() {
@@ -440,7 +600,7 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
         hash_seed: ids.ext4_hash_seed,
     };
     ext4::make(&fs, &data_tmp.0)?;
-    copy_sparse(&data_tmp.0, &file, &out_path, start(3))?;
+    copy_sparse(&data_tmp.0, &file, &out_path, plan.start(Part::Data))?;
     drop(data_tmp);
     drop(file);
     if fsync {
@@ -449,23 +609,32 @@ pub fn build(l: &Layout, output: &Path, now: time::OffsetDateTime, fsync: bool) 
         out.commit_unsynced()?;
     }
 
-    let bundles = [None, Some(a.report), b.map(|b| b.report), None];
-    let filesystems = [Some(esp::fat_type_name(fat_type)), None, None, Some("ext4")];
-    let partitions = partitions
+    let mut a_report = Some(a.report);
+    let mut b_report = b.map(|b| b.report);
+    let partitions = plan
+        .parts
         .iter()
-        .zip(bundles)
-        .zip(filesystems)
+        .zip(partitions)
         .enumerate()
-        .map(|(i, ((p, bundle), filesystem))| PartitionReport {
-            number: i as u32 + 1,
-            label: p.name.clone(),
-            type_guid: p.type_guid.to_string(),
-            unique_guid: p.unique_guid.to_string(),
-            first_lba: p.first_lba,
-            last_lba: p.last_lba,
-            size_bytes: (p.last_lba - p.first_lba + 1) * SECTOR_BYTES,
-            filesystem: filesystem.map(str::to_owned),
-            bundle,
+        .map(|(i, (part, p))| {
+            let (filesystem, bundle) = match part {
+                Part::Esp | Part::Boot => (Some(esp::fat_type_name(fat_type)), None),
+                Part::State => (Some(uboot::STATE_FILESYSTEM), None),
+                Part::SlotA => (None, a_report.take()),
+                Part::SlotB => (None, b_report.take()),
+                Part::Data => (Some("ext4"), None),
+            };
+            PartitionReport {
+                number: i as u32 + 1,
+                label: p.name,
+                type_guid: p.type_guid.to_string(),
+                unique_guid: p.unique_guid.to_string(),
+                first_lba: p.first_lba,
+                last_lba: p.last_lba,
+                size_bytes: (p.last_lba - p.first_lba + 1) * SECTOR_BYTES,
+                filesystem: filesystem.map(str::to_owned),
+                bundle,
+            }
         })
         .collect();
     Ok(DiskReport {
@@ -498,6 +667,38 @@ mod tests {
         assert!(p.lbas[3].1 <= last_usable);
     }
 
+    fn uboot_layout(extra: &str) -> Layout {
+        let text = format!(
+            "compatible = \"c\"\nkeyring = \"k\"\n[uboot]\nboot_script = \"b\"\nboot_state = \"s\"\n{extra}\n\
+             [slots]\nsize = \"64MiB\"\na = \"a\"\n[data]\nsize = \"16MiB\"\n"
+        );
+        Layout::parse(text.as_bytes(), Path::new("l.toml")).expect("valid layout")
+    }
+
+    #[test]
+    fn a_uboot_disk_has_its_state_where_the_script_reads_it() {
+        let l = uboot_layout("");
+        assert_eq!(Kind::of(&l).labels(), ["edge-boot", "edge-state", "edge-slot-a", "edge-slot-b", "edge-data"]);
+        let p = plan(&l).expect("fits");
+        assert_eq!(p.total_bytes, (1 + 4 + 1 + 64 + 64 + 16 + 1) * MIB);
+        assert_eq!(p.lbas, [(2048, 10239), (10240, 12287), (12288, 143359), (143360, 274431), (274432, 307199)]);
+        // `bootctl::ubootscript::UbootConfig::default().state_block`, where the committed boot.cmd reads the state.
+        assert_eq!(p.start(Part::State), 0x2800 * SECTOR_BYTES);
+        assert_eq!(p.start(Part::SlotA), 12288 * SECTOR_BYTES);
+        let p = plan(&uboot_layout("boot_size = \"8MiB\"\nstate_size = \"2MiB\"")).expect("fits");
+        assert_eq!(p.start(Part::State), 9 * MIB);
+        assert_eq!(p.lbas[1], (18432, 22527));
+        assert_eq!(Kind::of(&layout("")).labels(), ["edge-esp", "edge-slot-a", "edge-slot-b", "edge-data"]);
+    }
+
+    #[test]
+    fn the_fat_is_fat12_below_8_mib() {
+        assert_eq!(esp::fat_type_for(MIB), fatfs::FatType::Fat12);
+        assert_eq!(esp::fat_type_for(7 * MIB), fatfs::FatType::Fat12);
+        assert_eq!(esp::fat_type_for(8 * MIB), fatfs::FatType::Fat16);
+        assert_eq!(esp::fat_type_for(1 << 30), fatfs::FatType::Fat16);
+    }
+
     #[test]
     fn a_given_size_must_hold_the_partitions_and_both_tables() {
         let needed = 178 * MIB;
@@ -519,7 +720,16 @@ mod tests {
         ] {
             assert_ne!(base.disk, other.disk);
         }
-        let all = [base.disk, base.partitions[0], base.partitions[1], base.partitions[2], base.partitions[3]];
+        let all = [
+            base.disk,
+            base.partitions[0],
+            base.partitions[1],
+            base.partitions[2],
+            base.partitions[3],
+            base.partitions[4],
+            base.ext4_uuid,
+            base.ext4_hash_seed,
+        ];
         for (i, g) in all.iter().enumerate() {
             assert_eq!(g.0[6] >> 4, 4, "version 4");
             assert_eq!(g.0[8] >> 6, 0b10, "RFC variant");
