@@ -13,19 +13,20 @@ echo "== cargo deny: licenses, duplicate versions, sources (scripts/deny.sh, doc
 bash scripts/deny.sh
 echo "== fuzz: every target for 25 s, seeded from the vectors (scripts/fuzz.sh, fuzz/README.md)" >&2
 bash scripts/fuzz.sh --seconds 25
-echo "== edge-init: a static musl release build of at most 1 MiB" >&2
-cargo build --quiet --release --locked --target x86_64-unknown-linux-musl -p edge-init
-init_bin=target/x86_64-unknown-linux-musl/release/edge-init
-init_size=$(stat -c %s "$init_bin")
-echo "edge-init: $init_size bytes ($(file -b "$init_bin" | cut -d, -f1-2))" >&2
-if [ "$init_size" -gt $((1 << 20)) ]; then
-    echo "error: edge-init is $init_size bytes, over the 1 MiB budget" >&2
-    exit 1
-fi
-echo "== edge-agent: a static musl release build (its size, for the record)" >&2
-cargo build --quiet --release --locked --target x86_64-unknown-linux-musl -p edge-agent
-agent_bin=target/x86_64-unknown-linux-musl/release/edge-agent
-echo "edge-agent: $(stat -c %s "$agent_bin") bytes ($(file -b "$agent_bin" | cut -d, -f1-2))" >&2
+# The node's binaries as the QEMU test node gets them (qemu-tests/node/build.sh builds them once for both: the tests
+# reuse this build), for each node architecture: static musl release builds, edge-init within its 1 MiB budget.
+for arch in x86_64 aarch64; do
+    echo "== the $arch node's binaries: static musl release builds, edge-init at most 1 MiB" >&2
+    bin=$(EDGE_NODE_ARCH=$arch EDGE_NODE_BINARIES_ONLY=1 bash qemu-tests/node/build.sh)
+    for b in edge-init edge-update edge-bootctl edge-agent; do
+        echo "$arch $b: $(stat -c %s "$bin/$b") bytes ($(file -b "$bin/$b" | cut -d, -f1-2))" >&2
+    done
+    init_size=$(stat -c %s "$bin/edge-init")
+    if [ "$init_size" -gt $((1 << 20)) ]; then
+        echo "error: the $arch edge-init is $init_size bytes, over the 1 MiB budget" >&2
+        exit 1
+    fi
+done
 echo "== cargo test" >&2
 # The QEMU node tests keep the console log of a failed test here; old ones are cleared first.
 qemu_logs=target/qemu-logs
