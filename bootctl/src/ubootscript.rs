@@ -94,6 +94,7 @@ pub fn generate(c: &UbootConfig) -> crate::error::Result<String> {
             detail: format!("env_size {:#x} is not a multiple of {BLOCK_BYTES} bytes of at least 1 KiB", c.env_size),
         });
     }
+    check_words(c)?;
     let vars = VARS.join(" ");
     let size = c.env_size;
     let n_blocks = size / BLOCK_BYTES;
@@ -277,6 +278,42 @@ booti ${{kernel_addr_r}} $edge_initrd $edge_fdt
     ))
 }
 
+/// Refuses a config whose words would change the script's own syntax: the interface is a bare name, paths are
+/// absolute (or empty where none is allowed), and no value holds a quote, `$`, `;`, a backslash or a control
+/// character, which U-Boot's shell would read as its own.
+fn check_words(c: &UbootConfig) -> crate::error::Result<()> {
+    let bad = |key: &str, value: &str, why: &str| {
+        Err(crate::error::Error::Config { path: "UbootConfig".into(), detail: format!("{key} {value:?} {why}") })
+    };
+    if c.interface.is_empty() || !c.interface.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+        return bad("interface", &c.interface, "is not a U-Boot interface name such as virtio or mmc");
+    }
+    let words = [
+        ("slot_a_root", &c.slot_a_root, false),
+        ("slot_b_root", &c.slot_b_root, false),
+        ("kernel", &c.kernel, false),
+        ("initrd", &c.initrd, true),
+        ("fdt", &c.fdt, true),
+        ("cmdline", &c.cmdline, true),
+    ];
+    for (key, value, may_be_empty) in words {
+        if value.is_empty() && !may_be_empty {
+            return bad(key, value, "must not be empty");
+        }
+        if value.chars().any(|ch| ch.is_control() || matches!(ch, '"' | '$' | ';' | '\\' | '\'')) {
+            return bad(key, value, "holds a quote, $, ;, a backslash or a control character");
+        }
+        let is_path = matches!(key, "kernel" | "initrd" | "fdt");
+        if is_path && !value.is_empty() && (!value.starts_with('/') || value.contains(char::is_whitespace)) {
+            return bad(key, value, "is not an absolute path without spaces");
+        }
+        if key.starts_with("slot_") && value.contains(char::is_whitespace) {
+            return bad(key, value, "is not one word");
+        }
+    }
+    Ok(())
+}
+
 /// `text` with every line indented one level.
 fn indent(text: &str) -> String {
     text.lines().map(|l| if l.is_empty() { "\n".to_owned() } else { format!("    {l}\n") }).collect()
@@ -316,6 +353,21 @@ mod tests {
         assert!(!s.contains("fdtcontroladdr"), "{s}");
         let none = generate(&UbootConfig { initrd: String::new(), ..UbootConfig::default() }).expect("valid");
         assert!(none.contains("setenv edge_initrd -\n") && !none.contains("ramdisk_addr_r"), "{none}");
+    }
+
+    #[test]
+    fn words_that_would_change_the_script_are_refused() {
+        let refused = |c: UbootConfig| matches!(generate(&c), Err(crate::error::Error::Config { .. }));
+        let d = UbootConfig::default;
+        assert!(refused(UbootConfig { interface: "mmc 0; reset".into(), ..d() }));
+        assert!(refused(UbootConfig { interface: String::new(), ..d() }));
+        assert!(refused(UbootConfig { kernel: "boot/vmlinuz".into(), ..d() }));
+        assert!(refused(UbootConfig { kernel: String::new(), ..d() }));
+        assert!(refused(UbootConfig { initrd: "/boot/a b".into(), ..d() }));
+        assert!(refused(UbootConfig { cmdline: "quiet\" root=/dev/sda".into(), ..d() }));
+        assert!(refused(UbootConfig { cmdline: "a\nreset".into(), ..d() }));
+        assert!(refused(UbootConfig { slot_a_root: "PARTLABEL=a $x".into(), ..d() }));
+        assert!(!refused(UbootConfig { interface: "mmc".into(), initrd: String::new(), fdt: "/boot/a.dtb".into(), ..d() }));
     }
 
     #[test]

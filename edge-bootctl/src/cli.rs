@@ -12,6 +12,7 @@ use bootctl::booted::booted_slot;
 use bootctl::config::{Config, DEFAULT_PATH};
 use bootctl::error::{Error, Result};
 use bootctl::rules::{BootState, Slot};
+use bootctl::ubootscript::{generate, UbootConfig};
 use bootctl::wire::Status;
 
 /// Show and change which slot boots.
@@ -65,6 +66,86 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the U-Boot boot script (boot.cmd) for a board: every option left out takes the value of the committed
+    /// bootctl/uboot/boot.cmd, which fits the disk `edge-image disk` makes with its default sizes. Reads no config.
+    UbootScript(ScriptArgs),
+}
+
+/// Where a board's U-Boot finds the state, the slots and the kernel (docs/board-integration.md).
+#[derive(Debug, clap::Args)]
+pub struct ScriptArgs {
+    /// U-Boot's block interface of the boot device: `virtio`, `mmc`, `scsi`, `nvme`, `usb` [default: virtio].
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// The device number on that interface [default: 0].
+    #[arg(long)]
+    pub device: Option<u32>,
+    /// First block (512 bytes) of the state area on the whole device: the first LBA of `edge-state` [default:
+    /// 0x2800].
+    #[arg(long, value_parser = parse_number)]
+    pub state_block: Option<u64>,
+    /// Bytes of one copy of the state environment, as in fw_env.config [default: 0x2000].
+    #[arg(long, value_parser = parse_number)]
+    pub env_size: Option<u64>,
+    /// Free RAM for four copies while the script runs, clear of the kernel's and initramfs's load addresses
+    /// [default: 0x50000000].
+    #[arg(long, value_parser = parse_number)]
+    pub scratch_addr: Option<u64>,
+    /// Partition number of slot A [default: 3].
+    #[arg(long)]
+    pub slot_a_part: Option<u32>,
+    /// Partition number of slot B [default: 4].
+    #[arg(long)]
+    pub slot_b_part: Option<u32>,
+    /// The kernel's `root=` (and `edge.root=`) for slot A [default: PARTLABEL=edge-slot-a].
+    #[arg(long)]
+    pub slot_a_root: Option<String>,
+    /// The same for slot B [default: PARTLABEL=edge-slot-b].
+    #[arg(long)]
+    pub slot_b_root: Option<String>,
+    /// The kernel inside a slot, an arm64 Image [default: /boot/vmlinuz].
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// The initramfs inside a slot; empty for none [default: /boot/initrd.img].
+    #[arg(long)]
+    pub initrd: Option<String>,
+    /// The device tree inside a slot; empty for the firmware's own [default: empty].
+    #[arg(long)]
+    pub fdt: Option<String>,
+    /// More kernel arguments [default: "ro console=ttyAMA0,115200 panic=10"].
+    #[arg(long)]
+    pub cmdline: Option<String>,
+}
+
+impl ScriptArgs {
+    /// The defaults with every option given put over them.
+    fn config(self) -> UbootConfig {
+        let d = UbootConfig::default();
+        UbootConfig {
+            interface: self.interface.unwrap_or(d.interface),
+            device: self.device.unwrap_or(d.device),
+            state_block: self.state_block.unwrap_or(d.state_block),
+            env_size: self.env_size.unwrap_or(d.env_size),
+            scratch_addr: self.scratch_addr.unwrap_or(d.scratch_addr),
+            slot_a_part: self.slot_a_part.unwrap_or(d.slot_a_part),
+            slot_b_part: self.slot_b_part.unwrap_or(d.slot_b_part),
+            slot_a_root: self.slot_a_root.unwrap_or(d.slot_a_root),
+            slot_b_root: self.slot_b_root.unwrap_or(d.slot_b_root),
+            kernel: self.kernel.unwrap_or(d.kernel),
+            fdt: self.fdt.unwrap_or(d.fdt),
+            initrd: self.initrd.unwrap_or(d.initrd),
+            cmdline: self.cmdline.unwrap_or(d.cmdline),
+        }
+    }
+}
+
+/// A number as U-Boot and fw_env.config write them: `0x` hex, or decimal.
+fn parse_number(s: &str) -> std::result::Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not a number (0x.. hex or decimal)"))
 }
 
 fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
@@ -73,6 +154,11 @@ fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
 
 /// Runs a command line; returns what to print on stdout.
 pub fn run(cli: Cli) -> Result<Output> {
+    // The script is made from its options alone: no config is read, so it can be made on a build machine.
+    let cli = match cli.command {
+        Command::UbootScript(args) => return Ok(Output::text(generate(&args.config())?.trim_end().to_owned())),
+        command => Cli { command, ..cli },
+    };
     // The default file is optional (every key has a default); a file named on the command line must be there, so
     // that a misspelt name is not quietly replaced by the defaults.
     let config = match &cli.config {
@@ -124,6 +210,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             b.provision(&BootState::provisioned(s))?;
             Ok(Output::text(format!("provisioned: slot {s} good and active, slot {} empty", s.other())))
         }
+        Command::UbootScript(_) => unreachable!("the script is made above, before the config is read"),
         Command::MarkBad { slot } => {
             let s = match slot {
                 Some(x) => x,

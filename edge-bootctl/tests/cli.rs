@@ -413,3 +413,31 @@ fn issue_15_uboot_exit_codes_by_class() {
     std::fs::write(&env_file, vec![0xffu8; 0x4000]).expect("erased");
     check(format!("{} 0x0 0x2000\n{} 0x2000 0x2000\n", env_file.display(), env_file.display()), exit::STATE);
 }
+
+/// `uboot-script` prints the committed bootctl/uboot/boot.cmd when given no option, a board's script with its
+/// options, and refuses a value that would change the script's syntax, naming it; it reads no config, so it runs
+/// on a build machine with none.
+#[test]
+fn uboot_script_prints_the_committed_script_or_a_boards() {
+    let run = |args: &[&str]| Command::new(BIN).arg("uboot-script").args(args).output().expect("run edge-bootctl");
+    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootctl/uboot/boot.cmd"))
+        .expect("the committed boot.cmd");
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+
+    let out = run(&["--interface", "mmc", "--device", "1", "--state-block", "0x4800", "--initrd", ""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("if mmc read 0x50000000 0x4800 0x20; then"), "{script}");
+    assert!(script.contains("load mmc 1:4 ${kernel_addr_r} /boot/vmlinuz"), "{script}");
+    assert!(script.contains("setenv edge_initrd -") && !script.contains("ramdisk_addr_r"), "{script}");
+    assert!(!script.contains("virtio"), "{script}");
+
+    let out = run(&["--cmdline", "quiet; reset"]);
+    assert_eq!(out.status.code(), Some(exit::CONFIG), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cmdline \"quiet; reset\""));
+    assert!(out.stdout.is_empty());
+    let out = run(&["--state-block", "lots"]);
+    assert_eq!(out.status.code(), Some(exit::USAGE), "a usage error");
+}
