@@ -239,6 +239,8 @@ seed_telemetry_batch() {
     mkdir -p "$out"
     printf '%s' '{"records": [{"seq": 812, "kind": "log", "time_ms": 1800000000250, "source": "app", "level": 6, "text": "order 1182 paid"}, {"seq": 813, "kind": "metrics", "time_ms": 1800000001000, "samples": [{"name": "edge_node_load1", "value": 0.42}, {"name": "edge_node_network_receive_bytes_total", "labels": {"device": "eth0"}, "value": 918233}]}], "counters": {"dropped": {"log": 0, "metrics": 0}, "damaged": 0, "torn_bytes": 0}}' >"$out/seed-protocol-example"
     printf '%s' '{"records": [{"seq": 1, "kind": "log", "time_ms": -5, "source": "kernel", "level": 3, "text": "a\tb\nc", "lost": 12}, {"seq": 9, "kind": "metrics", "time_ms": 7, "samples": [{"name": "x:y_total", "labels": {"a": "1", "b_c": "\u00e9"}, "value": -1e300}]}], "counters": {"dropped": {"log": 4}, "damaged": 2, "torn_bytes": 100}}' >"$out/seed-gap-lost-labels"
+    # A value the default float parse of serde_json read one unit in the last place off (found by this target).
+    printf '%s' '{"records": [{"seq": 9, "kind": "metrics", "time_ms": 7, "samples": [{"name": "x", "value": 21e300}]}]}' >"$out/seed-inexact-float"
     printf '%s' '{"records": []}' >"$out/seed-empty"
 }
 

@@ -367,7 +367,12 @@ mod tests {
         assert!(refused(UbootConfig { cmdline: "quiet\" root=/dev/sda".into(), ..d() }));
         assert!(refused(UbootConfig { cmdline: "a\nreset".into(), ..d() }));
         assert!(refused(UbootConfig { slot_a_root: "PARTLABEL=a $x".into(), ..d() }));
-        assert!(!refused(UbootConfig { interface: "mmc".into(), initrd: String::new(), fdt: "/boot/a.dtb".into(), ..d() }));
+        assert!(!refused(UbootConfig {
+            interface: "mmc".into(),
+            initrd: String::new(),
+            fdt: "/boot/a.dtb".into(),
+            ..d()
+        }));
     }
 
     #[test]
