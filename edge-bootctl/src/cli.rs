@@ -68,7 +68,7 @@ pub enum Command {
     },
     /// Print the U-Boot boot script (boot.cmd) for a board: every option left out takes the value of the committed
     /// bootctl/uboot/boot.cmd, which fits the disk `edge-image disk` makes with its default sizes. Reads no config.
-    UbootScript(ScriptArgs),
+    UbootScript(Box<ScriptArgs>),
 }
 
 /// Where a board's U-Boot finds the state, the slots and the kernel (docs/board-integration.md).
@@ -119,7 +119,7 @@ pub struct ScriptArgs {
 
 impl ScriptArgs {
     /// The defaults with every option given put over them.
-    fn config(self) -> UbootConfig {
+    fn config(self: Box<Self>) -> UbootConfig {
         let d = UbootConfig::default();
         UbootConfig {
             interface: self.interface.unwrap_or(d.interface),
