@@ -318,20 +318,27 @@ fn blocks_made_by_grub_editenv_are_taken_as_they_are() {
     }
 }
 
+/// Slot A at partition `a` and slot B right after it hold the fixture's payloads (1.0.0 and 2.0.0), then zeros, and
+/// the report names each slot's bundle.
+fn check_slots(f: &Fixture, r: &DiskReport, disk: &Path, a: usize) {
+    for (n, payload, version) in [(a, &f.payload_a, "1.0.0"), (a + 1, &f.payload_b, "2.0.0")] {
+        let slot = partition(disk, n);
+        assert_eq!(slot.len(), SLOT_MIB * MIB);
+        assert!(slot[..payload.len()] == payload[..], "partition {n} starts with its payload");
+        assert!(slot[payload.len()..].iter().all(|&b| b == 0), "partition {n} is zeros after its payload");
+        let b = r.partitions[n - 1].bundle.as_ref().expect("a slot reports its bundle");
+        assert_eq!((b.version.as_str(), b.payload.as_str()), (version, "rootfs"));
+        assert_eq!(b.payload_bytes, payload.len() as u64);
+    }
+    assert!(r.partitions.iter().filter(|p| p.bundle.is_some()).count() == 2);
+}
+
 #[test]
 fn the_slots_hold_the_verified_payloads_and_zeros() {
     let f = Fixture::new();
     let r = f.build("layout.toml", "disk.img").expect("builds");
     let disk = f.path("disk.img");
-    for (n, payload, version) in [(2, &f.payload_a, "1.0.0"), (3, &f.payload_b, "2.0.0")] {
-        let slot = partition(&disk, n);
-        assert_eq!(slot.len(), SLOT_MIB * MIB);
-        assert!(slot[..payload.len()] == payload[..], "slot {n} starts with its payload");
-        assert!(slot[payload.len()..].iter().all(|&b| b == 0), "slot {n} is zeros after its payload");
-        let b = r.partitions[n - 1].bundle.as_ref().expect("a slot reports its bundle");
-        assert_eq!((b.version.as_str(), b.payload.as_str()), (version, "rootfs"));
-        assert_eq!(b.payload_bytes, payload.len() as u64);
-    }
+    check_slots(&f, &r, &disk, 2);
     // The zero run in the payload and the unused tail of each slot are holes.
     use std::os::unix::fs::MetadataExt;
     let allocated = std::fs::metadata(&disk).expect("disk").blocks() * 512;
@@ -899,15 +906,7 @@ fn a_uboot_disk_holds_the_slots_and_the_data_partition() {
     let f = Fixture::new();
     let r = f.build("uboot.toml", "disk.img").expect("builds");
     let disk = f.path("disk.img");
-    for (n, payload, version) in [(3, &f.payload_a, "1.0.0"), (4, &f.payload_b, "2.0.0")] {
-        let slot = partition(&disk, n);
-        assert_eq!(slot.len(), SLOT_MIB * MIB);
-        assert!(slot[..payload.len()] == payload[..], "partition {n} starts with its payload");
-        assert!(slot[payload.len()..].iter().all(|&b| b == 0), "partition {n} is zeros after its payload");
-        let b = r.partitions[n - 1].bundle.as_ref().expect("a slot reports its bundle");
-        assert_eq!(b.version, version);
-    }
-    assert!(r.partitions.iter().filter(|p| p.bundle.is_some()).count() == 2);
+    check_slots(&f, &r, &disk, 3);
     let data = f.path("data.img");
     std::fs::write(&data, partition(&disk, 5)).expect("data");
     run(tool("e2fsck").arg("-fn").arg(&data));

@@ -65,6 +65,17 @@ pub struct UbootTools {
 }
 
 impl UbootTools {
+    /// A QEMU command for the virt machine (a Cortex-A57, TCG, one CPU, `memory_mib`) booting U-Boot from the first
+    /// flash bank, with no network and the console on stdio; the caller adds the disks and what else it needs.
+    pub fn virt_machine(&self, memory_mib: u32) -> Command {
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(["-nodefaults", "-no-user-config", "-machine", "virt", "-cpu", "cortex-a57", "-smp", "1"])
+            .args(["-m", &memory_mib.to_string(), "-accel", "tcg", "-display", "none", "-serial", "stdio"])
+            .arg("-bios")
+            .arg(&self.firmware);
+        cmd
+    }
+
     /// Finds every tool on `PATH` and the firmware; lists everything missing at once.
     pub fn find() -> Result<UbootTools> {
         let search_path = std::env::var_os("PATH").unwrap_or_default();
@@ -229,11 +240,8 @@ pub type UbootLog = crate::BootLog;
 /// Boots `disk` under U-Boot until the guest powers off (or resets); fails with [`Error::BootTimeout`] after
 /// `timeout`. At most [`crate::max_parallel_boots`] boots of any kind run at once in the process.
 pub fn boot(tools: &UbootTools, disk: &UbootDisk, timeout: Duration) -> Result<UbootLog> {
-    let mut cmd = Command::new(&tools.qemu);
-    cmd.args(["-nodefaults", "-no-user-config", "-machine", "virt", "-cpu", "cortex-a57", "-m", "512", "-smp", "1"])
-        .args(["-accel", "tcg", "-nic", "none", "-display", "none", "-no-reboot", "-serial", "stdio"])
-        .arg("-bios")
-        .arg(&tools.firmware)
+    let mut cmd = tools.virt_machine(512);
+    cmd.args(["-nic", "none", "-no-reboot"])
         .arg("-drive")
         .arg(format!(
             "if=none,id=disk0,format=raw,file={}{}",
@@ -258,11 +266,8 @@ pub fn save_env(tools: &UbootTools, flash: &Path, commands: &str) -> Result<()> 
     let file = std::fs::File::create(flash).map_err(write_err)?;
     file.set_len(FLASH_BYTES).map_err(write_err)?;
     drop(file);
-    let mut cmd = Command::new(&tools.qemu);
-    cmd.args(["-nodefaults", "-no-user-config", "-machine", "virt", "-cpu", "cortex-a57", "-m", "128", "-smp", "1"])
-        .args(["-accel", "tcg", "-nic", "none", "-display", "none", "-no-reboot", "-serial", "stdio"])
-        .arg("-bios")
-        .arg(&tools.firmware)
+    let mut cmd = tools.virt_machine(128);
+    cmd.args(["-nic", "none", "-no-reboot"])
         .arg("-drive")
         .arg(format!("if=pflash,format=raw,unit=1,file={}", crate::qemu::option_path(flash)));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());

@@ -225,7 +225,8 @@ impl Vm {
         let mut cmd = match &self.uboot {
             None => {
                 let mut cmd = Command::new(&self.tools.qemu);
-                cmd.args(["-machine", "q35"])
+                cmd.args(["-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-smp", "1"])
+                    .args(["-m", &self.options.memory_mib.to_string(), "-display", "none", "-serial", "stdio"])
                     .arg("-drive")
                     .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", option_path(&self.tools.ovmf_code)))
                     .arg("-drive")
@@ -233,18 +234,15 @@ impl Vm {
                 cmd
             }
             Some(uboot) => {
-                let mut cmd = Command::new(&uboot.qemu);
                 // U-Boot runs from the first flash bank (-bios); its environment lives in the second.
-                cmd.args(["-machine", "virt", "-cpu", "cortex-a57"]).arg("-bios").arg(&uboot.firmware);
+                let mut cmd = uboot.virt_machine(self.options.memory_mib);
                 if self.vars.exists() {
                     cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", option_path(&self.vars)));
                 }
                 cmd
             }
         };
-        cmd.args(["-nodefaults", "-no-user-config", "-accel", "tcg", "-smp", "1"])
-            .args(["-m", &self.options.memory_mib.to_string(), "-display", "none", "-serial", "stdio"])
-            .arg("-chardev")
+        cmd.arg("-chardev")
             .arg(format!("socket,id=shell,path={},server=on,wait=off", option_path(&shell_sock)))
             .args(["-device", "virtio-serial-pci", "-device", "virtserialport,chardev=shell,name=edge.shell"])
             .arg("-qmp")
