@@ -20,10 +20,8 @@ use crate::vm::{Arch, Vm, VmOptions};
 /// `/etc/fw_env.config`).
 pub const UBOOT_ENV_BYTES: usize = 0x2000;
 
-/// The board string of the x86_64 test node: its `update.toml` and every good test bundle carry it.
-pub const COMPATIBLE: &str = "edge-qemu-x86_64";
-
-/// The board string of the test node of `arch` (build.sh writes it into the node's `update.toml`).
+/// The board string of the test node of `arch`, `edge-qemu-x86_64` or `edge-qemu-aarch64`: build.sh writes it into
+/// the node's `update.toml`, and every good test bundle carries it.
 pub fn compatible(arch: Arch) -> String {
     format!("edge-qemu-{arch}")
 }
