@@ -156,7 +156,14 @@ fn parse_slot(s: &str) -> std::result::Result<Slot, String> {
 pub fn run(cli: Cli) -> Result<Output> {
     // The script is made from its options alone: no config is read, so it can be made on a build machine.
     let cli = match cli.command {
-        Command::UbootScript(args) => return Ok(Output::text(generate(&args.config())?.trim_end().to_owned())),
+        Command::UbootScript(args) => {
+            // A refused value is named as the command's, not as the library's config.
+            let script = generate(&args.config()).map_err(|e| match e {
+                Error::Config { detail, .. } => Error::Config { path: "edge-bootctl uboot-script".into(), detail },
+                other => other,
+            })?;
+            return Ok(Output::text(script.trim_end().to_owned()));
+        }
         command => Cli { command, ..cli },
     };
     // The default file is optional (every key has a default); a file named on the command line must be there, so

@@ -300,13 +300,14 @@ pub fn save_env(tools: &UbootTools, flash: &Path, commands: &str) -> Result<()> 
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(bytes) => console.extend_from_slice(&bytes),
-                Err(_) => {
+                Err(why) => {
+                    // Disconnected: QEMU closed its console, it has exited.
                     return Err(Error::ConsoleTimeout {
                         waiting_for: format!("{text:?}"),
                         timeout,
-                        ended: false,
+                        ended: why == std::sync::mpsc::RecvTimeoutError::Disconnected,
                         console_tail: crate::console::tail(&crate::console::clean(console), 40),
-                    })
+                    });
                 }
             }
         }
