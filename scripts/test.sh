@@ -3,20 +3,36 @@
 # Installs what it needs. Ends with one line that totals the tests: "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's time is printed when it ends, and all of them at the end, so a slow run says where its time went.
+phase_name="setup: scripts/deps.sh"
+phase_start=$SECONDS
+phase_times=()
+phase() {
+    local took=$((SECONDS - phase_start))
+    phase_times+=("$(printf '%6d s  %s' "$took" "$phase_name")")
+    echo "-- $phase_name: $took s" >&2
+    phase_name=$1
+    phase_start=$SECONDS
+    echo "== $1" >&2
+}
 source scripts/deps.sh
+# CI builds once, from a fresh clone: no incremental caches, some 2 GB that no later build would read.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
 
-echo "== cargo fmt --check" >&2
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy" >&2
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo deny: licenses, duplicate versions, sources (scripts/deny.sh, docs/dependencies.md)" >&2
+phase "cargo deny: licenses, duplicate versions, sources (scripts/deny.sh, docs/dependencies.md)"
 bash scripts/deny.sh
-echo "== fuzz: every target for 25 s, seeded from the vectors (scripts/fuzz.sh, fuzz/README.md)" >&2
+phase "fuzz: every target for 25 s, seeded from the vectors (scripts/fuzz.sh, fuzz/README.md)"
 bash scripts/fuzz.sh --seconds 25
 # The node's binaries as the QEMU test node gets them (qemu-tests/node/build.sh builds them once for both: the tests
 # reuse this build), for each node architecture: static musl release builds, edge-init within its 1 MiB budget.
 for arch in x86_64 aarch64; do
-    echo "== the $arch node's binaries: static musl release builds, edge-init at most 1 MiB" >&2
+    phase "the $arch node's binaries: static musl release builds, edge-init at most 1 MiB"
     bin=$(EDGE_NODE_ARCH=$arch EDGE_NODE_BINARIES_ONLY=1 bash qemu-tests/node/build.sh)
     for b in edge-init edge-update edge-bootctl edge-agent; do
         echo "$arch $b: $(stat -c %s "$bin/$b") bytes ($(file -b "$bin/$b" | cut -d, -f1-2))" >&2
@@ -27,7 +43,9 @@ for arch in x86_64 aarch64; do
         exit 1
     fi
 done
-echo "== cargo test" >&2
+phase "cargo test: build the tests"
+cargo test --workspace --locked --no-run
+phase "cargo test: run them"
 # The QEMU node tests keep the console log of a failed test here; old ones are cleared first.
 qemu_logs=target/qemu-logs
 rm -rf "$qemu_logs"
@@ -45,13 +63,17 @@ if [ "$status" -ne 0 ] && compgen -G "$qemu_logs/*.log" >/dev/null; then
     done
 fi
 # The operator guide's laptop walkthrough, with the debug binaries the tests above built, counted as one test.
-echo "== the operator guide's laptop walkthrough (scripts/guide-laptop.sh)" >&2
+phase "the operator guide's laptop walkthrough (scripts/guide-laptop.sh)"
 if bash scripts/guide-laptop.sh; then
     passed=$((passed + 1))
 else
     failed=$((failed + 1))
     status=1
 fi
+phase "done"
 echo
+echo "time by phase (cargo test's own lines say each test binary's time):"
+printf '%s\n' "${phase_times[@]}"
+printf '%6d s  in all\n' "$SECONDS"
 echo "$passed passed, $failed failed"
 exit "$status"

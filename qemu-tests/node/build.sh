@@ -116,34 +116,10 @@ fetch_deb() { # fetch_deb ARCH PACKAGE -> prints the unpacked directory
     echo "$dir"
 }
 
-# The kernel: whatever linux-image-amd64 or linux-image-arm64 depends on today (the generic kernel: its i6300esb
-# watchdog driver is a module, the cloud kernel has none). arm64's vmlinuz is an uncompressed Image, which U-Boot's
-# booti starts as it is.
-if ! apt_for "$deb_arch" apt-cache show "linux-image-$deb_arch" >/dev/null 2>&1; then apt_for "$deb_arch" apt-get update -qq; fi
-kpkg=$(apt_for "$deb_arch" apt-cache depends "linux-image-$deb_arch" |
-    sed -n "s/^ *Depends: \(linux-image-[0-9].*-$deb_arch\)\$/\1/p" | head -n1)
-[ -n "$kpkg" ] || { echo "build.sh: cannot resolve the kernel package of linux-image-$deb_arch" >&2; exit 1; }
-kdir=$(fetch_deb "$deb_arch" "$kpkg")
-kver=${kpkg#linux-image-}
-[ -f "$kdir/boot/vmlinuz-$kver" ] || { echo "build.sh: $kpkg has no /boot/vmlinuz-$kver" >&2; exit 1; }
-if [ ! -f "$kdir/lib/modules/$kver/modules.dep" ]; then
-    depmod -b "$kdir" "$kver"
-fi
-bbdir=$(fetch_deb "$deb_arch" busybox-static)
-host_bbdir=$(fetch_deb "$host_deb_arch" busybox-static)
-
-put() { # put SOURCE DEST: installed whole or not at all
-    install -m 0755 "$1" "$2.tmp" && mv "$2.tmp" "$2"
-}
-mkdir -p "$out/bin" "$out/host"
-for b in edge-init edge-update edge-bootctl edge-agent; do put "$bin/$b" "$out/bin/$b"; done
-for b in edge-image edge-bootctl; do put "$host_bin/$b" "$out/host/$b"; done
-put "$host_bbdir/bin/busybox" "$out/host/busybox"
-mkdir -p "$out/keys"
-[ -f "$out/keys/node.key" ] || "$out/host/edge-image" keygen -o "$out/keys/node" >/dev/null
-# copy_modules DEST NAME...: the named modules and everything they depend on, with a modules.dep for them.
+# copy_modules SRC DEST NAME...: the named modules of the kernel tree SRC and everything they depend on, into DEST,
+# with the kernel's module lists and a modules.dep for them.
 copy_modules() {
-    local dest=$1 mdir="$kdir/lib/modules/$kver"; shift
+    local src=$1 dest=$2 mdir="$1/lib/modules/$kver"; shift 2
     local -A seen=()
     local queue=("$@") name path dep
     while [ ${#queue[@]} -gt 0 ]; do
@@ -166,18 +142,54 @@ copy_modules() {
     depmod -b "$dest" "$kver"
 }
 
+# The modules the initramfs loads (the disk's drivers, and the watchdog's, so that the watchdog is there from the
+# start on every architecture: the generic kernels of both build i6300esb as a module), and those the root adds.
+initramfs_modules=(virtio_pci virtio_blk crc32c_generic ext4 i6300esb)
+root_modules=("${initramfs_modules[@]}" virtio_net virtio_console vfat nls_cp437 nls_ascii)
+
+# The kernel: whatever linux-image-amd64 or linux-image-arm64 depends on today (the generic kernel: its i6300esb
+# watchdog driver is a module, the cloud kernel has none). arm64's vmlinuz is an uncompressed Image, which U-Boot's
+# booti starts as it is. The cache keeps only what the node takes of it (the kernel image, the modules above and the
+# module lists: tens of MiB of a package that unpacks to 400), so the download and the whole tree are gone once that
+# is copied out.
+if ! apt_for "$deb_arch" apt-cache show "linux-image-$deb_arch" >/dev/null 2>&1; then apt_for "$deb_arch" apt-get update -qq; fi
+kpkg=$(apt_for "$deb_arch" apt-cache depends "linux-image-$deb_arch" |
+    sed -n "s/^ *Depends: \(linux-image-[0-9].*-$deb_arch\)\$/\1/p" | head -n1)
+[ -n "$kpkg" ] || { echo "build.sh: cannot resolve the kernel package of linux-image-$deb_arch" >&2; exit 1; }
+kver=${kpkg#linux-image-}
+kdir="$cache/kernel/$kpkg"
+if [ ! -f "$kdir/boot/vmlinuz-$kver" ]; then
+    full=$(fetch_deb "$deb_arch" "$kpkg")
+    [ -f "$full/boot/vmlinuz-$kver" ] || { echo "build.sh: $kpkg has no /boot/vmlinuz-$kver" >&2; exit 1; }
+    [ -f "$full/lib/modules/$kver/modules.dep" ] || depmod -b "$full" "$kver"
+    rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp/boot"
+    copy_modules "$full" "$kdir.tmp" "${root_modules[@]}"
+    cp "$full/boot/vmlinuz-$kver" "$kdir.tmp/boot/"
+    rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
+    rm -rf "$cache/unpacked/linux-image-"*_"$deb_arch" "$cache/debs/linux-image-"*_"$deb_arch".deb
+fi
+bbdir=$(fetch_deb "$deb_arch" busybox-static)
+host_bbdir=$(fetch_deb "$host_deb_arch" busybox-static)
+
+put() { # put SOURCE DEST: installed whole or not at all
+    install -m 0755 "$1" "$2.tmp" && mv "$2.tmp" "$2"
+}
+mkdir -p "$out/bin" "$out/host"
+for b in edge-init edge-update edge-bootctl edge-agent; do put "$bin/$b" "$out/bin/$b"; done
+for b in edge-image edge-bootctl; do put "$host_bin/$b" "$out/host/$b"; done
+put "$host_bbdir/bin/busybox" "$out/host/busybox"
+mkdir -p "$out/keys"
+[ -f "$out/keys/node.key" ] || "$out/host/edge-image" keygen -o "$out/keys/node" >/dev/null
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# The initramfs: edge-init as /init, its services file, and the modules it loads: the disk's drivers, and the
-# watchdog's, so that the watchdog is there from the start on every architecture (the generic kernels of both build
-# i6300esb as a module).
+# The initramfs: edge-init as /init, its services file, and the modules it loads.
 initramfs="$work/initramfs"
 cp -r "$here/initramfs" "$initramfs"
 install -m 0755 "$bin/edge-init" "$initramfs/init"
 mkdir -p "$initramfs/sbin" "$initramfs/newroot" "$initramfs/proc" "$initramfs/sys" "$initramfs/run"
 ln -s ../init "$initramfs/sbin/edge-init"
-copy_modules "$initramfs" virtio_pci virtio_blk crc32c_generic ext4 i6300esb
+copy_modules "$kdir" "$initramfs" "${initramfs_modules[@]}"
 find "$initramfs" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 python3 "$here/mkcpio.py" "$initramfs" "$work/initrd.cpio"
 gzip -n -9 -c "$work/initrd.cpio" >"$work/initrd.img"
@@ -199,7 +211,7 @@ install -m 0755 "$bin/edge-bootctl" "$root/usr/bin/edge-bootctl"
 install -m 0755 "$bin/edge-agent" "$root/usr/bin/edge-agent"
 install -m 0644 "$kdir/boot/vmlinuz-$kver" "$root/boot/vmlinuz"
 install -m 0644 "$work/initrd.img" "$root/boot/initrd.img"
-copy_modules "$root" virtio_pci virtio_blk crc32c_generic ext4 virtio_net virtio_console i6300esb vfat nls_cp437 nls_ascii
+copy_modules "$kdir" "$root" "${root_modules[@]}"
 echo edge-node >"$root/etc/hostname"
 # Where the boot state is: GRUB's two blocks on the ESP (mounted by the esp service), or U-Boot's redundant
 # environment in the raw partition edge-state, partition 2 of an arm64 node's disk (edge-image disk, docs/disk-image.md).
