@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets of fuzz/ with cargo-fuzz: every target, or the ones named, each for --seconds N (60 unless
-# told), one after the other, after seeding their corpora from the golden vectors (fuzz/seed.sh).
+# told), one per CPU at a time (EDGE_FUZZ_JOBS=N to choose), after seeding their corpora from the vectors (seed.sh).
 # Prints one line per target: executions, executions per second, libFuzzer's final coverage (cov: edges, ft:
 # features), the corpus size, and whether it crashed. Exits 1 when any target crashed; the crashing input stays in
 # fuzz/artifacts/<target>/ and the whole log in fuzz/target/logs/<target>.log.
@@ -84,15 +84,40 @@ if ! (cd fuzz && "${fuzz[@]}" build --sanitizer address) >fuzz/target/logs/build
 fi
 echo "fuzz: built in $((SECONDS - start)) s" >&2
 
+# One target per CPU at a time (EDGE_FUZZ_JOBS to choose): libFuzzer runs on one thread and its time limit is
+# wall-clock time, so on a machine with several CPUs two targets fuzz as long as one would alone. The lines are
+# printed in the order of the targets once all have run.
+jobs=${EDGE_FUZZ_JOBS:-$(nproc)}
+case $jobs in
+'' | *[!0-9]* | 0)
+    echo "fuzz.sh: EDGE_FUZZ_JOBS takes a whole number of targets at once, at least 1, not $jobs" >&2
+    exit 2
+    ;;
+esac
+fuzz_one() {
+    local t=$1 log=fuzz/target/logs/$1.log
+    mkdir -p "fuzz/artifacts/$t" "fuzz/corpus/$t"
+    # -timeout: an input that takes 10 s is a hang, reported like a crash.
+    (cd fuzz && "${fuzz[@]}" run --sanitizer address "$t" "corpus/$t" -- \
+        -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=10 -print_final_stats=1) >"$log" 2>&1
+}
+declare -A pid_of=()
+running=0
+for t in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    fuzz_one "$t" &
+    pid_of[$t]=$!
+    running=$((running + 1))
+done
+
 crashed=()
 for t in "${targets[@]}"; do
     log=fuzz/target/logs/$t.log
-    mkdir -p "fuzz/artifacts/$t" "fuzz/corpus/$t"
     status=0
-    # -timeout: an input that takes 10 s is a hang, reported like a crash.
-    (cd fuzz && "${fuzz[@]}" run --sanitizer address "$t" "corpus/$t" -- \
-        -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=10 -print_final_stats=1) >"$log" 2>&1 ||
-        status=$?
+    wait "${pid_of[$t]}" || status=$?
     runs=$(awk '/^stat::number_of_executed_units:/ {print $2}' "$log")
     rate=$(awk '/^stat::average_exec_per_sec:/ {print $2}' "$log")
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)

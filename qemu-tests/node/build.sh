@@ -55,6 +55,16 @@ esac
 # The node's binaries and the host's tools, static musl builds. On an x86_64 host an x86_64 node's binaries come
 # from the one build with the tools; an aarch64 node's from a cross build (.cargo/config.toml names the cross gcc).
 node_pkgs=(-p edge-init -p edge-update -p edge-bootctl -p edge-agent)
+# Run by a test, this script inherits what cargo sets for the test's package (CARGO_MANIFEST_DIR and the like), and
+# the nested cargo would see it too: ring's build script reruns when CARGO_MANIFEST_DIR changes, so a test would
+# rebuild the node's binaries from ring up, and the next build outside a test again. Those variables are dropped.
+for var in $(compgen -e); do
+    case $var in
+    CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_NAME | CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | OUT_DIR)
+        unset "$var"
+        ;;
+    esac
+done
 cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
 (cd "$repo" && cargo build -q --release --locked --target "$host_target" --target-dir "$cargo_target" \
     "${node_pkgs[@]}" -p edge-image)
