@@ -167,7 +167,8 @@ kpkg=$(apt_for "$deb_arch" apt-cache depends "linux-image-$deb_arch" |
     sed -n "s/^ *Depends: \(linux-image-[0-9].*-$deb_arch\)\$/\1/p" | head -n1)
 [ -n "$kpkg" ] || { echo "build.sh: cannot resolve the kernel package of linux-image-$deb_arch" >&2; exit 1; }
 kver=${kpkg#linux-image-}
-kdir="$cache/kernel/$kpkg"
+# The kept part is named by the package and the module list, so a changed list makes a new one.
+kdir="$cache/kernel/$kpkg-$(printf '%s\n' "${root_modules[@]}" | sha256sum | cut -c1-12)"
 if [ ! -f "$kdir/boot/vmlinuz-$kver" ]; then
     full=$(fetch_deb "$deb_arch" "$kpkg")
     [ -f "$full/boot/vmlinuz-$kver" ] || { echo "build.sh: $kpkg has no /boot/vmlinuz-$kver" >&2; exit 1; }
