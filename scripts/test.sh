@@ -31,8 +31,13 @@ phase "fuzz: every target for 25 s, seeded from the vectors (scripts/fuzz.sh, fu
 bash scripts/fuzz.sh --seconds 25
 # The node's binaries as the QEMU test node gets them (qemu-tests/node/build.sh builds them once for both: the tests
 # reuse this build), for each node architecture: static musl release builds, edge-init within its 1 MiB budget.
-for arch in x86_64 aarch64; do
-    phase "the $arch node's binaries: static musl release builds, edge-init at most 1 MiB"
+# The architecture that is not the host's goes first: build.sh builds it and the host's in one cargo run.
+case $(dpkg --print-architecture) in
+arm64) node_archs=(x86_64 aarch64) ;;
+*) node_archs=(aarch64 x86_64) ;;
+esac
+phase "the node's binaries, ${node_archs[*]} in one cargo run: static musl release builds, edge-init at most 1 MiB"
+for arch in "${node_archs[@]}"; do
     bin=$(EDGE_NODE_ARCH=$arch EDGE_NODE_BINARIES_ONLY=1 bash qemu-tests/node/build.sh)
     for b in edge-init edge-update edge-bootctl edge-agent; do
         echo "$arch $b: $(stat -c %s "$bin/$b") bytes ($(file -b "$bin/$b" | cut -d, -f1-2))" >&2
@@ -45,16 +50,40 @@ for arch in x86_64 aarch64; do
 done
 phase "cargo test: build the tests"
 cargo test --workspace --locked --no-run
-phase "cargo test: run them"
+phase "cargo test: run them, the QEMU tests beside the others"
 # The QEMU node tests keep the console log of a failed test here; old ones are cleared first.
 qemu_logs=target/qemu-logs
 rm -rf "$qemu_logs"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+# Two streams at once: qemu-tests (its guests take a CPU each, at most one per CPU) and every other crate. A QEMU test
+# spends much of its time waiting (a guest's firmware, its watchdog, one guest alone on a 2-CPU machine) and the
+# others' database and HTTP tests fill those gaps; one after the other, a CPU sat idle. Each stream's output is
+# printed whole as it ends; cargo's own lines say each test binary's time, and the QEMU tests print what they
+# measured (each scenario's time, a power cut's seed) with --show-output.
+declare -A stream_of=()
+stream() { # stream NAME CARGO-TEST-ARGS...
+    local name=$1
+    shift
+    (
+        rc=0
+        cargo test --locked "$@" >"$logs/$name.log" 2>&1 || rc=$?
+        exit "$rc"
+    ) &
+    stream_of[$!]=$name
+}
+stream qemu-tests -p qemu-tests -- --show-output
+stream others --workspace --exclude qemu-tests
 status=0
-cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
-passed=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$log")
-failed=$(awk '/^test result:/ {s += $6} END {print s + 0}' "$log")
+for _ in "${!stream_of[@]}"; do
+    rc=0
+    wait -n -p ended || rc=$?
+    echo "== cargo test, ${stream_of[$ended]}: $( [ "$rc" -eq 0 ] && echo passed || echo "FAILED (exit $rc)")"
+    cat "$logs/${stream_of[$ended]}.log"
+    [ "$rc" -eq 0 ] || status=$rc
+done
+passed=$(cat "$logs"/*.log | awk '/^test result:/ {s += $4} END {print s + 0}')
+failed=$(cat "$logs"/*.log | awk '/^test result:/ {s += $6} END {print s + 0}')
 if [ "$status" -ne 0 ] && compgen -G "$qemu_logs/*.log" >/dev/null; then
     for console in "$qemu_logs"/*.log; do
         echo

@@ -66,11 +66,13 @@ for var in $(compgen -e); do
     esac
 done
 cargo_target=${EDGE_NODE_TARGET_DIR:-$repo/target/qemu-node-cargo}
-(cd "$repo" && cargo build -q --release --locked --target "$host_target" --target-dir "$cargo_target" \
-    "${node_pkgs[@]}" -p edge-image)
+# One cargo run for both targets when the node's is not the host's: the two builds share the CPUs, each filling the
+# time the other spends in a link-time optimisation on one CPU (edge-image is built for the node's target too, unused).
+targets=(--target "$host_target")
 if [ "$target" != "$host_target" ]; then
-    (cd "$repo" && cargo build -q --release --locked --target "$target" --target-dir "$cargo_target" "${node_pkgs[@]}")
+    targets+=(--target "$target")
 fi
+(cd "$repo" && cargo build -q --release --locked "${targets[@]}" --target-dir "$cargo_target" "${node_pkgs[@]}" -p edge-image)
 bin="$cargo_target/$target/release"
 host_bin="$cargo_target/$host_target/release"
 if [ "${EDGE_NODE_BINARIES_ONLY:-0}" = 1 ]; then

@@ -743,7 +743,14 @@ macro_rules! scenarios {
             $(
                 #[test]
                 fn $scenario() {
-                    super::$scenario(super::Arch::from_name(stringify!($arch)).expect("an architecture"))
+                    let started = std::time::Instant::now();
+                    super::$scenario(super::Arch::from_name(stringify!($arch)).expect("an architecture"));
+                    eprintln!(
+                        "scenario {} ({}): {:.1} s",
+                        stringify!($scenario),
+                        stringify!($arch),
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             )*
         }
