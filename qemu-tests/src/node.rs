@@ -158,6 +158,20 @@ impl Assets {
         Assets::of(Arch::X86_64)
     }
 
+    /// The assets of the node the fleet scenarios run (`tests/fleet.rs`, `tests/fleet_rollout.rs`): arm64, or the
+    /// architecture `EDGE_FLEET_ARCH` names. The agent and the endpoint do the same on either, and under TCG an arm64
+    /// boot costs half of an x86_64 one (no OVMF, no kernel to decompress), which the suite's time needs.
+    pub fn fleet() -> Result<&'static Assets> {
+        let arch = match std::env::var("EDGE_FLEET_ARCH") {
+            Ok(name) => Arch::from_name(&name).ok_or_else(|| Error::Assets {
+                what: "the fleet scenarios' node".to_owned(),
+                why: format!("EDGE_FLEET_ARCH={name:?} is neither x86_64 nor aarch64"),
+            })?,
+            Err(_) => Arch::Aarch64,
+        };
+        Assets::of(arch)
+    }
+
     /// Runs build.sh for `arch` once per process and returns the assets; every later call returns the same (or the
     /// same error).
     pub fn of(arch: Arch) -> Result<&'static Assets> {

@@ -23,7 +23,7 @@ const AGENT: Duration = Duration::from_secs(900);
 
 #[test]
 fn fleet_rollout_two_nodes_at_one_site_update_one_after_the_other_and_a_failure_pauses_it() {
-    let assets = ok(Assets::get());
+    let assets = ok(Assets::fleet());
     let v1 = ok(assets.bundle(&BundleSpec::good("1.0.0", 1)));
     let v2 = ok(assets.bundle(&BundleSpec::good("2.0.0", 2)));
     let tls = assets.fleet_tls();
