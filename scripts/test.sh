@@ -56,11 +56,12 @@ qemu_logs=target/qemu-logs
 rm -rf "$qemu_logs"
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
-# Two streams at once: qemu-tests (its guests take a CPU each, at most one per CPU) and every other crate. A QEMU test
-# spends much of its time waiting (a guest's firmware, its watchdog, one guest alone on a 2-CPU machine) and the
-# others' database and HTTP tests fill those gaps; one after the other, a CPU sat idle. Each stream's output is
-# printed whole as it ends; cargo's own lines say each test binary's time, and the QEMU tests print what they
-# measured (each scenario's time, a power cut's seed) with --show-output.
+# Two streams at once: qemu-tests (its guests take a CPU each, at most one per CPU) and every other crate. The QEMU
+# tests leave a CPU idle at times (one guest alone, a guest waiting for its watchdog or a reboot, the host making a
+# disk) and the others' database and HTTP tests fill those gaps; one after the other, the run took 1496 s on 2 cores,
+# side by side 1314 s (2026-12-07). Each stream's output is printed whole as it ends; cargo's own lines say each test
+# binary's time, and the QEMU tests print what they measured (each scenario's time, a power cut's seed) with
+# --show-output.
 declare -A stream_of=()
 stream() { # stream NAME CARGO-TEST-ARGS...
     local name=$1
