@@ -160,7 +160,7 @@ impl Assets {
 
     /// The assets of the node the fleet scenarios run (`tests/fleet.rs`, `tests/fleet_rollout.rs`): arm64, or the
     /// architecture `EDGE_FLEET_ARCH` names. The agent and the endpoint do the same on either, and under TCG an arm64
-    /// boot costs half of an x86_64 one (no OVMF, no kernel to decompress), which the suite's time needs.
+    /// boot takes about a third of an x86_64 one (no OVMF, no kernel to decompress), which the suite's time needs.
     pub fn fleet() -> Result<&'static Assets> {
         let arch = match std::env::var("EDGE_FLEET_ARCH") {
             Ok(name) => Arch::from_name(&name).ok_or_else(|| Error::Assets {
