@@ -92,19 +92,29 @@ fn issue_14_the_command_starts_with_the_signal_state_edge_init_inherited() {
 }
 
 /// A command that prints `ready`, then the number of every signal it gets, one a line, and exits 0 when its stdin
-/// ends. Python refuses handlers only for the C library's own signals (32 and 33).
+/// ends. Python refuses handlers only for the C library's own signals (32 and 33). Python runs a handler between
+/// two bytecodes, so a signal that lands after one handler ran but before the main loop blocks again would wait in
+/// Python until the next one: the numbers come from the wakeup pipe instead, where Python's C-level handler writes
+/// each signal's number as it arrives, and the loop waits on that pipe and stdin at once.
 const HANDLER: &str = r#"
-import os, signal, sys
-def got(n, frame):
-    os.write(1, b"%d\n" % n)
+import os, select, signal
+r, w = os.pipe()
+os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
 for n in range(1, signal.SIGRTMAX + 1):
     if n not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
         try:
-            signal.signal(n, got)
+            signal.signal(n, lambda n, frame: None)
         except (OSError, ValueError):
             pass
 os.write(1, b"ready\n")
-sys.stdin.read()
+while True:
+    ready = select.select([0, r], [], [])[0]
+    if r in ready:
+        for n in os.read(r, 256):
+            os.write(1, b"%d\n" % n)
+    if 0 in ready and not os.read(0, 4096):
+        break
 "#;
 
 /// Reads lines from `child`'s stdout on a thread of its own, so that a test can fail when edge-init dies instead of
