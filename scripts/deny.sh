@@ -5,12 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# cargo-deny at this version, built from the crates registry when it is missing or another version (about 4 minutes
-# on 2 cores, once per machine); only the test suite needs it, so the demo does not pay for it.
+# cargo-deny at this version, built from the crates registry when it is missing or another version (about a minute
+# on 2 cores, once per machine: scripts/cargo-install.sh); only the test suite needs it, so the demo does not pay.
 edge_cargo_deny_version=0.20.2
 if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $edge_cargo_deny_version" ]; then
-    echo "installing cargo-deny $edge_cargo_deny_version" >&2
-    cargo install --quiet --locked cargo-deny --version "$edge_cargo_deny_version"
+    bash scripts/cargo-install.sh cargo-deny "$edge_cargo_deny_version"
 fi
 
 cargo deny --locked check licenses bans sources

@@ -58,10 +58,9 @@ for t in "${targets[@]}"; do
     fi
 done
 
-# cargo-fuzz, built from source like any crate, once.
+# cargo-fuzz, built from source like any crate, once (scripts/cargo-install.sh).
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz.sh: installing cargo-fuzz" >&2
-    cargo install --locked cargo-fuzz --version 0.13.2
+    bash scripts/cargo-install.sh cargo-fuzz 0.13.2
 fi
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     fuzz=(cargo +nightly fuzz)
